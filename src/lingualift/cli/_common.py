@@ -1,0 +1,54 @@
+"""Helpers shared by verb modules: recipe + override arguments, JSON printing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, TypeVar
+
+from lingualift.config import describe, load_config
+
+C = TypeVar("C")
+
+
+def add_verb(
+    subparsers: Any,
+    name: str,
+    help: str,
+    handler: Any,
+    config_cls: type | None = None,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """Add a verb; with ``config_cls`` it takes ``--config recipe.yaml`` and ``key=value`` overrides."""
+    epilog = None
+    if config_cls is not None:
+        epilog = f"config keys (set in a recipe or as key=value):\n{describe(config_cls)}"
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=description or help,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if config_cls is not None:
+        parser.add_argument(
+            "--config", "-c", metavar="RECIPE.yaml", help="YAML recipe to start from"
+        )
+        parser.add_argument(
+            "overrides",
+            nargs="*",
+            metavar="key=value",
+            help="override a config key (dots for nesting)",
+        )
+        parser.set_defaults(config_cls=config_cls)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The verb's config: its recipe (if any) with the command-line overrides applied."""
+    return load_config(args.config_cls, args.config, args.overrides)
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))

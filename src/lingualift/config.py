@@ -1,0 +1,210 @@
+"""Dataclass configs, read from YAML recipes with ``key=value`` overrides.
+
+Every config in lingualift is a plain dataclass whose fields carry a docstring
+(the string literal right below the field). :func:`field_docs` reads those back,
+so ``lingualift <verb> --help`` and ``lingualift config <verb>`` can show them.
+
+A recipe is a YAML mapping with the same keys; nested dataclasses are nested
+mappings, and overrides use dots: ``train.lr=1e-4``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import itertools
+import textwrap
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from lingualift.atomic import atomic_write_text
+from lingualift.errors import LingualiftError
+
+C = TypeVar("C")
+
+
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Map each field of dataclass ``cls`` to the docstring written below it."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)
+            ):
+                docs[node.target.id] = inspect.cleandoc(nxt.value.value)
+    return docs
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a YAML value to the field's declared type, or say what is wrong."""
+    tp = _unwrap_optional(tp)
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise LingualiftError(f"{where} must be a mapping of {tp.__name__} fields.")
+        return from_dict(tp, value, where=where)
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple, Sequence) or tp in (list, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise LingualiftError(f"{where} must be a list, got {value!r}.")
+        args = typing.get_args(tp)
+        items = [_coerce(v, args[0], where) for v in value] if args else list(value)
+        return tuple(items) if origin is tuple or tp is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise LingualiftError(f"{where} must be a mapping, got {value!r}.")
+        return dict(value)
+    if typing.get_origin(tp) is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise LingualiftError(
+                f"{where} must be one of {', '.join(map(str, allowed))}; got {value!r}."
+            )
+        return value
+    if tp is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise LingualiftError(f"{where} must be true or false, got {value!r}.")
+        return value
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise LingualiftError(f"{where} must be a number, got {value!r}.")
+        try:
+            number = float(value) if tp is float else int(value)
+        except ValueError:
+            raise LingualiftError(f"{where} must be a number, got {value!r}.") from None
+        return number
+    if tp is str:
+        return str(value)
+    if tp is Path:
+        return Path(value)
+    return value
+
+
+def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys by name."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise LingualiftError(
+            f"Unknown key {', '.join(repr(k) for k in unknown)} in {where}; "
+            f"valid keys are: {', '.join(fields)}."
+        )
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, YAML-safe mapping of a dataclass config."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides to a nested mapping (values parsed as YAML)."""
+    data = dict(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise LingualiftError(f"Override {item!r} is not of the form key=value.")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.get(part)
+            node[part] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
+        node[leaf] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a recipe file into a mapping, with a clear error when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise LingualiftError(f"Recipe {path} does not exist; pass the path of a YAML file.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise LingualiftError(f"{path}{line} is not valid YAML; fix the syntax there.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LingualiftError(f"{path} must hold a YAML mapping of config keys.")
+    return data
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()) -> C:
+    """Build config ``cls`` from an optional recipe plus ``key=value`` overrides."""
+    data = read_yaml(path) if path else {}
+    where = str(path) if path else cls.__name__
+    return from_dict(cls, apply_overrides(data, overrides), where=where)
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """Write a config as YAML, atomically."""
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
+
+
+def describe(cls: type) -> str:
+    """Human-readable list of the fields of ``cls`` with defaults and docs."""
+    docs = field_docs(cls)
+    lines = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "(required)"
+        lines.append(f"  {f.name} = {default}")
+        if f.name in docs:
+            lines.extend(f"      {line}" for line in docs[f.name].splitlines())
+    return "\n".join(lines)

@@ -1,0 +1,217 @@
+"""Read and write :class:`Record` datasets: JSONL, CSV/TSV, Parquet, Hugging Face datasets.
+
+Sources are named by path (the suffix picks the format) or as
+``hf:<dataset>[:<config>][@<split>]`` for the Hugging Face hub or a local
+dataset folder. Columns map onto records with :class:`FieldMap`; columns that
+are not mapped are kept in ``Record.meta``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from lingualift.atomic import atomic_path
+from lingualift.data.records import Record
+from lingualift.errors import LingualiftError
+from lingualift.languages import normalize_language
+
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+}
+
+
+@dataclasses.dataclass
+class FieldMap:
+    """Which source columns become the record's id, text and language."""
+
+    text: str = "text"
+    """Column holding the text."""
+    id: str | None = "id"
+    """Column holding a unique id; when absent the row number is used."""
+    lang: str | None = "lang"
+    """Column holding the language code; when absent, ``default_lang`` applies."""
+    default_lang: str | None = None
+    """Language of every row that has no language column (or an empty one)."""
+
+
+def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise LingualiftError(
+                    f"{path}:{line_no}: malformed JSON ({exc.msg}); fix or remove that line."
+                ) from None
+            if not isinstance(row, dict):
+                raise LingualiftError(f"{path}:{line_no}: expected a JSON object per line.")
+            yield line_no, row
+
+
+def _rows_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        for row in reader:
+            if None in row:
+                raise LingualiftError(
+                    f"{path}:{reader.line_num}: more fields than the header has; "
+                    "quote fields that contain the delimiter."
+                )
+            yield reader.line_num, row
+
+
+def _rows_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a bad file
+        raise LingualiftError(f"{path} is not a readable Parquet file ({exc}).") from None
+    yield from enumerate(table.to_pylist(), start=1)
+
+
+def _rows_hf(spec: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        import datasets
+    except ImportError:
+        raise LingualiftError(
+            "Reading 'hf:' sources needs the datasets package; pip install 'lingualift[hf]'."
+        ) from None
+    name, _, split = spec.partition("@")
+    name, _, config = name.partition(":")
+    try:
+        if Path(name).is_dir() and not config:
+            dataset = datasets.load_from_disk(name)
+            if isinstance(dataset, datasets.DatasetDict):
+                dataset = dataset[split or next(iter(dataset))]
+        else:
+            dataset = datasets.load_dataset(name, config or None, split=split or "train")
+    except Exception as exc:
+        raise LingualiftError(f"Could not load dataset hf:{spec} ({exc}).") from None
+    yield from enumerate(dataset, start=1)
+
+
+def iter_rows(source: str | Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Yield ``(source name, line or row number, row)`` from any supported source."""
+    spec = str(source)
+    if spec.startswith("hf:"):
+        for row_no, row in _rows_hf(spec[3:]):
+            yield spec, row_no, row
+        return
+    path = Path(spec)
+    if not path.is_file():
+        raise LingualiftError(f"Input file {path} does not exist; check the path.")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise LingualiftError(
+            f"Cannot read {path}: use one of {', '.join(FORMATS)} or an 'hf:' dataset."
+        )
+    if fmt == "jsonl":
+        rows = _rows_jsonl(path)
+    elif fmt == "parquet":
+        rows = _rows_parquet(path)
+    else:
+        rows = _rows_csv(path, "\t" if fmt == "tsv" else ",")
+    for row_no, row in rows:
+        yield str(path), row_no, row
+
+
+def read_records(
+    source: str | Path, fields: FieldMap | None = None, allow_empty: bool = False
+) -> list[Record]:
+    """Read a dataset into records, naming the file and line of any bad row."""
+    fields = fields or FieldMap()
+    default_lang = normalize_language(fields.default_lang) if fields.default_lang else None
+    records: list[Record] = []
+    seen_ids: set[str] = set()
+    name = str(source)
+    for name, row_no, row in iter_rows(source):
+        where = f"{name}:{row_no}"
+        text = row.get(fields.text)
+        if fields.text not in row:
+            raise LingualiftError(
+                f"{where}: no {fields.text!r} field (fields: {', '.join(map(str, row))}); "
+                "map the text column with text_field=<name>."
+            )
+        if not isinstance(text, str) or not text.strip():
+            continue
+        raw_lang = row.get(fields.lang) if fields.lang else None
+        try:
+            lang = normalize_language(str(raw_lang)) if raw_lang else default_lang
+        except LingualiftError as exc:
+            raise LingualiftError(f"{where}: {exc}") from None
+        raw_id = row.get(fields.id) if fields.id else None
+        record_id = str(raw_id) if raw_id not in (None, "") else str(row_no)
+        if record_id in seen_ids:
+            raise LingualiftError(f"{where}: duplicate id {record_id!r}; ids must be unique.")
+        seen_ids.add(record_id)
+        used = {fields.text, fields.id, fields.lang, "meta", "source"}
+        meta = _parse_meta(row.get("meta"), where)
+        meta.update({k: v for k, v in row.items() if k not in used})
+        records.append(
+            Record(id=record_id, text=text, lang=lang, source=row.get("source") or name, meta=meta)
+        )
+    if not records and not allow_empty:
+        raise LingualiftError(f"{name} holds no records with text; give a non-empty dataset.")
+    return records
+
+
+def _parse_meta(value: Any, where: str) -> dict[str, Any]:
+    """``meta`` arrives as a mapping (JSONL) or as JSON text (CSV, Parquet)."""
+    if value in (None, ""):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise LingualiftError(f"{where}: the meta field is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise LingualiftError(f"{where}: the meta field must be a JSON object.")
+    return dict(value)
+
+
+def write_records(records: Iterable[Record], path: str | Path) -> Path:
+    """Write records atomically; the suffix picks JSONL, CSV/TSV or Parquet."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise LingualiftError(f"Cannot write {path}: use one of {', '.join(FORMATS)}.")
+    rows = [r.to_dict() for r in records]
+    with atomic_path(path) as tmp:
+        if fmt == "jsonl":
+            with tmp.open("w", encoding="utf-8") as handle:
+                for row in rows:
+                    handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        elif fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            flat = [
+                {**r, "meta": json.dumps(r["meta"], ensure_ascii=False, default=str)} for r in rows
+            ]
+            schema = pa.schema([(k, pa.string()) for k in ("id", "text", "lang", "source", "meta")])
+            pq.write_table(pa.Table.from_pylist(flat, schema=schema), tmp)
+        else:
+            buffer = io.StringIO()
+            writer = csv.DictWriter(
+                buffer,
+                fieldnames=["id", "text", "lang", "source", "meta"],
+                delimiter="\t" if fmt == "tsv" else ",",
+            )
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, "meta": json.dumps(row["meta"], ensure_ascii=False)})
+            tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    return path

@@ -1,0 +1,16 @@
+"""The one exception type that carries a user-facing message.
+
+Anything raised as :class:`LingualiftError` is a problem with the user's input
+or environment: the CLI prints its message (one sentence saying what to do) and
+exits with code 2, without a traceback. Everything else is a bug.
+"""
+
+
+class LingualiftError(Exception):
+    """A clear, actionable error about input, configuration or environment."""
+
+
+def require(condition: object, message: str) -> None:
+    """Raise :class:`LingualiftError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise LingualiftError(message)

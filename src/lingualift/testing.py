@@ -1,0 +1,115 @@
+"""Tiny random-initialised models and a byte-level tokenizer, for tests and benchmarks.
+
+Nothing here downloads anything: the tokenizer is built from the 256 byte
+values, and models are built from configs of real architectures (Gemma3, Llama,
+Qwen2, Mistral, Phi-3) at toy sizes, or at a real model's shape for speed
+benchmarks on machines that cannot reach a hub.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+ARCHITECTURES = ("gemma3", "llama", "qwen2", "mistral", "phi3")
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def byte_tokenizer():
+    """A byte-level BPE tokenizer with no merges: every UTF-8 byte is one token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
+    for char in sorted(alphabet):
+        vocab[char] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def model_config(
+    arch: str = "llama",
+    hidden_size: int = 64,
+    num_layers: int = 4,
+    vocab_size: int = 262,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int | None = None,
+    max_positions: int = 4096,
+    **extra: Any,
+):
+    """A transformers config of architecture ``arch`` at the given size."""
+    import transformers
+
+    common: dict[str, Any] = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        intermediate_size=intermediate_size or 2 * hidden_size,
+        max_position_embeddings=max_positions,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=True,
+    )
+    if arch == "gemma3":
+        common.update(
+            head_dim=hidden_size // num_heads,
+            sliding_window=128,
+            layer_types=[
+                "sliding_attention" if (i + 1) % 6 else "full_attention" for i in range(num_layers)
+            ],
+        )
+        config_cls = transformers.Gemma3TextConfig
+    elif arch == "llama":
+        config_cls = transformers.LlamaConfig
+    elif arch == "qwen2":
+        config_cls = transformers.Qwen2Config
+    elif arch == "mistral":
+        config_cls = transformers.MistralConfig
+    elif arch == "phi3":
+        common.pop("tie_word_embeddings")
+        config_cls = transformers.Phi3Config
+    else:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {ARCHITECTURES}")
+    common.update(extra)
+    return config_cls(**common)
+
+
+def tiny_causal_lm(arch: str = "llama", seed: int = 0, **config_kwargs: Any):
+    """A random-initialised causal LM of architecture ``arch`` plus the byte tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(model_config(arch, **config_kwargs))
+    model.eval()
+    return model, byte_tokenizer()
+
+
+def save_tiny_causal_lm(
+    path: str | Path, arch: str = "llama", seed: int = 0, **config_kwargs: Any
+) -> Path:
+    """Save a tiny model and tokenizer to ``path`` so it loads like any local model."""
+    model, tokenizer = tiny_causal_lm(arch, seed=seed, **config_kwargs)
+    path = Path(path)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,26 @@
+"""Shared fixtures: an isolated cache home, tiny random models, small data files."""
+
+from __future__ import annotations
+
+import pytest
+
+from lingualift.testing import save_tiny_causal_lm, tiny_causal_lm
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(request, tmp_path_factory, monkeypatch):
+    """Each unit test gets its own LINGUALIFT_HOME; integration tests use the real cache."""
+    if request.node.get_closest_marker("integration") is None:
+        monkeypatch.setenv("LINGUALIFT_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(params=["gemma3", "llama", "qwen2"])
+def tiny_lm(request):
+    """(model, tokenizer) of a tiny random model, once per main architecture."""
+    return tiny_causal_lm(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny Llama-shaped model saved to disk, loadable as a local model path."""
+    return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llama"), "llama")

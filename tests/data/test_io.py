@@ -1,0 +1,76 @@
+import json
+
+import pytest
+
+from lingualift.data import FieldMap, Record, read_records, write_records
+from lingualift.errors import LingualiftError
+
+RECORDS = [
+    Record(id="a", text="Habari ya asubuhi", lang="sw", source="t", meta={"k": 1}),
+    Record(id="b", text="নমস্কার", lang="bn", source="t", meta={}),
+]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".tsv", ".parquet"])
+def test_round_trip_every_format(tmp_path, suffix):
+    path = write_records(RECORDS, tmp_path / f"data{suffix}")
+    assert read_records(path) == RECORDS
+
+
+def test_field_mapping_default_language_and_meta(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"question": "Swali la kwanza", "subject": "math"},
+                {"question": "Second", "language": "English"},
+            ]
+        )
+        + "\n"
+    )
+    records = read_records(
+        path, FieldMap(text="question", id=None, lang="language", default_lang="swa")
+    )
+    assert [r.lang for r in records] == ["sw", "en"]
+    assert [r.id for r in records] == ["1", "2"]
+    assert records[0].meta == {"subject": "math"}
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "ok"}\n\n{"text": broken}\n')
+    with pytest.raises(LingualiftError, match=r"bad.jsonl:3: malformed JSON"):
+        read_records(path)
+
+
+def test_unknown_language_names_the_line(tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_text("id,text,lang\n1,hello,en\n2,xyz,zz\n")
+    with pytest.raises(LingualiftError, match=r"l.csv:3: Unknown language 'zz'"):
+        read_records(path)
+
+
+def test_missing_text_field_and_empty_and_missing_file(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"body": "x"}\n')
+    with pytest.raises(LingualiftError, match="no 'text' field"):
+        read_records(path)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(LingualiftError, match="holds no records"):
+        read_records(empty)
+    with pytest.raises(LingualiftError, match="does not exist"):
+        read_records(tmp_path / "nope.jsonl")
+
+
+def test_duplicate_ids_are_rejected(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n')
+    with pytest.raises(LingualiftError, match="d.jsonl:2: duplicate id"):
+        read_records(path)
+
+
+def test_unsupported_suffix(tmp_path):
+    with pytest.raises(LingualiftError, match="Cannot write"):
+        write_records(RECORDS, tmp_path / "x.xml")

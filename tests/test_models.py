@@ -1,0 +1,79 @@
+import multiprocessing
+import time
+
+import pytest
+import torch
+
+from lingualift import models
+from lingualift.errors import LingualiftError
+from lingualift.models import decoder_layers, load_causal_lm, resolve_model_path
+from lingualift.testing import ARCHITECTURES, save_tiny_causal_lm, tiny_causal_lm
+
+
+def test_loads_a_local_folder(tiny_model_dir):
+    model, tokenizer = load_causal_lm(str(tiny_model_dir))
+    batch = tokenizer(["Habari", "hello world"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape[:2] == batch["input_ids"].shape
+    assert tokenizer.pad_token is not None
+
+
+@pytest.mark.parametrize("spec", ["", "embedded:llama-9000", "no-such-model", "./missing/dir"])
+def test_unknown_specs_list_what_is_accepted(spec):
+    with pytest.raises(LingualiftError, match="embedded:gemma-3-270m"):
+        resolve_model_path(spec)
+
+
+def test_folder_without_config_is_rejected(tmp_path):
+    with pytest.raises(LingualiftError, match="config.json"):
+        resolve_model_path(str(tmp_path))
+
+
+def test_hub_ids_pass_through():
+    assert resolve_model_path("google/gemma-3-270m") == "google/gemma-3-270m"
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_decoder_layers_on_every_architecture(arch):
+    model, _ = tiny_causal_lm(arch, num_layers=3)
+    assert len(decoder_layers(model)) == 3
+
+
+def test_decoder_layers_rejects_non_decoders():
+    with pytest.raises(LingualiftError, match="decoder layers"):
+        decoder_layers(torch.nn.Linear(2, 2))
+
+
+def _fake_convert(target):
+    """Stands in for GGUF dequantisation: slow, and writes a real tiny model."""
+    (target.parent / f"started-{multiprocessing.current_process().pid}").touch()
+    time.sleep(0.5)
+    save_tiny_causal_lm(target, "qwen2")
+
+
+def _materialize(home, results):
+    import os
+
+    os.environ["LINGUALIFT_HOME"] = home
+    models._convert_embedded = lambda name, tmp: _fake_convert(tmp)
+    results.put(str(models.materialize_embedded("gemma-3-270m")))
+
+
+def test_concurrent_first_loads_convert_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINGUALIFT_HOME", str(tmp_path))
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_materialize, args=(str(tmp_path), results)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    paths = {results.get(timeout=5) for _ in procs}
+    assert len(paths) == 1
+    cache = tmp_path / "models" / "gemma-3-270m"
+    assert len(list((tmp_path / "models").glob("started-*"))) == 1  # converted exactly once
+    assert (cache / "config.json").is_file()
+    assert len(list((tmp_path / "models").glob(".gemma-3-270m.*.tmp"))) == 0
+    model, _ = load_causal_lm("embedded:gemma-3-270m")
+    assert type(model).__name__ == "Qwen2ForCausalLM"
