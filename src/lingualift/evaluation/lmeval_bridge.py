@@ -1,0 +1,153 @@
+"""lm-evaluation-harness model type ``lingualift``: any lm-eval task, with adapters and ShifCon.
+
+lm-eval 0.4.13 finds models only in its own registry (``MODEL_MAPPING`` plus
+``@register_model``); it reads no plugin entry points. Importing this module
+registers the model, so run lm-eval through it::
+
+    python -m lingualift.evaluation.lmeval_bridge --model lingualift \
+        --model_args base=embedded:gemma-3-270m,adapter=runs/sw-lora,shifcon=runs/shifcon,lang=sw \
+        --tasks global_mmlu_full_sw --batch_size 8
+
+or from Python: ``import lingualift.evaluation.lmeval_bridge`` before
+``lm_eval.simple_evaluate(model="lingualift", ...)``.
+
+Model arguments: ``base`` (model spec, default the embedded Gemma 3 270M),
+``adapter``/``adapters`` (PEFT folders joined by ``+``), ``shifcon`` (a ShifCon
+folder), ``lang`` (language to shift from; ``auto`` reads it from each task's
+name, e.g. ``global_mmlu_full_sw_*`` -> ``sw``), ``dtype``, ``batch_size``,
+``max_length``. Everything else goes to lm-eval's ``HFLM``, which this class
+extends: tokenization, generation and chat templates are lm-eval's own;
+log-likelihoods go through lingualift's batched scorer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lm_eval.models  # noqa: F401  (fills the registry first: hf & co. stay available)
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+
+from lingualift.errors import LingualiftError
+from lingualift.evaluation.loading import load_for_eval
+from lingualift.evaluation.scoring import LoglikelihoodScorer
+from lingualift.languages import normalize_language
+from lingualift.models import DEFAULT_MODEL
+
+
+@register_model("lingualift")
+class LingualiftLM(HFLM):
+    """An ``HFLM`` over a lingualift-loaded model (base + adapters), with ShifCon around calls."""
+
+    def __init__(
+        self,
+        base: str = DEFAULT_MODEL,
+        adapter: str | None = None,
+        adapters: str | None = None,
+        shifcon: str | None = None,
+        lang: str | None = None,
+        dtype: str = "float32",
+        device: str | None = None,
+        batch_size: int | str | None = 8,
+        max_length: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if adapter and adapters:
+            raise LingualiftError("Give adapter or adapters, not both; join several with '+'.")
+        device = device or "cpu"
+        model, tokenizer, self.shifcon = load_for_eval(
+            base, adapter or adapters, shifcon, dtype=dtype, device=device
+        )
+        if self.shifcon is not None and not lang:
+            raise LingualiftError(
+                "shifcon needs lang=<code> (the language the tasks are in) or lang=auto."
+            )
+        self.lang = lang if lang in (None, "auto") else normalize_language(lang)
+        kwargs.pop("max_batch_size", None)
+        super().__init__(
+            pretrained=model,
+            tokenizer=tokenizer,
+            batch_size=int(batch_size) if str(batch_size).isdigit() else 8,
+            max_length=max_length,
+            **kwargs,
+        )
+        self._scorer = LoglikelihoodScorer(
+            self.model, self.tokenizer, batch_size=self.batch_size, max_length=self.max_length
+        )
+        self._current_lang: str | None = None
+
+    # -- language routing -----------------------------------------------------
+    def lang_of(self, request: Any) -> str | None:
+        if self.shifcon is None:
+            return None
+        if self.lang != "auto":
+            return self.lang
+        name = getattr(request, "task_name", None) or ""
+        known = set(self.shifcon.languages)
+        for token in reversed(re.split(r"[_\-.]", name)):
+            if 2 <= len(token) <= 3 and token.lower() in known:
+                return token.lower()
+        raise LingualiftError(
+            f"Cannot tell the language of task {name!r}; pass lang=<code> in --model_args."
+        )
+
+    def _per_language(self, requests: Sequence[Any], run: Callable[[list[Any]], list[Any]]):
+        """Run ``run`` once per language with ShifCon applied, results in request order."""
+        if self.shifcon is None:
+            return run(list(requests))
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, request in enumerate(requests):
+            groups[self.lang_of(request)].append(i)
+        out: list[Any] = [None] * len(requests)
+        for lang, indices in groups.items():
+            with self.shifcon.apply(self.model, lang):
+                for i, result in zip(indices, run([requests[i] for i in indices]), strict=True):
+                    out[i] = result
+        return out
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return self._per_language(
+            requests, lambda r: super(LingualiftLM, self).loglikelihood(r, disable_tqdm)
+        )
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        return self._per_language(
+            requests, lambda r: super(LingualiftLM, self).loglikelihood_rolling(r, disable_tqdm)
+        )
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        return self._per_language(
+            requests, lambda r: super(LingualiftLM, self).generate_until(r, disable_tqdm)
+        )
+
+    # -- scoring ----------------------------------------------------------------
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        pairs = [(list(ctx), list(cont)) for _, ctx, cont in requests]
+        return self._scorer.loglikelihood_tokens(pairs, progress=not disable_tqdm)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run lm-eval's own command line with the ``lingualift`` model registered."""
+    from lm_eval.__main__ import cli_evaluate
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    old = sys.argv
+    sys.argv = ["lm-eval", *argv]
+    try:
+        cli_evaluate()
+    except LingualiftError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        sys.argv = old
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
