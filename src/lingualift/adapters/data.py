@@ -1,0 +1,343 @@
+"""Training examples for an adapter: reading, tokenising, packing, the held-out split.
+
+Three kinds of rows are understood:
+
+* plain text (``text``): causal LM loss on every token;
+* prompt/completion (``prompt``, ``completion``): loss on the completion only;
+* chat (``messages``: a list of ``{role, content}``): rendered with the
+  tokenizer's chat template, loss on the assistant turns only.
+
+A COMPASS selection (records written by ``lingualift select``) is mixed in as
+plain text. Every example is a pair of token lists (``input_ids``, ``labels``),
+with ``-100`` in ``labels`` where no loss is taken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lingualift.data import ParallelCorpus, iter_rows, read_records
+from lingualift.errors import LingualiftError
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+FORMATS = ("text", "prompt_completion", "chat")
+
+
+@dataclasses.dataclass
+class Example:
+    """One training example before tokenisation."""
+
+    id: str
+    kind: str
+    """'text', 'prompt_completion' or 'chat'."""
+    text: str = ""
+    prompt: str = ""
+    completion: str = ""
+    messages: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    source: str = ""
+
+
+@dataclasses.dataclass
+class DataSummary:
+    """What went into a run: recorded in the adapter card."""
+
+    path: str
+    role: str
+    """'train' or 'selection'."""
+    format: str
+    rows: int
+    fingerprint: str
+    """sha256 over the examples' ids and contents, in order."""
+    languages: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _fingerprint(examples: Sequence[Example]) -> str:
+    digest = hashlib.sha256()
+    for ex in examples:
+        body = ex.text if ex.kind == "text" else f"{ex.prompt}\x1f{ex.completion}"
+        if ex.kind == "chat":
+            body = repr(ex.messages)
+        digest.update(f"{ex.id}\t{ex.kind}\t{body}\n".encode())
+    return digest.hexdigest()
+
+
+def _detect_format(row: dict[str, Any], fields: dict[str, str], where: str) -> str:
+    if fields["messages"] in row:
+        return "chat"
+    if fields["prompt"] in row and fields["completion"] in row:
+        return "prompt_completion"
+    if fields["text"] in row:
+        return "text"
+    raise LingualiftError(
+        f"{where} has none of the fields {fields['text']!r}, {fields['prompt']!r}+"
+        f"{fields['completion']!r} or {fields['messages']!r} (it has: {', '.join(map(str, row))}); "
+        "name the right column with text_field=, prompt_field=/completion_field= or messages_field=."
+    )
+
+
+def _messages(value: Any, where: str) -> list[dict[str, str]]:
+    if isinstance(value, str):  # CSV/Parquet keep nested lists as JSON text
+        import json
+
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise LingualiftError(f"{where}: the messages field is not valid JSON.") from None
+    if not isinstance(value, list) or not all(
+        isinstance(m, dict) and "role" in m and "content" in m for m in value
+    ):
+        raise LingualiftError(
+            f"{where}: messages must be a list of objects with 'role' and 'content'."
+        )
+    if not any(m["role"] == "assistant" for m in value):
+        raise LingualiftError(f"{where}: a chat example needs at least one assistant message.")
+    return [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
+
+
+def read_examples(
+    source: str,
+    data_format: str = "auto",
+    text_field: str = "text",
+    prompt_field: str = "prompt",
+    completion_field: str = "completion",
+    messages_field: str = "messages",
+    limit: int | None = None,
+) -> tuple[list[Example], DataSummary]:
+    """Read a data file (or ``corpus:<lang>[@books]``) into examples of one format."""
+    if source.startswith("corpus:"):
+        lang, _, books = source[len("corpus:") :].partition("@")
+        records = ParallelCorpus().monolingual(lang, books or "all", limit=limit)
+        examples = [Example(id=r.id, kind="text", text=r.text, source=source) for r in records]
+        return _finish(examples, source, "train", "text", [r.lang or "" for r in records])
+    fields = {
+        "text": text_field,
+        "prompt": prompt_field,
+        "completion": completion_field,
+        "messages": messages_field,
+    }
+    examples: list[Example] = []
+    langs: list[str] = []
+    kind = None if data_format == "auto" else data_format
+    for name, row_no, row in iter_rows(source):
+        where = f"{name}:{row_no}"
+        if kind is None:
+            kind = _detect_format(row, fields, where)
+        row_id = str(row.get("id") or row_no)
+        if kind == "text":
+            if text_field not in row:
+                raise LingualiftError(
+                    f"{where}: no {text_field!r} field (it has: {', '.join(map(str, row))}); "
+                    "name the text column with text_field=<name>."
+                )
+            text = row.get(text_field)
+            if not isinstance(text, str) or not text.strip():
+                continue
+            examples.append(Example(id=row_id, kind=kind, text=text, source=name))
+        elif kind == "prompt_completion":
+            if prompt_field not in row or completion_field not in row:
+                raise LingualiftError(
+                    f"{where}: missing {prompt_field!r} or {completion_field!r}; every "
+                    "prompt/completion row needs both (or set prompt_field=/completion_field=)."
+                )
+            prompt, completion = row[prompt_field], row[completion_field]
+            if not isinstance(completion, str) or not completion.strip():
+                continue
+            examples.append(
+                Example(
+                    id=row_id,
+                    kind=kind,
+                    prompt=str(prompt or ""),
+                    completion=completion,
+                    source=name,
+                )
+            )
+        elif kind == "chat":
+            if messages_field not in row:
+                raise LingualiftError(
+                    f"{where}: no {messages_field!r} field; every chat row needs one "
+                    "(or set messages_field=)."
+                )
+            examples.append(
+                Example(
+                    id=row_id,
+                    kind=kind,
+                    messages=_messages(row[messages_field], where),
+                    source=name,
+                )
+            )
+        else:
+            raise LingualiftError(f"Unknown data_format {kind!r}; use auto, {', '.join(FORMATS)}.")
+        langs.append(str(row.get("lang") or ""))
+        if limit is not None and len(examples) >= limit:
+            break
+    if not examples:
+        raise LingualiftError(f"{source} holds no usable examples; give a non-empty dataset.")
+    return _finish(examples, source, "train", kind or "text", langs)
+
+
+def read_selection(path: str, limit: int | None = None) -> tuple[list[Example], DataSummary]:
+    """Read a COMPASS selection file (lingualift records) as plain-text examples."""
+    records = read_records(path)
+    if limit is not None:
+        records = records[:limit]
+    examples = [
+        Example(id=f"selection:{r.id}", kind="text", text=r.text, source=path) for r in records
+    ]
+    return _finish(examples, path, "selection", "text", [r.lang or "" for r in records])
+
+
+def _finish(
+    examples: list[Example], path: str, role: str, kind: str, langs: Iterable[str]
+) -> tuple[list[Example], DataSummary]:
+    counts = Counter(lang for lang in langs if lang)
+    summary = DataSummary(
+        path=str(path),
+        role=role,
+        format=kind,
+        rows=len(examples),
+        fingerprint=_fingerprint(examples),
+        languages=dict(counts.most_common()),
+    )
+    return examples, summary
+
+
+def selection_report(path: str) -> dict[str, Any] | None:
+    """The report COMPASS wrote beside a selection, if there is one.
+
+    Looked up as ``<stem>.report.json``, ``<stem>_report.json`` or ``report.json``
+    in the selection's folder.
+    """
+    import json
+
+    selection = Path(path)
+    for candidate in (
+        selection.with_name(f"{selection.stem}.report.json"),
+        selection.with_name(f"{selection.stem}_report.json"),
+        selection.with_name("report.json"),
+    ):
+        if candidate.is_file():
+            try:
+                return {"path": str(candidate), **json.loads(candidate.read_text("utf-8"))}
+            except (json.JSONDecodeError, TypeError):
+                logger.warning("Ignoring unreadable selection report %s", candidate)
+    return None
+
+
+def split_heldout(
+    examples: Sequence[Example], fraction: float, seed: int = 0
+) -> tuple[list[Example], list[Example]]:
+    """Deterministic train/held-out split by a hash of each example's id.
+
+    Hashing ids (rather than shuffling positions) keeps an example on the same
+    side when rows are added to or removed from the data.
+    """
+    if fraction <= 0 or len(examples) < 2:
+        return list(examples), []
+    n_eval = max(1, round(fraction * len(examples)))
+    ranked = sorted(
+        range(len(examples)),
+        key=lambda i: hashlib.sha1(f"{seed}\x1f{examples[i].id}\x1f{i}".encode()).hexdigest(),
+    )
+    held = set(ranked[:n_eval])
+    train = [ex for i, ex in enumerate(examples) if i not in held]
+    heldout = [ex for i, ex in enumerate(examples) if i in held]
+    return train, heldout
+
+
+def _encode(tokenizer, text: str, special: bool) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=special)["input_ids"])
+
+
+def tokenize_example(example: Example, tokenizer, max_length: int) -> dict[str, list[int]]:
+    """``input_ids`` and ``labels`` of one example (labels -100 where no loss is taken)."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if example.kind == "text":
+        ids = _encode(tokenizer, example.text, True) + eos
+        labels = list(ids)
+    elif example.kind == "prompt_completion":
+        prompt = _encode(tokenizer, example.prompt, True)
+        completion = _encode(tokenizer, example.completion, False) + eos
+        ids = prompt + completion
+        labels = [IGNORE_INDEX] * len(prompt) + completion
+    else:
+        ids, labels = _tokenize_chat(example, tokenizer)
+    return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
+
+
+def _tokenize_chat(example: Example, tokenizer) -> tuple[list[int], list[int]]:
+    """Render the conversation; label the tokens each assistant turn adds."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise LingualiftError(
+            "The tokenizer has no chat template; use prompt/completion data for this model."
+        )
+
+    def render(messages, generation_prompt: bool) -> list[int]:
+        text = tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=generation_prompt
+        )
+        return _encode(tokenizer, text, False)
+
+    messages = example.messages
+    ids = render(messages, False)
+    labels = [IGNORE_INDEX] * len(ids)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = len(render(messages[:i], True))
+        end = len(render(messages[: i + 1], False))
+        labels[start:end] = ids[start:end]
+    return ids, labels
+
+
+def pack(rows: Sequence[dict[str, list[int]]], max_length: int) -> list[dict[str, list[int]]]:
+    """Concatenate tokenised examples and cut the stream into ``max_length`` rows.
+
+    Examples end with EOS, so the model sees document boundaries; the last,
+    shorter row is kept.
+    """
+    ids: list[int] = []
+    labels: list[int] = []
+    for row in rows:
+        ids.extend(row["input_ids"])
+        labels.extend(row["labels"])
+    return [
+        {"input_ids": ids[i : i + max_length], "labels": labels[i : i + max_length]}
+        for i in range(0, len(ids), max_length)
+        if any(label != IGNORE_INDEX for label in labels[i : i + max_length])
+    ]
+
+
+def tokenize_examples(
+    examples: Sequence[Example], tokenizer, max_length: int, packing: bool = False
+) -> list[dict[str, list[int]]]:
+    """Tokenise, then pack or drop rows with nothing to learn from."""
+    rows = [
+        tokenize_example(ex, tokenizer, max_length if not packing else 10**9) for ex in examples
+    ]
+    if packing:
+        return pack(rows, max_length)
+    return [r for r in rows if any(label != IGNORE_INDEX for label in r["labels"][1:])]
+
+
+def collate(rows: Sequence[dict[str, list[int]]], pad_token_id: int):
+    """Right-pad rows into tensors: input_ids, attention_mask, labels."""
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = len(row["input_ids"])
+        input_ids[i, :n] = torch.tensor(row["input_ids"])
+        labels[i, :n] = torch.tensor(row["labels"])
+        attention[i, :n] = 1
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}

@@ -1,0 +1,360 @@
+"""The adapter store: versioned PEFT adapters per language, with a card and a current pointer.
+
+Layout (every folder a plain PEFT adapter, loadable by PEFT, vLLM and
+lm-evaluation-harness unchanged; ``card.json`` is an extra file they ignore)::
+
+    <root>/<lang>/v1/adapter_config.json
+    <root>/<lang>/v1/adapter_model.safetensors
+    <root>/<lang>/v1/card.json
+    <root>/<lang>/v2/...
+    <root>/<lang>/current        # text: "v2"
+    <root>/<lang>/history.jsonl  # one line per promote / rollback
+
+Versions are written into a temp folder and renamed into place, under a lock
+per language, so a crash mid-save leaves the previous versions and the current
+pointer untouched, and two writers never get the same version number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lingualift.atomic import atomic_dir, atomic_write_text, path_lock
+from lingualift.errors import LingualiftError
+from lingualift.languages import normalize_language
+from lingualift.paths import lingualift_home
+
+CARD_NAME = "card.json"
+CARD_FORMAT = "lingualift-adapter-card/1"
+PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+_VERSION = re.compile(r"^v(\d+)$")
+
+
+def default_store_root() -> Path:
+    """``$LINGUALIFT_HOME/adapters``."""
+    return lingualift_home() / "adapters"
+
+
+def base_model_signature(model: Any, spec: str | None = None) -> dict[str, Any]:
+    """What identifies a base model in a card: its spec and the shapes an adapter depends on."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    text_config = getattr(config, "text_config", None) or config
+    return {
+        "spec": spec,
+        "name_or_path": getattr(config, "_name_or_path", None),
+        "architecture": type(base).__name__,
+        "model_type": getattr(text_config, "model_type", None),
+        "hidden_size": getattr(text_config, "hidden_size", None),
+        "num_layers": getattr(text_config, "num_hidden_layers", None),
+        "vocab_size": getattr(text_config, "vocab_size", None),
+    }
+
+
+_SHAPE_KEYS = ("model_type", "hidden_size", "num_layers", "vocab_size")
+
+
+def check_base_model(card: dict[str, Any], signature: dict[str, Any], where: str) -> None:
+    """Raise a clear error when an adapter was trained on a different base model."""
+    trained = card.get("base_model") or {}
+    diffs = [
+        f"{key} {trained.get(key)} vs {signature.get(key)}"
+        for key in _SHAPE_KEYS
+        if trained.get(key) is not None and trained.get(key) != signature.get(key)
+    ]
+    if diffs:
+        raise LingualiftError(
+            f"Adapter {where} was trained on a different base model "
+            f"({trained.get('spec') or trained.get('name_or_path')}: {'; '.join(diffs)}); "
+            "load it with that base model or train a new adapter for this one."
+        )
+
+
+@dataclasses.dataclass
+class AdapterVersion:
+    """One stored adapter version."""
+
+    lang: str
+    version: int
+    path: Path
+    current: bool
+    card: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return f"{self.lang}/v{self.version}"
+
+    def summary(self) -> dict[str, Any]:
+        metrics = self.card.get("metrics") or {}
+        return {
+            "lang": self.lang,
+            "version": self.version,
+            "current": self.current,
+            "created": self.card.get("created"),
+            "base_model": (self.card.get("base_model") or {}).get("spec"),
+            "steps": metrics.get("steps"),
+            "eval_loss": metrics.get("eval_loss"),
+            "path": str(self.path),
+        }
+
+
+class AdapterStore:
+    """Versioned LoRA adapters, one series per language (see the module docstring)."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root else default_store_root()
+
+    def __repr__(self) -> str:
+        return f"AdapterStore({str(self.root)!r})"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def languages(self) -> list[str]:
+        """Languages with at least one stored version."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and self.versions(p.name))
+
+    def versions(self, lang: str) -> list[int]:
+        """Stored version numbers of ``lang``, ascending."""
+        folder = self.root / lang
+        if not folder.is_dir():
+            return []
+        found = (_VERSION.match(p.name) for p in folder.iterdir() if p.is_dir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def current_version(self, lang: str) -> int | None:
+        """The version the ``current`` pointer names (None when nothing is promoted)."""
+        pointer = self.root / lang / "current"
+        if not pointer.is_file():
+            return None
+        match = _VERSION.match(pointer.read_text("utf-8").strip())
+        if not match:
+            raise LingualiftError(
+                f"{pointer} is corrupt; repair it with 'lingualift adapters promote {lang} <version>'."
+            )
+        return int(match.group(1))
+
+    def path(self, lang: str, version: int | str | None = None) -> Path:
+        """Folder of a PEFT adapter (the current version by default), checked to be loadable."""
+        code = normalize_language(lang)
+        number = self._resolve(code, version)
+        folder = self.root / code / f"v{number}"
+        missing = [name for name in PEFT_FILES if not (folder / name).is_file()]
+        if not folder.is_dir() or missing:
+            raise LingualiftError(
+                f"Adapter folder {folder} is missing or incomplete "
+                f"(no {', '.join(missing) or 'folder'}); promote another version or retrain it."
+            )
+        try:
+            json.loads((folder / "adapter_config.json").read_text("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise LingualiftError(
+                f"{folder / 'adapter_config.json'} is corrupt; promote another version or retrain."
+            ) from None
+        return folder
+
+    def card(self, lang: str, version: int | str | None = None) -> dict[str, Any]:
+        """The card of a version ({} for a PEFT folder copied in without one)."""
+        folder = self.path(lang, version)
+        card_path = folder / CARD_NAME
+        if not card_path.is_file():
+            return {}
+        try:
+            return json.loads(card_path.read_text("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise LingualiftError(
+                f"{card_path} is corrupt; retrain or re-save this version."
+            ) from None
+
+    def get(self, lang: str, version: int | str | None = None) -> AdapterVersion:
+        code = normalize_language(lang)
+        number = self._resolve(code, version)
+        path = self.path(code, number)
+        return AdapterVersion(
+            code, number, path, number == self.current_version(code), self.card(code, number)
+        )
+
+    def list(self, lang: str | None = None) -> list[AdapterVersion]:
+        """Every stored version (of one language, or all), oldest first."""
+        langs = [normalize_language(lang)] if lang else self.languages()
+        out = []
+        for code in langs:
+            current = self.current_version(code)
+            for number in self.versions(code):
+                folder = self.root / code / f"v{number}"
+                try:
+                    card = json.loads((folder / CARD_NAME).read_text("utf-8"))
+                except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+                    card = {}
+                out.append(AdapterVersion(code, number, folder, number == current, card))
+        return out
+
+    def _resolve(self, code: str, version: int | str | None) -> int:
+        versions = self.versions(code)
+        if not versions:
+            have = ", ".join(self.languages()) or "none"
+            raise LingualiftError(
+                f"No adapter for language {code!r} in {self.root} (languages with adapters: {have}); "
+                f"train one with 'lingualift train lang={code} data=...'."
+            )
+        if version is None:
+            current = self.current_version(code)
+            if current is None:
+                raise LingualiftError(
+                    f"No current adapter for {code!r}; run 'lingualift adapters promote {code} "
+                    f"v{versions[-1]}'."
+                )
+            return current
+        number = _parse_version(version)
+        if number not in versions:
+            raise LingualiftError(
+                f"{code} has no version v{number} (it has "
+                f"{', '.join(f'v{v}' for v in versions)}); pick one of those."
+            )
+        return number
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def save(
+        self,
+        lang: str,
+        model: Any = None,
+        *,
+        source: str | Path | None = None,
+        card: dict[str, Any] | None = None,
+        promote: bool = True,
+        writer: Callable[[Path], None] | None = None,
+    ) -> AdapterVersion:
+        """Store a new version of ``lang``'s adapter, atomically, and return it.
+
+        Give a PEFT ``model`` (its adapter weights are saved with
+        ``save_pretrained``), a ``source`` folder that already holds a PEFT
+        adapter, or a ``writer(folder)`` that writes one. ``card`` is completed
+        with the language, version and creation time and saved as card.json.
+        """
+        code = normalize_language(lang)
+        if sum(x is not None for x in (model, source, writer)) != 1:
+            raise ValueError("give exactly one of model, source or writer")
+        if source is not None and not all((Path(source) / f).is_file() for f in PEFT_FILES):
+            raise LingualiftError(
+                f"{source} is not a PEFT adapter folder (needs {', '.join(PEFT_FILES)})."
+            )
+        with path_lock(self.root / code):
+            number = max(self.versions(code), default=0) + 1
+            target = self.root / code / f"v{number}"
+            full_card = {
+                "format": CARD_FORMAT,
+                "lang": code,
+                "version": number,
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                **(card or {}),
+            }
+            with atomic_dir(target) as tmp:
+                if model is not None:
+                    model.save_pretrained(str(tmp))
+                elif source is not None:
+                    for item in Path(source).iterdir():
+                        if item.is_file() and item.name != CARD_NAME:
+                            shutil.copy2(item, tmp / item.name)
+                else:
+                    assert writer is not None
+                    writer(tmp)
+                _flatten_adapter_folder(tmp)
+                missing = [f for f in PEFT_FILES if not (tmp / f).is_file()]
+                if missing:
+                    raise LingualiftError(
+                        f"The adapter to store wrote no {', '.join(missing)}; "
+                        "save a LoRA (PEFT) model."
+                    )
+                (tmp / CARD_NAME).write_text(
+                    json.dumps(full_card, indent=2, ensure_ascii=False, default=str), "utf-8"
+                )
+            if promote:
+                self._set_current(code, number, "save")
+        return self.get(code, number)
+
+    def promote(self, lang: str, version: int | str) -> AdapterVersion:
+        """Make ``version`` the current adapter of ``lang``."""
+        code = normalize_language(lang)
+        number = self._resolve(code, version)
+        self.path(code, number)  # refuse to point at a broken folder
+        with path_lock(self.root / code):
+            self._set_current(code, number, "promote")
+        return self.get(code, number)
+
+    def rollback(self, lang: str) -> AdapterVersion:
+        """Point ``current`` back at the version that was current before the last change."""
+        code = normalize_language(lang)
+        current = self._resolve(code, None)
+        # The history is an undo stack: promotions push, rollbacks pop.
+        stack: list[int] = []
+        for entry in self.history(code):
+            if entry.get("action") == "rollback":
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(int(entry["version"]))
+        if stack:
+            stack.pop()  # the current version
+        available = set(self.versions(code))
+        previous = next((v for v in reversed(stack) if v != current and v in available), None)
+        if previous is None:
+            raise LingualiftError(
+                f"{code} has no earlier current version to roll back to; "
+                "use 'lingualift adapters promote' to pick one."
+            )
+        with path_lock(self.root / code):
+            self._set_current(code, previous, "rollback")
+        return self.get(code, previous)
+
+    def history(self, lang: str) -> list[dict[str, Any]]:
+        """Every change of the current pointer, oldest first."""
+        path = self.root / normalize_language(lang) / "history.jsonl"
+        if not path.is_file():
+            return []
+        out = []
+        for line in path.read_text("utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a torn last line from a crash; the pointer file is authoritative
+        return out
+
+    def _set_current(self, code: str, number: int, action: str) -> None:
+        folder = self.root / code
+        entry = {
+            "version": number,
+            "action": action,
+            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        lines = [json.dumps(e) for e in self.history(code)] + [json.dumps(entry)]
+        atomic_write_text(folder / "history.jsonl", "\n".join(lines) + "\n")
+        atomic_write_text(folder / "current", f"v{number}\n")
+
+
+def _parse_version(version: int | str) -> int:
+    if isinstance(version, int):
+        return version
+    match = re.fullmatch(r"v?(\d+)", str(version).strip())
+    if not match:
+        raise LingualiftError(f"Bad version {version!r}; write it as 3 or v3.")
+    return int(match.group(1))
+
+
+def _flatten_adapter_folder(folder: Path) -> None:
+    """PEFT saves a non-default adapter name into a sub-folder; keep one flat PEFT folder."""
+    if all((folder / f).is_file() for f in PEFT_FILES):
+        return
+    subfolders = [p for p in folder.iterdir() if p.is_dir() and (p / PEFT_FILES[0]).is_file()]
+    if len(subfolders) == 1:
+        for item in subfolders[0].iterdir():
+            shutil.move(str(item), folder / item.name)
+        subfolders[0].rmdir()

@@ -1,0 +1,487 @@
+"""LoRA training for one language: PEFT for the adapter, accelerate for devices and processes.
+
+``train(config)`` is the whole job (what ``lingualift train`` calls): read the
+data and the optional COMPASS selection, hold out a split, train, checkpoint,
+evaluate, and store the adapter with its card. The same entry point runs
+under ``accelerate launch`` (DDP/FSDP across GPUs or machines): accelerate
+reads the launch environment, and each process takes its own slice of every
+global batch.
+
+The data order is a pure function of (seed, step): step ``s`` reads positions
+``s*G .. (s+1)*G`` of an endless stream of per-epoch permutations, ``G`` being
+the global batch. Resuming therefore needs only the step number, the adapter
+weights, the optimizer and scheduler states and the RNG states, which is what
+a checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from lingualift.adapters.config import TrainConfig
+from lingualift.adapters.data import (
+    DataSummary,
+    collate,
+    read_examples,
+    read_selection,
+    selection_report,
+    split_heldout,
+    tokenize_examples,
+)
+from lingualift.adapters.store import AdapterStore, AdapterVersion, base_model_signature
+from lingualift.atomic import atomic_dir, atomic_write_text
+from lingualift.config import to_dict
+from lingualift.errors import LingualiftError
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT = re.compile(r"^step-(\d+)$")
+_MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    adapter: AdapterVersion | None
+    """The stored version (None on processes other than the main one)."""
+    metrics: dict[str, Any]
+    run_dir: Path
+
+
+class LoraTrainer:
+    """Train a LoRA adapter on a causal LM.
+
+    The pieces are public so that benchmarks and other loops (COMPASS-ECDA's
+    continual updates) can reuse them: :meth:`load_data`, :meth:`build_schedule`,
+    :meth:`train_step` (one optimizer step) and :meth:`evaluate`.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model: Any = None,
+        tokenizer: Any = None,
+        accelerator: Any = None,
+        init_adapter: str | Path | None = None,
+    ) -> None:
+        import torch
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from peft import PeftModel, get_peft_model
+
+        self.config = config
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=_MIXED_PRECISION[config.precision]
+        )
+        if model is None:
+            from lingualift.models import load_causal_lm
+
+            model, tokenizer = load_causal_lm(config.model)
+        if tokenizer is None:
+            raise ValueError("pass the tokenizer together with the model")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer = tokenizer
+        self.base_model = base_model_signature(model, config.model)
+        set_seed(config.seed)  # the adapter's initialisation depends on it
+        if init_adapter is not None:
+            # Continue from an earlier version (continual updates start from the current one).
+            peft_model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+        else:
+            peft_model = get_peft_model(model, config.lora.peft_config())
+        peft_model.train()
+        params = [p for p in peft_model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.model, self.optimizer = self.accelerator.prepare(peft_model, optimizer)
+        self.scheduler: Any = None
+        self.train_rows: list[dict[str, list[int]]] = []
+        self.eval_rows: list[dict[str, list[int]]] = []
+        self.data_summaries: list[DataSummary] = []
+        self.selection: dict[str, Any] | None = None
+        self._permutations: dict[int, list[int]] = {}
+
+    # -- data ------------------------------------------------------------------------------
+
+    def load_data(self) -> None:
+        """Read, split and tokenise the training data and the selection."""
+        config = self.config
+        examples = []
+        if config.data is not None:
+            found, summary = read_examples(
+                config.data,
+                config.data_format,
+                config.text_field,
+                config.prompt_field,
+                config.completion_field,
+                config.messages_field,
+                limit=config.data_limit,
+            )
+            examples.extend(found)
+            self.data_summaries.append(summary)
+        if config.selection is not None:
+            found, summary = read_selection(config.selection, config.selection_limit)
+            examples.extend(found)
+            self.data_summaries.append(summary)
+            self.selection = {
+                **dataclasses.asdict(summary),
+                "report": selection_report(summary.path),
+            }
+        train, heldout = split_heldout(examples, config.eval_fraction, config.seed)
+        self.train_rows = tokenize_examples(
+            train, self.tokenizer, config.max_length, config.packing
+        )
+        self.eval_rows = tokenize_examples(
+            heldout, self.tokenizer, config.max_length, config.packing
+        )
+        if not self.train_rows:
+            raise LingualiftError(
+                "No training example has a token to learn from after tokenisation; "
+                "check the data (empty completions?) and max_length."
+            )
+
+    @property
+    def global_batch(self) -> int:
+        c = self.config
+        return c.batch_size * c.grad_accum * self.accelerator.num_processes
+
+    def total_steps(self) -> int:
+        if self.config.max_steps > 0:
+            return self.config.max_steps
+        return max(1, math.ceil(self.config.epochs * len(self.train_rows) / self.global_batch))
+
+    def _position(self, position: int) -> int:
+        n = len(self.train_rows)
+        epoch, offset = divmod(position, n)
+        if epoch not in self._permutations:
+            order = list(range(n))
+            random.Random(self.config.seed * 1_000_003 + epoch).shuffle(order)
+            self._permutations = {epoch: order}  # one epoch at a time is enough
+        return self._permutations[epoch][offset]
+
+    def micro_batches(self, step: int) -> list[dict[str, Any]]:
+        """This process's micro-batches of optimizer step ``step`` (0-based)."""
+        c = self.config
+        start = step * self.global_batch
+        indices = [self._position(start + i) for i in range(self.global_batch)]
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        per_micro = c.batch_size * world
+        out = []
+        for a in range(c.grad_accum):
+            chunk = indices[a * per_micro : (a + 1) * per_micro]
+            mine = chunk[rank * c.batch_size : (rank + 1) * c.batch_size]
+            out.append(collate([self.train_rows[i] for i in mine], self.tokenizer.pad_token_id))
+        return out
+
+    # -- optimisation ----------------------------------------------------------------------
+
+    def build_schedule(self, total_steps: int) -> None:
+        from transformers import get_scheduler
+
+        self.scheduler = get_scheduler(
+            self.config.schedule,
+            optimizer=self.optimizer,
+            num_warmup_steps=self.config.warmup_steps,
+            num_training_steps=total_steps,
+        )
+
+    def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
+        """One optimizer step over ``grad_accum`` micro-batches; returns loss and token count."""
+        model, accelerator = self.model, self.accelerator
+        model.train()
+        total_loss = 0.0
+        tokens = 0
+        n = len(micro_batches)
+        for i, batch in enumerate(micro_batches):
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            # Skip the gradient all-reduce on all but the last micro-batch (DDP).
+            sync = accelerator.no_sync(model) if i < n - 1 else contextlib.nullcontext()
+            with sync:
+                loss = model(**batch).loss / n
+                accelerator.backward(loss)
+            total_loss += loss.detach()
+            tokens += int(batch["attention_mask"].sum())
+        if self.config.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"loss": float(total_loss), "tokens": tokens}
+
+    def evaluate(self, batch_size: int | None = None) -> float | None:
+        """Token-weighted mean loss on the held-out rows (None when there are none)."""
+        import torch
+
+        if not self.eval_rows:
+            return None
+        accelerator = self.accelerator
+        batch_size = batch_size or self.config.batch_size
+        rows = self.eval_rows[accelerator.process_index :: accelerator.num_processes]
+        totals = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
+        self.model.eval()
+        with torch.no_grad():
+            for start in range(0, len(rows), batch_size):
+                batch = collate(rows[start : start + batch_size], self.tokenizer.pad_token_id)
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                logits = self.model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits[:, :-1]
+                labels = batch["labels"][:, 1:]
+                loss = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.size(-1)).float(),
+                    labels.reshape(-1),
+                    ignore_index=-100,
+                    reduction="sum",
+                )
+                totals[0] += loss.double()
+                totals[1] += (labels != -100).sum()
+        self.model.train()
+        totals = accelerator.reduce(totals, reduction="sum")
+        return float(totals[0] / totals[1].clamp(min=1))
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.run_dir)
+
+    def _fingerprint(self) -> dict[str, Any]:
+        return {
+            "data": [s.fingerprint for s in self.data_summaries],
+            "lora": to_dict(self.config.lora),
+            "global_batch": self.global_batch,
+        }
+
+    def save_checkpoint(self, step: int, state: dict[str, Any]) -> Path:
+        """Write a resumable checkpoint (atomically) and prune old ones."""
+        import numpy as np
+        import torch
+        from peft import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        folder = self.run_dir / "checkpoints" / f"step-{step:06d}"
+        if self.accelerator.is_main_process:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            weights = {
+                k: v.detach().cpu().contiguous()
+                for k, v in get_peft_model_state_dict(unwrapped).items()
+            }
+            with atomic_dir(folder, overwrite=True) as tmp:
+                save_file(weights, str(tmp / "adapter_model.safetensors"))
+                torch.save(
+                    {
+                        "step": step,
+                        "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                        "rng": {
+                            "torch": torch.get_rng_state(),
+                            "python": random.getstate(),
+                            "numpy": np.random.get_state(),
+                        },
+                        "state": state,
+                        "fingerprint": self._fingerprint(),
+                    },
+                    tmp / "trainer_state.pt",
+                )
+            for old in self._checkpoints()[: -max(1, self.config.keep_checkpoints)]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        return folder
+
+    def _checkpoints(self) -> list[Path]:
+        folder = self.run_dir / "checkpoints"
+        if not folder.is_dir():
+            return []
+        found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)]
+        return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))  # type: ignore[union-attr]
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """Restore the latest checkpoint; returns its saved state (None if there is none)."""
+        import numpy as np
+        import torch
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        checkpoints = self._checkpoints()
+        if not checkpoints:
+            logger.warning("No checkpoint in %s; starting from step 0.", self.run_dir)
+            return None
+        folder = checkpoints[-1]
+        try:
+            saved = torch.load(folder / "trainer_state.pt", weights_only=False)
+            weights = load_file(str(folder / "adapter_model.safetensors"))
+        except Exception as exc:
+            raise LingualiftError(
+                f"Checkpoint {folder} is unreadable ({exc}); delete it to resume from an older one."
+            ) from None
+        if saved["fingerprint"] != self._fingerprint():
+            raise LingualiftError(
+                f"Checkpoint {folder} was made with other data, LoRA settings or batch size; "
+                "resume with the original settings or use a new output_dir."
+            )
+        set_peft_model_state_dict(self.accelerator.unwrap_model(self.model), weights)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None and saved["scheduler"] is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        random.setstate(saved["rng"]["python"])
+        np.random.set_state(saved["rng"]["numpy"])
+        logger.info("Resumed from %s", folder)
+        return {**saved["state"], "step": saved["step"]}
+
+    # -- the job ---------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        """Train to the end (resuming if asked), evaluate, store the adapter."""
+        from tqdm.auto import tqdm
+
+        config, accelerator = self.config, self.accelerator
+        if not self.train_rows:
+            self.load_data()
+        total = self.total_steps()
+        self.build_schedule(total)
+        state: dict[str, Any] = {"history": [], "evals": [], "tokens": 0, "seconds": 0.0}
+        start = 0
+        if config.resume:
+            restored = self.load_checkpoint()
+            if restored is not None:
+                start = restored.pop("step")
+                state = restored
+        if start == 0:
+            state["evals"].append({"step": 0, "eval_loss": self.evaluate()})
+        progress = tqdm(
+            total=total,
+            initial=start,
+            desc=f"train {config.lang}",
+            unit="step",
+            disable=not accelerator.is_local_main_process,
+        )
+        for step in range(start, total):
+            began = time.perf_counter()
+            out = self.train_step(self.micro_batches(step))
+            seconds = time.perf_counter() - began
+            state["tokens"] += out["tokens"] * accelerator.num_processes
+            state["seconds"] += seconds
+            if (step + 1) % max(1, config.log_every) == 0 or step + 1 == total:
+                state["history"].append({"step": step + 1, "loss": out["loss"]})
+            postfix = {
+                "loss": f"{out['loss']:.3f}",
+                "tok/s": f"{out['tokens'] * accelerator.num_processes / seconds:.0f}",
+            }
+            if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < total:
+                eval_loss = self.evaluate()
+                state["evals"].append({"step": step + 1, "eval_loss": eval_loss})
+                if eval_loss is not None:
+                    postfix["eval"] = f"{eval_loss:.3f}"
+            progress.set_postfix(postfix)
+            progress.update(1)
+            if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < total:
+                self.save_checkpoint(step + 1, state)
+        progress.close()
+        state["evals"].append({"step": total, "eval_loss": self.evaluate()})
+        metrics = self._metrics(total, state)
+        adapter = None
+        if accelerator.is_main_process:
+            self._write_run_outputs(metrics, state)
+            adapter = AdapterStore(config.store).save(
+                config.lang,
+                accelerator.unwrap_model(self.model),
+                card=self.card(metrics),
+                promote=config.promote,
+            )
+        accelerator.wait_for_everyone()
+        return TrainResult(adapter=adapter, metrics=metrics, run_dir=self.run_dir)
+
+    def _metrics(self, total: int, state: dict[str, Any]) -> dict[str, Any]:
+        losses = [h["loss"] for h in state["history"]]
+        tail = losses[-max(1, len(losses) // 10) :] if losses else []
+        evals = [e["eval_loss"] for e in state["evals"] if e["eval_loss"] is not None]
+        return {
+            "steps": total,
+            "train_examples": len(self.train_rows),
+            "eval_examples": len(self.eval_rows),
+            "train_loss_first": losses[0] if losses else None,
+            "train_loss_last": sum(tail) / len(tail) if tail else None,
+            "eval_loss_before": evals[0] if evals else None,
+            "eval_loss": evals[-1] if evals else None,
+            "tokens": state["tokens"],
+            "train_seconds": round(state["seconds"], 3),
+            "tokens_per_s": round(state["tokens"] / state["seconds"], 1)
+            if state["seconds"]
+            else None,
+            "history": state["history"],
+            "evals": state["evals"],
+        }
+
+    def card(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """The adapter card's content (the store adds lang, version and time)."""
+        import peft
+        import torch
+        import transformers
+
+        import lingualift
+
+        return {
+            "base_model": self.base_model,
+            "data": [dataclasses.asdict(s) for s in self.data_summaries],
+            "selection": self.selection,
+            "config": to_dict(self.config),
+            "metrics": metrics,
+            "software": {
+                "lingualift": lingualift.__version__,
+                "peft": peft.__version__,
+                "transformers": transformers.__version__,
+                "torch": torch.__version__,
+            },
+        }
+
+    def _write_run_outputs(self, metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        atomic_write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        if state["history"]:
+            plot_losses(
+                state["history"], state["evals"], self.run_dir / "loss.png", self.config.lang
+            )
+
+
+def plot_losses(history, evals, path: Path, lang: str) -> None:
+    """Training and held-out loss against steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lingualift.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([h["step"] for h in history], [h["loss"] for h in history], label="train")
+    points = [e for e in evals if e["eval_loss"] is not None]
+    if points:
+        ax.plot(
+            [e["step"] for e in points], [e["eval_loss"] for e in points], "o-", label="held-out"
+        )
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"LoRA adapter for {lang}")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> TrainResult:
+    """Train and store one language adapter (the job behind ``lingualift train``)."""
+    trainer = LoraTrainer(config, model=model, tokenizer=tokenizer)
+    trainer.load_data()
+    return trainer.fit()

@@ -1,0 +1,54 @@
+"""Fixtures for adapter tests: tiny models, small data files, a store with two adapters."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lingualift.testing import tiny_causal_lm
+
+# initializer_range 0.2: with the default 0.02 the tied output head of a hidden-32 model is too
+# small for any adapter to move the loss far from uniform.
+TINY = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, initializer_range=0.2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and the machine's cores are shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def tiny():
+    """(model, tokenizer): a 2-layer Llama with hidden size 32 and the byte tokenizer."""
+    return tiny_causal_lm("llama", **TINY)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    return path
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    rows = [
+        {"id": f"r{i}", "text": f"habari ya asubuhi rafiki yangu {i % 3}", "lang": "sw"}
+        for i in range(12)
+    ]
+    return write_jsonl(tmp_path / "train.jsonl", rows)
+
+
+def random_adapter(model, seed: int, r: int = 4):
+    """A PEFT LoRA model whose adapter is random (non-zero), so it changes the outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear", init_lora_weights=False)
+    return get_peft_model(model, config)
