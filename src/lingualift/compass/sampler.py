@@ -1,0 +1,562 @@
+"""COMPASS samplers: :class:`GapSampler` and the baselines, one interface.
+
+Every sampler is used the same way::
+
+    sampler = GapSampler(encoder="e5-nano", tau=1.0).fit(target_usage, training)
+    selection = sampler.select(pool, budget=2000)          # or unit="tokens"
+    selection.records, selection.report
+
+Inputs are lists of :class:`~lingualift.data.Record` or precomputed
+:class:`~lingualift.compass.embedding.EmbeddedSet` vectors. All samplers embed
+and cluster the same way (so their reports are comparable); they differ only in
+how they pick pool rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lingualift.compass.clustering import SphericalKMeans, choose_k
+from lingualift.compass.embedding import (
+    Backend,
+    EmbeddedSet,
+    LanguageCentered,
+    check_same_space,
+    embed_records,
+    language_means,
+)
+from lingualift.compass.gaps import cluster_shares, gap_priorities, integer_quotas, quotas
+from lingualift.compass.report import SelectionReport, divergences
+from lingualift.data.records import Record
+from lingualift.embed import Encoder
+from lingualift.errors import LingualiftError, require
+from lingualift.languages import normalize_language
+
+Data = Sequence[Record] | EmbeddedSet
+Unit = Literal["items", "tokens"]
+METHODS = ("compass", "random", "lang-similarity", "all")
+
+
+@dataclasses.dataclass
+class Selection:
+    """Selected pool rows with cluster, score, language and reason, plus the report."""
+
+    indices: np.ndarray
+    """Row numbers in the pool, in selection order."""
+    clusters: np.ndarray
+    """Cluster of each selected row."""
+    scores: np.ndarray
+    """Ranking score of each row (cosine to its cluster's target centroid x language prior)."""
+    langs: np.ndarray
+    """Language of each row."""
+    reasons: list[str]
+    """Why each row was chosen, in words."""
+    report: SelectionReport
+    """Per-cluster numbers, languages chosen, divergence before and after."""
+    pool_records: list[Record] | None = None
+    """The pool's records (absent when the pool was given as raw vectors)."""
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def records(self) -> list[Record]:
+        """Selected records, ``meta`` extended with cluster, score, reason, method, pool_index."""
+        require(
+            self.pool_records is not None,
+            "This pool was given as vectors without records; use .indices instead.",
+        )
+        out = []
+        for row, cluster, score, reason in zip(
+            self.indices, self.clusters, self.scores, self.reasons, strict=True
+        ):
+            record = self.pool_records[int(row)]
+            meta = {
+                **record.meta,
+                "cluster": int(cluster),
+                "score": round(float(score), 6),
+                "reason": reason,
+                "method": self.report.method,
+                "pool_index": int(row),
+            }
+            out.append(dataclasses.replace(record, meta=meta))
+        return out
+
+    def write(self, path: str | Path) -> Path:
+        """Write the selected records (Parquet, JSONL, CSV or TSV by suffix), atomically."""
+        from lingualift.data import write_records
+
+        return write_records(self.records, path)
+
+
+@dataclasses.dataclass
+class _Space:
+    """Everything a sampler needs after embedding and clustering."""
+
+    target: EmbeddedSet
+    training: EmbeddedSet | None
+    pool: EmbeddedSet
+    n_clusters: int
+    target_labels: np.ndarray
+    training_labels: np.ndarray
+    pool_labels: np.ndarray
+    pool_scores: np.ndarray
+    pool_langs: np.ndarray
+    costs: np.ndarray
+
+
+class BaseSampler:
+    """Shared embedding, clustering, budgeting and reporting; subclasses choose rows."""
+
+    method = "base"
+
+    def __init__(
+        self,
+        encoder: str | Encoder = "e5-nano",
+        n_clusters: int | None = None,
+        seed: int = 0,
+        target_lang: str | None = None,
+        language_cap: float | None = None,
+        backend: Backend = "local",
+        tokenizer: str | None = None,
+        center_languages: bool = True,
+        n_iter: int = 20,
+        max_points_per_centroid: int = 256,
+        progress: bool = True,
+    ) -> None:
+        require(n_clusters is None or n_clusters >= 1, "n_clusters must be at least 1.")
+        require(
+            language_cap is None or 0 < language_cap <= 1,
+            f"language_cap is a fraction of the budget in (0, 1]; got {language_cap}.",
+        )
+        self.encoder = encoder
+        self.n_clusters = n_clusters
+        self.seed = seed
+        self.target_lang = normalize_language(target_lang) if target_lang else None
+        self.language_cap = language_cap
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.center_languages = center_languages
+        self.n_iter = n_iter
+        self.max_points_per_centroid = max_points_per_centroid
+        self.progress = progress
+        self.timings_: dict[str, float] = {}
+
+    # -- fit ---------------------------------------------------------------------------
+
+    def _embed(self, data: Data | None, role: str) -> EmbeddedSet | None:
+        if data is None:
+            return None
+        if isinstance(data, EmbeddedSet):
+            return data
+        records = list(data)
+        if not records:
+            return None
+        require(
+            all(isinstance(r, Record) for r in records),
+            f"The {role} must be a list of Record objects or an EmbeddedSet.",
+        )
+        return embed_records(
+            records, self.encoder, self.backend, self.tokenizer, progress=self.progress
+        )
+
+    def fit(self, target_usage: Data, training: Data | None = None) -> BaseSampler:
+        """Embed the target usage sample and the data already trained on (may be empty)."""
+        start = time.perf_counter()
+        target = self._embed(target_usage, "target usage")
+        require(target is not None, "The target usage is empty; give at least one target item.")
+        training_set = self._embed(training, "training data")
+        sets = {"target": target} | ({"training": training_set} if training_set else {})
+        check_same_space(sets)
+        if self.target_lang is None and target.langs is not None:
+            known = [lang for lang in target.langs if lang and lang != "und"]
+            if known:
+                self.target_lang = Counter(known).most_common(1)[0][0]
+        self.target_ = target
+        self.training_ = training_set
+        self.timings_ = {"embed_fit": time.perf_counter() - start}
+        return self
+
+    # -- select ------------------------------------------------------------------------
+
+    def _check_budget(self, budget: float | None, unit: str, pool: EmbeddedSet) -> float:
+        require(unit in ("items", "tokens"), f"unit must be 'items' or 'tokens', got {unit!r}.")
+        total = float(len(pool)) if unit == "items" else float(self._costs(pool, unit).sum())
+        if budget is None:
+            return total
+        require(budget > 0, f"The budget must be positive, got {budget}.")
+        if budget > total:
+            raise LingualiftError(
+                f"The budget ({budget:g} {unit}) is larger than the pool ({total:g} {unit}); "
+                "lower the budget or use method 'all'."
+            )
+        return float(budget)
+
+    def _costs(self, pool: EmbeddedSet, unit: str) -> np.ndarray:
+        if unit == "items":
+            return np.ones(len(pool))
+        require(
+            pool.costs is not None,
+            "A budget in tokens needs token counts; give records or EmbeddedSet(costs=...).",
+        )
+        return pool.costs
+
+    def _space(self, pool: EmbeddedSet, unit: str) -> _Space:
+        target, training = self.target_, self.training_
+        sets = {"target": target, "pool": pool} | ({"training": training} if training else {})
+        check_same_space(sets)
+        k = self.n_clusters or choose_k(len(target))
+        t0 = time.perf_counter()
+        views = self._views([target, training, pool])
+        target_v, training_v, pool_v = views
+        km = SphericalKMeans(k, self.n_iter, self.max_points_per_centroid, self.seed)
+        km.fit(target_v, training_v, pool_v)
+        t1 = time.perf_counter()
+        target_x = np.asarray(target_v, dtype=np.float32)
+        target_labels, _ = km.predict(target_x)
+        training_labels = (
+            km.predict(np.asarray(training_v))[0] if training else np.empty(0, dtype=np.int64)
+        )
+        # Score pool rows against the centroid of each cluster's *target* points
+        # (the k-means centroid where a cluster has none).
+        anchors = km.centroids_.copy()
+        sums = np.zeros_like(anchors)
+        np.add.at(sums, target_labels, target_x)
+        has_target = np.bincount(target_labels, minlength=k) > 0
+        anchors[has_target] = sums[has_target]
+        anchors /= np.maximum(np.linalg.norm(anchors, axis=1, keepdims=True), 1e-12)
+        pool_labels, pool_scores = km.predict(pool_v, anchors, progress=self.progress)
+        self.timings_.update(cluster_fit=t1 - t0, assign=time.perf_counter() - t1)
+        self.clustering_ = km
+        self.views_ = views
+        langs = pool.langs if pool.langs is not None else np.full(len(pool), "und")
+        return _Space(
+            target, training, pool, k, target_labels, training_labels, pool_labels,
+            pool_scores, langs, self._costs(pool, unit),
+        )  # fmt: skip
+
+    def _views(self, sets: list[EmbeddedSet | None]) -> list[Any]:
+        """The vectors clustering sees: raw, or with each language's mean removed."""
+        present = [s for s in sets if s is not None]
+        if not self.center_languages:
+            return [None if s is None else s.vectors for s in sets]
+        langs = [np.full(len(s), "und") if s.langs is None else s.langs for s in present]
+        names, inverse = np.unique(np.concatenate(langs), return_inverse=True)
+        if len(names) < 2:
+            return [None if s is None else s.vectors for s in sets]
+        bounds = np.cumsum([0, *[len(s) for s in present]])
+        index = [inverse[bounds[i] : bounds[i + 1]] for i in range(len(present))]
+        means = language_means(
+            [(s.vectors, idx) for s, idx in zip(present, index, strict=True)], len(names)
+        )
+        views = iter(
+            LanguageCentered(s.vectors, idx, means) for s, idx in zip(present, index, strict=True)
+        )
+        return [None if s is None else next(views) for s in sets]
+
+    def select(self, pool: Data, budget: float | None, unit: Unit = "items") -> Selection:
+        """Choose pool rows within ``budget`` (items or tokens); returns a :class:`Selection`."""
+        if not hasattr(self, "target_"):
+            raise LingualiftError("Call fit(target_usage, training) before select(pool, budget).")
+        start = time.perf_counter()
+        pool_set = self._embed(pool, "pool")
+        require(pool_set is not None, "The pool is empty; give at least one candidate item.")
+        self.timings_["embed_pool"] = time.perf_counter() - start
+        budget_value = self._check_budget(budget, unit, pool_set)
+        space = self._space(pool_set, unit)
+        t0 = time.perf_counter()
+        rows, reasons, extra = self._choose(space, budget_value)
+        rows = np.asarray(rows, dtype=np.int64)
+        self.timings_["select"] = time.perf_counter() - t0
+        report = self._report(space, rows, budget if budget is not None else None, unit, extra)
+        return Selection(
+            indices=rows,
+            clusters=space.pool_labels[rows],
+            scores=space.pool_scores[rows],
+            langs=space.pool_langs[rows],
+            reasons=reasons,
+            report=report,
+            pool_records=pool_set.records,
+        )
+
+    def _choose(self, space: _Space, budget: float) -> tuple[Any, list[str], dict[str, Any]]:
+        raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "n_clusters": self.n_clusters,
+            "language_cap": self.language_cap,
+            "backend": self.backend,
+            "center_languages": self.center_languages,
+            "n_iter": self.n_iter,
+            "max_points_per_centroid": self.max_points_per_centroid,
+        }
+
+    def _report(
+        self, space: _Space, rows: np.ndarray, budget: float | None, unit: str, extra: dict
+    ) -> SelectionReport:
+        k = space.n_clusters
+        selected_labels = space.pool_labels[rows]
+        js_before, js_after = divergences(
+            space.target_labels, space.training_labels, selected_labels, k
+        )
+        p_t = cluster_shares(space.target_labels, k)
+        p_tr = cluster_shares(space.training_labels, k)
+        w = gap_priorities(p_t, p_tr)
+        chosen = np.bincount(selected_labels, minlength=k)
+        in_pool = np.bincount(space.pool_labels, minlength=k)
+        p_sel = chosen / max(1, chosen.sum())
+        quota = extra.get("quota")
+        clusters = [
+            {
+                "cluster": c,
+                "p_target": round(float(p_t[c]), 6),
+                "p_training": round(float(p_tr[c]), 6),
+                "p_selected": round(float(p_sel[c]), 6),
+                "priority": round(float(w[c]), 6),
+                "quota": None if quota is None else round(float(quota[c]), 3),
+                "chosen": int(chosen[c]),
+                "pool": int(in_pool[c]),
+            }
+            for c in range(k)
+        ]
+        languages = dict(Counter(space.pool_langs[rows].tolist()).most_common())
+        return SelectionReport(
+            method=self.method,
+            encoder=space.target.encoder,
+            target_lang=self.target_lang,
+            n_clusters=k,
+            budget=budget,
+            unit=unit,
+            spent=float(space.costs[rows].sum()),
+            n_selected=len(rows),
+            n_target=len(space.target),
+            n_training=len(space.training) if space.training else 0,
+            n_pool=len(space.pool),
+            js_before=round(js_before, 6),
+            js_after=round(js_after, 6),
+            clusters=clusters,
+            languages=languages,
+            settings={"method": self.method, **self.settings()},
+            timings={k: round(v, 3) for k, v in self.timings_.items()},
+        )
+
+    # -- shared helpers ----------------------------------------------------------------
+
+    def _language_budget(self, budget: float) -> float:
+        return np.inf if self.language_cap is None else self.language_cap * budget
+
+    def _take_in_order(
+        self, space: _Space, order: np.ndarray, budget: float
+    ) -> tuple[list[int], float]:
+        """Take rows in ``order`` while they fit the budget and the language cap."""
+        cap = self._language_budget(budget)
+        used_by_lang: Counter[str] = Counter()
+        taken: list[int] = []
+        spent = 0.0
+        for row in order:
+            cost = space.costs[row]
+            lang = space.pool_langs[row]
+            if spent + cost > budget or used_by_lang[lang] + cost > cap:
+                if spent >= budget:
+                    break
+                continue
+            taken.append(int(row))
+            spent += cost
+            used_by_lang[lang] += cost
+        return taken, spent
+
+
+class GapSampler(BaseSampler):
+    """COMPASS: fill the semantic gaps between target usage and training data.
+
+    Args:
+        encoder: encoder spec or object; the same one embeds target, training and pool.
+        n_clusters: ``K``; when None, ``round(sqrt(n_target / 2))`` clipped to
+            ``[2, min(256, n_target / 5)]`` (see :func:`choose_k`).
+        tau: temperature of the quotas, ``B_c ~ w(c) ** (1 / tau)``.
+        language_prior: ``uniform`` or ``typology`` (URIEL similarity to the target language).
+        dedup_threshold: drop a candidate whose cosine to an already chosen one in
+            its cluster exceeds this (``None`` or ``>= 1`` turns it off).
+        seed: makes clustering and ties deterministic.
+    """
+
+    method = "compass"
+
+    def __init__(
+        self,
+        encoder: str | Encoder = "e5-nano",
+        n_clusters: int | None = None,
+        tau: float = 1.0,
+        language_prior: Literal["uniform", "typology"] = "uniform",
+        dedup_threshold: float | None = 0.95,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(encoder=encoder, n_clusters=n_clusters, seed=seed, **kwargs)
+        require(tau > 0, f"tau must be positive, got {tau}.")
+        require(
+            language_prior in ("uniform", "typology"),
+            f"language_prior must be 'uniform' or 'typology', got {language_prior!r}.",
+        )
+        self.tau = tau
+        self.language_prior = language_prior
+        self.dedup_threshold = dedup_threshold
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            **super().settings(),
+            "tau": self.tau,
+            "language_prior": self.language_prior,
+            "dedup_threshold": self.dedup_threshold,
+        }
+
+    def _prior(self, langs: np.ndarray) -> np.ndarray:
+        if self.language_prior == "uniform":
+            return np.ones(len(langs))
+        require(
+            self.target_lang is not None,
+            "language_prior='typology' needs the target language; set target_lang.",
+        )
+        from lingualift.compass.typology import similarities
+
+        unique, inverse = np.unique(langs, return_inverse=True)
+        sims = similarities(self.target_lang, list(unique))
+        return np.array([sims[lang] for lang in unique])[inverse]
+
+    def _choose(self, space: _Space, budget: float) -> tuple[Any, list[str], dict[str, Any]]:
+        k = space.n_clusters
+        p_t = cluster_shares(space.target_labels, k)
+        p_tr = cluster_shares(space.training_labels, k)
+        weights = gap_priorities(p_t, p_tr)
+        if not (weights > 0).any():
+            # Training already covers target usage: follow the target distribution.
+            weights = p_t.copy()
+        score = space.pool_scores * self._prior(space.pool_langs)
+        order = np.lexsort((-score, space.pool_labels))  # by cluster, best first
+        bounds = np.searchsorted(space.pool_labels[order], np.arange(k + 1))
+        queues = [_ClusterQueue(order[bounds[c] : bounds[c + 1]]) for c in range(k)]
+        filler = _Filler(space, self.dedup_threshold, self._language_budget(budget))
+        items = bool((space.costs == 1).all())
+
+        nominal = None
+        spent = 0.0
+        spill = False
+        while budget - spent > 1e-9:
+            capacity = np.array([q.remaining_cost(space.costs) for q in queues])
+            active_weights = weights if not spill else p_t
+            if not (active_weights[capacity > 0] > 0).any():
+                if spill or not (capacity > 0).any():
+                    break
+                spill = True  # every gap cluster is exhausted: follow the target share
+                continue
+            alloc = quotas(active_weights, budget - spent, capacity, self.tau if not spill else 1)
+            if items:
+                alloc = integer_quotas(alloc, capacity, round(min(budget - spent, alloc.sum())))
+            if nominal is None:
+                nominal = alloc.astype(np.float64).copy()
+            filler.spilling = spill
+            took = 0.0
+            for c in np.flatnonzero(alloc > 0):
+                took += filler.fill(queues[c], c, float(alloc[c]))
+            spent += took
+            if took == 0:
+                break
+        reasons = []
+        for row in filler.taken:
+            c = int(space.pool_labels[row])
+            if weights[c] > 0 and row not in filler.spilled:
+                reasons.append(
+                    f"cluster {c}: gap {weights[c]:.3g} (target {p_t[c]:.1%} vs training "
+                    f"{p_tr[c]:.1%}); cosine {space.pool_scores[row]:.2f} to its target centroid"
+                )
+            else:
+                reasons.append(
+                    f"cluster {c}: gap clusters ran short, filled by target share {p_t[c]:.1%}"
+                )
+        return filler.taken, reasons, {"quota": nominal}
+
+
+class _ClusterQueue:
+    """Ranked candidates of one cluster with a cursor."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+        self.cursor = 0
+
+    def remaining_cost(self, costs: np.ndarray) -> float:
+        return float(costs[self.rows[self.cursor :]].sum()) if self.cursor < len(self.rows) else 0.0
+
+
+class _Filler:
+    """Takes ranked rows into a cluster's quota, skipping near-duplicates and capped languages."""
+
+    def __init__(self, space: _Space, threshold: float | None, lang_cap: float) -> None:
+        self.space = space
+        self.threshold = threshold if threshold is not None and threshold < 1 else None
+        self.lang_cap = lang_cap
+        self.used_by_lang: Counter[str] = Counter()
+        self.kept: dict[int, np.ndarray] = {}
+        self.n_kept: Counter[int] = Counter()
+        self.taken: list[int] = []
+        self.spilled: set[int] = set()
+        self.spilling = False
+
+    def fill(self, queue: _ClusterQueue, cluster: int, quota: float) -> float:
+        space = self.space
+        got = 0.0
+        while queue.cursor < len(queue.rows) and quota - got > 1e-9:
+            # Read a block of candidates at once: one gather from a memmap, one matmul.
+            size = max(32, int(2 * (quota - got)))
+            block = queue.rows[queue.cursor : queue.cursor + size]
+            vectors = None
+            if self.threshold is not None:
+                vectors = np.asarray(space.pool.vectors[np.sort(block)], dtype=np.float32)
+                vectors = vectors[np.argsort(np.argsort(block))]
+            consumed = 0
+            for i, row in enumerate(block):
+                cost = space.costs[row]
+                if got + cost > quota + 1e-9:
+                    break
+                consumed = i + 1
+                lang = space.pool_langs[row]
+                if self.used_by_lang[lang] + cost > self.lang_cap:
+                    continue
+                if vectors is not None and self._duplicate(cluster, vectors[i]):
+                    continue
+                if vectors is not None:
+                    self._keep(cluster, vectors[i])
+                self.taken.append(int(row))
+                if self.spilling:
+                    self.spilled.add(int(row))
+                self.used_by_lang[lang] += cost
+                got += cost
+            queue.cursor += consumed
+            if consumed < len(block):
+                break  # the next candidate does not fit this quota
+        return got
+
+    def _keep(self, cluster: int, vector: np.ndarray) -> None:
+        n = self.n_kept[cluster]
+        store = self.kept.get(cluster)
+        if store is None or n == len(store):  # grow by doubling
+            grown = np.empty((max(64, 2 * n), len(vector)), dtype=np.float32)
+            if store is not None:
+                grown[:n] = store
+            self.kept[cluster] = store = grown
+        store[n] = vector
+        self.n_kept[cluster] = n + 1
+
+    def _duplicate(self, cluster: int, vector: np.ndarray) -> bool:
+        n = self.n_kept[cluster]
+        if n == 0:
+            return False
+        return bool((self.kept[cluster][:n] @ vector).max() > self.threshold)
