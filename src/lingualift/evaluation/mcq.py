@@ -225,6 +225,13 @@ def load_mcq(
             files,
             f"No {split} files in {spec}; name them like sw_{split}.parquet or sw/{split}.csv.",
         )
+        named = sorted({lang for _, lang in files if lang})
+        for lang in wanted or []:
+            if len(named) == len(files) and lang not in named:
+                raise LingualiftError(
+                    f"No {split} questions in language {lang!r} in {spec} (it has: "
+                    f"{', '.join(named)}); change langs or the data."
+                )
         for path, lang in files:
             if wanted and lang and lang not in wanted:
                 continue

@@ -1,0 +1,249 @@
+"""``run_eval(EvalConfig)``: the one function behind ``lingualift eval``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from lingualift.config import to_dict
+from lingualift.errors import LingualiftError, require
+from lingualift.evaluation.config import EvalConfig
+
+
+def _model_info(config: EvalConfig) -> dict[str, Any]:
+    return {
+        "model": "lingualift",
+        "model_args": {
+            "base": config.model,
+            "adapters": config.adapters,
+            "shifcon": config.shifcon,
+        },
+        "batch_size": config.batch_size,
+        "device": config.device,
+        "lingualift_config": to_dict(config),
+    }
+
+
+def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
+    """Run the evaluation a config describes, write its results JSON, return it."""
+    from lingualift.evaluation.results import format_table, write_results
+
+    if config.backend == "lm-eval":
+        return _run_lm_eval(config, print_table)
+    started = time.perf_counter()
+    if config.task in ("global-mmlu", "mmlu-prox"):
+        results = _run_mcq(config)
+    elif config.task == "perplexity":
+        results = _run_perplexity(config)
+    elif config.task == "longcontext":
+        results = _run_longcontext(config)
+    else:  # pragma: no cover - Literal-checked by the config loader
+        raise LingualiftError(f"Unknown task {config.task!r}.")
+    results["total_evaluation_time_seconds"] = str(round(time.perf_counter() - started, 2))
+    write_results(results, config.output)
+    if print_table:
+        print(format_table(results))
+        print(f"\nwrote {config.output}")
+    return results
+
+
+def _load(config: EvalConfig):
+    from lingualift.evaluation.loading import load_for_eval, shifcon_apply
+
+    model, tokenizer, sc = load_for_eval(
+        config.model, config.adapters, config.shifcon, config.dtype, config.device
+    )
+    return model, tokenizer, shifcon_apply(sc, model)
+
+
+def _run_mcq(config: EvalConfig) -> dict[str, Any]:
+    from lingualift.evaluation.mcq import evaluate_mcq, get_benchmark, load_mcq
+    from lingualift.evaluation.results import mcq_results
+
+    bench = get_benchmark(config.task)
+    items = load_mcq(
+        config.data, bench.name, config.langs or None, config.split, config.limit, config.subjects
+    )
+    shots = []
+    if config.num_fewshot > 0:
+        dev_source = config.dev_data or config.data
+        shots = load_mcq(dev_source, bench.name, sorted({i.lang for i in items}), "dev")
+    model, tokenizer, apply = _load(config)
+    samples = evaluate_mcq(
+        model,
+        tokenizer,
+        items,
+        shots,
+        config.num_fewshot,
+        config.mode,
+        config.batch_size,
+        apply,
+        config.max_new_tokens,
+        keep_prompts=config.log_samples,
+    )
+    task_config = {"dataset_path": config.data, "split": config.split, "mode": config.mode}
+    return mcq_results(
+        bench.name,
+        samples,
+        task_config,
+        _model_info(config),
+        config.num_fewshot,
+        config.log_samples,
+    )
+
+
+def _run_perplexity(config: EvalConfig) -> dict[str, Any]:
+    from lingualift.data import FieldMap, ParallelCorpus, read_records
+    from lingualift.evaluation.perplexity import perplexity_by_language
+    from lingualift.languages import normalize_language
+
+    langs = [normalize_language(x) for x in config.langs]
+    if config.data in ("corpus", "hub"):
+        require(langs, "Perplexity on the embedded corpus needs langs, e.g. langs=sw,yo.")
+        records = ParallelCorpus().multilingual(langs, config.books, per_language=config.limit)
+    else:
+        records = read_records(config.data, FieldMap())
+        if langs:
+            records = [r for r in records if r.lang in langs]
+    for lang in langs:
+        require(
+            any(r.lang == lang for r in records),
+            f"No held-out text in language {lang!r} in {config.data}; change langs or the data.",
+        )
+    model, tokenizer, apply = _load(config)
+    context = (lambda lang: apply([lang])) if apply else None
+    per_lang = perplexity_by_language(
+        model,
+        tokenizer,
+        records,
+        context=context,
+        max_length=config.max_length,
+        stride=config.stride,
+        batch_size=config.batch_size,
+        progress=True,
+    )
+    total_nll = sum(r.nll_sum for r in per_lang.values())
+    total_tokens = sum(r.n_tokens for r in per_lang.values())
+    import math
+
+    results = {
+        "perplexity": {
+            "alias": "perplexity",
+            "perplexity,none": math.exp(total_nll / total_tokens),
+            "nll,none": total_nll / total_tokens,
+            "n": sum(r.n_texts for r in per_lang.values()),
+        }
+    }
+    for lang, r in per_lang.items():
+        results[f"perplexity_{lang}"] = {
+            "alias": f" - perplexity_{lang}",
+            "perplexity,none": r.perplexity,
+            "nll,none": r.nll,
+            "bits_per_token,none": r.bits_per_token,
+            "n_tokens": r.n_tokens,
+            "n": r.n_texts,
+        }
+    return {
+        "results": results,
+        "configs": {
+            k: {"task": k, "max_length": config.max_length, "stride": config.stride}
+            for k in results
+        },
+        "n-samples": {k: {"original": v["n"], "effective": v["n"]} for k, v in results.items()},
+        "config": _model_info(config),
+    }
+
+
+def _run_longcontext(config: EvalConfig) -> dict[str, Any]:
+    from lingualift.evaluation.longcontext import (
+        evaluate_longcontext,
+        haystack_texts,
+        longcontext_results,
+        make_cwe,
+        make_niah,
+    )
+
+    require(config.langs, "Long-context evaluation needs langs, e.g. langs=sw,fr.")
+    model, tokenizer, apply = _load(config)
+    items = []
+    for lang in config.langs:
+        texts = haystack_texts(lang, config.books if config.books != "nt" else "39-66")
+        for length in config.lengths:
+            for task in config.lc_tasks:
+                if task == "cwe":
+                    items += make_cwe(
+                        tokenizer,
+                        lang,
+                        length,
+                        config.n_per_length,
+                        texts=texts,
+                        seed=config.seed,
+                        model=model,
+                    )
+                else:
+                    items += make_niah(
+                        tokenizer,
+                        lang,
+                        length,
+                        config.n_per_length,
+                        task,
+                        texts=texts,
+                        seed=config.seed,
+                        model=model,
+                    )
+    samples = evaluate_longcontext(
+        model,
+        tokenizer,
+        items,
+        batch_size=config.batch_size,
+        apply=apply,
+        max_new_tokens=min(config.max_new_tokens, 64),
+    )
+    results = longcontext_results(samples, _model_info(config))
+    if not config.log_samples:
+        results.pop("samples")
+    return results
+
+
+def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
+    require(
+        config.lm_eval_tasks,
+        "backend=lm-eval needs lm_eval_tasks, e.g. lm_eval_tasks=global_mmlu_full_sw.",
+    )
+    try:
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+        from lm_eval.utils import make_table
+    except ImportError:
+        raise LingualiftError(
+            "backend=lm-eval needs lm-eval; pip install 'lingualift[lm-eval]'."
+        ) from None
+    import lingualift.evaluation.lmeval_bridge  # noqa: F401  registers the 'lingualift' model
+    from lingualift.evaluation.results import write_results
+
+    args = [f"base={config.model}", f"dtype={config.dtype}"]
+    if config.adapters:
+        args.append(f"adapters={config.adapters}")
+    if config.shifcon:
+        langs = config.langs
+        args.append(f"shifcon={config.shifcon}")
+        args.append(f"lang={langs[0] if len(langs) == 1 else 'auto'}")
+    if config.device:
+        args.append(f"device={config.device}")
+    out = lm_eval.simple_evaluate(
+        model="lingualift",
+        model_args=",".join(args),
+        tasks=[t.strip() for t in config.lm_eval_tasks.split(",") if t.strip()],
+        num_fewshot=config.num_fewshot or None,
+        batch_size=config.batch_size,
+        limit=config.limit,
+        log_samples=config.log_samples,
+        task_manager=TaskManager(include_path=config.lm_eval_include_path),
+    )
+    require(out is not None, "lm-eval returned no results.")
+    write_results(out, Path(config.output))
+    if print_table:
+        print(make_table(out))
+        print(f"wrote {config.output}")
+    return out

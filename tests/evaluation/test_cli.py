@@ -1,0 +1,94 @@
+import json
+
+import pytest
+
+from lingualift.cli import main
+from lingualift.evaluation.report import report
+
+from .helpers import mcq_rows, write_jsonl
+
+
+@pytest.fixture()
+def data(tmp_path):
+    write_jsonl(tmp_path / "gm" / "sw_test.jsonl", mcq_rows(4, "sw"))
+    write_jsonl(tmp_path / "gm" / "yo_test.jsonl", mcq_rows(3, "yo"))
+    write_jsonl(tmp_path / "gm" / "sw_dev.jsonl", mcq_rows(2, "sw", prefix="d"))
+    write_jsonl(tmp_path / "gm" / "yo_dev.jsonl", mcq_rows(2, "yo", prefix="d"))
+    return tmp_path
+
+
+def test_eval_mcq_then_report(tiny_model_dir, data, capsys):
+    out = data / "base.json"
+    rc = main(
+        [
+            "eval",
+            f"model={tiny_model_dir}",
+            f"data={data / 'gm'}",
+            "num_fewshot=1",
+            f"output={out}",
+            "log_samples=true",
+        ]
+    )
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert res["n-samples"]["global_mmlu_sw"]["effective"] == 4
+    assert len(res["samples"]["global_mmlu_yo"]) == 3
+    assert "global_mmlu_yo" in capsys.readouterr().out
+    other = json.loads(out.read_text())
+    other["results"]["global_mmlu_sw"]["acc,none"] = 1.0
+    (data / "lift.json").write_text(json.dumps(other))
+    table = report([f"base={out}", f"lift={data / 'lift.json'}"], data / "cmp", task="global_mmlu")
+    assert "| sw |" in table and "1.0000" in table
+    assert (data / "cmp.png").stat().st_size > 1000 and (data / "cmp.md").is_file()
+    assert main(["report", str(out), "--out", str(data / "r2")]) == 0
+
+
+def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
+    recs = data / "held.jsonl"
+    write_jsonl(
+        recs, [{"id": str(i), "text": f"maandishi {i} " * 5, "lang": "sw"} for i in range(3)]
+    )
+    out = data / "ppl.json"
+    assert (
+        main(
+            [
+                "eval",
+                "task=perplexity",
+                f"model={tiny_model_dir}",
+                f"data={recs}",
+                "max_length=32",
+                f"output={out}",
+            ]
+        )
+        == 0
+    )
+    res = json.loads(out.read_text())
+    assert res["results"]["perplexity_sw"]["n"] == 3
+    assert (
+        main(
+            [
+                "eval",
+                "task=perplexity",
+                f"model={tiny_model_dir}",
+                f"data={recs}",
+                "langs=yo",
+                f"output={data / 'x.json'}",
+            ]
+        )
+        == 2
+    )
+    assert "No held-out text in language 'yo'" in capsys.readouterr().err
+    assert not (data / "x.json").exists()
+    assert (
+        main(
+            [
+                "eval",
+                f"model={tiny_model_dir}",
+                f"data={data / 'gm'}",
+                "langs=fr",
+                f"output={data / 'y.json'}",
+            ]
+        )
+        == 2
+    )
+    assert "No test questions in language 'fr'" in capsys.readouterr().err
