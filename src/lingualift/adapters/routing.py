@@ -145,12 +145,8 @@ class Router:
                     peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=lang)
                 else:
                     peft_model.load_adapter(str(folder), adapter_name=lang)
-            except (RuntimeError, ValueError, OSError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise LingualiftError(
-                    f"Adapter {label} does not load on this base model ({first[:200]}); "
-                    "check it was trained for this model or retrain it."
-                ) from None
+            except Exception as exc:  # PEFT, torch and safetensors raise many types here
+                raise LingualiftError(_load_error(label, exc)) from None
             self.adapters[lang] = label
         if peft_model is None:
             raise LingualiftError(
@@ -304,3 +300,17 @@ class Router:
         finally:
             self.tokenizer.padding_side = side
         return results
+
+
+def _load_error(label: str, exc: Exception) -> str:
+    """One sentence for an adapter that PEFT could not load."""
+    text = str(exc).strip()
+    first = text.splitlines()[0][:160] if text else type(exc).__name__
+    if "safetensor" in type(exc).__name__.lower() or "deserializ" in text.lower():
+        return (
+            f"Adapter {label} has corrupt weights ({first}); promote another version or retrain it."
+        )
+    return (
+        f"Adapter {label} does not load on this base model ({first}); "
+        "load it with the base model it was trained on or retrain it."
+    )

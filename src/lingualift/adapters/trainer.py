@@ -31,6 +31,7 @@ from typing import Any
 from lingualift.adapters.config import TrainConfig
 from lingualift.adapters.data import (
     DataSummary,
+    Example,
     collate,
     read_examples,
     read_selection,
@@ -57,6 +58,40 @@ class TrainResult:
     """The stored version (None on processes other than the main one)."""
     metrics: dict[str, Any]
     run_dir: Path
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """The examples of a run, read (and checked) before any model is loaded."""
+
+    examples: list[Example]
+    summaries: list[DataSummary]
+    selection: dict[str, Any] | None
+
+
+def read_training_data(config: TrainConfig) -> TrainingData:
+    """Read the data file and the COMPASS selection named by ``config``."""
+    examples: list[Example] = []
+    summaries: list[DataSummary] = []
+    selection = None
+    if config.data is not None:
+        found, summary = read_examples(
+            config.data,
+            config.data_format,
+            config.text_field,
+            config.prompt_field,
+            config.completion_field,
+            config.messages_field,
+            limit=config.data_limit,
+        )
+        examples.extend(found)
+        summaries.append(summary)
+    if config.selection is not None:
+        found, summary = read_selection(config.selection, config.selection_limit)
+        examples.extend(found)
+        summaries.append(summary)
+        selection = {**dataclasses.asdict(summary), "report": selection_report(summary.path)}
+    return TrainingData(examples, summaries, selection)
 
 
 class LoraTrainer:
@@ -113,30 +148,13 @@ class LoraTrainer:
 
     # -- data ------------------------------------------------------------------------------
 
-    def load_data(self) -> None:
-        """Read, split and tokenise the training data and the selection."""
+    def load_data(self, data: TrainingData | None = None) -> None:
+        """Split and tokenise the training data (read from the config unless given)."""
         config = self.config
-        examples = []
-        if config.data is not None:
-            found, summary = read_examples(
-                config.data,
-                config.data_format,
-                config.text_field,
-                config.prompt_field,
-                config.completion_field,
-                config.messages_field,
-                limit=config.data_limit,
-            )
-            examples.extend(found)
-            self.data_summaries.append(summary)
-        if config.selection is not None:
-            found, summary = read_selection(config.selection, config.selection_limit)
-            examples.extend(found)
-            self.data_summaries.append(summary)
-            self.selection = {
-                **dataclasses.asdict(summary),
-                "report": selection_report(summary.path),
-            }
+        data = data or read_training_data(config)
+        self.data_summaries = data.summaries
+        self.selection = data.selection
+        examples = data.examples
         train, heldout = split_heldout(examples, config.eval_fraction, config.seed)
         self.train_rows = tokenize_examples(
             train, self.tokenizer, config.max_length, config.packing
@@ -482,6 +500,7 @@ def plot_losses(history, evals, path: Path, lang: str) -> None:
 
 def train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> TrainResult:
     """Train and store one language adapter (the job behind ``lingualift train``)."""
+    data = read_training_data(config)  # bad data fails before the model loads
     trainer = LoraTrainer(config, model=model, tokenizer=tokenizer)
-    trainer.load_data()
+    trainer.load_data(data)
     return trainer.fit()
