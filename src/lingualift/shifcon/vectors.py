@@ -19,9 +19,10 @@ LM head, a large share of a small model's compute, is never run).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -205,17 +206,16 @@ class _StopForward(Exception):
     """Raised by a hook once the last wanted hidden state is captured."""
 
 
-def layer_states(
-    model: Any,
-    input_ids: Any,
-    attention_mask: Any,
-    indices: Sequence[int],
-) -> dict[int, Any]:
-    """Hidden states at the given indices (0 = embeddings .. L = last layer output).
+@contextlib.contextmanager
+def capture_states(model: Any, indices: Sequence[int], stop: bool = False) -> Iterator[dict]:
+    """Record hidden states at ``indices`` (0 = embeddings .. L = last layer output).
 
-    Runs the decoder stack only as far as needed: a hook stops the forward
-    pass after the deepest requested layer, so neither the rest of the stack
-    nor the LM head is computed. Gradients flow when the caller enables them.
+    Index ``i >= 1`` is read from the output of decoder layer ``i - 1``, index
+    0 from the input of layer 0 (a pre-hook placed first), so a shift hook at
+    the input of layer ``i`` never changes what is recorded at index ``i``:
+    the recorded state is the one the layer area sees before the shift back.
+    With ``stop`` the forward pass ends right after the deepest index (the
+    caller catches :class:`_StopForward`; :func:`layer_states` does).
     """
     layers = decoder_layers(model)
     n = len(layers)
@@ -227,33 +227,47 @@ def layer_states(
     states: dict[int, Any] = {}
     handles = []
 
-    def pre_hook(index):
-        def hook(module, args, kwargs):
-            hidden = args[0] if args else kwargs["hidden_states"]
-            states[index] = hidden
-            if index == wanted[-1]:
+    def pre_hook(module, args, kwargs):
+        states[0] = args[0] if args else kwargs["hidden_states"]
+        if stop and wanted[-1] == 0:
+            raise _StopForward
+
+    def post_hook(index):
+        def hook(module, args, output):
+            states[index] = output[0] if isinstance(output, tuple) else output
+            if stop and index == wanted[-1]:
                 raise _StopForward
 
         return hook
 
-    def last_hook(module, args, output):
-        states[n] = output[0] if isinstance(output, tuple) else output
-        raise _StopForward
-
-    for index in wanted:
-        if index < n:
-            handles.append(
-                layers[index].register_forward_pre_hook(pre_hook(index), with_kwargs=True)
-            )
-    if wanted[-1] == n:
-        handles.append(layers[n - 1].register_forward_hook(last_hook))
     try:
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    except _StopForward:
-        pass
+        for index in wanted:
+            if index == 0:
+                handles.append(
+                    layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True, prepend=True)
+                )
+            else:
+                handles.append(layers[index - 1].register_forward_hook(post_hook(index)))
+        yield states
     finally:
         for handle in handles:
             handle.remove()
+
+
+def layer_states(
+    model: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    indices: Sequence[int],
+) -> dict[int, Any]:
+    """Hidden states at the given indices, running the decoder only as deep as needed.
+
+    A hook stops the forward pass after the deepest requested index, so
+    neither the rest of the stack nor the LM head is computed. Gradients flow
+    when the caller enables them.
+    """
+    with capture_states(model, indices, stop=True) as states, contextlib.suppress(_StopForward):
+        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     return states
 
 
@@ -373,3 +387,58 @@ def corpus_texts(
     corpus = ParallelCorpus()
     codes = list(dict.fromkeys([DOMINANT_LANGUAGE, *(normalize_language(x) for x in langs)]))
     return {c: [r.text for r in corpus.monolingual(c, books, limit=per_language)] for c in codes}
+
+
+def texts_from_records(source: str, langs: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Group a records file's texts by language (optionally only ``langs``)."""
+    from collections import defaultdict
+
+    from lingualift.data import read_records
+
+    groups: dict[str, list[str]] = defaultdict(list)
+    for record in read_records(source):
+        require(
+            record.lang,
+            f"Record {record.id!r} in {source} has no language; add a lang column.",
+        )
+        groups[record.lang].append(record.text)
+    if langs:
+        wanted = list(dict.fromkeys([DOMINANT_LANGUAGE, *(normalize_language(x) for x in langs)]))
+        missing = [c for c in wanted if c not in groups]
+        require(
+            not missing,
+            f"{source} has no text in {', '.join(missing)}; add it or drop those languages.",
+        )
+        return {c: groups[c] for c in wanted}
+    require(
+        DOMINANT_LANGUAGE in groups,
+        f"{source} has no {DOMINANT_LANGUAGE!r} text; the dominant language needs a vector too.",
+    )
+    return dict(groups)
+
+
+def vectors_from_config(config: Any, progress: bool = True) -> tuple[LanguageVectors, Path]:
+    """Run :class:`~lingualift.shifcon.config.VectorsConfig`: load, stream, save (atomic)."""
+    from lingualift.models import load_causal_lm
+
+    require(config.per_language >= 1, "per_language must be at least 1.")
+    if config.data:
+        texts = texts_from_records(config.data, config.langs)
+        texts = {k: v[: config.per_language] for k, v in texts.items()}
+        source = f"{config.data} (first {config.per_language} per language)"
+    else:
+        texts = corpus_texts(config.langs, config.books, config.per_language)
+        source = f"embedded corpus books={config.books} first {config.per_language} verses"
+    model, tokenizer = load_causal_lm(config.model, dtype=config.dtype, device=config.device)
+    vectors = compute_language_vectors(
+        model,
+        tokenizer,
+        texts,
+        base_model=config.model,
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        subspace_rank=config.subspace_rank,
+        source=source,
+        progress=progress,
+    )
+    return vectors, vectors.save(Path(config.out) / VECTORS_FILE)

@@ -1,0 +1,120 @@
+"""Export ShifCon to lm-evaluation-harness's ``steered`` model (``lm_eval/models/hf_steered.py``).
+
+The ``steered`` model loads a ``.pt`` file mapping hookpoints (module names
+under ``model.base_model``) to ``{"steering_vector", "steering_coefficient",
+"action", "bias", "head_index"}`` and, for ``action="add"``, adds
+``coefficient * vector`` to the *output* of that module at every position.
+The input of decoder layer ``i`` is the output of layer ``i - 1`` (or of the
+embedding module for ``i = 0``), so one language's file holds two entries:
+
+- output of layer ``a - 1``: ``v_en[a] - v_l[a]``  (shift toward),
+- output of layer ``b - 1``: ``v_l[b] - v_en[b]``  (shift back).
+
+lm-eval applies a file to every row, so there is one file per language::
+
+    lm_eval --model steered \\
+        --model_args pretrained=google/gemma-3-270m,steer_path=runs/shifcon/steered/sw.pt \\
+        --tasks global_mmlu_sw
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lingualift.atomic import atomic_dir
+from lingualift.errors import LingualiftError
+from lingualift.languages import normalize_language
+from lingualift.models import decoder_layers
+from lingualift.shifcon.core import ShifCon
+
+
+def hookpoints(model: Any, a: int, b: int) -> tuple[str, str]:
+    """Names (as lm-eval resolves them) of the modules whose outputs feed layers ``a`` and ``b``."""
+    root = model.base_model
+    names = {id(module): name for name, module in root.named_modules()}
+    layers = decoder_layers(model)
+
+    def feeding(index: int) -> str:
+        module = layers[index - 1] if index > 0 else model.get_input_embeddings()
+        name = names.get(id(module))
+        if not name:
+            raise LingualiftError(
+                f"Could not name the module feeding decoder layer {index} under "
+                f"{type(root).__name__}; this architecture cannot be exported to lm-eval."
+            )
+        return name
+
+    return feeding(a), feeding(b)
+
+
+def steer_config(shifcon: ShifCon, lang: str, model: Any) -> dict[str, dict[str, Any]]:
+    """The ``steered`` file content for one language."""
+    code = normalize_language(lang)
+    if code == shifcon.dominant:
+        raise LingualiftError(
+            f"{code!r} is the dominant language, which is never shifted; export other languages."
+        )
+    deltas = shifcon.deltas(code)
+    assert deltas is not None
+    toward, back = deltas
+    point_a, point_b = hookpoints(model, shifcon.a, shifcon.b)
+
+    def entry(vector: Any) -> dict[str, Any]:
+        return {
+            "steering_vector": vector.float().clone(),
+            "steering_coefficient": 1.0,
+            "action": "add",
+            "bias": None,
+            "head_index": None,
+        }
+
+    return {point_a: entry(toward), point_b: entry(back)}
+
+
+def meta_model(spec: str):
+    """The model's module tree on the meta device (no weights loaded), for naming hookpoints."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from lingualift.models import resolve_model_path
+
+    config = AutoConfig.from_pretrained(resolve_model_path(spec))
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def export_steered(
+    shifcon: ShifCon, out: str | Path, langs: Sequence[str] | None = None, model: Any = None
+) -> list[Path]:
+    """Write ``<out>/<lang>.pt`` (one per language) plus ``steered.json``; atomically."""
+    import torch
+
+    model = model if model is not None else meta_model(shifcon.base_model)
+    shifcon.vectors.check_model(model)
+    codes = [normalize_language(x) for x in langs] if langs else None
+    codes = codes or [x for x in shifcon.languages if x != shifcon.dominant]
+    configs = {code: steer_config(shifcon, code, model) for code in codes}
+    out = Path(out)
+    with atomic_dir(out, overwrite=True) as tmp:
+        for code, config in configs.items():
+            torch.save(config, tmp / f"{code}.pt")
+        manifest = {
+            "base_model": shifcon.base_model,
+            "a": shifcon.a,
+            "b": shifcon.b,
+            "dominant": shifcon.dominant,
+            "hookpoints": list(next(iter(configs.values()))),
+            "files": {code: f"{code}.pt" for code in configs},
+            "usage": "lm_eval --model steered --model_args pretrained=<base model>,steer_path=<lang>.pt",
+        }
+        (tmp / "steered.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return [out / f"{code}.pt" for code in configs]
+
+
+def export_from_config(config: Any) -> list[Path]:
+    shifcon = ShifCon.load(config.shifcon)
+    model = meta_model(config.model) if config.model else None
+    return export_steered(shifcon, config.out, config.langs, model)
