@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-LANGS = ("fr de es it pt ro pl ru uk tr ar fa hi bn zh ja ko id vi tl").split()
+LANGS = tuple(["fr", "de", "es", "it", "pt", "ro", "pl", "ru", "uk", "tr", "ar", "fa", "hi", "bn", "zh", "ja", "ko", "id", "vi", "tl"])
 
 
 def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -47,8 +47,12 @@ def main() -> None:
     parser.add_argument("--training", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--budget", type=int, default=10_000)
-    parser.add_argument("--kmeans-points", type=int, default=200_000,
-                        help="points both k-means implementations cluster")
+    parser.add_argument(
+        "--kmeans-points",
+        type=int,
+        default=200_000,
+        help="points both k-means implementations cluster",
+    )
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="docs/compass_scale")
@@ -60,8 +64,11 @@ def main() -> None:
 
     faiss.omp_set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    result: dict = {"args": vars(args), "cpu_count": os.cpu_count(),
-                    "loadavg_start": os.getloadavg()}
+    result: dict = {
+        "args": vars(args),
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
         t = time.perf_counter()
         pool_vectors = write_pool(Path(tmp) / "pool.npy", args.pool, args.dim, seed=1)
@@ -69,7 +76,8 @@ def main() -> None:
         # Target usage leans on a region of the space: half of it near 20 topic centres.
         centres = unit_rows(rng, 20, args.dim)
         topical = centres[rng.integers(0, 20, args.target // 2)] + 0.08 * rng.standard_normal(
-            (args.target // 2, args.dim), dtype=np.float32)
+            (args.target // 2, args.dim), dtype=np.float32
+        )
         target = np.concatenate([topical, unit_rows(rng, args.target - args.target // 2, args.dim)])
         training = unit_rows(rng, args.training, args.dim)
         langs = np.array(LANGS)[rng.integers(0, len(LANGS), args.pool)]
@@ -92,8 +100,11 @@ def main() -> None:
             "js_before": selection.report.js_before,
             "js_after": selection.report.js_after,
         }
-        print(f"select on {args.pool:,} x {args.dim}: {select_s:.1f} s "
-              f"(K={selection.report.n_clusters}, stages {selection.report.timings})", flush=True)
+        print(
+            f"select on {args.pool:,} x {args.dim}: {select_s:.1f} s "
+            f"(K={selection.report.n_clusters}, stages {selection.report.timings})",
+            flush=True,
+        )
 
         # -- FAISS vs scikit-learn on the same points, K and iterations ------------------
         from sklearn.cluster import MiniBatchKMeans
@@ -103,16 +114,29 @@ def main() -> None:
 
         def run_faiss() -> float:
             t0 = time.perf_counter()
-            km = faiss.Kmeans(args.dim, k, niter=args.iters, spherical=True, seed=0,
-                              max_points_per_centroid=len(points) // k + 1)
+            km = faiss.Kmeans(
+                args.dim,
+                k,
+                niter=args.iters,
+                spherical=True,
+                seed=0,
+                max_points_per_centroid=len(points) // k + 1,
+            )
             km.train(points)
             return time.perf_counter() - t0
 
         def run_sklearn() -> float:
             t0 = time.perf_counter()
-            MiniBatchKMeans(n_clusters=k, max_iter=args.iters, batch_size=4096, n_init=1,
-                            init="random", max_no_improvement=None, tol=0.0,
-                            random_state=0).fit(points)
+            MiniBatchKMeans(
+                n_clusters=k,
+                max_iter=args.iters,
+                batch_size=4096,
+                n_init=1,
+                init="random",
+                max_no_improvement=None,
+                tol=0.0,
+                random_state=0,
+            ).fit(points)
             return time.perf_counter() - t0
 
         # Interleaved (faiss, sklearn, faiss) so load changes hit both sides.
@@ -121,12 +145,19 @@ def main() -> None:
         faiss_times.append(run_faiss())
         faiss_s = float(np.mean(faiss_times))
         result["kmeans"] = {
-            "points": len(points), "k": k, "iterations": args.iters,
-            "faiss_s": round(faiss_s, 3), "faiss_runs_s": [round(x, 3) for x in faiss_times],
-            "sklearn_minibatch_s": round(sk, 3), "speedup": round(sk / faiss_s, 1),
+            "points": len(points),
+            "k": k,
+            "iterations": args.iters,
+            "faiss_s": round(faiss_s, 3),
+            "faiss_runs_s": [round(x, 3) for x in faiss_times],
+            "sklearn_minibatch_s": round(sk, 3),
+            "speedup": round(sk / faiss_s, 1),
         }
-        print(f"k-means {len(points):,} pts K={k} {args.iters} it: faiss {faiss_s:.2f} s, "
-              f"MiniBatchKMeans {sk:.2f} s -> {sk / faiss_s:.1f}x", flush=True)
+        print(
+            f"k-means {len(points):,} pts K={k} {args.iters} it: faiss {faiss_s:.2f} s, "
+            f"MiniBatchKMeans {sk:.2f} s -> {sk / faiss_s:.1f}x",
+            flush=True,
+        )
     result["loadavg_end"] = os.getloadavg()
 
     out = Path(args.out)
@@ -144,8 +175,11 @@ def main() -> None:
     a.set_xlabel("seconds")
     a.set_title(f"select on {args.pool:,} x {args.dim} (total {select_s:.1f} s, target < 120 s)")
     km = result["kmeans"]
-    b.bar(["FAISS", "MiniBatchKMeans"], [km["faiss_s"], km["sklearn_minibatch_s"]],
-          color=["tab:green", "tab:gray"])
+    b.bar(
+        ["FAISS", "MiniBatchKMeans"],
+        [km["faiss_s"], km["sklearn_minibatch_s"]],
+        color=["tab:green", "tab:gray"],
+    )
     b.set_ylabel("seconds")
     b.set_title(f"k-means, {km['points']:,} pts, K={k}, {args.iters} it: {km['speedup']}x")
     fig.tight_layout()

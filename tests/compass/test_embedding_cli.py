@@ -48,12 +48,16 @@ def test_token_counts_words_and_cjk():
 
 
 def test_uriel_codes_go_through_individual_languages():
-    assert uriel_code("sw") == "swh" and uriel_code("ar") == "arb" and uriel_code("zh") in ("zho", "cmn")
+    assert (
+        uriel_code("sw") == "swh"
+        and uriel_code("ar") == "arb"
+        and uriel_code("zh") in ("zho", "cmn")
+    )
     assert uriel_code("Persian") == "pes" and uriel_code("fr") == "fra"
 
 
 def test_records_and_vectors_from_two_encoders_do_not_mix(toy_records):
-    target, training, pool = toy_records
+    target, training, _ = toy_records
     sampler = GapSampler(encoder=ToyEncoder(), n_clusters=3, progress=False).fit(target, training)
     other = EmbeddedSet.from_vectors(np.ones((5, 16)), "e5-nano:x", langs=["fr"] * 5)
     with pytest.raises(LingualiftError, match="different encoders"):

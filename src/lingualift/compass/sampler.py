@@ -110,6 +110,8 @@ class _Space:
     pool_scores: np.ndarray
     pool_langs: np.ndarray
     costs: np.ndarray
+    pool_view: Any
+    """The pool as clustering sees it (language-centred or raw); dedup compares these."""
 
 
 class BaseSampler:
@@ -239,7 +241,7 @@ class BaseSampler:
         langs = pool.langs if pool.langs is not None else np.full(len(pool), "und")
         return _Space(
             target, training, pool, k, target_labels, training_labels, pool_labels,
-            pool_scores, langs, self._costs(pool, unit),
+            pool_scores, langs, self._costs(pool, unit), pool_v,
         )  # fmt: skip
 
     def _views(self, sets: list[EmbeddedSet | None]) -> list[Any]:
@@ -519,7 +521,7 @@ class _Filler:
             block = queue.rows[queue.cursor : queue.cursor + size]
             vectors = None
             if self.threshold is not None:
-                vectors = np.asarray(space.pool.vectors[np.sort(block)], dtype=np.float32)
+                vectors = np.asarray(space.pool_view[np.sort(block)], dtype=np.float32)
                 vectors = vectors[np.argsort(np.argsort(block))]
             consumed = 0
             for i, row in enumerate(block):
