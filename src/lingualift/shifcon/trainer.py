@@ -384,7 +384,7 @@ class ShifConTrainer:
                     mixed_batch=config.gradient_checkpointing,
                     backward=True,
                 )
-                totals["loss"] += float(losses["loss"])
+                totals["loss"] += float(losses["loss"].detach())
                 totals["gen"] += float(losses["gen"]) / config.grad_accum
                 totals["con"] += float(losses["con"]) / config.grad_accum
             torch.nn.utils.clip_grad_norm_(

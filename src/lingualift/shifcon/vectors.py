@@ -430,15 +430,56 @@ def vectors_from_config(config: Any, progress: bool = True) -> tuple[LanguageVec
         texts = corpus_texts(config.langs, config.books, config.per_language)
         source = f"embedded corpus books={config.books} first {config.per_language} verses"
     model, tokenizer = load_causal_lm(config.model, dtype=config.dtype, device=config.device)
-    vectors = compute_language_vectors(
-        model,
-        tokenizer,
-        texts,
-        base_model=config.model,
-        batch_size=config.batch_size,
-        max_length=config.max_length,
-        subspace_rank=config.subspace_rank,
-        source=source,
-        progress=progress,
+    out = Path(config.out)
+    # One finished language at a time lands in a partial folder, so an
+    # interrupted run resumes with the languages it has not done yet.
+    partial = out / ".vectors.partial"
+    settings = json.dumps(
+        [config.model, source, config.batch_size, config.max_length, config.subspace_rank]
     )
-    return vectors, vectors.save(Path(config.out) / VECTORS_FILE)
+    parts = []
+    for lang, sentences in texts.items():
+        part_path = partial / f"{lang}.safetensors"
+        if part_path.is_file():
+            part = LanguageVectors.load(part_path)
+            if part.source == settings:
+                parts.append(part)
+                continue
+        part = compute_language_vectors(
+            model,
+            tokenizer,
+            {lang: sentences},
+            base_model=config.model,
+            batch_size=config.batch_size,
+            max_length=config.max_length,
+            subspace_rank=config.subspace_rank,
+            source=settings,
+            progress=progress,
+        )
+        part.save(part_path)
+        parts.append(part)
+    vectors = merge_vectors(parts, source)
+    path = vectors.save(out / VECTORS_FILE)
+    import shutil
+
+    shutil.rmtree(partial, ignore_errors=True)
+    return vectors, path
+
+
+def merge_vectors(parts: Sequence[LanguageVectors], source: str = "") -> LanguageVectors:
+    """One :class:`LanguageVectors` from per-language parts of the same model."""
+    require(parts, "No language vectors to merge.")
+    first = parts[0]
+    for part in parts[1:]:
+        require(
+            (part.base_model, part.num_layers, part.hidden_size)
+            == (first.base_model, first.num_layers, first.hidden_size),
+            "Cannot merge language vectors of different models; recompute them on one model.",
+        )
+    merged = dataclasses.replace(
+        first, means={}, counts={}, tokens={}, bases={}, spectra={}, source=source
+    )
+    for part in parts:
+        for name in ("means", "counts", "tokens", "bases", "spectra"):
+            getattr(merged, name).update(getattr(part, name))
+    return merged

@@ -1,0 +1,188 @@
+"""The shifcon verbs end to end on a tiny local model: vectors, layers, train, generate, export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lingualift.cli import main
+from lingualift.data import Record, write_records
+
+LANG_TEXT = {
+    "en": "the light shines in the darkness and the darkness has not overcome it",
+    "sw": "nuru yang'aa gizani wala giza halikuiweza",
+    "fr": "la lumiere luit dans les tenebres et les tenebres ne l'ont point recue",
+}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    from lingualift.testing import save_tiny_causal_lm
+
+    root = tmp_path_factory.mktemp("shifcon-cli")
+    model = save_tiny_causal_lm(root / "model", "llama", hidden_size=32, num_layers=6)
+    records = []
+    for lang, text in LANG_TEXT.items():
+        words = text.split()
+        for i in range(12):
+            records.append(Record(f"{lang}{i}", " ".join(words[i % 4 :] + words[: i % 4]), lang))
+    write_records(records, root / "mono.jsonl")
+    pairs = [
+        Record(
+            f"p{lang}{i}",
+            f"{LANG_TEXT[lang][: 20 + i]}",
+            lang,
+            meta={"parallel_text": LANG_TEXT["en"][: 20 + i]},
+        )
+        for lang in ("sw", "fr")
+        for i in range(6)
+    ]
+    write_records(pairs, root / "pairs.jsonl")
+    return root, model
+
+
+def test_the_whole_workflow(workdir, capsys):
+    root, model = workdir
+    sc = root / "sc"
+    assert (
+        main(
+            [
+                "shifcon",
+                "vectors",
+                f"out={sc}",
+                f"model={model}",
+                f"data={root / 'mono.jsonl'}",
+                "langs=[sw,fr]",
+                "subspace_rank=4",
+                "batch_size=8",
+            ]
+        )
+        == 0
+    )
+    assert (sc / "vectors.safetensors").is_file()
+    assert main(["shifcon", "layers", f"shifcon={sc}"]) == 0
+    config = json.loads((sc / "shifcon.json").read_text())
+    assert config["a"] < config["b"] <= 5 and (sc / "layers.png").is_file()
+    out = root / "train"
+    assert (
+        main(
+            [
+                "shifcon",
+                "train",
+                f"shifcon={sc}",
+                f"data={root / 'pairs.jsonl'}",
+                f"out={out}",
+                "batch_size=3",
+                "max_steps=3",
+                "lr=1e-3",
+                "lora_r=4",
+                "save_every=1",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 3 and metrics["languages"] == ["fr", "sw"]
+    assert (out / "adapter" / "adapter_config.json").is_file() and not (out / "checkpoint").exists()
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "shifcon",
+                "generate",
+                f"shifcon={sc}",
+                f"adapter={out / 'adapter'}",
+                "prompts=[nuru yang'aa]",
+                "lang=sw",
+                "max_new_tokens=3",
+            ]
+        )
+        == 0
+    )
+    assert "[sw]" in capsys.readouterr().out
+    assert main(["shifcon", "export", f"shifcon={sc}", f"out={root / 'steered'}"]) == 0
+    assert (root / "steered" / "sw.pt").is_file() and (root / "steered" / "steered.json").is_file()
+
+
+def test_training_resumes_from_its_checkpoint(workdir):
+    from transformers import AutoModelForCausalLM
+
+    from lingualift.shifcon import ShifCon
+    from lingualift.shifcon.config import TrainConfig
+    from lingualift.shifcon.trainer import train_from_config
+
+    from .conftest import random_vectors
+
+    root, model = workdir
+    sc = root / "sc-resume"
+    vectors = random_vectors(
+        AutoModelForCausalLM.from_pretrained(model), ("en", "sw"), base_model=str(model)
+    )
+    ShifCon.from_vectors(vectors, 1, 3).save(sc)
+    common = dict(
+        shifcon=str(sc),
+        data=str(root / "pairs.jsonl"),
+        langs=["sw"],
+        batch_size=2,
+        lora_r=4,
+        lr=1e-3,
+        save_every=1,
+        max_steps=2,
+    )
+    full = train_from_config(TrainConfig(out=str(root / "full"), **common), progress=False)
+    # An interrupted run: killed before its final save (step 1's checkpoint stays), then resumed.
+    part = TrainConfig(out=str(root / "part"), **common)
+    import lingualift.shifcon.trainer as trainer_module
+
+    original = trainer_module.ShifConTrainer.save
+    calls = {}
+
+    def interrupt(self, metrics):
+        calls["step"] = self.step
+        raise KeyboardInterrupt
+
+    trainer_module.ShifConTrainer.save = interrupt
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_from_config(part, progress=False)
+    finally:
+        trainer_module.ShifConTrainer.save = original
+    assert (root / "part" / "checkpoint" / "state.pt").is_file()
+    resumed = train_from_config(part, progress=False)
+    assert resumed["steps"] == 2 and resumed["final_loss"] == pytest.approx(
+        full["final_loss"], rel=1e-4
+    )
+
+
+def test_bad_input_exits_2_with_one_sentence(workdir, capsys):
+    root, _ = workdir
+    assert main(["shifcon", "layers", f"shifcon={root / 'nothing'}"]) == 2
+    assert "compute language vectors" in capsys.readouterr().err
+    assert main(["shifcon", "layers", f"shifcon={root / 'sc'}", "a=4", "b=2"]) == 2
+    assert "needs a < b" in capsys.readouterr().err
+    assert (
+        main(["shifcon", "train", f"shifcon={root / 'sc'}", "langs=[hi]", f"out={root / 'x'}"]) == 2
+    )
+    assert "No language vector for 'hi'" in capsys.readouterr().err
+    assert not (root / "x").exists()
+
+
+def test_recipes_parse():
+    from pathlib import Path
+
+    from lingualift.config import load_config
+    from lingualift.shifcon.config import LayersConfig, TrainConfig, VectorsConfig
+
+    recipes = Path(__file__).parents[2] / "recipes"
+    train = load_config(TrainConfig, recipes / "shifcon_train.yaml")
+    assert (train.alpha, train.beta, train.lr, train.schedule, train.epochs) == (
+        0.5,
+        2.0,
+        1e-5,
+        "cosine",
+        1,
+    )
+    assert load_config(VectorsConfig, recipes / "shifcon_vectors.yaml").per_language == 128
+    assert load_config(LayersConfig, recipes / "shifcon_layers.yaml").region == [0.25, 0.75]
