@@ -54,8 +54,8 @@ class TrainConfig:
     model: str = DEFAULT_MODEL
     """Base model: an embedded name, a hub id or a local folder."""
     data: str | None = None
-    """Training data: a JSONL/CSV/TSV/Parquet file or 'hf:<dataset>', or 'corpus:<lang>[@books]'
-    for verses of the embedded parallel corpus (e.g. 'corpus:sw@nt'). Optional when a
+    """Training data: a JSONL/CSV/TSV/Parquet file, 'hf:<dataset>', or verses of the embedded
+    corpus as 'corpus:<lang>[:<books>[:<first n>]]' (e.g. 'corpus:sw:nt:2000'). Optional when a
     selection is given."""
     data_format: Literal["auto", "text", "prompt_completion", "chat"] = "auto"
     """How rows become examples: plain text (loss on every token), prompt/completion (loss on the

@@ -113,9 +113,20 @@ def read_examples(
 ) -> tuple[list[Example], DataSummary]:
     """Read a data file (or ``corpus:<lang>[@books]``) into examples of one format."""
     if source.startswith("corpus:"):
-        lang, _, books = source[len("corpus:") :].partition("@")
-        records = ParallelCorpus().monolingual(lang, books or "all", limit=limit)
+        # The same spelling as COMPASS's sources: corpus:<lang>[:<books>[:<first n verses>]].
+        parts = source.split(":")
+        if not 2 <= len(parts) <= 4 or not parts[1]:
+            raise LingualiftError(
+                f"{source!r} must look like corpus:<lang>[:<books>[:<n>]], e.g. corpus:sw:nt:2000."
+            )
+        books = parts[2] if len(parts) > 2 and parts[2] else "all"
+        n = int(parts[3]) if len(parts) == 4 and parts[3].isdigit() else None
+        if n is not None and limit is not None:
+            n = min(n, limit)
+        records = ParallelCorpus().monolingual(parts[1], books, limit=n if n is not None else limit)
         examples = [Example(id=r.id, kind="text", text=r.text, source=source) for r in records]
+        if not examples:
+            raise LingualiftError(f"{source!r} matched no verses; widen the books.")
         return _finish(examples, source, "train", "text", [r.lang or "" for r in records])
     fields = {
         "text": text_field,

@@ -138,6 +138,7 @@ class LoraTrainer:
         peft_model.train()
         params = [p for p in peft_model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.params = params
         self.model, self.optimizer = self.accelerator.prepare(peft_model, optimizer)
         self.scheduler: Any = None
         self.train_rows: list[dict[str, list[int]]] = []
@@ -216,7 +217,8 @@ class LoraTrainer:
     def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches; returns loss and token count."""
         model, accelerator = self.model, self.accelerator
-        model.train()
+        # The model stays in train mode (evaluate() restores it): model.train() walks every
+        # module, which costs milliseconds per step.
         total_loss = 0.0
         tokens = 0
         n = len(micro_batches)
@@ -230,7 +232,7 @@ class LoraTrainer:
             total_loss += loss.detach()
             tokens += int(batch["attention_mask"].sum())
         if self.config.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
+            accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
