@@ -172,7 +172,9 @@ class Router:
                 card = json.loads(card_path.read_text("utf-8")) if card_path.is_file() else {}
                 out[normalize_language(lang)] = (folder, str(folder), card)
             return out
-        for lang in langs if langs is not None else self.store.languages():
+        if langs is None:  # every language with a current version
+            langs = [x for x in self.store.languages() if self.store.current_version(x)]
+        for lang in langs:
             version = self.store.get(lang)  # clear errors for unknown or broken adapters
             out[version.lang] = (version.path, version.name, version.card)
         return out

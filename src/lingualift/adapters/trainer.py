@@ -429,8 +429,8 @@ class LoraTrainer:
         evals = [e["eval_loss"] for e in state["evals"] if e["eval_loss"] is not None]
         return {
             "steps": total,
-            "train_examples": len(self.train_rows),
-            "eval_examples": len(self.eval_rows),
+            "train_rows": len(self.train_rows),
+            "eval_rows": len(self.eval_rows),
             "train_loss_first": losses[0] if losses else None,
             "train_loss_last": sum(tail) / len(tail) if tail else None,
             "eval_loss_before": evals[0] if evals else None,
