@@ -139,7 +139,18 @@ class LoraTrainer:
         params = [p for p in peft_model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.params = params
+        self._torch_optimizer = optimizer
         self.model, self.optimizer = self.accelerator.prepare(peft_model, optimizer)
+        # accelerate's clip_grad_norm_ and optimizer step re-check installed packages on every
+        # call (file-system look-ups); plain and DDP runs without a loss scaler have nothing for
+        # them to do, so they use torch's clipping and the optimizer directly.
+        from accelerate.utils import DistributedType
+
+        self._plain = self.accelerator.scaler is None and self.accelerator.distributed_type in (
+            DistributedType.NO,
+            DistributedType.MULTI_CPU,
+            DistributedType.MULTI_GPU,
+        )
         self.scheduler: Any = None
         self.train_rows: list[dict[str, list[int]]] = []
         self.eval_rows: list[dict[str, list[int]]] = []
@@ -209,13 +220,15 @@ class LoraTrainer:
 
         self.scheduler = get_scheduler(
             self.config.schedule,
-            optimizer=self.optimizer,
+            optimizer=self._torch_optimizer,
             num_warmup_steps=self.config.warmup_steps,
             num_training_steps=total_steps,
         )
 
     def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches; returns loss and token count."""
+        import torch
+
         model, accelerator = self.model, self.accelerator
         # The model stays in train mode (evaluate() restores it): model.train() walks every
         # module, which costs milliseconds per step.
@@ -227,16 +240,22 @@ class LoraTrainer:
             # Skip the gradient all-reduce on all but the last micro-batch (DDP).
             sync = accelerator.no_sync(model) if i < n - 1 else contextlib.nullcontext()
             with sync:
-                loss = model(**batch).loss / n
+                loss = model(**batch).loss
+                if n > 1:
+                    loss = loss / n
                 accelerator.backward(loss)
             total_loss += loss.detach()
             tokens += int(batch["attention_mask"].sum())
         if self.config.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
-        self.optimizer.step()
+            if self._plain:
+                torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+            else:  # sharded / scaled gradients need accelerate's version
+                accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        optimizer = self._torch_optimizer if self._plain else self.optimizer
+        optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         return {"loss": float(total_loss), "tokens": tokens}
 
     def evaluate(self, batch_size: int | None = None) -> float | None:
