@@ -134,6 +134,7 @@ class Router:
             tokenizer.pad_token = tokenizer.eos_token
         self.detector = detector
         self.strict = strict
+        self._warned: set[str | None] = set()
         signature = base_model_signature(model, self.spec)
         folders = self._adapter_folders(langs, adapters)
         self.adapters: dict[str, str] = {}  # lang -> 'sw/v3' (or the folder)
@@ -214,7 +215,9 @@ class Router:
             raise LingualiftError(
                 note.replace("; used the base model", "") + "; train one or drop --strict."
             )
-        logger.warning(note)
+        if lang not in self._warned:  # once per language, not once per row
+            self._warned.add(lang)
+            logger.warning(note)
         return Route(lang, None, detected, confidence, note)
 
     def adapter_names(self, routes: Sequence[Route]) -> list[str]:

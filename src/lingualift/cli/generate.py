@@ -38,6 +38,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import logging
 
     from lingualift.adapters.routing import Router
     from lingualift.errors import LingualiftError
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
             langs = [None] * len(args.prompts) + [r.lang for r in records]
     if not prompts:
         raise LingualiftError("No prompts; pass them as arguments or with --input <file>.")
+    # Fallbacks are reported below, once per prompt; the router's own warning would repeat them.
+    logging.getLogger("lingualift.adapters.routing").setLevel(logging.ERROR)
     router = Router(
         args.model,
         store=args.store,
