@@ -1,0 +1,35 @@
+"""``lingualift cloze``: build a cloze verse-completion multiple-choice set from held-out text."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lingualift.cli._common import add_verb, config_from_args
+from lingualift.evaluation.cloze import ClozeConfig
+
+
+def register(subparsers: Any) -> None:
+    add_verb(
+        subparsers,
+        "cloze",
+        "build a cloze multiple-choice set (Global-MMLU format) from held-out corpus verses",
+        run,
+        config_cls=ClozeConfig,
+        description="Build a cloze verse-completion set from the embedded corpus: question = the "
+        "first part of a verse, options = its true ending and 3 same-book endings of similar "
+        "length. The file is Global-MMLU shaped: score it with "
+        "'lingualift eval task=global-mmlu data=<file>'.",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from lingualift.evaluation.cloze import build_cloze, write_cloze
+
+    config = config_from_args(args)
+    rows = build_cloze(
+        config.lang, config.books, config.n, config.seed, config.min_units, config.window
+    )
+    path = write_cloze(rows, config.output)
+    print(f"wrote {len(rows)} {rows[0]['lang']} cloze questions to {path}")
+    return 0
