@@ -143,3 +143,23 @@ def test_cli_under_accelerate_launch_single_cpu_process(tmp_path, text_file):
     store = AdapterStore(tmp_path / "home" / "adapters")
     assert store.card("sw")["metrics"]["steps"] == 2
     assert torch.load  # the subprocess wrote a loadable store; nothing else to check here
+
+
+def test_next_version_can_start_from_the_current_one(tmp_path, text_file):
+    from safetensors.torch import load_file
+
+    first = train(config(tmp_path, text_file, max_steps=3), *tiny_causal_lm("llama", **TINY))
+    store = AdapterStore(tmp_path / "store")
+    trainer = LoraTrainer(
+        config(tmp_path, text_file, max_steps=1, output_dir=str(tmp_path / "run2")),
+        *tiny_causal_lm("llama", **TINY),
+        init_adapter=store.path("sw"),
+    )
+    from peft import get_peft_model_state_dict
+
+    start = get_peft_model_state_dict(trainer.model)
+    saved = load_file(str(first.adapter.path / "adapter_model.safetensors"))
+    assert saved.keys() == start.keys()
+    assert all(torch.equal(saved[k], start[k]) for k in saved)
+    trainer.load_data()
+    assert trainer.fit().adapter.version == 2
