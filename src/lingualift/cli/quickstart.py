@@ -1,9 +1,8 @@
-"""``lingualift quickstart``: the first end-to-end job on the embedded defaults."""
+"""``lingualift quickstart``: the main job end to end on the embedded defaults."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
@@ -11,14 +10,23 @@ from lingualift.quickstart import QuickstartConfig
 
 
 def register(subparsers: Any) -> None:
-    add_verb(subparsers, "quickstart", "run the first end-to-end job on the embedded defaults",
-             run, config_cls=QuickstartConfig)
+    add_verb(
+        subparsers,
+        "quickstart",
+        "run the main job end to end on the embedded defaults (COMPASS, LoRA, ShifCon, eval)",
+        run,
+        config_cls=QuickstartConfig,
+        description="For one non-English language: COMPASS selection vs baselines, a LoRA "
+        "adapter on training + selection, ShifCon vectors and layer area, and base vs adapter "
+        "vs ShifCon on held-out NLL and a cloze set; writes report.md, report.json and plots. "
+        "Stages that finished before are skipped, so a rerun is quick.",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from lingualift.quickstart import run_quickstart
 
     report = run_quickstart(config_from_args(args))
-    print(json.dumps(json.loads(report.read_text()), indent=2, ensure_ascii=False))
-    print(f"report written to {report}")
+    print(report.read_text())
+    print(f"report: {report.resolve()}  (plots and report.json beside it)")
     return 0

@@ -1,0 +1,60 @@
+"""The quickstart orchestration on a tiny random model: every stage, the report, the cache."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lingualift.cli import main
+from lingualift.errors import LingualiftError
+from lingualift.quickstart import QuickstartConfig, run_quickstart
+
+TINY = dict(
+    n_train=16, n_usage=12, n_heldout=4, n_cloze=4, pool_langs="fr,de", pool_per_language=8,
+    budget=6, baselines=["random"], lora_steps=2, lora_r=2, batch_size=2, max_length=32,
+    shifcon_langs=["fr"], vector_sentences=8, subspace_rank=2, shifcon_train="always",
+    shifcon_train_steps=1, shifcon_pairs=4, eval_batch_size=8,
+)  # fmt: skip
+
+
+def test_quickstart_runs_every_stage_then_reuses_them(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "qs"
+    model = str(tiny_model_dir)
+    args = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY.items()]
+    assert (
+        main(["quickstart", f"model={model}", f"encoder=lm:{model}", f"out_dir={out}", *args]) == 0
+    )
+    printed = capsys.readouterr()
+    assert f"report: {(out / 'report.md').resolve()}" in printed.out
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["eval"]) == {"base", "lora", "shifcon", "shifcon-trained"}
+    assert set(report["selection"]) == {"compass", "random"}
+    for sel in report["selection"].values():
+        assert sel["n_selected"] == 6 and 0 <= sel["js_after"] <= 1
+    for result in report["eval"].values():
+        assert set(result["nll"]) == {"sw", "en"} and result["n_cloze"] == 4
+    # ShifCon never shifts English rows, so English NLL with the shift equals the base model's.
+    assert report["eval"]["shifcon"]["nll"]["en"] == report["eval"]["base"]["nll"]["en"]
+    assert report["eval"]["lora"]["nll"]["sw"] != report["eval"]["base"]["nll"]["sw"]
+    for name in ("report.md", "results.png", "select/compass/report.png", "shifcon/layers.png"):
+        assert (out / name).is_file(), name
+    assert "| lora |" in (out / "report.md").read_text()
+    assert "cached, skipped" not in printed.err
+
+    # Second run: every stage comes from its marker; nothing is recomputed.
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
+    config = QuickstartConfig(model=model, encoder=f"lm:{model}", out_dir=str(out), **TINY)
+    run_quickstart(config)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert capsys.readouterr().err.count("cached, skipped") == len(stamps)
+
+
+def test_bad_settings_fail_before_any_work(tmp_path):
+    with pytest.raises(LingualiftError, match="non-dominant"):
+        run_quickstart(QuickstartConfig(lang="en", out_dir=str(tmp_path / "a")))
+    with pytest.raises(LingualiftError, match="no 'xh' text|corpus has no"):
+        run_quickstart(QuickstartConfig(lang="xh", out_dir=str(tmp_path / "b")))
+    with pytest.raises(LingualiftError, match="Unknown baseline"):
+        run_quickstart(QuickstartConfig(baselines=["best"], out_dir=str(tmp_path / "c")))
+    assert not any(tmp_path.iterdir())
