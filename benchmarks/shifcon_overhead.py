@@ -59,6 +59,25 @@ def random_vectors(model, langs):
     return LanguageVectors(means=means, counts={}, tokens={}, base_model="bench", **sig)
 
 
+def hook_call_seconds(batch: int, seq: int, hidden: int, reps: int = 2000) -> dict[str, float]:
+    """Seconds per call of the shift pre-hook itself on a ``(batch, seq, hidden)`` state."""
+    from lingualift.shifcon.hooks import _Shift
+
+    hidden_states = torch.randn(batch, seq, hidden)
+    out = {}
+    for name, delta in (
+        ("one language", torch.randn(hidden)),
+        ("mixed rows", torch.randn(batch, hidden)),
+    ):
+        hook = _Shift(delta)
+        hook(None, (hidden_states,), {})  # cast cache warm-up
+        start = time.process_time()
+        for _ in range(reps):
+            hook(None, (hidden_states,), {})
+        out[name] = (time.process_time() - start) / reps
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="embedded:gemma-3-270m")
@@ -70,7 +89,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--vector-sentences", type=int, default=64)
     parser.add_argument("--out", default="docs/shifcon_overhead.json")
+    parser.add_argument(
+        "--micro-only", action="store_true", help="only time the hook call (CPU seconds)"
+    )
     args = parser.parse_args()
+    if args.micro_only:
+        print(json.dumps(hook_call_seconds(args.batch, args.seq, args.hidden), indent=2))
+        return
 
     model, tokenizer, name = load_model(args)
     n_layers = model_signature(model)["num_layers"]
@@ -152,6 +177,9 @@ def main() -> None:
         "paired_median_ratio": paired,
         "paired_median_ratio_cpu_time": paired_cpu,
         "cpu_times": cpu_times,
+        "hook_call_cpu_seconds": hook_call_seconds(
+            args.batch, args.seq, model_signature(model)["hidden_size"]
+        ),
         "times": times,
         "vectors": {
             "sentences": n_sent,
