@@ -200,3 +200,20 @@ def decoder_layers(model: Any):
         f"{type(base).__name__} does not expose its decoder layers (model.layers); "
         "use a decoder-only Hugging Face model such as Llama, Qwen2, Gemma3, Mistral or Phi-3."
     )
+
+
+def model_signature(model: Any) -> dict[str, Any]:
+    """The shape facts that adapters and language vectors depend on.
+
+    Two models with the same signature accept each other's LoRA adapters and
+    ShifCon vectors; works through PEFT wrappers.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    text_config = getattr(config, "text_config", None) or config
+    return {
+        "model_type": str(getattr(text_config, "model_type", "unknown")),
+        "num_layers": len(decoder_layers(base)),
+        "hidden_size": int(getattr(text_config, "hidden_size", 0)),
+        "vocab_size": int(getattr(text_config, "vocab_size", 0)),
+    }

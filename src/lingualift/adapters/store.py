@@ -29,6 +29,7 @@ from typing import Any
 from lingualift.atomic import atomic_dir, atomic_write_text, path_lock
 from lingualift.errors import LingualiftError
 from lingualift.languages import normalize_language
+from lingualift.models import model_signature
 from lingualift.paths import lingualift_home
 
 CARD_NAME = "card.json"
@@ -45,16 +46,11 @@ def default_store_root() -> Path:
 def base_model_signature(model: Any, spec: str | None = None) -> dict[str, Any]:
     """What identifies a base model in a card: its spec and the shapes an adapter depends on."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = base.config
-    text_config = getattr(config, "text_config", None) or config
     return {
         "spec": spec,
-        "name_or_path": getattr(config, "_name_or_path", None),
+        "name_or_path": getattr(base.config, "_name_or_path", None),
         "architecture": type(base).__name__,
-        "model_type": getattr(text_config, "model_type", None),
-        "hidden_size": getattr(text_config, "hidden_size", None),
-        "num_layers": getattr(text_config, "num_hidden_layers", None),
-        "vocab_size": getattr(text_config, "vocab_size", None),
+        **model_signature(base),
     }
 
 

@@ -29,23 +29,10 @@ from typing import Any
 from lingualift.atomic import atomic_path
 from lingualift.errors import LingualiftError, require
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
-from lingualift.models import decoder_layers
+from lingualift.models import decoder_layers, model_signature
 
 FORMAT = "lingualift.shifcon.vectors/1"
 VECTORS_FILE = "vectors.safetensors"
-
-
-def model_signature(model: Any) -> dict[str, Any]:
-    """Shape facts of a causal LM that a set of vectors must agree with."""
-    config = getattr(model, "config", None)
-    text_config = getattr(config, "text_config", None) or config
-    layers = decoder_layers(model)
-    return {
-        "model_type": str(getattr(text_config, "model_type", "unknown")),
-        "num_layers": len(layers),
-        "hidden_size": int(getattr(text_config, "hidden_size", 0)),
-        "vocab_size": int(getattr(text_config, "vocab_size", 0)),
-    }
 
 
 @dataclasses.dataclass
