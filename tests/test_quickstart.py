@@ -14,7 +14,7 @@ TINY = dict(
     n_train=16, n_usage=12, n_heldout=4, n_cloze=4, pool_langs="fr,de", pool_per_language=8,
     budget=6, baselines=["random"], lora_steps=2, lora_r=2, batch_size=2, max_length=32,
     shifcon_langs=["fr"], vector_sentences=8, subspace_rank=2, shifcon_train="always",
-    shifcon_train_steps=1, shifcon_pairs=4, eval_batch_size=8,
+    shifcon_train_steps=1, shifcon_pairs=4, eval_batch_size=8, cloze_letters=True,
 )  # fmt: skip
 
 

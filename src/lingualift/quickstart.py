@@ -65,10 +65,13 @@ class QuickstartConfig:
     """Verses in the target-usage sample COMPASS aims at."""
     heldout_books: str = "20,43"
     """Held-out books (Proverbs, John): never in training, pool or usage sample."""
-    n_heldout: int = 120
+    n_heldout: int = 60
     """Held-out verses scored for NLL, in the target language and in English."""
-    n_cloze: int = 120
+    n_cloze: int = 80
     """Cloze multiple-choice questions built from the held-out books."""
+    cloze_letters: bool = False
+    """Also score the cloze set as Global-MMLU answer letters (slower; small models sit near
+    chance there, so the completion log-likelihood is the default measure)."""
     pool_langs: str = "all"
     """Pool languages: 'all' (every corpus language but the target) or a comma list."""
     pool_per_language: int = 70
@@ -175,17 +178,11 @@ def _stage_data(config: QuickstartConfig, lang: str, folder: Path) -> dict[str, 
     import numpy as np
 
     from lingualift.data import CORPUS_LANGUAGES, ParallelCorpus, Record, write_records
-    from lingualift.evaluation.cloze import build_cloze, write_cloze
 
     corpus = ParallelCorpus()
     rng = np.random.default_rng(config.seed)
     train = _sample(corpus.monolingual(lang, config.train_books), config.n_train, rng)
     usage = _sample(corpus.monolingual(lang, config.usage_books), config.n_usage, rng)
-    english = {r.id: r for r in corpus.monolingual(DOMINANT_LANGUAGE, config.heldout_books)}
-    held = [r for r in corpus.monolingual(lang, config.heldout_books) if r.id in english]
-    held = _sample(held, config.n_heldout, rng)
-    heldout = [dataclasses.replace(r, id=f"{lang}:{r.id}") for r in held]
-    heldout += [dataclasses.replace(english[r.id], id=f"en:{r.id}") for r in held]
     if config.pool_langs == "all":
         pool_langs = [x for x in CORPUS_LANGUAGES if x != lang]
     else:
@@ -199,23 +196,39 @@ def _stage_data(config: QuickstartConfig, lang: str, folder: Path) -> dict[str, 
     for other in pool_langs:
         drawn = _sample(corpus.monolingual(other, pool_books), config.pool_per_language, rng)
         pool += [dataclasses.replace(r, id=f"{other}:{r.id}") for r in drawn]
-    for name, records in (("training", train), ("usage sample", usage), ("held-out", held)):
+    for name, records in (("training", train), ("usage sample", usage)):
         require(records, f"No {lang!r} verses for the {name}; check the books settings.")
-    cloze = build_cloze(lang, config.heldout_books, config.n_cloze, config.seed)
     with atomic_dir(folder, overwrite=True) as tmp:
         write_records(train, tmp / "train.jsonl")
         write_records(usage, tmp / "usage.jsonl")
-        write_records(heldout, tmp / "heldout.jsonl")
         write_records(pool, tmp / "pool.jsonl")
-        write_cloze(cloze, tmp / "cloze.jsonl")
     return {
         "n_train": len(train),
         "n_usage": len(usage),
-        "n_heldout": len(held),
         "n_pool": len(pool),
         "pool_langs": pool_langs,
-        "n_cloze": len(cloze),
     }
+
+
+def _stage_heldout(config: QuickstartConfig, lang: str, folder: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from lingualift.data import ParallelCorpus, write_records
+    from lingualift.evaluation.cloze import build_cloze, write_cloze
+
+    corpus = ParallelCorpus()
+    rng = np.random.default_rng(config.seed)
+    english = {r.id: r for r in corpus.monolingual(DOMINANT_LANGUAGE, config.heldout_books)}
+    held = [r for r in corpus.monolingual(lang, config.heldout_books) if r.id in english]
+    require(held, f"No {lang!r} verses in the held-out books {config.heldout_books!r}.")
+    held = _sample(held, config.n_heldout, rng)
+    heldout = [dataclasses.replace(r, id=f"{lang}:{r.id}") for r in held]
+    heldout += [dataclasses.replace(english[r.id], id=f"en:{r.id}") for r in held]
+    cloze = build_cloze(lang, config.heldout_books, config.n_cloze, config.seed)
+    with atomic_dir(folder, overwrite=True) as tmp:
+        write_records(heldout, tmp / "heldout.jsonl")
+        write_cloze(cloze, tmp / "cloze.jsonl")
+    return {"n_heldout": len(held), "n_cloze": len(cloze)}
 
 
 def _stage_select(config: QuickstartConfig, lang: str, data: Path, method: str, out: Path):
@@ -262,7 +275,8 @@ def _stage_adapter(config: QuickstartConfig, lang: str, data: Path, selection: P
             max_length=config.max_length,
             packing=True,
             save_every=max(1, config.lora_steps // 4),
-            resume=True,
+            # Resume only what an interrupted run left (otherwise the trainer warns).
+            resume=any((out / "train" / "checkpoints").glob("step-*")),
             seed=config.seed,
             output_dir=str(out / "train"),
             store=str(out / "adapters"),
@@ -326,7 +340,7 @@ def _stage_shifcon_train(config: QuickstartConfig, lang: str, shifcon: Path, out
 
 
 def _stage_eval(
-    config: QuickstartConfig, data: Path, adapters: str | None, shifcon: str | None
+    config: QuickstartConfig, heldout_dir: Path, adapters: str | None, shifcon: str | None
 ) -> dict[str, Any]:
     from lingualift.data import read_records
     from lingualift.evaluation.cloze import cloze_items, score_cloze
@@ -337,16 +351,18 @@ def _stage_eval(
     model, tokenizer, sc = load_for_eval(config.model, adapters, shifcon)
     apply = shifcon_apply(sc, model)
     context = (lambda lang: apply([lang])) if apply else None
-    heldout = read_records(data / "heldout.jsonl")
+    heldout = read_records(heldout_dir / "heldout.jsonl")
     nll = perplexity_by_language(
         model, tokenizer, heldout, context=context, batch_size=config.eval_batch_size
     )
-    rows = [json.loads(line) for line in (data / "cloze.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (heldout_dir / "cloze.jsonl").read_text().splitlines()]
     cloze = score_cloze(model, tokenizer, rows, config.eval_batch_size, apply)
-    samples = evaluate_mcq(
-        model, tokenizer, cloze_items(rows), batch_size=config.eval_batch_size, apply=apply
-    )
-    letters = [1.0 if s.correct else 0.0 for s in samples]
+    letter_acc = None
+    if config.cloze_letters:
+        samples = evaluate_mcq(
+            model, tokenizer, cloze_items(rows), batch_size=config.eval_batch_size, apply=apply
+        )
+        letter_acc = round(sum(s.correct for s in samples) / len(samples), 4)
     return {
         "nll": {lang: round(r.nll, 4) for lang, r in nll.items()},
         "perplexity": {lang: round(r.perplexity, 2) for lang, r in nll.items()},
@@ -354,7 +370,7 @@ def _stage_eval(
         "cloze_acc": round(cloze.acc, 4),
         "cloze_acc_norm": round(cloze.acc_norm, 4),
         "cloze_acc_norm_stderr": round(cloze.acc_norm_stderr, 4),
-        "cloze_letter_acc": round(sum(letters) / len(letters), 4),
+        "cloze_letter_acc": letter_acc,
         "n_cloze": cloze.n,
     }
 
@@ -382,7 +398,7 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     require(not bad, f"Unknown baseline {bad[:1]}; use random, lang-similarity or all.")
     out = Path(config.out_dir)
     methods = ["compass", *dict.fromkeys(config.baselines)]
-    stages = _Stages(out, config.overwrite, total=len(methods) + 7)
+    stages = _Stages(out, config.overwrite, total=len(methods) + 8)
     results: dict[str, Any] = {}
 
     def run(name: str, key: str, what: str, fn) -> dict[str, Any]:
@@ -396,15 +412,22 @@ def run_quickstart(config: QuickstartConfig) -> Path:
         return stages.mark(name, key, payload)
 
     data_dir = out / "data"
-    data_settings = [
-        lang, config.seed, config.train_books, config.n_train, config.usage_books, config.n_usage,
-        config.heldout_books, config.n_heldout, config.n_cloze, config.pool_langs,
-        config.pool_per_language,
-    ]  # fmt: skip
-    data_key = _key("data", *data_settings)
+    data_key = _key(
+        "data", lang, config.seed, config.train_books, config.n_train, config.usage_books,
+        config.n_usage, config.heldout_books, config.pool_langs, config.pool_per_language,
+    )  # fmt: skip
     results["data"] = run(
-        "data", data_key, "drawing verses and building the cloze set",
+        "data", data_key, "drawing training, usage and pool verses",
         lambda: _stage_data(config, lang, data_dir),
+    )  # fmt: skip
+    heldout_dir = out / "heldout"
+    heldout_key = _key(
+        "heldout", lang, config.seed, config.heldout_books, config.n_heldout, config.n_cloze,
+        config.cloze_letters, config.model,
+    )  # fmt: skip
+    results["heldout"] = run(
+        "heldout", heldout_key, "held-out verses and the cloze set",
+        lambda: _stage_heldout(config, lang, heldout_dir),
     )  # fmt: skip
 
     selections = {}
@@ -440,15 +463,15 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     )  # fmt: skip
 
     variants: dict[str, tuple[str | None, str | None, str]] = {
-        "base": (None, None, _key("eval-base", data_key, config.model)),
-        "lora": (results["adapter"]["adapter"], None, _key("eval-lora", data_key, adapter_key)),
-        "shifcon": (None, str(out / "shifcon"), _key("eval-shifcon", data_key, shifcon_key)),
+        "base": (None, None, _key("eval-base", heldout_key)),
+        "lora": (results["adapter"]["adapter"], None, _key("eval-lora", heldout_key, adapter_key)),
+        "shifcon": (None, str(out / "shifcon"), _key("eval-shifcon", heldout_key, shifcon_key)),
     }
     evals: dict[str, Any] = {}
     for variant, (adapters, shifcon, key) in variants.items():
         evals[variant] = run(
             f"eval-{variant}", key, "held-out NLL and cloze accuracy",
-            lambda a=adapters, s=shifcon: _stage_eval(config, data_dir, a, s),
+            lambda a=adapters, s=shifcon: _stage_eval(config, heldout_dir, a, s),
         )  # fmt: skip
 
     # Optional: brief ShifCon training, only when it fits in what is left of the budget.
@@ -467,12 +490,12 @@ def run_quickstart(config: QuickstartConfig) -> Path:
         _fresh_dir(out / "shifcon-train", train_key)
         trained = _stage_shifcon_train(config, lang, out / "shifcon", out / "shifcon-train")
         trained["eval"] = _stage_eval(
-            config, data_dir, trained["adapter"], str(out / "shifcon-train" / "shifcon")
+            config, heldout_dir, trained["adapter"], str(out / "shifcon-train" / "shifcon")
         )
         return trained
 
     results["shifcon_train"] = run(
-        "shifcon-train", _key(train_key, config.shifcon_train),
+        "shifcon-train", _key(train_key, heldout_key, config.shifcon_train),
         f"brief ShifCon training ({config.shifcon_train_steps} steps) if the budget allows",
         shifcon_train_stage,
     )  # fmt: skip
@@ -530,7 +553,7 @@ def _plot_results(evals: dict[str, Any], lang: str, path: Path) -> Path:
 def _write_report(
     config: QuickstartConfig, lang: str, out: Path, results: dict[str, Any], elapsed: float
 ) -> Path:
-    evals, data = results["eval"], results["data"]
+    evals, data, held = results["eval"], results["data"], results["heldout"]
     _plot_results(evals, lang, out / "results.png")
     name = language_name(lang)
     lines = [
@@ -538,8 +561,8 @@ def _write_report(
         "",
         f"Training: {data['n_train']} {lang} verses (books {config.train_books}); target usage: "
         f"{data['n_usage']} verses (books {config.usage_books}); held out: books "
-        f"{config.heldout_books} ({data['n_heldout']} verses per language for NLL, "
-        f"{data['n_cloze']} cloze questions); pool: {data['n_pool']} verses in "
+        f"{config.heldout_books} ({held['n_heldout']} verses per language for NLL, "
+        f"{held['n_cloze']} cloze questions); pool: {data['n_pool']} verses in "
         f"{len(data['pool_langs'])} languages.",
         "",
         "## Selection (equal budget of "
@@ -559,21 +582,22 @@ def _write_report(
         "",
         "## Evaluation",
         "",
-        f"| variant | NLL {lang} | NLL en | cloze acc (per-char LL) | cloze acc (raw LL) "
-        "| cloze acc (answer letter) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"| variant | NLL {lang} | NLL en | cloze acc (per-char LL) | cloze acc (raw LL) |"
+        + (" cloze acc (answer letter) |" if config.cloze_letters else ""),
+        "| --- | --- | --- | --- | --- |" + (" --- |" if config.cloze_letters else ""),
     ]
     for variant, e in evals.items():
+        letters = f" {e['cloze_letter_acc']:.3f} |" if config.cloze_letters else ""
         lines.append(
             f"| {variant} | {e['nll'][lang]:.3f} | {e['nll']['en']:.3f} | "
             f"{e['cloze_acc_norm']:.3f} ± {e['cloze_acc_norm_stderr']:.3f} | "
-            f"{e['cloze_acc']:.3f} | {e['cloze_letter_acc']:.3f} |"
+            f"{e['cloze_acc']:.3f} |{letters}"
         )
     ad = results["adapter"]
     lines += [
         "",
         "Variants: " + "; ".join(f"**{v}**: {_VARIANT_NAMES[v]}" for v in evals) + ".",
-        f"NLL is mean token negative log-likelihood (nats) on {data['n_heldout']} held-out verses; "
+        f"NLL is mean token negative log-likelihood (nats) on {held['n_heldout']} held-out verses; "
         "cloze chance is 0.25. The LoRA adapter trained "
         f"{ad['steps']} steps (its own held-out loss {ad['eval_loss_before']:.3f} -> "
         f"{ad['eval_loss']:.3f}).",
@@ -605,7 +629,7 @@ def _write_report(
 
 
 def _flat_stages(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    flat = {"data": results["data"]}
+    flat = {"data": results["data"], "heldout": results["heldout"]}
     flat |= {f"select-{m}": v for m, v in results["selection"].items()}
     flat |= {"adapter": results["adapter"], "shifcon": results["shifcon"]}
     flat |= {f"eval-{v}": e for v, e in results["eval"].items() if v != "shifcon-trained"}
