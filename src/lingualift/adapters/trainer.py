@@ -495,12 +495,9 @@ class LoraTrainer:
 
 def plot_losses(history, evals, path: Path, lang: str) -> None:
     """Training and held-out loss against steps, as a PNG."""
-    import matplotlib
+    from lingualift.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lingualift.atomic import atomic_path
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([h["step"] for h in history], [h["loss"] for h in history], label="train")
@@ -514,9 +511,7 @@ def plot_losses(history, evals, path: Path, lang: str) -> None:
     ax.set_title(f"LoRA adapter for {lang}")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> TrainResult:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from lingualift.atomic import atomic_path, atomic_write_text
+from lingualift.atomic import atomic_write_text
 from lingualift.compass.gaps import cluster_shares, js_divergence
 
 
@@ -67,10 +67,9 @@ class SelectionReport:
 
     def plot(self, path: str | Path, max_clusters: int = 40) -> Path:
         """PNG: per-cluster shares (largest gaps first) and the languages chosen."""
-        import matplotlib
+        from lingualift.plotting import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         rows = sorted(self.clusters, key=lambda c: -c["priority"])[:max_clusters]
         x = np.arange(len(rows))
@@ -94,9 +93,7 @@ class SelectionReport:
         bottom.set_ylabel("selected items")
         bottom.set_xlabel("language")
         fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-        plt.close(fig)
+        save_figure(fig, path, dpi=110)
         return Path(path)
 
 

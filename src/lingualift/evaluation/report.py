@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.atomic import atomic_path, atomic_write_text
+from lingualift.atomic import atomic_write_text
 from lingualift.errors import LingualiftError, require
 from lingualift.evaluation.results import read_results
 from lingualift.languages import normalize_language
@@ -101,10 +101,9 @@ def heatmap(
     title: str = "",
 ) -> Path:
     """A language x run heat map with the values written in the cells."""
-    import matplotlib
+    from lingualift.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     data = np.array(values, dtype=float)
@@ -129,10 +128,7 @@ def heatmap(
     fig.colorbar(image, ax=ax)
     ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path
 
 

@@ -132,12 +132,9 @@ def choose_area(
 
 def plot_curve(record: dict[str, Any], path: str | Path, title: str = "") -> Path:
     """Draw each language's curve, the mean, and the chosen band; write a PNG atomically."""
-    import matplotlib
+    from lingualift.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lingualift.atomic import atomic_path
+    plt = pyplot()
 
     curves = record["curves"]
     a, b = record["a"], record["b"]
@@ -156,10 +153,7 @@ def plot_curve(record: dict[str, Any], path: str | Path, title: str = "") -> Pat
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="best")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return path
 
 
