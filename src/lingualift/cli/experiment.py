@@ -1,0 +1,32 @@
+"""``lingualift experiment``: run one of the issue-7 experiments from a recipe."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lingualift.cli._common import add_verb, config_from_args
+from lingualift.experiments.config import ExperimentConfig
+
+
+def register(subparsers: Any) -> None:
+    add_verb(
+        subparsers,
+        "experiment",
+        "run an experiment that tests a method's claim (recipes/experiments/*.yaml)",
+        run,
+        config_cls=ExperimentConfig,
+        description="Train and score every system of an experiment over several seeds "
+        "(compass_vs_baselines, shifcon_vs_lora, layer_area); finished runs are kept, so "
+        "a rerun resumes. Writes results.json, results.png and table.md to out_dir.",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from lingualift.experiments import run_experiment
+
+    config = config_from_args(args)
+    result = run_experiment(config)
+    print(result["table"])
+    print(f"wrote {result['results']}, {result['plot']}, {result['table_path']}")
+    return 0

@@ -1,0 +1,140 @@
+"""The config of ``lingualift experiment``: one dataclass for the three experiments.
+
+Keys that an experiment does not use are ignored by it (and listed as such in
+``lingualift experiment --help``), so a recipe names only what it sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from lingualift.errors import LingualiftError, require
+from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
+from lingualift.models import DEFAULT_MODEL
+
+EXPERIMENTS = ("compass_vs_baselines", "shifcon_vs_lora", "layer_area")
+COMPASS_METHODS = ("compass", "random", "lang-similarity", "all")
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """One experiment on the embedded model, over several seeds."""
+
+    experiment: Literal["compass_vs_baselines", "shifcon_vs_lora", "layer_area"] = "shifcon_vs_lora"
+    """Which experiment: compass_vs_baselines, shifcon_vs_lora or layer_area."""
+    out_dir: str | None = None
+    """Output folder (default runs/experiments/<experiment>); one JSON per finished run is kept
+    under units/, so a rerun resumes where an interrupted one stopped."""
+    model: str = DEFAULT_MODEL
+    """Base model: an embedded name, a hub id or a local folder."""
+    langs: list[str] = dataclasses.field(default_factory=lambda: ["sw", "hi"])
+    """Target (non-English) languages."""
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    """Seeds; every trained system is run once per seed (selection, LoRA init, data order)."""
+
+    # -- training (the same for every system of an experiment) ------------------------------
+    steps: int = 16
+    """Optimizer steps of every adapter (equal for every system, 'all' included)."""
+    batch_size: int = 4
+    """Sequences (or pairs) per step."""
+    max_length: int = 64
+    """Tokens per training sequence."""
+    lr: float = 2e-4
+    """Peak learning rate (cosine schedule)."""
+    lora_r: int = 8
+    """LoRA rank (alpha = 2r, all linear layers)."""
+
+    # -- held-out evaluation ----------------------------------------------------------------
+    heldout_books: str = "43"
+    """Corpus books held out from every training and selection input (default John)."""
+    heldout_per_language: int = 40
+    """Held-out verses per language for the NLL."""
+    cloze_per_language: int = 32
+    """Cloze verse-completion questions per language (lingualift.evaluation.cloze); 0 = none."""
+    cloze_seed: int = 0
+    """Seed of the cloze set (fixed across training seeds, so every system sees the same set)."""
+    english: bool = True
+    """Also measure English NLL (shows whether training on other languages harmed it)."""
+    eval_batch_size: int = 8
+    """Batch size of the NLL and cloze scoring."""
+    eval_max_length: int = 128
+    """Longest held-out window in tokens for the NLL."""
+
+    # -- compass_vs_baselines ---------------------------------------------------------------
+    methods: list[str] = dataclasses.field(default_factory=lambda: list(COMPASS_METHODS))
+    """Selection methods to compare (compass, random, lang-similarity, all)."""
+    usage_books: str = "19,40-42"
+    """Books of the target-usage sample COMPASS fits on (Psalms + Matthew, Mark, Luke)."""
+    usage_per_language: int = 200
+    """Target-usage verses."""
+    training_books: str = "1-17"
+    """Books of D_tr(t), the target-language data the adapter is trained on anyway."""
+    training_per_language: int = 200
+    """Verses of D_tr(t)."""
+    pool_books: str = "1-42,44-66"
+    """Books of the multilingual pool (every other corpus language); excludes the held-out book."""
+    pool_per_language: int = 60
+    """Pool verses per pool language."""
+    budget: int = 200
+    """Items each budgeted method selects ('all' takes the whole pool at the same steps)."""
+    encoder: str = "e5-nano"
+    """Sentence encoder of the selection."""
+    data_seed: int = 0
+    """Seed of the usage/training/pool samples (fixed, so embeddings are computed once)."""
+
+    # -- shifcon_vs_lora and layer_area -----------------------------------------------------
+    shifcon: str | None = None
+    """An existing ShifCon folder to reuse; default: compute vectors once into out_dir/shifcon."""
+    vector_books: str = "ot"
+    """Books the language vectors are computed from."""
+    vector_per_language: int = 128
+    """Sentences per language for the vectors and the layer curve."""
+    train_books: str = "epistles"
+    """Books of the parallel training pairs (English + each language)."""
+    pairs_per_language: int = 64
+    """Parallel pairs per language."""
+    alpha: float = 0.5
+    """ShifCon's generation-loss weight (published 0.5); plain LoRA uses 1."""
+    beta: float = 2.0
+    """ShifCon's contrastive-loss weight (published 2.0); plain LoRA uses 0."""
+    tau: float = 0.05
+    """InfoNCE temperature of the contrastive loss."""
+    bands: list[list[int]] = dataclasses.field(
+        default_factory=lambda: [[1, 3], [7, 9], [10, 12], [13, 15]]
+    )
+    """layer_area: the (a, b) sweep compared with the band the distance curve chooses."""
+    shift_only: bool = True
+    """layer_area: also score the untrained base model with each band's shift (no seeds)."""
+
+    def __post_init__(self) -> None:
+        require(
+            self.experiment in EXPERIMENTS,
+            f"experiment must be one of {', '.join(EXPERIMENTS)}; got {self.experiment!r}.",
+        )
+        self.langs = [normalize_language(x) for x in self.langs]
+        require(self.langs, "Give at least one target language in langs.")
+        require(
+            DOMINANT_LANGUAGE not in self.langs,
+            f"langs are the non-English targets; drop {DOMINANT_LANGUAGE!r} (set english=true).",
+        )
+        require(self.seeds, "Give at least one seed.")
+        require(len(set(self.seeds)) == len(self.seeds), "seeds must be distinct.")
+        for name in ("steps", "batch_size", "max_length", "lora_r", "heldout_per_language"):
+            value = getattr(self, name)
+            if value < 1:
+                raise LingualiftError(f"{name} must be at least 1, got {value}.")
+        unknown = [m for m in self.methods if m not in COMPASS_METHODS]
+        require(
+            not unknown,
+            f"Unknown method(s) {', '.join(unknown)}; use {', '.join(COMPASS_METHODS)}.",
+        )
+        for band in self.bands:
+            require(
+                len(band) == 2 and band[0] < band[1],
+                f"Each band is [a, b] with a < b; got {band}.",
+            )
+
+    @property
+    def run_dir(self) -> str:
+        return self.out_dir or f"runs/experiments/{self.experiment}"

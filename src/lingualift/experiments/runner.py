@@ -1,0 +1,29 @@
+"""``run_experiment``: dispatch to one experiment, then write the config and the table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lingualift.atomic import atomic_write_text
+from lingualift.config import save_config
+from lingualift.experiments.config import ExperimentConfig
+
+
+def run_experiment(config: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the experiment; returns ``{'results', 'plot', 'table'}``."""
+    from lingualift.experiments import compass_runs, shifcon_runs
+
+    jobs = {
+        "compass_vs_baselines": compass_runs.run_compass_vs_baselines,
+        "shifcon_vs_lora": shifcon_runs.run_shifcon_vs_lora,
+        "layer_area": shifcon_runs.run_layer_area,
+    }
+    out = Path(config.run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+    result = jobs[config.experiment](config, progress=progress)
+    table_path = out / "table.md"
+    atomic_write_text(table_path, result["table"] + "\n")
+    result["table_path"] = table_path
+    return result

@@ -1,0 +1,281 @@
+"""Experiments 2 and 3: ShifCon vs plain LoRA, and the layer area against a sweep of bands.
+
+Both train with :class:`lingualift.shifcon.trainer.ShifConTrainer` on the same
+parallel pairs (English + each language), batches, seed, LoRA rank, learning
+rate and step count. Plain LoRA is the trainer with ``shift=false, beta=0,
+alpha=1``; ShifCon uses the published ``alpha=0.5, beta=2`` and is scored with
+its shift on (how it is deployed). Language vectors and the chosen band are
+computed once per experiment (or read from ``config.shifcon``) and reused by
+every seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lingualift.experiments.common import (
+    BaseModel,
+    UnitStore,
+    evaluate,
+    format_table,
+    heldout_sets,
+    plot_bars,
+    summarize,
+    write_results,
+)
+
+
+def language_area(config: Any, base: BaseModel, out: Path):
+    """The ShifCon object (vectors + curve-chosen band): read from config.shifcon or out/shifcon."""
+    from lingualift.shifcon import ShifCon, compute_language_vectors
+    from lingualift.shifcon.area import choose_area, plot_curve
+    from lingualift.shifcon.vectors import corpus_texts
+
+    folder = Path(config.shifcon) if config.shifcon else out / "shifcon"
+    if (folder / "shifcon.json").is_file():
+        shifcon = ShifCon.load(folder)
+        missing = [lang for lang in config.langs if lang not in shifcon.languages]
+        if not missing:
+            shifcon.vectors.check_model(base.model)
+            return shifcon
+        if config.shifcon:
+            from lingualift.errors import LingualiftError
+
+            raise LingualiftError(
+                f"{folder} has no vectors for {', '.join(missing)}; compute them or drop shifcon=."
+            )
+    print(f"[experiment] language vectors for {['en', *config.langs]} -> {folder}", flush=True)
+    texts = corpus_texts(config.langs, config.vector_books, config.vector_per_language)
+    vectors = compute_language_vectors(
+        base.model,
+        base.tokenizer,
+        texts,
+        base_model=base.spec,
+        batch_size=config.eval_batch_size,
+        max_length=config.max_length,
+        source=f"embedded corpus books={config.vector_books} first {config.vector_per_language}",
+    )
+    a, b, record = choose_area(vectors)
+    shifcon = ShifCon(vectors, a, b, curve=record)
+    shifcon.save(folder)
+    plot_curve(record, folder / "layers.png", title=f"{base.spec}: distance to English")
+    return shifcon
+
+
+def _train(
+    config: Any,
+    base: BaseModel,
+    shifcon: Any,
+    pairs: list[Any],
+    seed: int,
+    shift: bool,
+    out: Path,
+) -> tuple[Any, dict[str, Any]]:
+    from lingualift.shifcon.config import TrainConfig
+    from lingualift.shifcon.trainer import ShifConTrainer
+
+    train_config = TrainConfig(
+        out=str(out),
+        shifcon="",
+        model=base.spec,
+        langs=list(config.langs),
+        alpha=config.alpha if shift else 1.0,
+        beta=config.beta if shift else 0.0,
+        tau=config.tau,
+        shift=shift,
+        lr=config.lr,
+        warmup_ratio=0.1,
+        max_steps=config.steps,
+        batch_size=config.batch_size,
+        max_length=config.max_length,
+        lora_r=config.lora_r,
+        seed=seed,
+        save_every=0,
+    )
+    trainer = ShifConTrainer(train_config, base.fresh(), base.tokenizer, shifcon, pairs)
+    metrics = trainer.train(progress=True)
+    metrics["loss_log"] = [
+        {k: e[k] for k in ("step", "lang", "loss", "gen", "con")} for e in trainer.log
+    ]
+    return trainer.model, metrics
+
+
+def _pairs(config: Any) -> list[Any]:
+    from lingualift.shifcon.trainer import corpus_pairs
+
+    return corpus_pairs(config.langs, config.train_books, config.pairs_per_language)
+
+
+def _unit(system: str, seed: int | None, metrics: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"system": system, "seed": seed, "metrics": metrics, **extra}
+
+
+def run_shifcon_vs_lora(config: Any, progress: bool = True) -> dict[str, Any]:
+    """ShifCon vs plain LoRA (+ base, base with the shift) over the seeds."""
+    out = Path(config.run_dir)
+    store = UnitStore(out, config)
+    base = BaseModel(config.model)
+    shifcon = language_area(config, base, out)
+    sets = heldout_sets(config, config.langs, english=config.english)
+    pairs = _pairs(config)
+    units = [
+        store.run(
+            "base", lambda: _unit("base", None, evaluate(base.model, base.tokenizer, sets, config))
+        ),
+        store.run(
+            "base+shift",
+            lambda: _unit(
+                "base + shift (no training)",
+                None,
+                evaluate(base.model, base.tokenizer, sets, config, shifcon),
+            ),
+        ),
+    ]
+    for seed in config.seeds:
+        for system, shift in (("lora", False), ("shifcon", True)):
+
+            def compute(system=system, shift=shift, seed=seed):
+                model, train = _train(
+                    config, base, shifcon, pairs, seed, shift, out / "train" / f"{system}-s{seed}"
+                )
+                metrics = evaluate(model, base.tokenizer, sets, config, shifcon if shift else None)
+                return _unit(system, seed, metrics, train=train)
+
+            units.append(store.run(f"{system}__s{seed}", compute))
+    systems = ["base", "base + shift (no training)", "lora", "shifcon"]
+    summary = summarize(units)
+    table = format_table(summary, systems)
+    title = (
+        f"ShifCon vs LoRA, {config.steps} steps x {config.batch_size} pairs, area "
+        f"[{shifcon.a}, {shifcon.b}], {len(config.seeds)} seeds (error bars: std)"
+    )
+    plot = plot_bars(summary, systems, out / "results.png", title)
+    path = write_results(
+        out,
+        config,
+        {"area": [shifcon.a, shifcon.b], "summary": summary, "table": table, "units": units},
+    )
+    return {"results": path, "plot": plot, "table": table}
+
+
+def run_layer_area(config: Any, progress: bool = True) -> dict[str, Any]:
+    """The curve-chosen band vs a sweep of bands: ShifCon trained per band and seed."""
+    from lingualift.shifcon import ShifCon
+
+    out = Path(config.run_dir)
+    store = UnitStore(out, config)
+    base = BaseModel(config.model)
+    chosen = language_area(config, base, out)
+    sets = heldout_sets(config, config.langs, english=False)
+    pairs = _pairs(config)
+    bands = [(chosen.a, chosen.b)] + [
+        (int(a), int(b)) for a, b in config.bands if (int(a), int(b)) != (chosen.a, chosen.b)
+    ]
+    bands.sort()
+    units = [
+        store.run(
+            "base", lambda: _unit("base", None, evaluate(base.model, base.tokenizer, sets, config))
+        )
+    ]
+    shifcons = {band: ShifCon(chosen.vectors, *band) for band in bands}
+    if config.shift_only:
+        for band, sc in shifcons.items():
+            units.append(
+                store.run(
+                    f"shift-only__{band[0]}-{band[1]}",
+                    lambda sc=sc, band=band: _unit(
+                        f"shift only [{band[0]},{band[1]}]",
+                        None,
+                        evaluate(base.model, base.tokenizer, sets, config, sc),
+                        band=list(band),
+                    ),
+                )
+            )
+    for seed in config.seeds:
+        for band, sc in shifcons.items():
+
+            def compute(band=band, sc=sc, seed=seed):
+                name = f"band-{band[0]}-{band[1]}-s{seed}"
+                model, train = _train(config, base, sc, pairs, seed, True, out / "train" / name)
+                metrics = evaluate(model, base.tokenizer, sets, config, sc)
+                return _unit(f"[{band[0]},{band[1]}]", seed, metrics, band=list(band), train=train)
+
+            units.append(store.run(f"shifcon__{band[0]}-{band[1]}__s{seed}", compute))
+    summary = summarize(units)
+    label = {band: f"[{band[0]},{band[1]}]" for band in bands}
+    systems = ["base"] + [label[b] for b in bands] + [f"shift only {label[b]}" for b in bands]
+    table = format_table(summary, [s for s in systems if s in summary])
+    curve = chosen.curve["curves"]["mean"] if chosen.curve else None
+    band_distance = (
+        {label[b]: sum(curve[b[0] : b[1] + 1]) / (b[1] - b[0] + 1) for b in bands} if curve else {}
+    )
+    plot = plot_layer_area(summary, bands, (chosen.a, chosen.b), curve, out / "results.png", config)
+    path = write_results(
+        out,
+        config,
+        {
+            "chosen": [chosen.a, chosen.b],
+            "bands": [list(b) for b in bands],
+            "band_mean_distance": band_distance,
+            "curve": curve,
+            "summary": summary,
+            "table": table,
+            "units": units,
+        },
+    )
+    return {"results": path, "plot": plot, "table": table}
+
+
+def plot_layer_area(summary, bands, chosen, curve, path: Path, config: Any) -> Path:
+    """Metric against the band (x = a), trained ShifCon ± std per language, the chosen band marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lingualift.atomic import atomic_path
+
+    metrics = [("nll", "held-out NLL (nats/token) ↓"), ("cloze_acc_norm", "cloze acc_norm ↑")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    xs = [b[0] for b in bands]
+    for ax, (metric, ylabel) in zip(axes, metrics, strict=True):
+        for lang in config.langs:
+            for prefix, style in (("", "o-"), ("shift only ", "s--")):
+                ys, errs, xs_used = [], [], []
+                for band, x in zip(bands, xs, strict=True):
+                    stat = (
+                        summary.get(f"{prefix}[{band[0]},{band[1]}]", {}).get(lang, {}).get(metric)
+                    )
+                    if stat and stat.get("mean") is not None:
+                        xs_used.append(x)
+                        ys.append(stat["mean"])
+                        errs.append(stat["std"])
+                if xs_used:
+                    name = "ShifCon trained" if not prefix else "shift only"
+                    ax.errorbar(
+                        xs_used, ys, yerr=errs, fmt=style, capsize=3, label=f"{lang}: {name}"
+                    )
+            stat = summary.get("base", {}).get(lang, {}).get(metric)
+            if stat and stat.get("mean") is not None:
+                ax.axhline(stat["mean"], lw=0.8, ls=":", color="grey")
+        ax.axvspan(chosen[0] - 0.3, chosen[0] + 0.3, color="gold", alpha=0.3, label="curve's band")
+        ax.set_xticks(xs, [f"[{a},{b}]" for a, b in bands])
+        ax.set_xlabel("layer area [a, b]")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    if curve:
+        twin = axes[0].twinx()
+        twin.plot(range(len(curve)), curve, color="black", lw=0.8, alpha=0.4)
+        twin.set_ylabel("mean subspace distance to en (thin line)", fontsize=7)
+    axes[1].legend(fontsize=6)
+    fig.suptitle(
+        f"Layer area: curve's band {list(chosen)} vs sweep ({config.steps} steps, "
+        f"{len(config.seeds)} seeds; dotted: base model)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

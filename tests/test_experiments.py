@@ -1,0 +1,116 @@
+"""The experiment runner on a tiny random model with tiny sizes (real corpus, real library)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lingualift.errors import LingualiftError
+from lingualift.experiments import ExperimentConfig, run_experiment
+from lingualift.experiments.common import mean_std
+
+TINY = dict(
+    langs=["sw"],
+    seeds=[0, 1],
+    steps=2,
+    batch_size=2,
+    max_length=24,
+    heldout_per_language=4,
+    cloze_per_language=4,
+    eval_batch_size=4,
+    eval_max_length=32,
+    vector_per_language=20,
+    pairs_per_language=6,
+)
+
+
+def _units(out):
+    return sorted(p.name for p in (out / "units").iterdir())
+
+
+def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
+    out = tmp_path / "sl"
+    config = ExperimentConfig(
+        experiment="shifcon_vs_lora", model=str(tiny_model_dir), out_dir=str(out), **TINY
+    )
+    result = run_experiment(config, progress=False)
+    data = json.loads(result["results"].read_text())
+    assert _units(out) == [
+        "base+shift.json",
+        "base.json",
+        "lora__s0.json",
+        "lora__s1.json",
+        "shifcon__s0.json",
+        "shifcon__s1.json",
+    ]
+    for system in ("lora", "shifcon"):
+        for lang in ("sw", "en"):
+            stat = data["summary"][system][lang]["nll"]
+            assert stat["n"] == 2 and stat["mean"] > 0
+        assert 0 <= data["summary"][system]["sw"]["cloze_acc_norm"]["mean"] <= 1
+    assert "cloze" not in json.dumps(data["summary"]["lora"]["en"])  # no English cloze set
+    assert result["plot"].stat().st_size > 0 and "| shifcon | sw |" in result["table"]
+
+    # Resume: a deleted unit is recomputed, the others are read back unchanged.
+    before = (out / "units" / "lora__s0.json").read_text()
+    (out / "units" / "shifcon__s1.json").unlink()
+    run_experiment(config, progress=False)
+    assert (out / "units" / "lora__s0.json").read_text() == before
+    assert (out / "units" / "shifcon__s1.json").is_file()
+
+    # Other settings in the same folder are refused, in one sentence.
+    with pytest.raises(LingualiftError, match="other settings"):
+        run_experiment(
+            ExperimentConfig(**{**vars(config), "steps": 3}), progress=False
+        )
+
+    # layer_area reuses the vectors of the first run and sweeps two bands.
+    la = ExperimentConfig(
+        experiment="layer_area",
+        model=str(tiny_model_dir),
+        out_dir=str(tmp_path / "la"),
+        shifcon=str(out / "shifcon"),
+        bands=[[0, 1]],
+        **{**TINY, "seeds": [0]},
+    )
+    result = run_experiment(la, progress=False)
+    data = json.loads(result["results"].read_text())
+    assert [0, 1] in data["bands"] and data["chosen"] in data["bands"]
+    assert {"[0,1]", "shift only [0,1]", "base"} <= set(data["summary"])
+
+
+def test_compass_vs_baselines(tmp_path, tiny_model_dir):
+    out = tmp_path / "cb"
+    config = ExperimentConfig(
+        experiment="compass_vs_baselines",
+        model=str(tiny_model_dir),
+        out_dir=str(out),
+        encoder=f"lm:{tiny_model_dir}",
+        methods=["compass", "random", "all"],
+        usage_per_language=30,
+        training_per_language=20,
+        pool_per_language=4,
+        budget=10,
+        cloze_per_language=0,
+        **{k: v for k, v in TINY.items() if k not in ("seeds", "cloze_per_language")},
+        seeds=[0],
+    )
+    result = run_experiment(config, progress=False)
+    data = json.loads(result["results"].read_text())
+    units = {u["unit"]: u for u in data["units"]}
+    assert units["compass__sw__s0"]["selection"]["n_selected"] == 10
+    assert units["all__sw__s0"]["selection"]["n_selected"] == units["all__sw__s0"]["selection"]["n_pool"]
+    assert all(u["train"]["steps"] == 2 for k, u in units.items() if k != "base")
+    assert set(data["js"]["after"]) == {"compass/sw", "random/sw", "all/sw"}
+
+
+def test_bad_config_and_mean_std():
+    with pytest.raises(LingualiftError, match="drop 'en'"):
+        ExperimentConfig(langs=["en"])
+    with pytest.raises(LingualiftError, match="Unknown method"):
+        ExperimentConfig(methods=["compass", "best"])
+    with pytest.raises(LingualiftError, match="a < b"):
+        ExperimentConfig(bands=[[5, 3]])
+    stat = mean_std([1.0, 2.0, 3.0])
+    assert stat["mean"] == 2.0 and stat["std"] == pytest.approx(1.0) and stat["n"] == 3
