@@ -21,6 +21,15 @@ VERB_MODULES = (
     "lingualift.cli.info",
     "lingualift.cli.corpus",
     "lingualift.cli.quickstart",
+    "lingualift.cli.select",
+    "lingualift.cli.train",
+    "lingualift.cli.adapters",
+    "lingualift.cli.generate",
+    "lingualift.cli.shifcon",
+    "lingualift.cli.eval",
+    "lingualift.cli.cloze",
+    "lingualift.cli.report",
+    "lingualift.cli.experiment",
 )
 
 
