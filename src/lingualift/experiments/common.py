@@ -119,7 +119,11 @@ def heldout_sets(config: Any, langs: Sequence[str], english: bool) -> EvalSets:
     if config.cloze_per_language > 0:
         for code in langs:
             cloze[code] = build_cloze(
-                code, config.heldout_books, n=config.cloze_per_language, seed=config.cloze_seed
+                code,
+                config.heldout_books,
+                n=config.cloze_per_language,
+                seed=config.cloze_seed,
+                records=corpus.monolingual(code, config.heldout_books),  # parse the corpus once
             )
     return EvalSets(texts, cloze)
 
