@@ -353,8 +353,9 @@ def _stage_eval(
     context = (lambda lang: apply([lang])) if apply else None
     heldout = read_records(heldout_dir / "heldout.jsonl")
     nll = perplexity_by_language(
-        model, tokenizer, heldout, context=context, batch_size=config.eval_batch_size
-    )
+        model, tokenizer, heldout, context=context, batch_size=config.eval_batch_size,
+        progress=True,
+    )  # fmt: skip
     rows = [json.loads(line) for line in (heldout_dir / "cloze.jsonl").read_text().splitlines()]
     cloze = score_cloze(model, tokenizer, rows, config.eval_batch_size, apply)
     letter_acc = None
@@ -398,7 +399,7 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     require(not bad, f"Unknown baseline {bad[:1]}; use random, lang-similarity or all.")
     out = Path(config.out_dir)
     methods = ["compass", *dict.fromkeys(config.baselines)]
-    stages = _Stages(out, config.overwrite, total=len(methods) + 8)
+    stages = _Stages(out, config.overwrite, total=len(methods) + 9)
     results: dict[str, Any] = {}
 
     def run(name: str, key: str, what: str, fn) -> dict[str, Any]:
@@ -528,20 +529,25 @@ def _plot_results(evals: dict[str, Any], lang: str, path: Path) -> Path:
 
     names = list(evals)
     panels = [
-        (f"held-out NLL, {lang} (lower is better)", [evals[n]["nll"][lang] for n in names]),
-        ("held-out NLL, en (lower is better)", [evals[n]["nll"]["en"] for n in names]),
-        (f"cloze accuracy, {lang} (per-char LL)", [evals[n]["cloze_acc_norm"] for n in names]),
+        (f"held-out NLL, {lang} (lower is better)", [evals[n]["nll"][lang] for n in names], None),
+        ("held-out NLL, en (lower is better)", [evals[n]["nll"]["en"] for n in names], None),
+        (
+            f"cloze accuracy, {lang} (higher is better)",
+            [evals[n]["cloze_acc_norm"] for n in names],
+            [evals[n]["cloze_acc_norm_stderr"] for n in names],
+        ),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
     colors = ["tab:gray", "tab:blue", "tab:orange", "tab:green"][: len(names)]
-    for ax, (title, values) in zip(axes, panels, strict=True):
-        bars = ax.bar(names, values, color=colors)
-        ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    for ax, (title, values, errors) in zip(axes, panels, strict=True):
+        # Bars start at zero so small differences are not drawn as large ones.
+        bars = ax.bar(names, values, color=colors, yerr=errors, capsize=4 if errors else 0)
+        ax.bar_label(bars, fmt="%.3f", fontsize=8, label_type="center", color="white")
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-        low, high = min(values), max(values)
-        ax.set_ylim(max(0.0, low - 0.15 * (high - low + 1e-3) - 0.05 * high), high * 1.08)
-    axes[2].axhline(0.25, color="black", lw=1, ls="--", label="chance")
+        ax.set_ylim(0, max(values) * 1.25)
+    axes[2].set_ylim(0, 1)
+    axes[2].axhline(0.25, color="black", lw=1, ls="--", label="chance (4 options)")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
