@@ -31,3 +31,17 @@ def test_atomic_dir_refuses_to_clobber_without_overwrite(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(FileExistsError), atomic_dir(tmp_path / "x"):
         pass
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "f.txt", "x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "w").write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
