@@ -360,6 +360,20 @@ class MCQSample:
     prompt: str | None = None
     generation: str | None = None
 
+    @classmethod
+    def scored(cls, item: MCQItem, pred: int | None, **log: Any) -> MCQSample:
+        """The sample for ``item`` answered ``pred`` (None: no answer found)."""
+        return cls(
+            id=item.id,
+            lang=item.lang,
+            subject=item.subject,
+            subject_category=item.subject_category,
+            target=item.answer,
+            pred=pred,
+            correct=pred == item.answer,
+            **log,
+        )
+
 
 def evaluate_mcq(
     model: Any,
@@ -404,16 +418,8 @@ def evaluate_mcq(
     for item, prompt, lls in zip(items, prompts, per_item, strict=True):
         pred = max(range(len(lls)), key=lls.__getitem__)
         samples.append(
-            MCQSample(
-                id=item.id,
-                lang=item.lang,
-                subject=item.subject,
-                subject_category=item.subject_category,
-                target=item.answer,
-                pred=pred,
-                correct=pred == item.answer,
-                loglikelihoods=lls,
-                prompt=prompt if keep_prompts else None,
+            MCQSample.scored(
+                item, pred, loglikelihoods=lls, prompt=prompt if keep_prompts else None
             )
         )
     return samples
@@ -485,17 +491,5 @@ def _evaluate_cot(model, tokenizer, items, shots, batch_size, apply, max_new_tok
     samples = []
     for item, prompt, text in zip(items, prompts, texts, strict=True):
         pred = extract_answer(text, item.lang, len(item.options))
-        samples.append(
-            MCQSample(
-                id=item.id,
-                lang=item.lang,
-                subject=item.subject,
-                subject_category=item.subject_category,
-                target=item.answer,
-                pred=pred,
-                correct=pred == item.answer,
-                prompt=prompt,
-                generation=text,
-            )
-        )
+        samples.append(MCQSample.scored(item, pred, prompt=prompt, generation=text))
     return samples
