@@ -22,7 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-LANGS = tuple(["fr", "de", "es", "it", "pt", "ro", "pl", "ru", "uk", "tr", "ar", "fa", "hi", "bn", "zh", "ja", "ko", "id", "vi", "tl"])
+from lingualift.data import CORPUS_LANGUAGES
+
+# Pool languages of the synthetic benchmark: the corpus languages other than the
+# target (sw) and English.
+LANGS = tuple(lang for lang in CORPUS_LANGUAGES if lang not in ("en", "sw"))
 
 
 def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:

@@ -28,6 +28,7 @@ def build_task(folder: Path, n: int) -> Path:
     import random
 
     from lingualift.data import ParallelCorpus
+    from lingualift.evaluation.lmeval_bridge import write_lmeval_task
 
     verses = [r.text for r in ParallelCorpus().monolingual("sw", "nt", limit=6 * n)]
     rng = random.Random(0)
@@ -50,27 +51,7 @@ def build_task(folder: Path, n: int) -> Path:
         )
     data = folder / "sw_test.jsonl"
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
-    (folder / "tasks").mkdir(exist_ok=True)
-    (folder / "tasks" / "bench_gmmlu_sw.yaml").write_text(
-        f"""task: bench_gmmlu_sw
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-description: "The following are multiple choice questions (with answers) about {{{{subject.replace('_', ' ')}}}}.\\n\\n"
-doc_to_text: "{{{{question.strip()}}}}\\nA. {{{{option_a}}}}\\nB. {{{{option_b}}}}\\nC. {{{{option_c}}}}\\nD. {{{{option_d}}}}\\nAnswer:"
-doc_to_choice: ["A", "B", "C", "D"]
-doc_to_target: answer
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 0.0
-"""
-    )
+    write_lmeval_task(data, folder / "tasks", "bench_gmmlu_sw")
     return data
 
 

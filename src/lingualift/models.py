@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,13 @@ from lingualift.errors import LingualiftError
 from lingualift.paths import cache_dir
 
 logger = logging.getLogger(__name__)
+
+# PEFT 0.21 reads ``model.is_gradient_checkpointing``, which transformers 5.23
+# deprecated; the warning fires on every adapter build and the user can do
+# nothing about it.
+warnings.filterwarnings(
+    "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+)
 
 EMBEDDED_PREFIX = "embedded:"
 DEFAULT_MODEL = "embedded:gemma-3-270m"

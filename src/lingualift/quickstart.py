@@ -343,36 +343,28 @@ def _stage_eval(
     config: QuickstartConfig, heldout_dir: Path, adapters: str | None, shifcon: str | None
 ) -> dict[str, Any]:
     from lingualift.data import read_records
-    from lingualift.evaluation.cloze import cloze_items, score_cloze
-    from lingualift.evaluation.loading import load_for_eval, shifcon_apply
-    from lingualift.evaluation.mcq import evaluate_mcq
-    from lingualift.evaluation.perplexity import perplexity_by_language
+    from lingualift.evaluation.heldout import HeldoutSet, score_heldout
+    from lingualift.evaluation.loading import load_for_eval
 
     model, tokenizer, sc = load_for_eval(config.model, adapters, shifcon)
-    apply = shifcon_apply(sc, model)
-    context = (lambda lang: apply([lang])) if apply else None
-    heldout = read_records(heldout_dir / "heldout.jsonl")
-    nll = perplexity_by_language(
-        model, tokenizer, heldout, context=context, batch_size=config.eval_batch_size,
-        progress=True,
-    )  # fmt: skip
+    texts: dict[str, list[str]] = {}
+    for record in read_records(heldout_dir / "heldout.jsonl"):
+        texts.setdefault(record.lang, []).append(record.text)
     rows = [json.loads(line) for line in (heldout_dir / "cloze.jsonl").read_text().splitlines()]
-    cloze = score_cloze(model, tokenizer, rows, config.eval_batch_size, apply)
-    letter_acc = None
-    if config.cloze_letters:
-        samples = evaluate_mcq(
-            model, tokenizer, cloze_items(rows), batch_size=config.eval_batch_size, apply=apply
-        )
-        letter_acc = round(sum(s.correct for s in samples) / len(samples), 4)
+    lang = rows[0]["lang"]
+    scores = score_heldout(
+        model, tokenizer, HeldoutSet(texts, {lang: rows}), sc,
+        batch_size=config.eval_batch_size, letters=config.cloze_letters, progress=True,
+    )  # fmt: skip
+    cloze = scores[lang]
+    letter_acc = cloze.get("cloze_letter_acc")
     return {
-        "nll": {lang: round(r.nll, 4) for lang, r in nll.items()},
-        "perplexity": {lang: round(r.perplexity, 2) for lang, r in nll.items()},
-        "nll_tokens": {lang: r.n_tokens for lang, r in nll.items()},
-        "cloze_acc": round(cloze.acc, 4),
-        "cloze_acc_norm": round(cloze.acc_norm, 4),
-        "cloze_acc_norm_stderr": round(cloze.acc_norm_stderr, 4),
-        "cloze_letter_acc": letter_acc,
-        "n_cloze": cloze.n,
+        "nll": {k: round(v["nll"], 4) for k, v in scores.items()},
+        "perplexity": {k: round(v["perplexity"], 2) for k, v in scores.items()},
+        "nll_tokens": {k: v["n_tokens"] for k, v in scores.items()},
+        **{k: round(cloze[k], 4) for k in ("cloze_acc", "cloze_acc_norm", "cloze_acc_norm_stderr")},
+        "cloze_letter_acc": None if letter_acc is None else round(letter_acc, 4),
+        "n_cloze": cloze["cloze_n"],
     }
 
 
@@ -545,7 +537,7 @@ def _plot_results(evals: dict[str, Any], lang: str, path: Path) -> Path:
         ax.bar_label(bars, fmt="%.3f", fontsize=8, label_type="center", color="white")
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-        ax.set_ylim(0, max(values) * 1.25)
+        ax.set_ylim(0, max(values) * 1.25 or 1.0)
     axes[2].set_ylim(0, 1)
     axes[2].axhline(0.25, color="black", lw=1, ls="--", label="chance (4 options)")
     axes[2].legend(fontsize=8)

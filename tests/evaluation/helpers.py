@@ -33,25 +33,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 def lm_eval_task(folder: Path, data: Path, name: str = "tiny_gmmlu") -> Path:
     """A local lm-eval multiple-choice task with the same prompt as lingualift's."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.yaml").write_text(
-        f"""task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {data}
-test_split: test
-output_type: multiple_choice
-description: "The following are multiple choice questions (with answers) about {{{{subject.replace('_', ' ')}}}}.\\n\\n"
-doc_to_text: "{{{{question.strip()}}}}\\nA. {{{{option_a}}}}\\nB. {{{{option_b}}}}\\nC. {{{{option_c}}}}\\nD. {{{{option_d}}}}\\nAnswer:"
-doc_to_choice: ["A", "B", "C", "D"]
-doc_to_target: answer
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 0.0
-"""
-    )
+    from lingualift.evaluation.lmeval_bridge import write_lmeval_task
+
+    write_lmeval_task(data, folder, name)
     return folder

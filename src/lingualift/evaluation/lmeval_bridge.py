@@ -27,6 +27,7 @@ import re
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import lm_eval.models  # noqa: F401  (fills the registry first: hf & co. stay available)
@@ -129,6 +130,43 @@ class LingualiftLM(HFLM):
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         pairs = [(list(ctx), list(cont)) for _, ctx, cont in requests]
         return self._scorer.loglikelihood_tokens(pairs, progress=not disable_tqdm)
+
+
+def write_lmeval_task(data: str | Path, folder: str | Path, name: str) -> Path:
+    """Write ``<folder>/<name>.yaml``: an lm-eval task over a local Global-MMLU-format JSONL file.
+
+    The prompt is the zero-shot prompt of :func:`lingualift.evaluation.mcq.build_prompt`
+    (four options, letter answers), so lm-eval and ``lingualift eval`` score the same
+    strings; pass ``--include_path <folder> --tasks <name>`` to lm-eval. Files of
+    ``lingualift cloze`` qualify.
+    """
+    import yaml
+
+    from lingualift.atomic import atomic_write_text
+
+    data = Path(data)
+    if not data.is_file():
+        raise LingualiftError(f"No question file at {data}; write one with lingualift cloze.")
+    subject = "{{subject.replace('_', ' ')}}"
+    task = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "description": f"The following are multiple choice questions (with answers) about {subject}.\n\n",
+        "doc_to_text": "{{question.strip()}}\n"
+        + "".join(f"{c}. {{{{option_{c.lower()}}}}}\n" for c in "ABCD")
+        + "Answer:",
+        "doc_to_choice": list("ABCD"),
+        "doc_to_target": "answer",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        "metadata": {"version": 0.0},
+    }
+    path = Path(folder) / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, yaml.safe_dump(task, allow_unicode=True, sort_keys=False))
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,9 +9,7 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import dataclasses
 import hashlib
 import json
 import math
@@ -25,6 +23,7 @@ from lingualift.atomic import atomic_path, atomic_write_text
 from lingualift.config import to_dict
 from lingualift.data import ParallelCorpus
 from lingualift.errors import LingualiftError
+from lingualift.evaluation.heldout import HeldoutSet, score_heldout
 from lingualift.languages import DOMINANT_LANGUAGE
 
 # Keys that do not change what a unit computes (where it goes, which units exist).
@@ -87,15 +86,7 @@ def brief(data: dict[str, Any]) -> str:
 
 
 # -- held-out sets -------------------------------------------------------------------------
-@dataclasses.dataclass
-class EvalSets:
-    """Held-out texts (NLL) and cloze rows per language."""
-
-    texts: dict[str, list[str]]
-    cloze: dict[str, list[dict[str, Any]]]
-
-
-def heldout_sets(config: Any, langs: Sequence[str], english: bool) -> EvalSets:
+def heldout_sets(config: Any, langs: Sequence[str], english: bool) -> HeldoutSet:
     """Held-out verses of ``config.heldout_books``: NLL texts and a cloze set per language.
 
     The NLL verses are the first ``heldout_per_language`` verses of the books; the
@@ -125,49 +116,17 @@ def heldout_sets(config: Any, langs: Sequence[str], english: bool) -> EvalSets:
                 seed=config.cloze_seed,
                 records=corpus.monolingual(code, config.heldout_books),  # parse the corpus once
             )
-    return EvalSets(texts, cloze)
+    return HeldoutSet(texts, cloze)
 
 
 def evaluate(
-    model: Any, tokenizer: Any, sets: EvalSets, config: Any, shifcon: Any = None
+    model: Any, tokenizer: Any, sets: HeldoutSet, config: Any, shifcon: Any = None
 ) -> dict[str, dict[str, Any]]:
-    """Held-out NLL (nats/token) and cloze accuracy per language.
-
-    With ``shifcon`` the shift is on for every non-English language (how ShifCon
-    is deployed); English rows are never shifted.
-    """
-    from lingualift.evaluation import perplexity
-    from lingualift.evaluation.cloze import score_cloze
-    from lingualift.evaluation.loading import shifcon_apply
-
-    model.eval()
-    out: dict[str, dict[str, Any]] = {}
-    for lang, texts in sets.texts.items():
-        manager = shifcon.apply(model, lang) if shifcon is not None else contextlib.nullcontext()
-        with manager:
-            result = perplexity(
-                model,
-                tokenizer,
-                texts,
-                max_length=config.eval_max_length,
-                batch_size=config.eval_batch_size,
-            )
-        out[lang] = {"nll": result.nll, "n_tokens": result.n_tokens, "n_texts": result.n_texts}
-    for lang, rows in sets.cloze.items():
-        score = score_cloze(
-            model,
-            tokenizer,
-            rows,
-            batch_size=config.eval_batch_size,
-            apply=shifcon_apply(shifcon, model),
-            progress=False,
-        )
-        out[lang].update(
-            cloze_acc=score.acc,
-            cloze_acc_norm=score.acc_norm,
-            cloze_n=score.n,
-        )
-    return out
+    """Held-out NLL and cloze accuracy per language, at the experiment's eval sizes."""
+    return score_heldout(
+        model, tokenizer, sets, shifcon,
+        batch_size=config.eval_batch_size, max_length=config.eval_max_length,
+    )  # fmt: skip
 
 
 class BaseModel:

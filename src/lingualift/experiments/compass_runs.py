@@ -126,9 +126,7 @@ def run_compass_vs_baselines(config: Any, progress: bool = True) -> dict[str, An
     ]
     for lang in config.langs:
         inputs = write_inputs(config, lang, out)
-        lang_sets = type(sets)(
-            {lang: sets.texts[lang]}, {k: v for k, v in sets.cloze.items() if k == lang}
-        )
+        lang_sets = sets.only(lang)
         for seed in config.seeds:
             for method in config.methods:
 
