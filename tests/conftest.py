@@ -14,6 +14,17 @@ def isolated_home(request, tmp_path_factory, monkeypatch):
         monkeypatch.setenv("LINGUALIFT_HOME", str(tmp_path_factory.mktemp("home")))
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest on one thread, and the machine's cores are shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=["gemma3", "llama", "qwen2"])
 def tiny_lm(request):
     """(model, tokenizer) of a tiny random model, once per main architecture."""

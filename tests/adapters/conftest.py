@@ -14,14 +14,8 @@ TINY = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, initializ
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and the machine's cores are shared."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def adapters_on_one_thread(one_thread):
+    """Every adapter test runs on one thread (see the shared ``one_thread``)."""
 
 
 @pytest.fixture

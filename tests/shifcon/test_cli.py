@@ -84,7 +84,9 @@ def test_the_whole_workflow(workdir, capsys):
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 3 and metrics["languages"] == ["fr", "sw"]
-    assert (out / "adapter" / "adapter_config.json").is_file() and not (out / "checkpoint").exists()
+    assert (out / "adapter" / "adapter_config.json").is_file() and not (
+        out / "checkpoints"
+    ).exists()
     assert len((out / "log.jsonl").read_text().splitlines()) == 3
     capsys.readouterr()
     assert (
@@ -149,7 +151,7 @@ def test_training_resumes_from_its_checkpoint(workdir):
             train_from_config(part, progress=False)
     finally:
         trainer_module.ShifConTrainer.save = original
-    assert (root / "part" / "checkpoint" / "state.pt").is_file()
+    assert (root / "part" / "checkpoints" / "step-000001" / "weights.safetensors").is_file()
     resumed = train_from_config(part, progress=False)
     assert resumed["steps"] == 2 and resumed["final_loss"] == pytest.approx(
         full["final_loss"], rel=1e-4

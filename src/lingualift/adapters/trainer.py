@@ -11,20 +11,18 @@ The data order is a pure function of (seed, step): step ``s`` reads positions
 ``s*G .. (s+1)*G`` of an endless stream of per-epoch permutations, ``G`` being
 the global batch. Resuming therefore needs only the step number, the adapter
 weights, the optimizer and scheduler states and the RNG states, which is what
-a checkpoint holds.
+a checkpoint of the shared :class:`~lingualift.training.TrainingLoop` holds;
+the loop also runs the optimizer steps and the progress bar, so this module
+keeps the data, the loss, the held-out evaluation and the stored adapter.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
 import random
-import re
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +38,13 @@ from lingualift.adapters.data import (
     tokenize_examples,
 )
 from lingualift.adapters.store import AdapterStore, AdapterVersion, base_model_signature
-from lingualift.atomic import atomic_dir, atomic_write_text
+from lingualift.atomic import atomic_write_text
 from lingualift.config import to_dict
 from lingualift.errors import LingualiftError
+from lingualift.training import Backward, StepRecord, TrainingLoop
 
 logger = logging.getLogger(__name__)
 
-_CHECKPOINT = re.compile(r"^step-(\d+)$")
 _MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
@@ -110,7 +108,6 @@ class LoraTrainer:
         accelerator: Any = None,
         init_adapter: str | Path | None = None,
     ) -> None:
-        import torch
         from accelerate import Accelerator
         from accelerate.utils import set_seed
         from peft import PeftModel, get_peft_model
@@ -136,22 +133,18 @@ class LoraTrainer:
         else:
             peft_model = get_peft_model(model, config.lora.peft_config())
         peft_model.train()
-        params = [p for p in peft_model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        self.params = params
-        self._torch_optimizer = optimizer
-        self.model, self.optimizer = self.accelerator.prepare(peft_model, optimizer)
-        # accelerate's clip_grad_norm_ and optimizer step re-check installed packages on every
-        # call (file-system look-ups); plain and DDP runs without a loss scaler have nothing for
-        # them to do, so they use torch's clipping and the optimizer directly.
-        from accelerate.utils import DistributedType
-
-        self._plain = self.accelerator.scaler is None and self.accelerator.distributed_type in (
-            DistributedType.NO,
-            DistributedType.MULTI_CPU,
-            DistributedType.MULTI_GPU,
+        self.loop = TrainingLoop(
+            peft_model,
+            self.accelerator,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            max_grad_norm=config.max_grad_norm,
+            run_dir=self.run_dir,
+            fingerprint=self._fingerprint,
+            settings="data, LoRA settings or batch size",
+            keep_checkpoints=config.keep_checkpoints,
         )
-        self.scheduler: Any = None
+        self.model = self.loop.model
         self.train_rows: list[dict[str, list[int]]] = []
         self.eval_rows: list[dict[str, list[int]]] = []
         self.data_summaries: list[DataSummary] = []
@@ -216,47 +209,21 @@ class LoraTrainer:
     # -- optimisation ----------------------------------------------------------------------
 
     def build_schedule(self, total_steps: int) -> None:
-        from transformers import get_scheduler
-
-        self.scheduler = get_scheduler(
-            self.config.schedule,
-            optimizer=self._torch_optimizer,
-            num_warmup_steps=self.config.warmup_steps,
-            num_training_steps=total_steps,
-        )
+        self.loop.build_schedule(self.config.schedule, self.config.warmup_steps, total_steps)
 
     def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches; returns loss and token count."""
-        import torch
+        out = self.loop.train_step(micro_batches, self._loss)
+        tokens = sum(int(batch["attention_mask"].sum()) for batch in micro_batches)
+        return {"loss": out["loss"], "tokens": tokens}
 
-        model, accelerator = self.model, self.accelerator
+    def _loss(self, batch: dict[str, Any], backward: Backward) -> dict[str, Any]:
         # The model stays in train mode (evaluate() restores it): model.train() walks every
         # module, which costs milliseconds per step.
-        total_loss = 0.0
-        tokens = 0
-        n = len(micro_batches)
-        for i, batch in enumerate(micro_batches):
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            # Skip the gradient all-reduce on all but the last micro-batch (DDP).
-            sync = accelerator.no_sync(model) if i < n - 1 else contextlib.nullcontext()
-            with sync:
-                loss = model(**batch).loss
-                if n > 1:
-                    loss = loss / n
-                accelerator.backward(loss)
-            total_loss += loss.detach()
-            tokens += int(batch["attention_mask"].sum())
-        if self.config.max_grad_norm > 0:
-            if self._plain:
-                torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
-            else:  # sharded / scaled gradients need accelerate's version
-                accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
-        optimizer = self._torch_optimizer if self._plain else self.optimizer
-        optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        return {"loss": float(total_loss), "tokens": tokens}
+        batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
+        loss = self.model(**batch).loss
+        backward(loss)
+        return {"loss": loss}
 
     def evaluate(self, batch_size: int | None = None) -> float | None:
         """Token-weighted mean loss on the held-out rows (None when there are none)."""
@@ -289,8 +256,6 @@ class LoraTrainer:
         totals = accelerator.reduce(totals, reduction="sum")
         return float(totals[0] / totals[1].clamp(min=1))
 
-    # -- checkpoints -----------------------------------------------------------------------
-
     @property
     def run_dir(self) -> Path:
         return Path(self.config.run_dir)
@@ -302,132 +267,47 @@ class LoraTrainer:
             "global_batch": self.global_batch,
         }
 
-    def save_checkpoint(self, step: int, state: dict[str, Any]) -> Path:
-        """Write a resumable checkpoint (atomically) and prune old ones."""
-        import numpy as np
-        import torch
-        from peft import get_peft_model_state_dict
-        from safetensors.torch import save_file
-
-        folder = self.run_dir / "checkpoints" / f"step-{step:06d}"
-        if self.accelerator.is_main_process:
-            unwrapped = self.accelerator.unwrap_model(self.model)
-            weights = {
-                k: v.detach().cpu().contiguous()
-                for k, v in get_peft_model_state_dict(unwrapped).items()
-            }
-            with atomic_dir(folder, overwrite=True) as tmp:
-                save_file(weights, str(tmp / "adapter_model.safetensors"))
-                torch.save(
-                    {
-                        "step": step,
-                        "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                        "rng": {
-                            "torch": torch.get_rng_state(),
-                            "python": random.getstate(),
-                            "numpy": np.random.get_state(),
-                        },
-                        "state": state,
-                        "fingerprint": self._fingerprint(),
-                    },
-                    tmp / "trainer_state.pt",
-                )
-            for old in self._checkpoints()[: -max(1, self.config.keep_checkpoints)]:
-                shutil.rmtree(old, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
-        return folder
-
-    def _checkpoints(self) -> list[Path]:
-        folder = self.run_dir / "checkpoints"
-        if not folder.is_dir():
-            return []
-        found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)]
-        return sorted(found, key=lambda p: int(_CHECKPOINT.match(p.name).group(1)))  # type: ignore[union-attr]
-
-    def load_checkpoint(self) -> dict[str, Any] | None:
-        """Restore the latest checkpoint; returns its saved state (None if there is none)."""
-        import numpy as np
-        import torch
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        checkpoints = self._checkpoints()
-        if not checkpoints:
-            logger.warning("No checkpoint in %s; starting from step 0.", self.run_dir)
-            return None
-        folder = checkpoints[-1]
-        try:
-            saved = torch.load(folder / "trainer_state.pt", weights_only=False)
-            weights = load_file(str(folder / "adapter_model.safetensors"))
-        except Exception as exc:
-            raise LingualiftError(
-                f"Checkpoint {folder} is unreadable ({exc}); delete it to resume from an older one."
-            ) from None
-        if saved["fingerprint"] != self._fingerprint():
-            raise LingualiftError(
-                f"Checkpoint {folder} was made with other data, LoRA settings or batch size; "
-                "resume with the original settings or use a new output_dir."
-            )
-        set_peft_model_state_dict(self.accelerator.unwrap_model(self.model), weights)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        if self.scheduler is not None and saved["scheduler"] is not None:
-            self.scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        random.setstate(saved["rng"]["python"])
-        np.random.set_state(saved["rng"]["numpy"])
-        logger.info("Resumed from %s", folder)
-        return {**saved["state"], "step": saved["step"]}
-
     # -- the job ---------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
         """Train to the end (resuming if asked), evaluate, store the adapter."""
-        from tqdm.auto import tqdm
-
         config, accelerator = self.config, self.accelerator
         if not self.train_rows:
             self.load_data()
         total = self.total_steps()
         self.build_schedule(total)
         state: dict[str, Any] = {"history": [], "evals": [], "tokens": 0, "seconds": 0.0}
-        start = 0
         if config.resume:
-            restored = self.load_checkpoint()
-            if restored is not None:
-                start = restored.pop("step")
+            restored = self.loop.resume()
+            if restored is None:
+                logger.warning("No checkpoint in %s; starting from step 0.", self.run_dir)
+            else:
                 state = restored
-        if start == 0:
+        if self.loop.step == 0:
             state["evals"].append({"step": 0, "eval_loss": self.evaluate()})
-        progress = tqdm(
-            total=total,
-            initial=start,
+
+        def step(index: int) -> StepRecord:
+            out = self.train_step(self.micro_batches(index))
+            return StepRecord(
+                {"loss": out["loss"]}, {"tokens": out["tokens"] * accelerator.num_processes}
+            )
+
+        def evaluate_now(done: int) -> dict[str, str]:
+            if not (config.eval_every and done % config.eval_every == 0 and done < total):
+                return {}
+            eval_loss = self.evaluate()
+            state["evals"].append({"step": done, "eval_loss": eval_loss})
+            return {} if eval_loss is None else {"eval": f"{eval_loss:.3f}"}
+
+        self.loop.fit(
+            total,
+            step,
+            state,
             desc=f"train {config.lang}",
-            unit="step",
-            disable=not accelerator.is_local_main_process,
+            save_every=config.save_every,
+            log_every=config.log_every,
+            after_step=evaluate_now,
         )
-        for step in range(start, total):
-            began = time.perf_counter()
-            out = self.train_step(self.micro_batches(step))
-            seconds = time.perf_counter() - began
-            state["tokens"] += out["tokens"] * accelerator.num_processes
-            state["seconds"] += seconds
-            if (step + 1) % max(1, config.log_every) == 0 or step + 1 == total:
-                state["history"].append({"step": step + 1, "loss": out["loss"]})
-            postfix = {
-                "loss": f"{out['loss']:.3f}",
-                "tok/s": f"{out['tokens'] * accelerator.num_processes / seconds:.0f}",
-            }
-            if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < total:
-                eval_loss = self.evaluate()
-                state["evals"].append({"step": step + 1, "eval_loss": eval_loss})
-                if eval_loss is not None:
-                    postfix["eval"] = f"{eval_loss:.3f}"
-            progress.set_postfix(postfix)
-            progress.update(1)
-            if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < total:
-                self.save_checkpoint(step + 1, state)
-        progress.close()
         state["evals"].append({"step": total, "eval_loss": self.evaluate()})
         metrics = self._metrics(total, state)
         adapter = None

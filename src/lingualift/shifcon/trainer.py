@@ -16,8 +16,10 @@ backward pass must see the same hooks as the forward pass.
 
 LoRA (PEFT, ``lora_alpha = 2 r``, all linear layers) by default, full
 fine-tuning as an option. ``shift=false`` with ``beta=0`` is the plain LoRA
-baseline on the same data and steps. A checkpoint every ``save_every`` steps
-makes interrupted runs resume where they stopped; final outputs land atomically.
+baseline on the same data and steps. Optimizer, schedule, accumulation and
+checkpoints are the shared :class:`~lingualift.training.TrainingLoop`'s: a
+checkpoint every ``save_every`` steps makes interrupted runs resume where they
+stopped; final outputs land atomically.
 """
 
 from __future__ import annotations
@@ -25,11 +27,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import math
 import random
-import shutil
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -37,13 +36,12 @@ from typing import Any
 from lingualift.atomic import atomic_dir, atomic_write_text
 from lingualift.config import save_config, to_dict
 from lingualift.data import Record
-from lingualift.errors import LingualiftError, require
+from lingualift.errors import require
 from lingualift.languages import normalize_language
 from lingualift.shifcon.core import ShifCon
 from lingualift.shifcon.loss import contrastive_loss
 from lingualift.shifcon.vectors import capture_states, layer_states, masked_token_mean
-
-logger = logging.getLogger(__name__)
+from lingualift.training import Backward, StepRecord, TrainingLoop
 
 
 @dataclasses.dataclass
@@ -150,9 +148,9 @@ def shifcon_losses(
     shift: bool = True,
     max_length: int = 128,
     mixed_batch: bool = False,
-    backward: bool = False,
+    backward: Backward | None = None,
 ) -> dict[str, Any]:
-    """``{'loss', 'gen', 'con'}`` of one single-language batch; optionally runs ``backward``.
+    """``{'loss', 'gen', 'con'}`` of one single-language batch; ``backward(loss)`` if given.
 
     ``backward`` runs inside the shift context, so gradient checkpointing
     recomputes the forward pass with the same hooks.
@@ -195,8 +193,8 @@ def shifcon_losses(
             gen = out.loss
             con = contrastive_loss([r[n:] for r in reps], [r[:n] for r in reps], tau)
             loss = alpha * gen + beta * con
-            if backward:
-                loss.backward()
+            if backward is not None:
+                backward(loss)
     else:
         en_reps = None
         if use_con:
@@ -212,8 +210,8 @@ def shifcon_losses(
             else:
                 con = torch.zeros((), device=device)
             loss = alpha * gen + beta * con
-            if backward:
-                loss.backward()
+            if backward is not None:
+                backward(loss)
     return {"loss": loss, "gen": gen.detach(), "con": con.detach()}
 
 
@@ -251,13 +249,13 @@ def _fingerprint(config: Any, pairs: list[Pair]) -> str:
 
 
 class ShifConTrainer:
-    """Owns the model, optimizer, schedule and checkpoints of one training run."""
+    """One training run: single-language batches and the ShifCon loss on the shared loop."""
 
     def __init__(
         self, config: Any, model: Any, tokenizer: Any, shifcon: ShifCon, pairs: list[Pair]
     ):
         import torch
-        from transformers import get_scheduler
+        from accelerate import Accelerator
 
         require(config.alpha >= 0 and config.beta >= 0, "alpha and beta must not be negative.")
         require(config.alpha > 0 or config.beta > 0, "alpha and beta are both 0; nothing to train.")
@@ -277,7 +275,7 @@ class ShifConTrainer:
         self.out = Path(config.out)
         torch.manual_seed(config.seed)
         shifcon.vectors.check_model(model)
-        self.model = prepare_model(model, config)
+        model = prepare_model(model, config)
         batches = make_batches(pairs, config.batch_size, config.seed)
         per_epoch = max(1, len(batches) // config.grad_accum)
         self.total_steps = config.max_steps or per_epoch * config.epochs
@@ -289,141 +287,88 @@ class ShifConTrainer:
             for e in range(epochs_needed)
             for b in make_batches(pairs, config.batch_size, config.seed + e)
         ]
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        fingerprint = _fingerprint(config, pairs)
+        # The model stays where config.device put it (device_placement=False); the model's
+        # dtype, not autocast, sets the precision.
+        self.loop = TrainingLoop(
+            model,
+            Accelerator(mixed_precision="no", device_placement=False),
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            max_grad_norm=1.0,
+            run_dir=self.out,
+            fingerprint=lambda: fingerprint,
+            settings="config or data",
+        )
+        self.model = self.loop.model
         name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[
             config.schedule
         ]
-        self.scheduler = get_scheduler(
-            name,
-            self.optimizer,
-            num_warmup_steps=round(config.warmup_ratio * self.total_steps),
-            num_training_steps=self.total_steps,
+        self.loop.build_schedule(
+            name, round(config.warmup_ratio * self.total_steps), self.total_steps
         )
-        self.step = 0
-        self.log: list[dict[str, Any]] = []
-        self.fingerprint = _fingerprint(config, pairs)
+        self.state: dict[str, Any] = {"history": [], "seconds": 0.0}
 
-    # ---- checkpoints ----------------------------------------------------------
-    def _trainable_state(self) -> dict[str, Any]:
-        return {
-            n: p.detach().cpu().clone() for n, p in self.model.named_parameters() if p.requires_grad
-        }
+    @property
+    def step(self) -> int:
+        """Optimizer steps done."""
+        return self.loop.step
 
-    def save_checkpoint(self) -> None:
-        import torch
+    @property
+    def log(self) -> list[dict[str, Any]]:
+        """One entry a step: step, lr, lang, loss, gen, con."""
+        return self.state["history"]
 
-        with atomic_dir(self.out / "checkpoint", overwrite=True) as tmp:
-            torch.save(
-                {
-                    "fingerprint": self.fingerprint,
-                    "step": self.step,
-                    "params": self._trainable_state(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(),
-                    "log": self.log,
-                    "rng": torch.get_rng_state(),
-                },
-                tmp / "state.pt",
-            )
+    def _step(self, step: int) -> StepRecord:
+        first = step * self.config.grad_accum
+        batches = self.batches[first : first + self.config.grad_accum]
+        losses = self.loop.train_step(batches, self._loss)
+        lr = self.loop.scheduler.get_last_lr()[0]
+        return StepRecord({"lr": lr, "lang": batches[-1][0].lang, **losses})
 
-    def maybe_resume(self) -> bool:
-        import torch
-
-        path = self.out / "checkpoint" / "state.pt"
-        if not path.is_file():
-            return False
-        state = torch.load(path, weights_only=False)
-        if state.get("fingerprint") != self.fingerprint:
-            raise LingualiftError(
-                f"{self.out} holds a checkpoint of a different run (config or data changed); "
-                "use another out folder or delete its checkpoint/."
-            )
-        named = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name, value in state["params"].items():
-                named[name].copy_(value)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step, self.log = state["step"], state["log"]
-        torch.set_rng_state(state["rng"])
-        logger.info("resumed %s at step %d", self.out, self.step)
-        return True
-
-    # ---- training -------------------------------------------------------------
-    def train(self, progress: bool = True) -> dict[str, Any]:
-        import torch
-        from tqdm.auto import tqdm
-
+    def _loss(self, batch: list[Pair], backward: Backward) -> dict[str, Any]:
         config = self.config
-        self.maybe_resume()
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            desc="shifcon train",
-            unit="step",
-            disable=not progress,
+        return shifcon_losses(
+            self.model,
+            self.tokenizer,
+            self.shifcon,
+            batch,
+            alpha=config.alpha,
+            beta=config.beta,
+            tau=config.tau,
+            shift=config.shift,
+            max_length=config.max_length,
+            mixed_batch=config.gradient_checkpointing,
+            backward=backward,
         )
-        start = time.perf_counter()
-        steps_this_run = 0
-        while self.step < self.total_steps:
-            self.optimizer.zero_grad(set_to_none=True)
-            totals = {"loss": 0.0, "gen": 0.0, "con": 0.0}
-            first = self.step * config.grad_accum
-            for batch in self.batches[first : first + config.grad_accum]:
-                losses = shifcon_losses(
-                    self.model,
-                    self.tokenizer,
-                    self.shifcon,
-                    batch,
-                    alpha=config.alpha / config.grad_accum,
-                    beta=config.beta / config.grad_accum,
-                    tau=config.tau,
-                    shift=config.shift,
-                    max_length=config.max_length,
-                    mixed_batch=config.gradient_checkpointing,
-                    backward=True,
-                )
-                totals["loss"] += float(losses["loss"].detach())
-                totals["gen"] += float(losses["gen"]) / config.grad_accum
-                totals["con"] += float(losses["con"]) / config.grad_accum
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], 1.0
-            )
-            self.optimizer.step()
-            self.scheduler.step()
-            self.step += 1
-            steps_this_run += 1
-            entry = {
-                "step": self.step,
-                "lr": self.scheduler.get_last_lr()[0],
-                "lang": batch[0].lang,
-                **totals,
-            }
-            self.log.append(entry)
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{totals['loss']:.3f}", gen=f"{totals['gen']:.3f}", con=f"{totals['con']:.3f}"
-            )
-            if (
-                config.save_every
-                and self.step % config.save_every == 0
-                and self.step < self.total_steps
-            ):
-                self.save_checkpoint()
-        bar.close()
-        seconds = time.perf_counter() - start
+
+    def train(self, progress: bool = True) -> dict[str, Any]:
+        """Train to ``total_steps``, resuming from this run's checkpoint when there is one."""
+        self.state = self.loop.resume() or self.state
+        start, seconds_before = self.step, self.state["seconds"]
+        self.loop.fit(
+            self.total_steps,
+            self._step,
+            self.state,
+            desc="shifcon train",
+            save_every=self.config.save_every,
+            show=("loss", "gen", "con"),
+            show_progress=progress,
+        )
+        seconds = self.state["seconds"] - seconds_before
+        steps_this_run = self.step - start
+        last = self.log[-1] if self.log else {}
         return {
             "steps": self.step,
             "seconds_this_run": round(seconds, 1),
             "seconds_per_step": round(seconds / steps_this_run, 2) if steps_this_run else None,
-            "final_loss": self.log[-1]["loss"] if self.log else None,
-            "final_gen": self.log[-1]["gen"] if self.log else None,
-            "final_con": self.log[-1]["con"] if self.log else None,
+            "final_loss": last.get("loss"),
+            "final_gen": last.get("gen"),
+            "final_con": last.get("con"),
         }
 
     def save(self, metrics: dict[str, Any]) -> None:
-        """Adapter (or full model), the ShifCon folder, config, log and metrics; then drop the checkpoint."""
+        """Adapter (or full model), the ShifCon folder, config, log and metrics; then drop the checkpoints."""
         target = "adapter" if self.config.method == "lora" else "model"
         with atomic_dir(self.out / target, overwrite=True) as tmp:
             self.model.save_pretrained(tmp)
@@ -433,7 +378,7 @@ class ShifConTrainer:
         save_config(self.config, self.out / "config.yaml")
         atomic_write_text(self.out / "log.jsonl", "".join(json.dumps(e) + "\n" for e in self.log))
         atomic_write_text(self.out / "metrics.json", json.dumps(metrics, indent=2))
-        shutil.rmtree(self.out / "checkpoint", ignore_errors=True)
+        self.loop.discard_checkpoints()
 
 
 def train_from_config(config: Any, progress: bool = True) -> dict[str, Any]:

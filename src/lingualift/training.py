@@ -1,0 +1,289 @@
+"""The training loop every trainer shares: optimizer, schedule, steps, checkpoints, progress.
+
+LoRA adapters (:mod:`lingualift.adapters.trainer`) and ShifCon
+(:mod:`lingualift.shifcon.trainer`) differ in their data, their loss and what
+they write at the end; everything between a micro-batch and an updated model
+is here, in :class:`TrainingLoop`:
+
+- AdamW over the trainable parameters and transformers' ``get_scheduler``;
+- one optimizer step over micro-batches (gradient accumulation, accelerate's
+  backward, DDP ``no_sync``, clipping) given a loss callable;
+- atomic checkpoints ``run_dir/checkpoints/step-NNNNNN/`` holding the trainable
+  parameters by name (``weights.safetensors``: a LoRA adapter's matrices or,
+  for full fine-tuning, every parameter) and ``trainer_state.pt`` (optimizer,
+  scheduler, RNG states, the caller's state, a fingerprint of the settings a
+  resume must share), of which the newest ``keep_checkpoints`` stay;
+- the fit loop: resume, progress bar, loss history, ``save_every``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import random
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lingualift.atomic import atomic_dir
+from lingualift.errors import LingualiftError
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT = re.compile(r"^step-(\d+)$")
+
+Backward = Callable[[Any], None]
+LossFn = Callable[[Any, Backward], dict[str, Any]]
+"""``loss_fn(micro_batch, backward) -> {name: tensor}``: runs the forward pass, calls
+``backward(loss)`` exactly once and returns the values to report (at least ``loss``)."""
+
+
+@dataclasses.dataclass
+class StepRecord:
+    """What one step of :meth:`TrainingLoop.fit` reports."""
+
+    logged: dict[str, Any]
+    """The history entry of the step (the loop adds ``step``)."""
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Added to the run state under the same keys; the progress bar shows each per second."""
+
+
+class TrainingLoop:
+    """Optimizer, schedule, steps and checkpoints of one run over ``model``'s trainable parameters.
+
+    ``fingerprint`` is called when a checkpoint is written or read (a trainer may
+    only know its data later than its model); ``settings`` names what it covers
+    in the refusal to resume from a checkpoint made with other settings.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        accelerator: Any,
+        *,
+        lr: float,
+        weight_decay: float,
+        max_grad_norm: float,
+        run_dir: str | Path,
+        fingerprint: Callable[[], Any],
+        settings: str,
+        keep_checkpoints: int = 1,
+    ) -> None:
+        import torch
+        from accelerate.utils import DistributedType
+
+        self.accelerator = accelerator
+        self.max_grad_norm = max_grad_norm
+        self.checkpoint_dir = Path(run_dir) / "checkpoints"
+        self.fingerprint = fingerprint
+        self.settings = settings
+        self.keep_checkpoints = max(1, keep_checkpoints)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self._torch_optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
+        self.model, self.optimizer = accelerator.prepare(model, self._torch_optimizer)
+        # accelerate's clip_grad_norm_ and optimizer step re-check installed packages on every
+        # call (file-system look-ups); plain and DDP runs without a loss scaler have nothing for
+        # them to do, so they use torch's clipping and the optimizer directly.
+        self._plain = accelerator.scaler is None and accelerator.distributed_type in (
+            DistributedType.NO,
+            DistributedType.MULTI_CPU,
+            DistributedType.MULTI_GPU,
+        )
+        self.scheduler: Any = None
+        self.step = 0
+        """Optimizer steps done by :meth:`fit` (or restored by :meth:`resume`)."""
+
+    def build_schedule(self, name: str, warmup_steps: int, total_steps: int) -> None:
+        """The learning-rate schedule (transformers' ``get_scheduler`` names)."""
+        from transformers import get_scheduler
+
+        self.scheduler = get_scheduler(
+            name,
+            optimizer=self._torch_optimizer,
+            num_warmup_steps=warmup_steps,
+            num_training_steps=total_steps,
+        )
+
+    # -- one optimizer step ----------------------------------------------------------------
+
+    def train_step(self, micro_batches: Sequence[Any], loss_fn: LossFn) -> dict[str, float]:
+        """One optimizer step over ``micro_batches``; returns each reported value's mean.
+
+        The loss callable runs the backward pass itself, through the ``backward`` it
+        is handed, instead of returning a loss for the loop to differentiate: ShifCon
+        must run it inside its shift context, because gradient checkpointing
+        recomputes the forward pass during the backward pass and the recomputation
+        has to see the same hooks. ``backward`` divides the loss by the number of
+        micro-batches (accumulation then averages) and goes through accelerate (loss
+        scaling, DDP).
+        """
+        import torch
+
+        accelerator, model = self.accelerator, self.model
+        n = len(micro_batches)
+        totals: dict[str, Any] = {}
+        for i, batch in enumerate(micro_batches):
+            calls = 0
+
+            def backward(loss: Any) -> None:
+                nonlocal calls
+                calls += 1
+                accelerator.backward(loss / n if n > 1 else loss)
+
+            # Skip the gradient all-reduce on all but the last micro-batch (DDP).
+            sync = accelerator.no_sync(model) if i < n - 1 else contextlib.nullcontext()
+            with sync:
+                values = loss_fn(batch, backward)
+            if calls != 1:
+                raise RuntimeError(f"The loss callable called backward {calls} times, not once.")
+            for key, value in values.items():
+                totals[key] = totals.get(key, 0) + value.detach()
+        if self.max_grad_norm > 0:
+            if self._plain:
+                torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+            else:  # sharded / scaled gradients need accelerate's version
+                accelerator.clip_grad_norm_(self.params, self.max_grad_norm)
+        optimizer = self._torch_optimizer if self._plain else self.optimizer
+        optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return {key: float(total) / n for key, total in totals.items()}
+
+    # -- the fit loop ----------------------------------------------------------------------
+
+    def fit(
+        self,
+        total_steps: int,
+        step_fn: Callable[[int], StepRecord],
+        state: dict[str, Any],
+        *,
+        desc: str,
+        save_every: int = 0,
+        log_every: int = 1,
+        show: Sequence[str] = ("loss",),
+        show_progress: bool = True,
+        after_step: Callable[[int], dict[str, str]] | None = None,
+    ) -> None:
+        """Run steps ``self.step .. total_steps - 1`` of ``step_fn`` (0-based step in).
+
+        ``state`` (updated in place, and what checkpoints carry) needs ``history``
+        and ``seconds``, plus a key for each of the records' ``counts``.
+        ``after_step`` gets the number of steps done and returns extra progress-bar
+        fields (a trainer's periodic evaluation).
+        """
+        from tqdm.auto import tqdm
+
+        progress = tqdm(
+            total=total_steps,
+            initial=self.step,
+            desc=desc,
+            unit="step",
+            disable=not (show_progress and self.accelerator.is_local_main_process),
+        )
+        for step in range(self.step, total_steps):
+            began = time.perf_counter()
+            record = step_fn(step)
+            seconds = time.perf_counter() - began
+            self.step = done = step + 1
+            state["seconds"] += seconds
+            if done % max(1, log_every) == 0 or done == total_steps:
+                state["history"].append({"step": done, **record.logged})
+            postfix = {key: f"{record.logged[key]:.3f}" for key in show}
+            for key, count in record.counts.items():
+                state[key] += count
+                postfix[f"{key}/s"] = f"{count / seconds:.0f}"
+            if after_step is not None:
+                postfix.update(after_step(done))
+            progress.set_postfix(postfix)
+            progress.update(1)
+            if save_every and done % save_every == 0 and done < total_steps:
+                self.save_checkpoint(done, state)
+        progress.close()
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def _trainable(self) -> dict[str, Any]:
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        return {name: p for name, p in unwrapped.named_parameters() if p.requires_grad}
+
+    def _checkpoints(self) -> list[Path]:
+        if not self.checkpoint_dir.is_dir():
+            return []
+        found = [p for p in self.checkpoint_dir.iterdir() if _CHECKPOINT.match(p.name)]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def save_checkpoint(self, step: int, state: dict[str, Any]) -> Path:
+        """Write a resumable checkpoint of ``step`` (atomically) and prune old ones."""
+        import numpy as np
+        import torch
+        from safetensors.torch import save_file
+
+        folder = self.checkpoint_dir / f"step-{step:06d}"
+        if self.accelerator.is_main_process:
+            weights = {k: v.detach().cpu().contiguous() for k, v in self._trainable().items()}
+            with atomic_dir(folder, overwrite=True) as tmp:
+                save_file(weights, str(tmp / "weights.safetensors"))
+                torch.save(
+                    {
+                        "step": step,
+                        "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                        "rng": {
+                            "torch": torch.get_rng_state(),
+                            "python": random.getstate(),
+                            "numpy": np.random.get_state(),
+                        },
+                        "state": state,
+                        "fingerprint": self.fingerprint(),
+                    },
+                    tmp / "trainer_state.pt",
+                )
+            for old in self._checkpoints()[: -self.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        return folder
+
+    def resume(self) -> dict[str, Any] | None:
+        """Restore the latest checkpoint and its step; returns its state (None without one)."""
+        import numpy as np
+        import torch
+        from safetensors.torch import load_file
+
+        checkpoints = self._checkpoints()
+        if not checkpoints:
+            return None
+        folder = checkpoints[-1]
+        try:
+            saved = torch.load(folder / "trainer_state.pt", weights_only=False)
+            weights = load_file(str(folder / "weights.safetensors"))
+        except Exception as exc:
+            raise LingualiftError(
+                f"Checkpoint {folder} is unreadable ({exc}); delete it to resume from an older one."
+            ) from None
+        if saved["fingerprint"] != self.fingerprint():
+            raise LingualiftError(
+                f"Checkpoint {folder} was made with other {self.settings}; "
+                "resume with the original settings or use a new output folder."
+            )
+        trainable = self._trainable()
+        with torch.no_grad():
+            for name, value in weights.items():
+                trainable[name].copy_(value)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        if self.scheduler is not None and saved["scheduler"] is not None:
+            self.scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        random.setstate(saved["rng"]["python"])
+        np.random.set_state(saved["rng"]["numpy"])
+        self.step = saved["step"]
+        logger.info("Resumed from %s", folder)
+        return saved["state"]
+
+    def discard_checkpoints(self) -> None:
+        """Remove every checkpoint (a finished run's outputs replace them)."""
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)

@@ -1,0 +1,119 @@
+"""The shared training loop on a tiny fully fine-tuned model (every parameter trainable)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lingualift.errors import LingualiftError
+from lingualift.testing import tiny_causal_lm
+from lingualift.training import StepRecord, TrainingLoop
+
+TINY = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, initializer_range=0.2)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def make_loop(tmp_path, fingerprint: str = "a", keep_checkpoints: int = 1) -> TrainingLoop:
+    from accelerate import Accelerator
+
+    model, _ = tiny_causal_lm("llama", **TINY)
+    model.train()
+    loop = TrainingLoop(
+        model,
+        Accelerator(mixed_precision="no"),
+        lr=1e-2,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        run_dir=tmp_path,
+        fingerprint=lambda: fingerprint,
+        settings="test settings",
+        keep_checkpoints=keep_checkpoints,
+    )
+    loop.build_schedule("linear", 1, 4)
+    return loop
+
+
+def lm_loss(loop: TrainingLoop):
+    def loss_fn(batch, backward):
+        loss = loop.model(**batch).loss
+        backward(loss)
+        return {"loss": loss}
+
+    return loss_fn
+
+
+def batch(rows: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    ids = torch.randint(3, 200, (rows, 10), generator=generator)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+
+
+def test_a_step_lowers_the_loss_and_backward_must_run_once(tmp_path):
+    loop = make_loop(tmp_path)
+    loop.build_schedule("constant", 0, 10)
+    fixed = batch(4, torch.Generator().manual_seed(0))
+    losses = [loop.train_step([fixed], lm_loss(loop))["loss"] for _ in range(4)]
+    assert losses[-1] < 0.9 * losses[0]
+    with pytest.raises(RuntimeError, match="called backward 0 times"):
+        loop.train_step([fixed], lambda b, backward: {"loss": loop.model(**b).loss})
+
+
+def test_accumulated_micro_batches_equal_one_bigger_batch(tmp_path):
+    big = batch(4, torch.Generator().manual_seed(1))
+    halves = [{k: v[:2] for k, v in big.items()}, {k: v[2:] for k, v in big.items()}]
+    one, two = make_loop(tmp_path / "one"), make_loop(tmp_path / "two")
+    loss_one = one.train_step([big], lm_loss(one))["loss"]
+    loss_two = two.train_step(halves, lm_loss(two))["loss"]
+    assert loss_two == pytest.approx(loss_one, rel=1e-5)
+    # AdamW's first moment after one step is 0.1 * gradient: the gradients agree.
+    for p_one, p_two in zip(one.params, two.params, strict=True):
+        torch.testing.assert_close(
+            two.optimizer.state[p_two]["exp_avg"],
+            one.optimizer.state[p_one]["exp_avg"],
+            rtol=1e-4,
+            atol=1e-7,
+        )
+
+
+def fit(loop: TrainingLoop, state: dict, crash_at: int | None = None, save_every: int = 0):
+    def step(index: int) -> StepRecord:
+        if index == crash_at:
+            raise KeyboardInterrupt
+        # Batches from the global RNG: a resume must restore it to see the same data.
+        out = loop.train_step([batch(2)], lm_loss(loop))
+        return StepRecord({"loss": out["loss"]}, {"tokens": 20})
+
+    loop.fit(4, step, state, desc="test", save_every=save_every, show_progress=False)
+
+
+def fresh_state() -> dict:
+    return {"history": [], "seconds": 0.0, "tokens": 0}
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run_and_refuses_other_settings(tmp_path):
+    torch.manual_seed(7)
+    straight = make_loop(tmp_path / "straight")
+    straight_state = fresh_state()
+    fit(straight, straight_state)
+
+    torch.manual_seed(7)
+    crashed = make_loop(tmp_path / "run", keep_checkpoints=2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(crashed, fresh_state(), crash_at=3, save_every=1)
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names == ["step-000002", "step-000003"]  # the oldest one pruned
+
+    torch.manual_seed(123)  # the checkpoint's RNG state must win over this
+    resumed = make_loop(tmp_path / "run")
+    state = resumed.resume()
+    assert resumed.step == 3 and [h["step"] for h in state["history"]] == [1, 2, 3]
+    fit(resumed, state)
+    assert state["tokens"] == straight_state["tokens"] == 80
+    assert [h["loss"] for h in state["history"]] == [h["loss"] for h in straight_state["history"]]
+    for p_resumed, p_straight in zip(resumed.params, straight.params, strict=True):
+        torch.testing.assert_close(p_resumed, p_straight, rtol=0, atol=0)
+
+    other = make_loop(tmp_path / "run", fingerprint="b")
+    with pytest.raises(LingualiftError, match="was made with other test settings"):
+        other.resume()
+    assert make_loop(tmp_path / "nothing").resume() is None
