@@ -105,6 +105,8 @@ def test_compass_vs_baselines(tmp_path, tiny_model_dir):
     )
     assert all(u["train"]["steps"] == 2 for k, u in units.items() if k != "base")
     assert set(data["js"]["after"]) == {"compass/sw", "random/sw", "all/sw"}
+    before = units["compass__sw__s0"]["selection"]["js_before"]
+    assert data["js"]["before"]["sw"]["mean"] == pytest.approx(before)
 
 
 def test_bad_config_and_mean_std():

@@ -10,6 +10,7 @@ resumes where it stopped.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -130,15 +131,28 @@ def evaluate(
 
 
 class BaseModel:
-    """The base model loaded once; every unit trains on a fresh copy of it."""
+    """The base model, loaded on first use (a finished experiment re-summarises without it);
+    every unit trains on a fresh copy of it."""
 
     def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    @functools.cached_property
+    def _loaded(self) -> tuple[Any, Any]:
         from lingualift.models import load_causal_lm
 
-        self.spec = spec
-        self.model, self.tokenizer = load_causal_lm(spec)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        model, tokenizer = load_causal_lm(self.spec)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return model, tokenizer
+
+    @property
+    def model(self) -> Any:
+        return self._loaded[0]
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._loaded[1]
 
     def fresh(self) -> Any:
         # A deep copy is faster than re-loading and leaves the original free of LoRA layers.

@@ -174,27 +174,29 @@ def run_compass_vs_baselines(config: Any, progress: bool = True) -> dict[str, An
 
 
 def _js_summary(units: list[dict[str, Any]]) -> dict[str, Any]:
-    """JS(target || training + selection) per method and language, mean ± std over seeds."""
+    """JS(target || training (+ selection)) per method and language, mean ± std over seeds.
+
+    "before" (training data alone) also varies with the seed, which redraws the clusters.
+    """
     from lingualift.experiments.common import mean_std
 
     values: dict[tuple[str, str], list[float]] = {}
-    before: dict[str, float] = {}
+    before: dict[str, dict[int, float]] = {}
     for unit in units:
         sel = unit.get("selection")
         if not sel or sel.get("js_after") is None:
             continue
         values.setdefault((unit["system"], unit["lang"]), []).append(sel["js_after"])
-        before[unit["lang"]] = sel["js_before"]
+        before.setdefault(unit["lang"], {})[unit["seed"]] = sel["js_before"]
     return {
-        "before": before,
+        "before": {lang: mean_std(list(seeds.values())) for lang, seeds in before.items()},
         "after": {f"{m}/{lang}": mean_std(v) for (m, lang), v in values.items()},
     }
 
 
 def _js_table(js: dict[str, Any]) -> str:
     lines = ["| method/lang | JS(target ‖ training + selection), bits |", "| --- | ---: |"]
-    for lang, value in js["before"].items():
-        lines.append(f"| before (D_tr only)/{lang} | {value:.3f} |")
-    for key, stat in js["after"].items():
+    rows = [(f"before (D_tr only)/{lang}", stat) for lang, stat in js["before"].items()]
+    for key, stat in [*rows, *js["after"].items()]:
         lines.append(f"| {key} | {stat['mean']:.3f} ± {stat['std']:.3f} |")
     return "\n".join(lines)
