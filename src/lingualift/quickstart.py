@@ -86,8 +86,12 @@ class QuickstartConfig:
     """LoRA rank."""
     lr: float = 3e-4
     """Peak learning rate of the LoRA adapter (and of brief ShifCon training)."""
-    batch_size: int = 8
-    """Training sequences per step."""
+    batch_size: int = 4
+    """Training sequences per micro-batch. Gemma 3's 262k-token vocabulary makes the
+    logits the largest activation: 8 x 128 tokens in one pass peak at ~7 GB, 4 x 128 at ~4 GB."""
+    grad_accum: int = 2
+    """Micro-batches per optimizer step (an optimizer step sees batch_size x grad_accum
+    sequences; ShifCon training takes them as one batch: its contrastive loss needs them together)."""
     max_length: int = 128
     """Training sequence length in tokens (examples are packed)."""
     shifcon_langs: list[str] = dataclasses.field(default_factory=lambda: ["fr", "hi", "zh"])
@@ -272,6 +276,7 @@ def _stage_adapter(config: QuickstartConfig, lang: str, data: Path, selection: P
             warmup_steps=max(1, config.lora_steps // 10),
             max_steps=config.lora_steps,
             batch_size=config.batch_size,
+            grad_accum=config.grad_accum,
             max_length=config.max_length,
             packing=True,
             save_every=max(1, config.lora_steps // 4),
@@ -329,7 +334,7 @@ def _stage_shifcon_train(config: QuickstartConfig, lang: str, shifcon: Path, out
             lora_r=config.lora_r,
             lr=config.lr,
             max_steps=config.shifcon_train_steps,
-            batch_size=config.batch_size,
+            batch_size=config.batch_size * config.grad_accum,
             max_length=64,
             save_every=max(1, config.shifcon_train_steps // 2),
             seed=config.seed,
@@ -385,7 +390,16 @@ def run_quickstart(config: QuickstartConfig) -> Path:
         lang in CORPUS_LANGUAGES,
         f"The embedded corpus has no {lang!r} text; choose one of {', '.join(CORPUS_LANGUAGES)}.",
     )
-    for name in ("n_train", "n_usage", "n_heldout", "n_cloze", "budget", "lora_steps"):
+    for name in (
+        "n_train",
+        "n_usage",
+        "n_heldout",
+        "n_cloze",
+        "budget",
+        "lora_steps",
+        "batch_size",
+        "grad_accum",
+    ):
         require(getattr(config, name) >= 1, f"{name} must be at least 1.")
     bad = [m for m in config.baselines if m not in ("random", "lang-similarity", "all")]
     require(not bad, f"Unknown baseline {bad[:1]}; use random, lang-similarity or all.")
@@ -434,7 +448,7 @@ def run_quickstart(config: QuickstartConfig) -> Path:
 
     adapter_key = _key(
         "adapter", selections["compass"]["key"], config.model, config.lora_steps, config.lora_r,
-        config.lr, config.batch_size, config.max_length,
+        config.lr, config.batch_size, config.grad_accum, config.max_length,
     )  # fmt: skip
 
     def adapter_stage():
@@ -470,7 +484,7 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     # Optional: brief ShifCon training, only when it fits in what is left of the budget.
     train_key = _key(
         "shifcon-train", shifcon_key, config.shifcon_train_steps, config.shifcon_pairs,
-        config.lr, config.lora_r, config.batch_size,
+        config.lr, config.lora_r, config.batch_size, config.grad_accum,
     )  # fmt: skip
     step_s = results["adapter"]["train_seconds"] / max(1, results["adapter"]["steps"])
     eval_s = max(e["seconds"] for e in evals.values())
