@@ -218,16 +218,16 @@ def shifcon_losses(
 def prepare_model(model: Any, config: Any):
     """Wrap with LoRA (PEFT, all linear layers, alpha = 2r) or unfreeze everything."""
     if config.method == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
-        lora = LoraConfig(
+        from lingualift.adapters.config import LoraSettings
+
+        lora = LoraSettings(
             r=config.lora_r,
-            lora_alpha=config.lora_alpha or 2 * config.lora_r,
-            lora_dropout=config.lora_dropout,
-            target_modules="all-linear",
-            task_type="CAUSAL_LM",
+            alpha=config.lora_alpha or 2 * config.lora_r,
+            dropout=config.lora_dropout,
         )
-        model = get_peft_model(model, lora)
+        model = get_peft_model(model, lora.peft_config())
     else:
         for param in model.parameters():
             param.requires_grad_(True)
