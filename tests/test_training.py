@@ -117,3 +117,33 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run_and_refuses_other_sett
     with pytest.raises(LingualiftError, match="was made with other test settings"):
         other.resume()
     assert make_loop(tmp_path / "nothing").resume() is None
+
+
+class _Exploit:
+    """Unpickling this runs a shell command: what a crafted checkpoint could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):
+    from safetensors.torch import save_file
+
+    loop = make_loop(tmp_path)
+    folder = tmp_path / "checkpoints" / "step-000001"
+    folder.mkdir(parents=True)
+    save_file({"x": torch.zeros(1)}, str(folder / "weights.safetensors"))
+    marker = tmp_path / "pwned"
+    torch.save({"step": 1, "payload": _Exploit(marker)}, folder / "trainer_state.pt")
+    with pytest.raises(LingualiftError, match="not a lingualift checkpoint"):
+        loop.resume()
+    assert not marker.exists()
+    # A plain-data state without a fingerprint is refused by name, not with a KeyError.
+    torch.save({"step": 1, "optimizer": {}, "rng": {}, "state": {}}, folder / "trainer_state.pt")
+    with pytest.raises(LingualiftError, match="other test settings"):
+        loop.resume()

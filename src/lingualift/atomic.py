@@ -2,18 +2,88 @@
 
 An interrupted run therefore never leaves a half-written adapter, selection or
 cache entry behind: readers see either the old version or the new one.
+
+What a crash can leave, and who cleans it:
+
+- a temp file or folder (``.<name>.<pid>-<random>.tmp``): removed by the next
+  atomic write into the same folder once process ``<pid>`` is gone;
+- a replaced folder moved aside (``.<name>.old-<pid>``) when the crash fell
+  between the two renames of :func:`atomic_dir`: the next :func:`atomic_dir`
+  on the same target puts it back (or, if the new folder is already in place,
+  removes it), so the previous output is never lost under a hidden name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from filelock import FileLock
+
+from lingualift.errors import LingualiftError
+
+_TEMP = re.compile(r"^\..+\.(\d+)-[0-9a-f]+\.tmp$")
+_OLD = re.compile(r"^\.(.+)\.old-(\d+)$")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale(folder: str | os.PathLike[str]) -> None:
+    """Remove temp files and folders that dead processes left in ``folder``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        match = _TEMP.match(entry.name)
+        if match and not _alive(int(match.group(1))):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def normalize_permissions(path: str | os.PathLike[str]) -> None:
+    """Give a file, or a folder and everything in it, the modes a plain write would.
+
+    ``mkstemp``/``mkdtemp`` and some libraries' own temp files create owner-only
+    (0600) files; a serving process running as another user could not read them.
+    """
+    path = Path(path)
+    mask = _umask()
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for item in paths:
+        if item.is_symlink():
+            continue
+        if item.is_dir():
+            item.chmod(0o777 & ~mask)
+        else:
+            executable = item.stat().st_mode & 0o111
+            item.chmod((0o777 if executable else 0o666) & ~mask)
 
 
 @contextlib.contextmanager
@@ -21,22 +91,14 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp file path; on success it is renamed onto ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    clean_stale(target.parent)
+    tmp_path = _temp_name(target)
     try:
         yield tmp_path
-        # mkstemp creates the file owner-only; give it the mode a plain open() would.
-        tmp_path.chmod(0o666 & ~_umask())
+        normalize_permissions(tmp_path)
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
@@ -51,19 +113,38 @@ def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def recover_swap(target: str | os.PathLike[str]) -> None:
+    """Finish a folder swap that a crash interrupted (see the module docstring)."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    for entry in target.parent.iterdir():
+        match = _OLD.match(entry.name)
+        if not match or match.group(1) != target.name or _alive(int(match.group(2))):
+            continue
+        if target.exists():
+            shutil.rmtree(entry, ignore_errors=True)  # the new folder landed: finish the swap
+        else:
+            os.replace(entry, target)  # it did not: put the previous one back
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
     """Yield a temp folder; on success it replaces ``target`` in one rename.
 
     With ``overwrite`` an existing ``target`` is moved aside first and removed
-    only after the new folder is in place, so a crash leaves one of the two.
+    only after the new folder is in place, so a crash leaves one of the two
+    (and :func:`recover_swap` restores the right one on the next call).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    clean_stale(target.parent)
+    recover_swap(target)
+    tmp = _temp_name(target)
+    tmp.mkdir()
     try:
         yield tmp
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp, too, is owner-only
+        normalize_permissions(tmp)
         old = None
         if target.exists():
             if not overwrite:
@@ -76,6 +157,28 @@ def atomic_dir(target: str | os.PathLike[str], overwrite: bool = False) -> Itera
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_replaceable(
+    target: str | os.PathLike[str], marker: str, overwrite: bool, what: str = "output"
+) -> None:
+    """Refuse to replace a non-empty folder that lingualift did not write.
+
+    A folder holding ``marker`` (a file lingualift writes into every such output)
+    is ours to replace; anything else that is not empty is replaced only with
+    ``overwrite``, so a mistyped output path never deletes a user's files.
+    """
+    target = Path(target)
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise LingualiftError(f"{target} is a file; give a folder path for the {what}.")
+    if overwrite or (target / marker).is_file() or not any(target.iterdir()):
+        return
+    raise LingualiftError(
+        f"{target} already holds files that lingualift did not write; choose an empty or new "
+        f"folder for the {what}, or pass overwrite=true to replace it."
+    )
 
 
 def path_lock(target: str | os.PathLike[str], timeout: float = -1) -> FileLock:

@@ -14,3 +14,9 @@ def require(condition: object, message: str) -> None:
     """Raise :class:`LingualiftError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise LingualiftError(message)
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

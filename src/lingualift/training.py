@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.atomic import atomic_dir
-from lingualift.errors import LingualiftError
+from lingualift.errors import LingualiftError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,6 @@ class TrainingLoop:
 
     def save_checkpoint(self, step: int, state: dict[str, Any]) -> Path:
         """Write a resumable checkpoint of ``step`` (atomically) and prune old ones."""
-        import numpy as np
         import torch
         from safetensors.torch import save_file
 
@@ -233,11 +232,7 @@ class TrainingLoop:
                         "step": step,
                         "optimizer": self.optimizer.state_dict(),
                         "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                        "rng": {
-                            "torch": torch.get_rng_state(),
-                            "python": random.getstate(),
-                            "numpy": np.random.get_state(),
-                        },
+                        "rng": _rng_state(),
                         "state": state,
                         "fingerprint": self.fingerprint(),
                     },
@@ -250,7 +245,6 @@ class TrainingLoop:
 
     def resume(self) -> dict[str, Any] | None:
         """Restore the latest checkpoint and its step; returns its state (None without one)."""
-        import numpy as np
         import torch
         from safetensors.torch import load_file
 
@@ -259,13 +253,20 @@ class TrainingLoop:
             return None
         folder = checkpoints[-1]
         try:
-            saved = torch.load(folder / "trainer_state.pt", weights_only=False)
+            # weights_only: a checkpoint is data, and unpickling anything else could run code.
+            saved = torch.load(folder / "trainer_state.pt", weights_only=True)
             weights = load_file(str(folder / "weights.safetensors"))
         except Exception as exc:
             raise LingualiftError(
-                f"Checkpoint {folder} is unreadable ({exc}); delete it to resume from an older one."
+                f"Checkpoint {folder} is unreadable or not a lingualift checkpoint "
+                f"({first_line(exc)}); "
+                "delete it to resume from an older one or start afresh."
             ) from None
-        if saved["fingerprint"] != self.fingerprint():
+        if not isinstance(saved, dict) or not {"step", "optimizer", "rng", "state"} <= set(saved):
+            raise LingualiftError(
+                f"Checkpoint {folder} is not a lingualift checkpoint (keys missing); delete it."
+            )
+        if saved.get("fingerprint") != self.fingerprint():
             raise LingualiftError(
                 f"Checkpoint {folder} was made with other {self.settings}; "
                 "resume with the original settings or use a new output folder."
@@ -277,9 +278,7 @@ class TrainingLoop:
         self.optimizer.load_state_dict(saved["optimizer"])
         if self.scheduler is not None and saved["scheduler"] is not None:
             self.scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        random.setstate(saved["rng"]["python"])
-        np.random.set_state(saved["rng"]["numpy"])
+        _set_rng_state(saved["rng"])
         self.step = saved["step"]
         logger.info("Resumed from %s", folder)
         return saved["state"]
@@ -287,3 +286,28 @@ class TrainingLoop:
     def discard_checkpoints(self) -> None:
         """Remove every checkpoint (a finished run's outputs replace them)."""
         shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+
+
+def _rng_state() -> dict[str, Any]:
+    """The RNG states as tensors and plain lists, which ``torch.load(weights_only=True)`` reads."""
+    import numpy as np
+    import torch
+
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    }
+
+
+def _set_rng_state(saved: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(saved["torch"])
+    version, internal, gauss = saved["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = saved["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))

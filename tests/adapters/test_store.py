@@ -7,9 +7,19 @@ from lingualift.errors import LingualiftError
 
 
 def fake_adapter(folder, tag="x"):
-    """The two files of a PEFT adapter folder (contents are not parsed by the store)."""
+    """The two files of a PEFT adapter folder (a real, tiny safetensors file)."""
+    import torch
+    from safetensors.torch import save_file
+
     (folder / "adapter_config.json").write_text(json.dumps({"r": 4, "tag": tag}))
-    (folder / "adapter_model.safetensors").write_bytes(b"weights-" + tag.encode())
+    save_file({"w": torch.zeros(4)}, str(folder / "adapter_model.safetensors"), {"tag": tag})
+
+
+def tag_of(folder):
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "adapter_model.safetensors"), "pt") as handle:
+        return handle.metadata()["tag"]
 
 
 def test_versions_current_pointer_promote_and_rollback(tmp_path):
@@ -46,7 +56,7 @@ def test_crash_mid_save_leaves_previous_version_intact(tmp_path):
         store.save("sw", writer=crashing_writer)
     assert sorted(p.name for p in (tmp_path / "sw").iterdir()) == before
     assert store.versions("sw") == [1] and store.current_version("sw") == 1
-    assert (store.path("sw") / "adapter_model.safetensors").read_bytes() == b"weights-good"
+    assert tag_of(store.path("sw")) == "good"
     # The next save still gets the next number.
     assert store.save("sw", writer=lambda d: fake_adapter(d, "next")).version == 2
 
@@ -89,3 +99,88 @@ def test_base_model_check_names_the_difference():
         match=r"sw/v1 was trained on a different base model .*hidden_size 640 vs 64",
     ):
         check_base_model(card, other, "sw/v1")
+
+
+def test_the_history_decides_what_is_current_so_rollback_returns_to_a_real_current(
+    tmp_path, monkeypatch
+):
+    import lingualift.adapters.store as store_module
+
+    store = AdapterStore(tmp_path)
+    for tag in ("1", "2", "3", "4"):
+        store.save("sw", writer=lambda d, t=tag: fake_adapter(d, t))
+    real_write = store_module.atomic_write_text
+
+    def crash_on_history(path, text):
+        if str(path).endswith("history.jsonl"):
+            raise KeyboardInterrupt  # killed before the commit point
+        real_write(path, text)
+
+    monkeypatch.setattr(store_module, "atomic_write_text", crash_on_history)
+    with pytest.raises(KeyboardInterrupt):
+        store.save("sw", writer=lambda d: fake_adapter(d, "5"))
+    monkeypatch.setattr(store_module, "atomic_write_text", real_write)
+    assert store.versions("sw") == [1, 2, 3, 4, 5] and store.current_version("sw") == 4
+    store.save("sw", writer=lambda d: fake_adapter(d, "6"))
+    assert store.rollback("sw").version == 4  # v5 was never current
+
+    # Killed between the history write and the pointer file: the history wins.
+    def crash_on_pointer(path, text):
+        if str(path).endswith("current"):
+            raise KeyboardInterrupt
+        real_write(path, text)
+
+    monkeypatch.setattr(store_module, "atomic_write_text", crash_on_pointer)
+    with pytest.raises(KeyboardInterrupt):
+        store.promote("sw", 2)
+    monkeypatch.setattr(store_module, "atomic_write_text", real_write)
+    assert (tmp_path / "sw" / "current").read_text().strip() == "v4"
+    assert store.current_version("sw") == 2
+    assert store.rollback("sw").version == 4
+
+
+def test_damaged_versions_are_refused_by_promote_and_marked_in_the_list(tmp_path):
+    store = AdapterStore(tmp_path)
+    store.save("sw", writer=lambda d: fake_adapter(d, "1"))
+    v2 = store.save("sw", writer=lambda d: fake_adapter(d, "2"), promote=False)
+    weights = v2.path / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-5])  # truncated
+    with pytest.raises(LingualiftError, match="damaged .*truncated"):
+        store.promote("sw", 2)
+    assert store.current_version("sw") == 1
+    v3 = store.save("sw", writer=lambda d: fake_adapter(d, "3"))
+    (v3.path / "adapter_config.json").unlink()
+    rows = {v.version: v for v in store.list("sw")}
+    assert rows[1].problem is None and "truncated" in rows[2].problem
+    assert rows[3].current and "adapter_config.json" in rows[3].problem
+
+
+def test_decisions_are_recorded_without_moving_the_pointer(tmp_path):
+    store = AdapterStore(tmp_path)
+    store.save("sw", writer=lambda d: fake_adapter(d, "1"))
+    store.save("sw", writer=lambda d: fake_adapter(d, "2"), promote=False)
+    store.record("sw", {"action": "keep", "candidate": 2, "reason": "old set got worse"})
+    assert store.current_version("sw") == 1
+    assert store.history("sw")[-1]["action"] == "keep"
+    store.promote("sw", 2, evidence={"gate": {"new_gain": 0.1}})
+    assert store.history("sw")[-1]["gate"] == {"new_gain": 0.1}
+    assert store.rollback("sw").version == 1
+
+
+def test_stored_files_are_readable_by_other_users(tmp_path):
+    import os
+
+    from peft import get_peft_model
+
+    from lingualift.adapters.config import LoraSettings
+    from lingualift.testing import tiny_causal_lm
+
+    model, _ = tiny_causal_lm("llama", hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1)
+    peft_model = get_peft_model(model, LoraSettings(r=2).peft_config())
+    mask = os.umask(0o022)
+    try:
+        version = AdapterStore(tmp_path).save("sw", peft_model)
+    finally:
+        os.umask(mask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in version.path.iterdir() if p.is_file()}
+    assert modes and set(modes.values()) == {0o644}, modes

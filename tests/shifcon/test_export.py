@@ -36,3 +36,28 @@ def test_steered_files_match_the_shift_hooks(tmp_path, toy_batch, a):
         with shifcon.apply(model, "sw"):
             ours = model(**toy_batch).logits
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=1e-5)
+
+
+def test_export_never_deletes_what_it_did_not_write(tmp_path):
+    from lingualift.errors import LingualiftError
+
+    model, _ = tiny_causal_lm("llama", hidden_size=32, num_layers=4)
+    shifcon = ShifCon.from_vectors(random_vectors(model), 1, 3)
+    folder = tmp_path / "shifcon"
+    shifcon.save(folder)
+    before = sorted(p.name for p in folder.iterdir())
+    for target in (folder, tmp_path):  # the ShifCon folder itself, or a folder holding it
+        with pytest.raises(LingualiftError, match="holds the ShifCon folder it reads"):
+            export_steered(shifcon, target, model=model, source=folder)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("keep me")
+    with pytest.raises(LingualiftError, match="did not write"):
+        export_steered(shifcon, foreign, model=model)
+    assert (foreign / "mine.txt").read_text() == "keep me"
+    # An earlier export is replaced without asking; a foreign folder with overwrite=True.
+    export_steered(shifcon, folder / "steered", model=model, source=folder)
+    export_steered(shifcon, folder / "steered", model=model, source=folder)
+    export_steered(shifcon, foreign, model=model, overwrite=True)
+    assert (foreign / "steered.json").is_file() and not (foreign / "mine.txt").exists()

@@ -26,7 +26,7 @@ from lingualift.adapters.store import (
     base_model_signature,
     check_base_model,
 )
-from lingualift.errors import LingualiftError
+from lingualift.errors import LingualiftError, first_line
 from lingualift.languages import normalize_language
 
 logger = logging.getLogger(__name__)
@@ -309,9 +309,8 @@ class Router:
 
 def _load_error(label: str, exc: Exception) -> str:
     """One sentence for an adapter that PEFT could not load."""
-    text = str(exc).strip()
-    first = text.splitlines()[0][:160] if text else type(exc).__name__
-    if "safetensor" in type(exc).__name__.lower() or "deserializ" in text.lower():
+    first = first_line(exc, 160)
+    if "safetensor" in type(exc).__name__.lower() or "deserializ" in str(exc).lower():
         return (
             f"Adapter {label} has corrupt weights ({first}); promote another version or retrain it."
         )

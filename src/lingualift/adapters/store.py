@@ -7,12 +7,19 @@ lm-evaluation-harness unchanged; ``card.json`` is an extra file they ignore)::
     <root>/<lang>/v1/adapter_model.safetensors
     <root>/<lang>/v1/card.json
     <root>/<lang>/v2/...
-    <root>/<lang>/current        # text: "v2"
-    <root>/<lang>/history.jsonl  # one line per promote / rollback
+    <root>/<lang>/history.jsonl  # one line per save / promote / rollback / gate decision
+    <root>/<lang>/current        # text: "v2" (a copy of what the history says)
 
 Versions are written into a temp folder and renamed into place, under a lock
 per language, so a crash mid-save leaves the previous versions and the current
 pointer untouched, and two writers never get the same version number.
+
+The history is the single source of truth for which version is current: each
+entry that moves the pointer records the version that is current after it, and
+the history file is replaced atomically in one step. The ``current`` file is
+rewritten after it for tools that read it; a crash between the two leaves the
+history right, and the history wins. So a rollback always returns to a version
+that really was current.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.atomic import atomic_dir, atomic_write_text, path_lock
-from lingualift.errors import LingualiftError
+from lingualift.errors import LingualiftError, first_line
 from lingualift.languages import normalize_language
 from lingualift.models import model_signature
 from lingualift.paths import lingualift_home
@@ -82,6 +89,8 @@ class AdapterVersion:
     path: Path
     current: bool
     card: dict[str, Any]
+    problem: str | None = None
+    """Why the version cannot be loaded (missing or damaged files), None when it is whole."""
 
     @property
     def name(self) -> str:
@@ -93,6 +102,7 @@ class AdapterVersion:
             "lang": self.lang,
             "version": self.version,
             "current": self.current,
+            "problem": self.problem,
             "created": self.card.get("created"),
             "base_model": (self.card.get("base_model") or {}).get("spec"),
             "steps": metrics.get("steps"),
@@ -127,8 +137,11 @@ class AdapterStore:
         return sorted(int(m.group(1)) for m in found if m)
 
     def current_version(self, lang: str) -> int | None:
-        """The version the ``current`` pointer names (None when nothing is promoted)."""
-        pointer = self.root / lang / "current"
+        """The current version (None when nothing is promoted); the history decides."""
+        currents = self._currents(lang)
+        if currents:
+            return currents[-1]
+        pointer = self.root / lang / "current"  # a store written by hand or by an old version
         if not pointer.is_file():
             return None
         match = _VERSION.match(pointer.read_text("utf-8").strip())
@@ -137,6 +150,20 @@ class AdapterStore:
                 f"{pointer} is corrupt; repair it with 'lingualift adapters promote {lang} <version>'."
             )
         return int(match.group(1))
+
+    def _currents(self, lang: str) -> list[int]:
+        """The undo stack of current versions: pointer moves push, rollbacks pop."""
+        stack: list[int] = []
+        for entry in self.history(lang):
+            action = entry.get("action")
+            if action not in _POINTER_ACTIONS:
+                continue
+            if action == "rollback" and stack:
+                stack.pop()
+            current = entry.get("current", entry.get("version"))
+            if current is not None and (not stack or stack[-1] != current):
+                stack.append(int(current))
+        return stack
 
     def path(self, lang: str, version: int | str | None = None) -> Path:
         """Folder of a PEFT adapter (the current version by default), checked to be loadable."""
@@ -155,6 +182,17 @@ class AdapterStore:
             raise LingualiftError(
                 f"{folder / 'adapter_config.json'} is corrupt; promote another version or retrain."
             ) from None
+        return folder
+
+    def check_weights(self, lang: str, version: int | str | None = None) -> Path:
+        """:meth:`path`, and the weights file must be whole (its header and size agree)."""
+        folder = self.path(lang, version)
+        problem = weights_problem(folder / PEFT_FILES[1])
+        if problem:
+            raise LingualiftError(
+                f"{folder / PEFT_FILES[1]} is damaged ({problem}); promote another version "
+                "or retrain it."
+            )
         return folder
 
     def card(self, lang: str, version: int | str | None = None) -> dict[str, Any]:
@@ -190,7 +228,12 @@ class AdapterStore:
                     card = json.loads((folder / CARD_NAME).read_text("utf-8"))
                 except (OSError, json.JSONDecodeError, UnicodeDecodeError):
                     card = {}
-                out.append(AdapterVersion(code, number, folder, number == current, card))
+                try:
+                    self.check_weights(code, number)
+                    problem = None
+                except LingualiftError as exc:
+                    problem = str(exc)
+                out.append(AdapterVersion(code, number, folder, number == current, card, problem))
         return out
 
     def _resolve(self, code: str, version: int | str | None) -> int:
@@ -250,7 +293,7 @@ class AdapterStore:
                 "format": CARD_FORMAT,
                 "lang": code,
                 "version": number,
-                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "created": _now(),
                 **(card or {}),
             }
             with atomic_dir(target) as tmp:
@@ -277,42 +320,51 @@ class AdapterStore:
                 self._set_current(code, number, "save")
         return self.get(code, number)
 
-    def promote(self, lang: str, version: int | str) -> AdapterVersion:
-        """Make ``version`` the current adapter of ``lang``."""
+    def promote(
+        self, lang: str, version: int | str, evidence: dict[str, Any] | None = None
+    ) -> AdapterVersion:
+        """Make ``version`` the current adapter of ``lang`` (``evidence`` goes into the history)."""
         code = normalize_language(lang)
         number = self._resolve(code, version)
-        self.path(code, number)  # refuse to point at a broken folder
+        self.check_weights(code, number)  # refuse to point at a broken version
         with path_lock(self.root / code):
-            self._set_current(code, number, "promote")
+            self._set_current(code, number, "promote", evidence)
         return self.get(code, number)
 
     def rollback(self, lang: str) -> AdapterVersion:
         """Point ``current`` back at the version that was current before the last change."""
         code = normalize_language(lang)
-        current = self._resolve(code, None)
-        # The history is an undo stack: promotions push, rollbacks pop.
-        stack: list[int] = []
-        for entry in self.history(code):
-            if entry.get("action") == "rollback":
-                if stack:
-                    stack.pop()
-            else:
-                stack.append(int(entry["version"]))
-        if stack:
-            stack.pop()  # the current version
-        available = set(self.versions(code))
-        previous = next((v for v in reversed(stack) if v != current and v in available), None)
-        if previous is None:
-            raise LingualiftError(
-                f"{code} has no earlier current version to roll back to; "
-                "use 'lingualift adapters promote' to pick one."
-            )
         with path_lock(self.root / code):
-            self._set_current(code, previous, "rollback")
+            current = self._resolve(code, None)
+            stack = self._currents(code)[:-1]
+            previous = None
+            for candidate in reversed(stack):
+                if candidate == current:
+                    continue
+                try:
+                    self.check_weights(code, candidate)
+                except LingualiftError:
+                    continue  # deleted or damaged since: skip it
+                previous = candidate
+                break
+            if previous is None:
+                raise LingualiftError(
+                    f"{code} has no earlier current version to roll back to; "
+                    "use 'lingualift adapters promote' to pick one."
+                )
+            self._set_current(code, previous, "rollback", {"from": current})
         return self.get(code, previous)
 
+    def record(self, lang: str, entry: dict[str, Any]) -> None:
+        """Append a decision that does not move the pointer (e.g. a gate keeping the current)."""
+        code = normalize_language(lang)
+        if entry.get("action") in _POINTER_ACTIONS:
+            raise ValueError("use promote() or rollback() to move the current pointer")
+        with path_lock(self.root / code):
+            self._append(code, {"time": _now(), **entry, "current": self.current_version(code)})
+
     def history(self, lang: str) -> list[dict[str, Any]]:
-        """Every change of the current pointer, oldest first."""
+        """Every change of the current pointer and every recorded decision, oldest first."""
         path = self.root / normalize_language(lang) / "history.jsonl"
         if not path.is_file():
             return []
@@ -321,19 +373,63 @@ class AdapterStore:
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
-                continue  # a torn last line from a crash; the pointer file is authoritative
+                continue  # cannot happen with atomic rewrites; tolerate a hand-edited file
         return out
 
-    def _set_current(self, code: str, number: int, action: str) -> None:
-        folder = self.root / code
+    def _append(self, code: str, entry: dict[str, Any]) -> None:
+        lines = [json.dumps(e, ensure_ascii=False, default=str) for e in self.history(code)]
+        lines.append(json.dumps(entry, ensure_ascii=False, default=str))
+        atomic_write_text(self.root / code / "history.jsonl", "\n".join(lines) + "\n")
+
+    def _set_current(
+        self, code: str, number: int, action: str, evidence: dict[str, Any] | None = None
+    ) -> None:
+        previous = self.current_version(code)
         entry = {
-            "version": number,
             "action": action,
-            "time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "version": number,
+            "current": number,
+            "previous": previous,
+            "time": _now(),
+            **(evidence or {}),
         }
-        lines = [json.dumps(e) for e in self.history(code)] + [json.dumps(entry)]
-        atomic_write_text(folder / "history.jsonl", "\n".join(lines) + "\n")
-        atomic_write_text(folder / "current", f"v{number}\n")
+        self._append(code, entry)  # the commit point
+        atomic_write_text(self.root / code / "current", f"v{number}\n")
+
+
+_POINTER_ACTIONS = ("save", "promote", "rollback")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def weights_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file (None when its header and size agree)."""
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                return "shorter than a safetensors header"
+            (length,) = struct.unpack("<Q", head)
+            if length > size - 8:
+                return "truncated header"
+            header = json.loads(handle.read(length))
+    except OSError as exc:
+        return first_line(exc)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "unreadable header"
+    ends = [
+        int(info["data_offsets"][1])
+        for name, info in header.items()
+        if name != "__metadata__" and isinstance(info, dict) and "data_offsets" in info
+    ]
+    if size < 8 + length + max(ends, default=0):
+        return f"truncated: {size} bytes, the header promises {8 + length + max(ends, default=0)}"
+    return None
 
 
 def _parse_version(version: int | str) -> int:

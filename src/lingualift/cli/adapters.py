@@ -47,13 +47,17 @@ def run(args: argparse.Namespace) -> int:
                 f"{'':2}{'adapter':<10} {'created':<26} {'steps':>6} {'eval loss':>10}  base model"
             )
             for row in rows:
-                mark = "* " if row["current"] else "  "
+                mark = ("*" if row["current"] else " ") + ("!" if row["problem"] else " ")
                 loss = f"{row['eval_loss']:.4f}" if row["eval_loss"] is not None else "-"
                 print(
                     f"{mark}{row['lang'] + '/v' + str(row['version']):<10} {row['created'] or '-':<26}"
                     f" {row['steps'] if row['steps'] is not None else '-':>6} {loss:>10}  "
                     f"{row['base_model'] or '-'}"
                 )
+            broken = [row for row in rows if row["problem"]]
+            for row in broken:
+                print(f"! {row['lang']}/v{row['version']}: {row['problem']}")
+            print("* current   ! cannot be loaded")
     elif args.action == "show":
         version = store.get(args.lang, args.version)
         print_json({"path": str(version.path), "current": version.current, **version.card})

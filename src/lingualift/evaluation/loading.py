@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.errors import LingualiftError
+from lingualift.errors import LingualiftError, first_line
 
 
 def split_paths(value: str | Sequence[str] | None) -> list[str]:
@@ -50,9 +50,8 @@ def apply_adapters(model: Any, adapters: Sequence[str], merge: bool = True) -> A
         try:
             model = PeftModel.from_pretrained(model, path)
         except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise LingualiftError(
-                f"Adapter {path} does not fit this base model ({first[:160]}); "
+                f"Adapter {path} does not fit this base model ({first_line(exc, 160)}); "
                 "use the base model it was trained on."
             ) from None
         if merge:

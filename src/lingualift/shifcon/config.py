@@ -167,3 +167,5 @@ class ExportConfig:
     """Languages to export; default: every non-dominant language with a vector."""
     model: str | None = None
     """Model whose module names the hookpoints use; default: the vectors' base model."""
+    overwrite: bool = False
+    """Replace a non-empty ``out`` that does not hold an earlier export."""

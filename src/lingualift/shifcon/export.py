@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.atomic import atomic_dir
+from lingualift.atomic import atomic_dir, check_replaceable
 from lingualift.errors import LingualiftError
 from lingualift.languages import normalize_language
 from lingualift.models import decoder_layers
@@ -86,18 +86,39 @@ def meta_model(spec: str):
         return AutoModelForCausalLM.from_config(config)
 
 
+MANIFEST = "steered.json"
+
+
 def export_steered(
-    shifcon: ShifCon, out: str | Path, langs: Sequence[str] | None = None, model: Any = None
+    shifcon: ShifCon,
+    out: str | Path,
+    langs: Sequence[str] | None = None,
+    model: Any = None,
+    overwrite: bool = False,
+    source: str | Path | None = None,
 ) -> list[Path]:
-    """Write ``<out>/<lang>.pt`` (one per language) plus ``steered.json``; atomically."""
+    """Write ``<out>/<lang>.pt`` (one per language) plus ``steered.json``; atomically.
+
+    An earlier export in ``out`` is replaced; any other non-empty folder only with
+    ``overwrite``. ``source`` (the ShifCon folder read) may not be ``out`` or lie
+    inside it: the export would replace its own input.
+    """
     import torch
 
+    out = Path(out)
+    if source is not None:
+        src, dst = Path(source).resolve(), out.resolve()
+        if src == dst or dst in src.parents:
+            raise LingualiftError(
+                f"The export folder {out} holds the ShifCon folder it reads; "
+                "write the export elsewhere, e.g. out=<shifcon folder>/steered."
+            )
+    check_replaceable(out, MANIFEST, overwrite, what="steered export")
     model = model if model is not None else meta_model(shifcon.base_model)
     shifcon.vectors.check_model(model)
     codes = [normalize_language(x) for x in langs] if langs else None
     codes = codes or [x for x in shifcon.languages if x != shifcon.dominant]
     configs = {code: steer_config(shifcon, code, model) for code in codes}
-    out = Path(out)
     with atomic_dir(out, overwrite=True) as tmp:
         for code, config in configs.items():
             torch.save(config, tmp / f"{code}.pt")
@@ -110,11 +131,13 @@ def export_steered(
             "files": {code: f"{code}.pt" for code in configs},
             "usage": "lm_eval --model steered --model_args pretrained=<base model>,steer_path=<lang>.pt",
         }
-        (tmp / "steered.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return [out / f"{code}.pt" for code in configs]
 
 
 def export_from_config(config: Any) -> list[Path]:
     shifcon = ShifCon.load(config.shifcon)
     model = meta_model(config.model) if config.model else None
-    return export_steered(shifcon, config.out, config.langs, model)
+    return export_steered(
+        shifcon, config.out, config.langs, model, config.overwrite, source=config.shifcon
+    )
