@@ -33,7 +33,7 @@ def __getattr__(name: str):
         from lingualift.adapters import trainer
 
         return getattr(trainer, name)
-    if name in ("Router", "Route", "Generation", "LanguageDetector"):
+    if name in ("Router", "Route", "Generation"):
         from lingualift.adapters import routing
 
         return getattr(routing, name)

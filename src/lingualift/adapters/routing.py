@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from lingualift.adapters.store import (
     check_base_model,
 )
 from lingualift.errors import LingualiftError, first_line
+from lingualift.langid import LanguageIdentifier, default_identifier
 from lingualift.languages import normalize_language
 
 logger = logging.getLogger(__name__)
@@ -68,30 +68,6 @@ class Generation:
         }
 
 
-class LanguageDetector:
-    """py3langid over its 97 languages, with codes normalised to lingualift's."""
-
-    def __init__(self, min_confidence: float = 0.5) -> None:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-        self.identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        self.min_confidence = min_confidence
-
-    def detect(self, text: str) -> tuple[str | None, float]:
-        """(language, probability); language is None below ``min_confidence``."""
-        code, prob = self.identifier.classify(text)
-        try:
-            lang = normalize_language(code)
-        except LingualiftError:
-            return None, float(prob)
-        return (lang if prob >= self.min_confidence else None), float(prob)
-
-
-@functools.cache
-def default_detector() -> LanguageDetector:
-    return LanguageDetector()
-
-
 class Router:
     """Serve several language adapters on one base model.
 
@@ -107,7 +83,7 @@ class Router:
         store: AdapterStore | str | Path | None = None,
         langs: Sequence[str] | None = None,
         adapters: dict[str, str | Path] | None = None,
-        detector: LanguageDetector | None = None,
+        identifier: LanguageIdentifier | None = None,
         strict: bool = False,
     ) -> None:
         """Load the base model and the adapters.
@@ -132,7 +108,7 @@ class Router:
         self.tokenizer = tokenizer
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
-        self.detector = detector
+        self.identifier = identifier or default_identifier()
         self.strict = strict
         self._warned: set[str | None] = set()
         signature = base_model_signature(model, self.spec)
@@ -196,9 +172,8 @@ class Router:
             if given:
                 lang, confidence, detected = normalize_language(given), None, False
             else:
-                detector = self.detector or default_detector()
-                lang, confidence = detector.detect(text)
-                detected = True
+                found = self.identifier.identify(text)
+                lang, confidence, detected = found.lang, found.confidence, True
             routes.append(self._route_for(lang, confidence, detected))
         return routes
 
@@ -258,53 +233,26 @@ class Router:
         **generate_kwargs: Any,
     ) -> list[Generation]:
         """Generate for each prompt with its language's adapter; batches may mix languages."""
-        import torch
+        from lingualift.generation import chat_prompts, generate_texts
 
         if not prompts:
             raise LingualiftError("No prompts given; pass at least one.")
         routes = self.route(prompts, langs)
-        texts = list(prompts)
-        if chat:
-            texts = [
-                self.tokenizer.apply_chat_template(
-                    [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-                )
-                for p in prompts
-            ]
-        generate_kwargs.setdefault("do_sample", False)
-        results: list[Generation] = []
-        side = self.tokenizer.padding_side
-        self.tokenizer.padding_side = "left"  # generation continues from the last column
-        try:
-            for start in range(0, len(texts), batch_size):
-                chunk = texts[start : start + batch_size]
-                chunk_routes = routes[start : start + batch_size]
-                batch = self.tokenizer(
-                    chunk, return_tensors="pt", padding=True, add_special_tokens=not chat
-                )
-                batch = {k: v.to(self.model.device) for k, v in batch.items()}
-                width = batch["input_ids"].shape[1]
-                with torch.no_grad(), self._adapters_for(self.adapter_names(chunk_routes)) as extra:
-                    out = self.model.generate(
-                        **batch,
-                        **extra,
-                        max_new_tokens=max_new_tokens,
-                        pad_token_id=self.tokenizer.pad_token_id,
-                        **generate_kwargs,
-                    )
-                for j, row in enumerate(out[:, width:]):
-                    keep = row[row != self.tokenizer.pad_token_id]
-                    results.append(
-                        Generation(
-                            prompt=prompts[start + j],
-                            text=self.tokenizer.decode(keep, skip_special_tokens=True),
-                            route=chunk_routes[j],
-                            new_tokens=int(keep.numel()),
-                        )
-                    )
-        finally:
-            self.tokenizer.padding_side = side
-        return results
+        names = self.adapter_names(routes)
+        completions = generate_texts(
+            self.model,
+            self.tokenizer,
+            chat_prompts(self.tokenizer, prompts) if chat else list(prompts),
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            context=lambda rows: self._adapters_for([names[i] for i in rows]),
+            add_special_tokens=not chat,
+            **generate_kwargs,
+        )
+        return [
+            Generation(prompt=p, text=c.text, route=r, new_tokens=c.new_tokens)
+            for p, c, r in zip(prompts, completions, routes, strict=True)
+        ]
 
 
 def _load_error(label: str, exc: Exception) -> str:

@@ -326,22 +326,23 @@ def evaluate_longcontext(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Generate an answer for each item and score it; one dict per item."""
-    from lingualift.evaluation.mcq import generate
+    from lingualift.evaluation.mcq import language_context
+    from lingualift.generation import generate_texts
 
     require(items, "No long-context items to evaluate; choose tasks, langs and lengths.")
     for item in items:
         check_context_length(model, item.length + max_new_tokens, what="length + max_new_tokens")
-    outputs = generate(
+    completions = generate_texts(
         model,
         tokenizer,
         [it.prompt for it in items],
-        [it.lang for it in items],
-        batch_size,
-        apply,
-        max_new_tokens,
-        progress,
-        stop=lambda t: t.split("\n\n")[0],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        stop=["\n\n"],
+        context=language_context(apply, [it.lang for it in items]),
+        progress=progress,
     )
+    outputs = [c.text for c in completions]
     return [
         {
             "id": it.id,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -425,71 +425,31 @@ def evaluate_mcq(
     return samples
 
 
-def generate(
-    model: Any,
-    tokenizer: Any,
-    prompts: Sequence[str],
-    langs: Sequence[str] | None = None,
-    batch_size: int = 8,
-    apply: ApplyFn | None = None,
-    max_new_tokens: int = 256,
-    progress: bool = True,
-    stop: Callable[[str], str] | None = None,
-) -> list[str]:
-    """Greedy continuations of ``prompts`` in left-padded batches, sorted by length."""
-    import contextlib
-
-    import torch
-
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    outputs: list[str] = [""] * len(prompts)
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    device = next(model.parameters()).device
-    starts = range(0, len(order), batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="generate", unit="batch")
-    try:
-        for start in starts:
-            idx = order[start : start + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True).to(device)
-            batch_langs = [langs[i] for i in idx] if langs else None
-            manager = apply(batch_langs) if apply and batch_langs else contextlib.nullcontext()
-            with manager, torch.inference_mode():
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-            texts = tokenizer.batch_decode(
-                out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
-            )
-            for i, text in zip(idx, texts, strict=True):
-                outputs[i] = stop(text) if stop else text
-    finally:
-        tokenizer.padding_side = old_side
-    return outputs
-
-
 def _evaluate_cot(model, tokenizer, items, shots, batch_size, apply, max_new_tokens, progress):
+    from lingualift.generation import generate_texts
+
     prompts = [build_cot_prompt(item, s) for item, s in zip(items, shots, strict=True)]
     # A model that starts the next question has finished this one.
-    texts = generate(
+    completions = generate_texts(
         model,
         tokenizer,
         prompts,
-        [it.lang for it in items],
-        batch_size,
-        apply,
-        max_new_tokens,
-        progress,
-        stop=lambda t: t.split("\n\n\n")[0],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        stop=["\n\n\n"],
+        context=language_context(apply, [it.lang for it in items]),
+        progress=progress,
     )
     samples = []
-    for item, prompt, text in zip(items, prompts, texts, strict=True):
+    for item, prompt, completion in zip(items, prompts, completions, strict=True):
+        text = completion.text
         pred = extract_answer(text, item.lang, len(item.options))
         samples.append(MCQSample.scored(item, pred, prompt=prompt, generation=text))
     return samples
+
+
+def language_context(apply: ApplyFn | None, langs: Sequence[str]):
+    """A :func:`~lingualift.generation.generate_texts` context applying ``apply`` per batch."""
+    if apply is None:
+        return None
+    return lambda rows: apply([langs[i] for i in rows])

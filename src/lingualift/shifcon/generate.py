@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 from lingualift.errors import LingualiftError, require
 from lingualift.languages import normalize_language
 from lingualift.shifcon.core import ShifCon
-
-
-def identify_language(text: str) -> str:
-    """The language of ``text`` by py3langid (shipped with its model, works offline)."""
-    import py3langid
-
-    code, _ = py3langid.classify(text)
-    return normalize_language(code)
 
 
 def generate(
@@ -35,12 +26,19 @@ def generate(
     identify each prompt's language. Prompts are left-padded into one batch;
     with ``shifcon=None`` the model runs unshifted (for comparison).
     """
-    import torch
+    from lingualift.generation import chat_prompts, generate_texts
+    from lingualift.langid import default_identifier
 
     prompts = list(prompts)
     require(prompts, "No prompts given; pass prompts=... or a data file.")
     if langs is None:
-        codes = [identify_language(p) for p in prompts]
+        found = default_identifier().identify_many(prompts)
+        unsure = [p for p, f in zip(prompts, found, strict=True) if f.lang is None]
+        require(
+            not unsure,
+            f"Could not identify the language of {unsure[0][:40]!r}; give lang=<code>.",
+        )
+        codes = [f.lang for f in found]
     elif isinstance(langs, str):
         codes = [normalize_language(langs)] * len(prompts)
     else:
@@ -49,38 +47,19 @@ def generate(
             len(codes) == len(prompts),
             f"{len(codes)} languages for {len(prompts)} prompts; give one per prompt.",
         )
-    texts = prompts
-    if chat:
-        require(
-            getattr(tokenizer, "chat_template", None),
-            "This tokenizer has no chat template; drop chat=true.",
-        )
-        texts = [
-            tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-            )
-            for p in prompts
-        ]
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # new tokens must follow every prompt directly
-    try:
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
-    finally:
-        tokenizer.padding_side = side
-    device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in batch.items()}
-    manager = shifcon.apply(model, codes) if shifcon is not None else contextlib.nullcontext()
-    generate_kwargs.setdefault("do_sample", False)
-    generate_kwargs.setdefault("pad_token_id", tokenizer.pad_token_id)
-    with torch.no_grad(), manager:
-        output = model.generate(**batch, max_new_tokens=max_new_tokens, **generate_kwargs)
-    new = output[:, batch["input_ids"].shape[1] :]
-    completions = tokenizer.batch_decode(new, skip_special_tokens=True)
+    completions = generate_texts(
+        model,
+        tokenizer,
+        chat_prompts(tokenizer, prompts) if chat else prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=len(prompts),
+        context=(lambda rows: shifcon.apply(model, [codes[i] for i in rows])) if shifcon else None,
+        add_special_tokens=not chat,
+        **generate_kwargs,
+    )
     return [
-        {"prompt": p, "lang": c, "completion": t}
-        for p, c, t in zip(prompts, codes, completions, strict=True)
+        {"prompt": p, "lang": c, "completion": done.text}
+        for p, c, done in zip(prompts, codes, completions, strict=True)
     ]
 
 
