@@ -75,7 +75,7 @@ def main() -> None:
             sampler = make_sampler(
                 name.split("+")[0], encoder="e5-nano", seed=seed, progress=False, **extra
             )
-            sel = sampler.fit(sets[0], sets[1]).select(sets[2], args.budget)
+            sel = sampler.fit(*sets).select(budget=args.budget)
             # Independent clustering for judging: other seed and K, same (centred) space.
             views = sampler.views_
             km = SphericalKMeans(args.eval_k, seed=1000 + seed).fit(*views)

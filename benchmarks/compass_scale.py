@@ -94,7 +94,7 @@ def main() -> None:
 
         t = time.perf_counter()
         sampler = GapSampler(encoder=enc, seed=0, progress=False)
-        selection = sampler.fit(target_set, training_set).select(pool_set, args.budget)
+        selection = sampler.fit(target_set, training_set, pool_set).select(budget=args.budget)
         select_s = time.perf_counter() - t
         result["select"] = {
             "seconds": round(select_s, 2),

@@ -19,11 +19,11 @@ RAW = {"encoder": ENC, "center_languages": False}
 
 def test_compass_fills_the_gap_and_beats_random(gap_data):
     target, training, pool, topics = gap_data
-    sel = GapSampler(**RAW, n_clusters=6, seed=0).fit(target, training).select(pool, 120)
+    sel = GapSampler(**RAW, n_clusters=6, seed=0).fit(target, training, pool).select(budget=120)
     assert len(sel) == 120 and len(set(sel.indices.tolist())) == 120
     # Topic 0 is used by the target and absent from training: it must dominate.
     assert np.mean(topics[sel.indices] == 0) > 0.7
-    rnd = RandomSampler(**RAW, n_clusters=6, seed=0).fit(target, training).select(pool, 120)
+    rnd = RandomSampler(**RAW, n_clusters=6, seed=0).fit(target, training, pool).select(budget=120)
     assert sel.report.js_before == rnd.report.js_before
     assert sel.report.js_after < rnd.report.js_after < sel.report.js_before
     assert sel.reasons[0].startswith("cluster ") and "gap" in sel.reasons[0]
@@ -33,14 +33,14 @@ def test_compass_fills_the_gap_and_beats_random(gap_data):
 
 def test_same_seed_same_selection(gap_data):
     target, training, pool, _ = gap_data
-    runs = [GapSampler(**RAW, seed=7).fit(target, training).select(pool, 50) for _ in "ab"]
+    runs = [GapSampler(**RAW, seed=7).fit(target, training, pool).select(budget=50) for _ in "ab"]
     np.testing.assert_array_equal(runs[0].indices, runs[1].indices)
 
 
 def test_water_filling_when_gap_cluster_runs_short(gap_data):
     target, training, pool, topics = gap_data
     budget = 400  # far more than topic 0 holds in the pool (~200)
-    sel = GapSampler(**RAW, n_clusters=6).fit(target, training).select(pool, budget)
+    sel = GapSampler(**RAW, n_clusters=6).fit(target, training, pool).select(budget=budget)
     assert len(sel) == budget
     assert np.sum(topics[sel.indices] == 0) >= 0.9 * np.sum(topics == 0)
     assert any("ran short" in r for r in sel.reasons)
@@ -76,14 +76,14 @@ def test_language_centering_reaches_across_languages():
     hits = {}
     for center in (True, False):
         sampler = GapSampler(encoder=ENC, n_clusters=8, center_languages=center)
-        hits[center] = np.mean(topics[sampler.fit(t, tr).select(p, 100).indices] == 0)
+        hits[center] = np.mean(topics[sampler.fit(t, tr, p).select(budget=100).indices] == 0)
     assert hits[True] > 0.7 > hits[False]
 
 
 def test_token_budget_and_records(toy_records):
     target, training, pool = toy_records
     sampler = GapSampler(encoder=ToyEncoder(), n_clusters=3, progress=False)
-    sel = sampler.fit(target, training).select(pool, 60, unit="tokens")
+    sel = sampler.fit(target, training, pool).select(budget=60, unit="tokens")
     assert 0 < sel.report.spent <= 60 and sel.report.unit == "tokens"
     record = sel.records[0]
     assert {"cluster", "score", "reason", "pool_index"} <= set(record.meta)
@@ -96,9 +96,9 @@ def test_baselines_share_the_interface(gap_data):
     ls = LangSimilaritySampler(
         **RAW, k_languages=2, similarity=lambda t, lang: sims(lang), target_lang="sw"
     )
-    sel = ls.fit(target, training).select(pool, 100)
+    sel = ls.fit(target, training, pool).select(budget=100)
     assert set(sel.langs.tolist()) == {"fr", "de"} and len(sel) == 100
-    everything = AllSampler(**RAW).fit(target, training).select(pool, None)
+    everything = AllSampler(**RAW).fit(target, training, pool).select()
     assert len(everything) == len(pool)
     assert isinstance(make_sampler("random", **RAW, tau=2.0), RandomSampler)
     with pytest.raises(LingualiftError, match="Unknown method"):

@@ -1,7 +1,7 @@
 """COMPASS: choose auxiliary multilingual data by the semantic gaps of the target language.
 
 >>> from lingualift.compass import GapSampler
->>> selection = GapSampler(encoder="e5-nano").fit(target_usage, training).select(pool, 2000)
+>>> selection = GapSampler(encoder="e5-nano").fit(target_usage, training, pool).select(budget=2000)
 >>> selection.records[0].meta["reason"], selection.report.js_after
 
 Baselines with the same interface: :class:`RandomSampler`,

@@ -150,7 +150,7 @@ def run_select(config: SelectConfig) -> Path:
         budget is not None or config.method == "all",
         f"method {config.method!r} needs a budget; set budget=<number>.",
     )
-    selection = sampler.fit(target, training or None).select(pool, budget, config.budget_unit)
+    selection = sampler.fit(target, training or None, pool).select(None, budget, config.budget_unit)
     records = selection.records
     with atomic_dir(out_dir, overwrite=config.overwrite) as tmp:
         from lingualift.data import write_records

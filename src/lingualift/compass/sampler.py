@@ -2,14 +2,16 @@
 
 Every sampler is used the same way::
 
-    sampler = GapSampler(encoder="e5-nano", tau=1.0).fit(target_usage, training)
-    selection = sampler.select(pool, budget=2000)          # or unit="tokens"
+    sampler = GapSampler(encoder="e5-nano", tau=1.0).fit(target_usage, training, pool)
+    selection = sampler.select(budget=2000)                         # or unit="tokens"
     selection.records, selection.report
+    sampler.profile_.save("profile.safetensors")                    # the fitted clusters
 
 Inputs are lists of :class:`~lingualift.data.Record` or precomputed
 :class:`~lingualift.compass.embedding.EmbeddedSet` vectors. All samplers embed
-and cluster the same way (so their reports are comparable); they differ only in
-how they pick pool rows.
+and cluster the same way (so their reports are comparable): ``fit`` learns the
+:class:`~lingualift.compass.profile.ClusterProfile` and the gaps, ``select``
+only places the pool and chooses; they differ only in how they pick pool rows.
 """
 
 from __future__ import annotations
@@ -23,16 +25,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lingualift.compass.clustering import SphericalKMeans, choose_k
-from lingualift.compass.embedding import (
-    Backend,
-    EmbeddedSet,
-    LanguageCentered,
-    check_same_space,
-    embed_records,
-    language_means,
-)
+from lingualift.compass.clustering import choose_k
+from lingualift.compass.embedding import Backend, EmbeddedSet, check_same_space, embed_records
 from lingualift.compass.gaps import cluster_shares, gap_priorities, integer_quotas, quotas
+from lingualift.compass.profile import ClusterProfile
 from lingualift.compass.report import SelectionReport, divergences
 from lingualift.data.records import Record
 from lingualift.embed import Encoder
@@ -169,21 +165,63 @@ class BaseSampler:
             records, self.encoder, self.backend, self.tokenizer, progress=self.progress
         )
 
-    def fit(self, target_usage: Data, training: Data | None = None) -> BaseSampler:
-        """Embed the target usage sample and the data already trained on (may be empty)."""
+    def fit(
+        self, target_usage: Data, training: Data | None = None, pool: Data | None = None
+    ) -> BaseSampler:
+        """Embed the inputs and fit the cluster profile and the gaps; :meth:`select` then chooses.
+
+        ``training`` is the data the model was already tuned on (may be empty).
+        ``pool``, the candidates, joins the clustering as the method prescribes
+        (target usage, training data and a sample of the pool); a later
+        :meth:`select` without a pool chooses from it. A pool first seen by
+        :meth:`select` is placed in the clusters fitted here.
+        """
         start = time.perf_counter()
         target = self._embed(target_usage, "target usage")
         require(target is not None, "The target usage is empty; give at least one target item.")
         training_set = self._embed(training, "training data")
-        sets = {"target": target} | ({"training": training_set} if training_set else {})
-        check_same_space(sets)
+        pool_set = self._embed(pool, "pool")
+        sets = {"target": target, "training": training_set, "pool": pool_set}
+        check_same_space({k: v for k, v in sets.items() if v is not None})
         if self.target_lang is None and target.langs is not None:
             known = [lang for lang in target.langs if lang and lang != "und"]
             if known:
                 self.target_lang = Counter(known).most_common(1)[0][0]
-        self.target_ = target
-        self.training_ = training_set
-        self.timings_ = {"embed_fit": time.perf_counter() - start}
+        t0 = time.perf_counter()
+        k = self.n_clusters or choose_k(len(target))
+        profile = ClusterProfile.fit(
+            [target, training_set, pool_set],
+            k,
+            seed=self.seed,
+            n_iter=self.n_iter,
+            max_points_per_centroid=self.max_points_per_centroid,
+            center_languages=self.center_languages,
+        )
+        t1 = time.perf_counter()
+        self.target_labels_, _ = profile.assign(target)
+        self.training_labels_ = (
+            profile.assign(training_set)[0] if training_set else np.empty(0, dtype=np.int64)
+        )
+        profile.histograms = {
+            "target": profile.histogram(self.target_labels_),
+            "training": profile.histogram(self.training_labels_),
+        }
+        # Pool rows are ranked by their cosine to the centroid of each cluster's *target*
+        # points (the k-means centroid where a cluster has none).
+        target_view = np.asarray(profile.view(target), dtype=np.float32)
+        anchors = profile.centroids.copy()
+        sums = np.zeros_like(anchors)
+        np.add.at(sums, self.target_labels_, target_view)
+        has_target = np.bincount(self.target_labels_, minlength=k) > 0
+        anchors[has_target] = sums[has_target]
+        self.anchors_ = anchors / np.maximum(np.linalg.norm(anchors, axis=1, keepdims=True), 1e-12)
+        self.profile_ = profile
+        self.target_, self.training_, self.pool_ = target, training_set, pool_set
+        self.timings_ = {
+            "embed_fit": t0 - start,
+            "cluster_fit": t1 - t0,
+            "assign_fit": time.perf_counter() - t1,
+        }
         return self
 
     # -- select ------------------------------------------------------------------------
@@ -211,65 +249,33 @@ class BaseSampler:
         return pool.costs
 
     def _space(self, pool: EmbeddedSet, unit: str) -> _Space:
-        target, training = self.target_, self.training_
-        sets = {"target": target, "pool": pool} | ({"training": training} if training else {})
-        check_same_space(sets)
-        k = self.n_clusters or choose_k(len(target))
         t0 = time.perf_counter()
-        views = self._views([target, training, pool])
-        target_v, training_v, pool_v = views
-        km = SphericalKMeans(k, self.n_iter, self.max_points_per_centroid, self.seed)
-        km.fit(target_v, training_v, pool_v)
-        t1 = time.perf_counter()
-        target_x = np.asarray(target_v, dtype=np.float32)
-        target_labels, _ = km.predict(target_x)
-        training_labels = (
-            km.predict(np.asarray(training_v))[0] if training else np.empty(0, dtype=np.int64)
-        )
-        # Score pool rows against the centroid of each cluster's *target* points
-        # (the k-means centroid where a cluster has none).
-        anchors = km.centroids_.copy()
-        sums = np.zeros_like(anchors)
-        np.add.at(sums, target_labels, target_x)
-        has_target = np.bincount(target_labels, minlength=k) > 0
-        anchors[has_target] = sums[has_target]
-        anchors /= np.maximum(np.linalg.norm(anchors, axis=1, keepdims=True), 1e-12)
-        pool_labels, pool_scores = km.predict(pool_v, anchors, progress=self.progress)
-        self.timings_.update(cluster_fit=t1 - t0, assign=time.perf_counter() - t1)
-        self.clustering_ = km
-        self.views_ = views
+        pool_view = self.profile_.view(pool)
+        pool_labels, pool_scores = self.profile_.assign(pool, self.anchors_, self.progress)
+        self.timings_["assign"] = time.perf_counter() - t0
         langs = pool.langs if pool.langs is not None else np.full(len(pool), "und")
         return _Space(
-            target, training, pool, k, target_labels, training_labels, pool_labels,
-            pool_scores, langs, self._costs(pool, unit), pool_v,
+            self.target_, self.training_, pool, self.profile_.n_clusters, self.target_labels_,
+            self.training_labels_, pool_labels, pool_scores, langs, self._costs(pool, unit),
+            pool_view,
         )  # fmt: skip
 
-    def _views(self, sets: list[EmbeddedSet | None]) -> list[Any]:
-        """The vectors clustering sees: raw, or with each language's mean removed."""
-        present = [s for s in sets if s is not None]
-        if not self.center_languages:
-            return [None if s is None else s.vectors for s in sets]
-        langs = [np.full(len(s), "und") if s.langs is None else s.langs for s in present]
-        names, inverse = np.unique(np.concatenate(langs), return_inverse=True)
-        if len(names) < 2:
-            return [None if s is None else s.vectors for s in sets]
-        bounds = np.cumsum([0, *[len(s) for s in present]])
-        index = [inverse[bounds[i] : bounds[i + 1]] for i in range(len(present))]
-        means = language_means(
-            [(s.vectors, idx) for s, idx in zip(present, index, strict=True)], len(names)
-        )
-        views = iter(
-            LanguageCentered(s.vectors, idx, means) for s, idx in zip(present, index, strict=True)
-        )
-        return [None if s is None else next(views) for s in sets]
+    def select(
+        self, pool: Data | None = None, budget: float | None = None, unit: Unit = "items"
+    ) -> Selection:
+        """Choose pool rows within ``budget`` (items or tokens); returns a :class:`Selection`.
 
-    def select(self, pool: Data, budget: float | None, unit: Unit = "items") -> Selection:
-        """Choose pool rows within ``budget`` (items or tokens); returns a :class:`Selection`."""
-        if not hasattr(self, "target_"):
-            raise LingualiftError("Call fit(target_usage, training) before select(pool, budget).")
+        ``pool`` defaults to the one given to :meth:`fit`; ``budget`` None takes the whole pool.
+        """
+        if not hasattr(self, "profile_"):
+            raise LingualiftError(
+                "Call fit(target_usage, training, pool) before select(budget=...)."
+            )
         start = time.perf_counter()
-        pool_set = self._embed(pool, "pool")
+        pool_set = self.pool_ if pool is None else self._embed(pool, "pool")
         require(pool_set is not None, "The pool is empty; give at least one candidate item.")
+        if pool is not None:
+            check_same_space({"target": self.target_, "pool": pool_set})
         self.timings_["embed_pool"] = time.perf_counter() - start
         budget_value = self._check_budget(budget, unit, pool_set)
         space = self._space(pool_set, unit)
