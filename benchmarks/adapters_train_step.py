@@ -26,10 +26,11 @@ from pathlib import Path
 
 import torch
 
-from lingualift.adapters import LoraSettings, LoraTrainer, TrainConfig
+from lingualift.adapters import LoraTrainer
 from lingualift.atomic import atomic_write_text
 from lingualift.data import ParallelCorpus
 from lingualift.models import load_causal_lm
+from lingualift.training import LoraSettings, TrainingArgs
 
 
 def gemma3_270m_random():
@@ -117,22 +118,12 @@ def main() -> None:
     batch = make_batch(tokenizer, args.batch, args.seq)
 
     # Side A: lingualift's trainer, exactly what `lingualift train` runs per step.
-    config = TrainConfig(
-        lang="sw",
-        model=label,
-        data="corpus:sw",
-        lora=lora,
-        lr=2e-4,
-        schedule="cosine",
-        max_steps=steps,
-        batch_size=args.batch,
-        max_length=args.seq,
-        max_grad_norm=1.0,
-        output_dir="/tmp/lingualift-bench",
-        store="/tmp/lingualift-bench/store",
-    )
-    trainer = LoraTrainer(config, model=model_a, tokenizer=tokenizer)
-    trainer.build_schedule(steps)
+    training = TrainingArgs(
+        lr=2e-4, schedule="cosine", max_steps=steps, batch_size=args.batch,
+        max_length=args.seq, max_grad_norm=1.0,
+    )  # fmt: skip
+    trainer = LoraTrainer(model_a, tokenizer, training, lora, run_dir="/tmp/lingualift-bench")
+    trainer.loop.build_schedule(steps)
 
     # Side B: the plain PEFT + torch loop a user would write by hand.
     torch.manual_seed(0)

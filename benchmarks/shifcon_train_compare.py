@@ -28,10 +28,11 @@ from pathlib import Path
 from lingualift.atomic import atomic_path, atomic_write_text
 from lingualift.data import ParallelCorpus
 from lingualift.evaluation import perplexity_by_language
+from lingualift.jobs.shifcon import ShifConTrainConfig, run_shifcon_train
 from lingualift.models import load_causal_lm
 from lingualift.shifcon import ShifCon
-from lingualift.shifcon.config import TrainConfig
-from lingualift.shifcon.trainer import train_from_config
+from lingualift.shifcon.loss import ShifConObjective
+from lingualift.training import TrainingArgs
 
 
 def score(model, tokenizer, records, shifcon, args):
@@ -68,17 +69,15 @@ def main() -> None:
         langs=args.langs,
         books="epistles",
         per_language=args.per_language,
-        batch_size=args.batch,
-        max_length=args.max_length,
-        max_steps=args.steps,
-        lr=args.lr,
-        warmup_ratio=0.1,
-        save_every=8,
-        seed=0,
-    )
+        train=TrainingArgs(
+            batch_size=args.batch, max_length=args.max_length, max_steps=args.steps, lr=args.lr,
+            warmup_steps=0.1, save_every=8, seed=0,
+        ),
+    )  # fmt: skip
+    plain = ShifConObjective(shift=False, alpha=1.0, beta=0.0)
     configs = {
-        "lora": TrainConfig(out=f"{args.runs}/lora", shift=False, alpha=1.0, beta=0.0, **common),
-        "shifcon": TrainConfig(out=f"{args.runs}/shifcon", **common),
+        "lora": ShifConTrainConfig(out=f"{args.runs}/lora", objective=plain, **common),
+        "shifcon": ShifConTrainConfig(out=f"{args.runs}/shifcon", **common),
     }
     result = {"args": vars(args), "a": shifcon.a, "b": shifcon.b, "train": {}, "heldout_nll": {}}
     model, tokenizer = load_causal_lm(shifcon.base_model)
@@ -93,7 +92,7 @@ def main() -> None:
         metrics = (
             json.loads(metrics_path.read_text())
             if metrics_path.is_file()
-            else train_from_config(config)
+            else run_shifcon_train(config)
         )
         metrics["wall_seconds"] = round(time.perf_counter() - start, 1)
         result["train"][name] = metrics
@@ -102,7 +101,7 @@ def main() -> None:
         base, tokenizer = load_causal_lm(shifcon.base_model)
         model = PeftModel.from_pretrained(base, f"{config.out}/adapter").eval()
         result["heldout_nll"][name] = score(
-            model, tokenizer, heldout, shifcon if config.shift else None, args
+            model, tokenizer, heldout, shifcon if config.objective.shift else None, args
         )
         print(name, result["heldout_nll"][name], flush=True)
     result["loadavg_at_end"] = os.getloadavg()

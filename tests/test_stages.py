@@ -21,31 +21,31 @@ def writer(calls: list[str], text: str = "x"):
 
 def test_a_finished_stage_is_reused_and_downstream_stages_follow_upstream_changes(tmp_path):
     calls: list[str] = []
-    job = Job(tmp_path, label="t", log=None)
+    job = Job(tmp_path, label="t", quiet=True)
     data = job.run("data", {"seed": 0}, writer(calls))
     model = job.run("model", {"steps": 2}, writer(calls), after=[data])
     assert calls == ["data", "model"] and model.result == {"n": 1}
     marker = json.loads((tmp_path / "model" / STAGE_FILE).read_text())
     assert marker["settings"] == {"steps": 2} and marker["after"] == {"data": data.fingerprint}
 
-    again = Job(tmp_path, label="t", log=None)
+    again = Job(tmp_path, label="t", quiet=True)
     data2 = again.run("data", {"seed": 0}, writer(calls))
     model2 = again.run("model", {"steps": 2}, writer(calls), after=[data2])
     assert calls == ["data", "model"] and data2.reused and model2.reused
 
     with pytest.raises(LingualiftError, match=r"other settings \(seed: 0 -> 1\).*overwrite=true"):
-        Job(tmp_path, label="t", log=None).run("data", {"seed": 1}, writer(calls))
-    redo = Job(tmp_path, label="t", log=None, overwrite=True)
+        Job(tmp_path, label="t", quiet=True).run("data", {"seed": 1}, writer(calls))
+    redo = Job(tmp_path, label="t", quiet=True, overwrite=True)
     new_data = redo.run("data", {"seed": 1}, writer(calls, "yy"))
     # The upstream change reaches the downstream stage through its fingerprint.
     with pytest.raises(LingualiftError, match="an earlier stage it reads changed"):
-        Job(tmp_path, label="t", log=None).run(
+        Job(tmp_path, label="t", quiet=True).run(
             "model", {"steps": 2}, writer(calls), after=[new_data]
         )
 
 
 def test_a_crash_leaves_no_half_stage_and_keeps_partial_work_of_the_same_settings(tmp_path):
-    job = Job(tmp_path, label="t", log=None)
+    job = Job(tmp_path, label="t", quiet=True)
 
     def crash(ctx):
         (ctx.work / "checkpoint").write_text("step 3")
@@ -65,25 +65,23 @@ def test_a_crash_leaves_no_half_stage_and_keeps_partial_work_of_the_same_setting
     assert seen == ["step 3"] and not (tmp_path / ".train.work").exists()
 
     with pytest.raises(KeyboardInterrupt):
-        Job(tmp_path, log=None, overwrite=True).run("other", {"lr": 1}, crash)
+        Job(tmp_path, quiet=True, overwrite=True).run("other", {"lr": 1}, crash)
 
     def fresh(ctx):
         seen.append((ctx.work / "checkpoint").exists())
         return {}
 
-    Job(tmp_path, log=None).run("other", {"lr": 2}, fresh)  # other settings: work wiped
+    Job(tmp_path, quiet=True).run("other", {"lr": 2}, fresh)  # other settings: work wiped
     assert seen[-1] is False
 
 
 def test_a_foreign_folder_is_refused_and_progress_is_printed(tmp_path, capsys):
-    import sys
-
     target = tmp_path / "out"
     target.mkdir()
     (target / "notes.txt").write_text("mine")
     with pytest.raises(LingualiftError, match="did not write"):
-        Job(tmp_path, log=None).run("out", {}, writer([]))
+        Job(tmp_path, quiet=True).run("out", {}, writer([]))
     assert (target / "notes.txt").read_text() == "mine"
-    Job(tmp_path, label="quickstart", total=2, log=sys.stderr).run("fresh", {}, writer([]))
+    Job(tmp_path, label="quickstart", total=2).run("fresh", {}, writer([]))
     err = capsys.readouterr().err
     assert "[quickstart 1/2] fresh: running" in err and "done in" in err

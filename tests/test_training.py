@@ -7,30 +7,35 @@ import torch
 
 from lingualift.errors import LingualiftError
 from lingualift.testing import tiny_causal_lm
-from lingualift.training import StepRecord, TrainingLoop
+from lingualift.training import StepRecord, TrainingArgs, TrainingLoop
 
 TINY = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, initializer_range=0.2)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def make_loop(tmp_path, fingerprint: str = "a", keep_checkpoints: int = 1) -> TrainingLoop:
-    from accelerate import Accelerator
-
+def make_loop(
+    tmp_path, fingerprint: str = "a", keep_checkpoints: int = 1, save_every: int = 0, **args
+) -> TrainingLoop:
     model, _ = tiny_causal_lm("llama", **TINY)
     model.train()
     loop = TrainingLoop(
         model,
-        Accelerator(mixed_precision="no"),
-        lr=1e-2,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
+        TrainingArgs(
+            **{
+                "lr": 1e-2,
+                "schedule": "linear",
+                "warmup_steps": 1,
+                "keep_checkpoints": keep_checkpoints,
+                "save_every": save_every,
+                **args,
+            }
+        ),
         run_dir=tmp_path,
         fingerprint=lambda: fingerprint,
         settings="test settings",
-        keep_checkpoints=keep_checkpoints,
     )
-    loop.build_schedule("linear", 1, 4)
+    loop.build_schedule(4)
     return loop
 
 
@@ -49,8 +54,8 @@ def batch(rows: int, generator: torch.Generator | None = None) -> dict[str, torc
 
 
 def test_a_step_lowers_the_loss_and_backward_must_run_once(tmp_path):
-    loop = make_loop(tmp_path)
-    loop.build_schedule("constant", 0, 10)
+    loop = make_loop(tmp_path, schedule="constant", warmup_steps=0)
+    loop.build_schedule(10)
     fixed = batch(4, torch.Generator().manual_seed(0))
     losses = [loop.train_step([fixed], lm_loss(loop))["loss"] for _ in range(4)]
     assert losses[-1] < 0.9 * losses[0]
@@ -75,7 +80,7 @@ def test_accumulated_micro_batches_equal_one_bigger_batch(tmp_path):
         )
 
 
-def fit(loop: TrainingLoop, state: dict, crash_at: int | None = None, save_every: int = 0):
+def fit(loop: TrainingLoop, state: dict, crash_at: int | None = None):
     def step(index: int) -> StepRecord:
         if index == crash_at:
             raise KeyboardInterrupt
@@ -83,7 +88,7 @@ def fit(loop: TrainingLoop, state: dict, crash_at: int | None = None, save_every
         out = loop.train_step([batch(2)], lm_loss(loop))
         return StepRecord({"loss": out["loss"]}, {"tokens": 20})
 
-    loop.fit(4, step, state, desc="test", save_every=save_every, show_progress=False)
+    loop.fit(4, step, state, desc="test", show_progress=False)
 
 
 def fresh_state() -> dict:
@@ -97,9 +102,9 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run_and_refuses_other_sett
     fit(straight, straight_state)
 
     torch.manual_seed(7)
-    crashed = make_loop(tmp_path / "run", keep_checkpoints=2)
+    crashed = make_loop(tmp_path / "run", keep_checkpoints=2, save_every=1)
     with pytest.raises(KeyboardInterrupt):
-        fit(crashed, fresh_state(), crash_at=3, save_every=1)
+        fit(crashed, fresh_state(), crash_at=3)
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert names == ["step-000002", "step-000003"]  # the oldest one pruned
 
@@ -147,3 +152,42 @@ def test_a_crafted_checkpoint_is_refused_without_running_its_code(tmp_path):
     torch.save({"step": 1, "optimizer": {}, "rng": {}, "state": {}}, folder / "trainer_state.pt")
     with pytest.raises(LingualiftError, match="other test settings"):
         loop.resume()
+
+
+def test_a_loss_term_joins_every_step_and_is_reported(tmp_path):
+    loop = make_loop(tmp_path, schedule="constant", warmup_steps=0)
+    fixed = batch(2, torch.Generator().manual_seed(3))
+    start = {name: p.detach().clone() for name, p in loop.model.named_parameters()}
+
+    def pull_to_start(model):
+        return 10.0 * sum(((p - start[n]) ** 2).sum() for n, p in model.named_parameters())
+
+    loop.add_loss_term("penalty", pull_to_start)
+    first = loop.train_step([fixed], lm_loss(loop))
+    second = loop.train_step([fixed, fixed], lm_loss(loop))
+    assert first["penalty"] == 0.0 and second["penalty"] > 0.0
+    with pytest.raises(LingualiftError, match="taken"):
+        loop.add_loss_term("loss", pull_to_start)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"save_every": -1}, "save_every must not be negative"),
+        ({"log_every": 0}, "log_every must be at least 1"),
+        ({"keep_checkpoints": 0}, "keep_checkpoints must be at least 1"),
+        ({"warmup_steps": -2}, "warmup_steps must not be negative"),
+        ({"warmup_steps": 2.5}, "whole number of steps or a fraction"),
+        ({"lr": 0}, "lr must be positive"),
+        ({"max_steps": 0, "epochs": 0}, "max_steps to a positive number"),
+    ],
+)
+def test_training_args_refuse_values_that_make_no_sense(bad, message):
+    with pytest.raises(LingualiftError, match=message):
+        TrainingArgs(**bad)
+
+
+def test_warmup_is_steps_or_a_fraction():
+    assert TrainingArgs(warmup_steps=5).warmup(100) == 5
+    assert TrainingArgs(warmup_steps=0.1).warmup(100) == 10
+    assert TrainingArgs(max_steps=0, epochs=2, grad_accum=2).total_steps(10) == 10

@@ -119,8 +119,16 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        nested = {
+            sub.name: f"{name}.{sub.name}"
+            for name in fields
+            if dataclasses.is_dataclass(inner := _unwrap_optional(hints[name]))
+            for sub in dataclasses.fields(inner)
+        }
+        hints_text = [nested[k] for k in unknown if k in nested]
+        meant = f" (did you mean {', '.join(hints_text)}?)" if hints_text else ""
         raise LingualiftError(
-            f"Unknown key {', '.join(repr(k) for k in unknown)} in {where}; "
+            f"Unknown key {', '.join(repr(k) for k in unknown)} in {where}{meant}; "
             f"valid keys are: {', '.join(fields)}."
         )
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}

@@ -33,10 +33,11 @@ import hashlib
 import json
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from lingualift.atomic import atomic_dir, atomic_write_text, check_replaceable, path_lock
 from lingualift.errors import LingualiftError
@@ -104,7 +105,7 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         return out
     if json.dumps(old, sort_keys=True, default=str) == json.dumps(new, sort_keys=True, default=str):
         return []
-    shorten = lambda v: (s if len(s := json.dumps(v, default=str)) <= 40 else s[:37] + "...")  # noqa: E731
+    shorten = lambda v: s if len(s := json.dumps(v, default=str)) <= 40 else s[:37] + "..."  # noqa: E731
     return [f"{prefix or 'settings'}: {shorten(old)} -> {shorten(new)}"]
 
 
@@ -118,21 +119,32 @@ class Job:
         label: str = "job",
         overwrite: bool = False,
         total: int | None = None,
-        log: TextIO | None = sys.stderr,
+        quiet: bool = False,
+        main_process: bool = True,
+        barrier: Callable[[], None] | None = None,
     ) -> None:
         self.root = Path(root)
         self.label = label
         self.overwrite = overwrite
         self.total = total
-        self.log = log
+        self.quiet = quiet or not main_process
+        # Under `accelerate launch` every process runs the job; only the main one writes
+        # stages, and ``barrier`` keeps the others from reading its work folder too early.
+        self.main_process = main_process
+        self.barrier = barrier or (lambda: None)
         self.stages: dict[str, Stage] = {}
         self._count = 0
 
+    def announce(self, name: str, text: str) -> None:
+        """Count and print a step that is not a stage (e.g. writing the report)."""
+        self._count += 1
+        self._say(name, text)
+
     def _say(self, name: str, text: str) -> None:
-        if self.log is None:
+        if self.quiet:
             return
         count = f" {self._count}/{self.total}" if self.total else ""
-        print(f"[{self.label}{count}] {name}: {text}", file=self.log, flush=True)
+        print(f"[{self.label}{count}] {name}: {text}", file=sys.stderr, flush=True)
 
     def run(
         self,
@@ -151,7 +163,9 @@ class Job:
         fp = fingerprint_of(settings, after)
         found = read_stage(path)
         if found is not None and found.get("fingerprint") == fp:
-            stage = Stage(name, path, fp, found.get("result") or {}, found.get("seconds", 0.0), True)
+            stage = Stage(
+                name, path, fp, found.get("result") or {}, found.get("seconds", 0.0), True
+            )
             self._say(name, "finished earlier, reused")
             self.stages[name] = stage
             return stage
@@ -166,8 +180,17 @@ class Job:
         if found is None:
             check_replaceable(path, STAGE_FILE, self.overwrite, what=f"{self.label} output")
         work = path.with_name(f".{path.name}.work")
+        if not self.main_process:
+            self.barrier()  # the main process has prepared the work folder
+            with tempfile.TemporaryDirectory() as scratch:
+                result = fn(StageContext(name, Path(scratch), work, settings, fp)) or {}
+            self.barrier()
+            stage = Stage(name, path, fp, result, 0.0)
+            self.stages[name] = stage
+            return stage
         with path_lock(path):
             self._prepare_work(work, fp)
+            self.barrier()
             self._say(name, describe)
             began = time.perf_counter()
             with atomic_dir(path, overwrite=True) as tmp:
@@ -190,6 +213,7 @@ class Job:
                     encoding="utf-8",
                 )
             shutil.rmtree(work, ignore_errors=True)
+            self.barrier()
         result = json.loads(json.dumps(result, default=str))
         self._say(name, f"done in {seconds:.1f} s")
         stage = Stage(name, path, fp, result, seconds)
@@ -212,5 +236,10 @@ class Job:
         if found is None:
             return None
         return Stage(
-            name, path, found["fingerprint"], found.get("result") or {}, found.get("seconds", 0.0), True
+            name,
+            path,
+            found["fingerprint"],
+            found.get("result") or {},
+            found.get("seconds", 0.0),
+            True,
         )

@@ -1,13 +1,17 @@
-"""The training loop every trainer shares: optimizer, schedule, steps, checkpoints, progress.
+"""The training loop every trainer shares: its arguments, optimizer, schedule, checkpoints.
 
-LoRA adapters (:mod:`lingualift.adapters.trainer`) and ShifCon
-(:mod:`lingualift.shifcon.trainer`) differ in their data, their loss and what
-they write at the end; everything between a micro-batch and an updated model
-is here, in :class:`TrainingLoop`:
+LoRA adapters (:mod:`lingualift.adapters.trainer`), ShifCon
+(:mod:`lingualift.shifcon.trainer`) and continual updates differ in their data,
+their loss and what they write at the end; they share one set of knobs,
+:class:`TrainingArgs` (the same names everywhere), :class:`LoraSettings` for
+the adapter's shape, and everything between a micro-batch and an updated model,
+:class:`TrainingLoop`:
 
 - AdamW over the trainable parameters and transformers' ``get_scheduler``;
 - one optimizer step over micro-batches (gradient accumulation, accelerate's
-  backward, DDP ``no_sync``, clipping) given a loss callable;
+  backward, DDP ``no_sync``, clipping) given a loss callable, plus any extra
+  loss terms added with :meth:`TrainingLoop.add_loss_term` (e.g. a penalty that
+  keeps the weights near a previous version);
 - atomic checkpoints ``run_dir/checkpoints/step-NNNNNN/`` holding the trainable
   parameters by name (``weights.safetensors``: a LoRA adapter's matrices or,
   for full fine-tuning, every parameter) and ``trainer_state.pt`` (optimizer,
@@ -21,20 +25,130 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lingualift.atomic import atomic_dir
-from lingualift.errors import LingualiftError, first_line
+from lingualift.errors import LingualiftError, first_line, require
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^step-(\d+)$")
+MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+@dataclasses.dataclass
+class TrainingArgs:
+    """How to optimise: the same knobs, with the same names, for every trainer."""
+
+    lr: float = 2e-4
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    schedule: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    """Learning-rate schedule after warm-up (transformers' get_scheduler names)."""
+    warmup_steps: float = 0.0
+    """Linear warm-up from 0 to lr: a number of steps (1 or more) or a fraction of all steps
+    (below 1, e.g. 0.03)."""
+    max_steps: int = 0
+    """Number of optimizer steps; 0 derives it from epochs."""
+    epochs: float = 1.0
+    """Passes over the training examples, used when max_steps is 0."""
+    batch_size: int = 8
+    """Sequences (or pairs) per micro-batch on each process."""
+    grad_accum: int = 1
+    """Micro-batches accumulated into one optimizer step."""
+    max_length: int = 512
+    """Longest sequence in tokens; longer examples are truncated (or split when packing)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm; 0 turns clipping off."""
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Training precision (mixed precision through accelerate for bf16/fp16)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, more compute."""
+    save_every: int = 0
+    """Write a resumable checkpoint every this many steps (0: never; an interrupted run then
+    restarts from step 0)."""
+    keep_checkpoints: int = 2
+    """How many recent checkpoints to keep."""
+    log_every: int = 1
+    """Record the training loss every this many steps."""
+    seed: int = 0
+    """Seed of the data order, the adapter initialisation and dropout."""
+
+    def __post_init__(self) -> None:
+        at_least_one = ("batch_size", "grad_accum", "max_length", "keep_checkpoints", "log_every")
+        for name in at_least_one:
+            require(
+                getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}."
+            )
+        for name in ("max_steps", "save_every", "warmup_steps", "weight_decay", "max_grad_norm"):
+            require(
+                getattr(self, name) >= 0, f"{name} must not be negative, got {getattr(self, name)}."
+            )
+        require(self.lr > 0, f"lr must be positive, got {self.lr}.")
+        require(
+            self.max_steps > 0 or self.epochs > 0,
+            "Set max_steps to a positive number or epochs above 0.",
+        )
+        require(
+            self.warmup_steps < 1 or self.warmup_steps == int(self.warmup_steps),
+            f"warmup_steps is a whole number of steps or a fraction below 1, got {self.warmup_steps}.",
+        )
+
+    def warmup(self, total_steps: int) -> int:
+        """Warm-up length in steps for a run of ``total_steps``."""
+        if self.warmup_steps < 1:
+            return round(self.warmup_steps * total_steps)
+        return min(int(self.warmup_steps), total_steps)
+
+    def total_steps(self, micro_batches_per_epoch: int) -> int:
+        """``max_steps``, or enough steps for ``epochs`` over the given micro-batches."""
+        if self.max_steps > 0:
+            return self.max_steps
+        return max(1, math.ceil(self.epochs * micro_batches_per_epoch / self.grad_accum))
+
+
+@dataclasses.dataclass
+class LoraSettings:
+    """The LoRA adapter itself (what PEFT's ``LoraConfig`` receives)."""
+
+    r: int = 8
+    """Rank of the low-rank update."""
+    alpha: float = 16.0
+    """Scaling numerator: the update is multiplied by ``alpha / r``."""
+    dropout: float = 0.05
+    """Dropout on the adapter's input during training."""
+    target_modules: str = "all-linear"
+    """Which layers get an adapter: 'all-linear' (every linear layer but the output head)
+    or a comma-separated list of module names such as 'q_proj,v_proj'."""
+
+    def __post_init__(self) -> None:
+        require(self.r >= 1, f"lora.r must be at least 1, got {self.r}.")
+        require(self.alpha > 0, f"lora.alpha must be positive, got {self.alpha}.")
+        require(0 <= self.dropout < 1, f"lora.dropout must be in [0, 1), got {self.dropout}.")
+
+    def peft_config(self):
+        """The equivalent ``peft.LoraConfig`` for a causal LM."""
+        from peft import LoraConfig, TaskType
+
+        targets: str | list[str] = self.target_modules
+        if targets != "all-linear":
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=targets,
+            task_type=TaskType.CAUSAL_LM,
+        )
+
 
 Backward = Callable[[Any], None]
 LossFn = Callable[[Any, Backward], dict[str, Any]]
@@ -63,27 +177,29 @@ class TrainingLoop:
     def __init__(
         self,
         model: Any,
-        accelerator: Any,
+        args: TrainingArgs,
         *,
-        lr: float,
-        weight_decay: float,
-        max_grad_norm: float,
         run_dir: str | Path,
         fingerprint: Callable[[], Any],
         settings: str,
-        keep_checkpoints: int = 1,
+        accelerator: Any = None,
     ) -> None:
         import torch
+        from accelerate import Accelerator
         from accelerate.utils import DistributedType
 
-        self.accelerator = accelerator
-        self.max_grad_norm = max_grad_norm
+        self.args = args
+        self.accelerator = accelerator = accelerator or Accelerator(
+            mixed_precision=MIXED_PRECISION[args.precision]
+        )
         self.checkpoint_dir = Path(run_dir) / "checkpoints"
         self.fingerprint = fingerprint
         self.settings = settings
-        self.keep_checkpoints = max(1, keep_checkpoints)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self._torch_optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
+        require(self.params, "The model has no trainable parameters; nothing to train.")
+        self._torch_optimizer = torch.optim.AdamW(
+            self.params, lr=args.lr, weight_decay=args.weight_decay
+        )
         self.model, self.optimizer = accelerator.prepare(model, self._torch_optimizer)
         # accelerate's clip_grad_norm_ and optimizer step re-check installed packages on every
         # call (file-system look-ups); plain and DDP runs without a loss scaler have nothing for
@@ -94,17 +210,27 @@ class TrainingLoop:
             DistributedType.MULTI_GPU,
         )
         self.scheduler: Any = None
+        self.loss_terms: dict[str, Callable[[Any], Any]] = {}
         self.step = 0
         """Optimizer steps done by :meth:`fit` (or restored by :meth:`resume`)."""
 
-    def build_schedule(self, name: str, warmup_steps: int, total_steps: int) -> None:
-        """The learning-rate schedule (transformers' ``get_scheduler`` names)."""
+    def add_loss_term(self, name: str, term: Callable[[Any], Any]) -> None:
+        """Add ``term(model)`` (a scalar tensor) to every step's loss, reported as ``name``.
+
+        This is how a penalty joins training without another loop: L2-SP or EWC
+        toward a previous version's weights, a regulariser on the adapter.
+        """
+        require(name not in ("loss",), f"{name!r} is taken; name the loss term otherwise.")
+        self.loss_terms[name] = term
+
+    def build_schedule(self, total_steps: int) -> None:
+        """The learning-rate schedule of ``args`` over ``total_steps``."""
         from transformers import get_scheduler
 
         self.scheduler = get_scheduler(
-            name,
+            self.args.schedule,
             optimizer=self._torch_optimizer,
-            num_warmup_steps=warmup_steps,
+            num_warmup_steps=self.args.warmup(total_steps),
             num_training_steps=total_steps,
         )
 
@@ -124,14 +250,19 @@ class TrainingLoop:
         import torch
 
         accelerator, model = self.accelerator, self.model
+        max_norm = self.args.max_grad_norm
         n = len(micro_batches)
         totals: dict[str, Any] = {}
         for i, batch in enumerate(micro_batches):
             calls = 0
+            terms: dict[str, Any] = {}
 
-            def backward(loss: Any) -> None:
+            def backward(loss: Any, terms: dict[str, Any] = terms) -> None:
                 nonlocal calls
                 calls += 1
+                for name, term in self.loss_terms.items():
+                    terms[name] = term(model)
+                    loss = loss + terms[name]
                 accelerator.backward(loss / n if n > 1 else loss)
 
             # Skip the gradient all-reduce on all but the last micro-batch (DDP).
@@ -140,13 +271,13 @@ class TrainingLoop:
                 values = loss_fn(batch, backward)
             if calls != 1:
                 raise RuntimeError(f"The loss callable called backward {calls} times, not once.")
-            for key, value in values.items():
+            for key, value in {**values, **terms}.items():
                 totals[key] = totals.get(key, 0) + value.detach()
-        if self.max_grad_norm > 0:
+        if max_norm > 0:
             if self._plain:
-                torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.params, max_norm)
             else:  # sharded / scaled gradients need accelerate's version
-                accelerator.clip_grad_norm_(self.params, self.max_grad_norm)
+                accelerator.clip_grad_norm_(self.params, max_norm)
         optimizer = self._torch_optimizer if self._plain else self.optimizer
         optimizer.step()
         if self.scheduler is not None:
@@ -163,8 +294,6 @@ class TrainingLoop:
         state: dict[str, Any],
         *,
         desc: str,
-        save_every: int = 0,
-        log_every: int = 1,
         show: Sequence[str] = ("loss",),
         show_progress: bool = True,
         after_step: Callable[[int], dict[str, str]] | None = None,
@@ -178,6 +307,7 @@ class TrainingLoop:
         """
         from tqdm.auto import tqdm
 
+        save_every, log_every = self.args.save_every, self.args.log_every
         progress = tqdm(
             total=total_steps,
             initial=self.step,
@@ -238,7 +368,7 @@ class TrainingLoop:
                     },
                     tmp / "trainer_state.pt",
                 )
-            for old in self._checkpoints()[: -self.keep_checkpoints]:
+            for old in self._checkpoints()[: -self.args.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
         self.accelerator.wait_for_everyone()
         return folder

@@ -7,9 +7,17 @@ def test_train_then_list_show_promote_rollback_and_generate(
     tmp_path, tiny_model_dir, text_file, capsys
 ):
     store = str(tmp_path / "store")
-    common = [f"model={tiny_model_dir}", f"data={text_file}", f"store={store}", "batch_size=2"]
+    common = [
+        f"model={tiny_model_dir}",
+        f"data={text_file}",
+        f"store={store}",
+        "train.batch_size=2",
+    ]
     for i in range(2):
-        args = ["train", "lang=sw", *common, "max_steps=2", f"output_dir={tmp_path / f'run{i}'}"]
+        args = [
+            "train", "lang=sw", *common, "train.max_steps=2", f"train.seed={i}",
+            f"output_dir={tmp_path / f'run{i}'}",
+        ]  # fmt: skip
         assert main(args) == 0
     assert "stored sw/v2" in capsys.readouterr().out
 

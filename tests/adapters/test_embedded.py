@@ -2,7 +2,9 @@
 
 import pytest
 
-from lingualift.adapters import LoraSettings, Router, TrainConfig, train
+from lingualift.adapters import Router
+from lingualift.jobs.train import TrainConfig, run_train
+from lingualift.training import LoraSettings, TrainingArgs
 
 pytestmark = pytest.mark.integration
 
@@ -12,16 +14,13 @@ def test_embedded_gemma_trains_a_swahili_adapter_and_routes_to_it(tmp_path):
         lang="sw",
         data="corpus:sw:43:64",
         lora=LoraSettings(r=4, alpha=8),
-        max_steps=3,
-        batch_size=2,
-        max_length=64,
+        train=TrainingArgs(max_steps=3, batch_size=2, max_length=64, lr=1e-3),
         packing=True,
-        lr=1e-3,
         eval_fraction=0.1,
         output_dir=str(tmp_path / "run"),
         store=str(tmp_path / "store"),
     )
-    result = train(config)
+    result = run_train(config)
     card = result.adapter.card
     assert card["base_model"]["hidden_size"] == 640 and card["base_model"]["num_layers"] == 18
     assert card["metrics"]["eval_loss"] < card["metrics"]["eval_loss_before"]

@@ -172,8 +172,8 @@ def test_stored_files_are_readable_by_other_users(tmp_path):
 
     from peft import get_peft_model
 
-    from lingualift.adapters.config import LoraSettings
     from lingualift.testing import tiny_causal_lm
+    from lingualift.training import LoraSettings
 
     model, _ = tiny_causal_lm("llama", hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1)
     peft_model = get_peft_model(model, LoraSettings(r=2).peft_config())

@@ -80,12 +80,17 @@ def test_cli_select_writes_outputs_and_refuses_bad_input(tmp_path, capsys):
     assert main([*base, "budget=8", "format=jsonl"]) == 0
     assert "compass: selected 8 of 30" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {
-        "selection.jsonl", "report.json", "report.png", "config.yaml",
+        "selection.jsonl", "report.json", "report.png", "config.yaml", "profile.safetensors",
+        "stage.json",
     }  # fmt: skip
     rows = [json.loads(line) for line in (out / "selection.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and all(r["lang"] in ("fr", "de") for r in rows)
     assert all("reason" in r["meta"] for r in rows)
     report = json.loads((out / "report.json").read_text())
     assert report["n_clusters"] == 3 and report["encoder"].startswith("e5-nano")
-    assert main([*base, "budget=8"]) == 2  # exists and no overwrite=true
-    assert "already exists" in capsys.readouterr().err
+    assert main([*base, "budget=8", "format=jsonl"]) == 0  # the same run: reused
+    assert "reused the finished" in capsys.readouterr().out
+    assert main([*base, "budget=8"]) == 2  # other settings and no overwrite=true
+    assert "made with other settings (format" in capsys.readouterr().err
+    assert main([*base, "budget=8", "overwrite=true"]) == 0
+    assert (out / "selection.parquet").is_file() and not (out / "selection.jsonl").exists()

@@ -73,21 +73,27 @@ def test_the_whole_workflow(workdir, capsys):
                 f"shifcon={sc}",
                 f"data={root / 'pairs.jsonl'}",
                 f"out={out}",
-                "batch_size=3",
-                "max_steps=3",
-                "lr=1e-3",
-                "lora_r=4",
-                "save_every=1",
+                "train.batch_size=3",
+                "train.max_steps=3",
+                "train.lr=1e-3",
+                "lora.r=4",
+                "train.save_every=1",
+                f"store={root / 'store'}",
             ]
         )
         == 0
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 3 and metrics["languages"] == ["fr", "sw"]
-    assert (out / "adapter" / "adapter_config.json").is_file() and not (
-        out / "checkpoints"
-    ).exists()
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    assert not (root / ".train.work").exists()  # checkpoints go once the run lands
     assert len((out / "log.jsonl").read_text().splitlines()) == 3
+    card = json.loads((out / "adapter" / "card.json").read_text())
+    assert card["method"] == "shifcon" and card["shifcon"]["a"] == config["a"]
+    from lingualift.adapters import AdapterStore
+
+    stored = AdapterStore(root / "store")
+    assert stored.languages() == ["fr", "sw"] and stored.card("sw", 1)["run"]["fingerprint"]
     capsys.readouterr()
     assert (
         main(
@@ -108,12 +114,13 @@ def test_the_whole_workflow(workdir, capsys):
     assert (root / "steered" / "sw.pt").is_file() and (root / "steered" / "steered.json").is_file()
 
 
-def test_training_resumes_from_its_checkpoint(workdir):
+def test_training_resumes_from_its_checkpoint(workdir, monkeypatch):
     from transformers import AutoModelForCausalLM
 
+    from lingualift.jobs.shifcon import ShifConTrainConfig, run_shifcon_train
     from lingualift.shifcon import ShifCon
-    from lingualift.shifcon.config import TrainConfig
-    from lingualift.shifcon.trainer import train_from_config
+    from lingualift.shifcon.trainer import ShifConTrainer
+    from lingualift.training import LoraSettings, TrainingArgs
 
     from .conftest import random_vectors
 
@@ -123,36 +130,33 @@ def test_training_resumes_from_its_checkpoint(workdir):
         AutoModelForCausalLM.from_pretrained(model), ("en", "sw"), base_model=str(model)
     )
     ShifCon.from_vectors(vectors, 1, 3).save(sc)
-    common = dict(
-        shifcon=str(sc),
-        data=str(root / "pairs.jsonl"),
-        langs=["sw"],
-        batch_size=2,
-        lora_r=4,
-        lr=1e-3,
-        save_every=1,
-        max_steps=2,
-    )
-    full = train_from_config(TrainConfig(out=str(root / "full"), **common), progress=False)
-    # An interrupted run: killed before its final save (step 1's checkpoint stays), then resumed.
-    part = TrainConfig(out=str(root / "part"), **common)
-    import lingualift.shifcon.trainer as trainer_module
 
-    original = trainer_module.ShifConTrainer.save
-    calls = {}
+    def config(out):
+        return ShifConTrainConfig(
+            out=str(root / out),
+            shifcon=str(sc),
+            data=str(root / "pairs.jsonl"),
+            langs=["sw"],
+            lora=LoraSettings(r=4),
+            train=TrainingArgs(batch_size=2, lr=1e-3, save_every=1, max_steps=2),
+        )
 
-    def interrupt(self, metrics):
-        calls["step"] = self.step
-        raise KeyboardInterrupt
+    full = run_shifcon_train(config("full"), progress=False)
+    # An interrupted run: killed during step 2 (step 1's checkpoint stays), then resumed.
+    original = ShifConTrainer._step
 
-    trainer_module.ShifConTrainer.save = interrupt
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train_from_config(part, progress=False)
-    finally:
-        trainer_module.ShifConTrainer.save = original
-    assert (root / "part" / "checkpoints" / "step-000001" / "weights.safetensors").is_file()
-    resumed = train_from_config(part, progress=False)
+    def interrupt(self, step):
+        if step == 1:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(ShifConTrainer, "_step", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_shifcon_train(config("part"), progress=False)
+    monkeypatch.setattr(ShifConTrainer, "_step", original)
+    checkpoint = root / ".part.work" / "checkpoints" / "step-000001" / "weights.safetensors"
+    assert checkpoint.is_file() and not (root / "part").exists()
+    resumed = run_shifcon_train(config("part"), progress=False)
     assert resumed["steps"] == 2 and resumed["final_loss"] == pytest.approx(
         full["final_loss"], rel=1e-4
     )
@@ -169,22 +173,3 @@ def test_bad_input_exits_2_with_one_sentence(workdir, capsys):
     )
     assert "No language vector for 'hi'" in capsys.readouterr().err
     assert not (root / "x").exists()
-
-
-def test_recipes_parse():
-    from pathlib import Path
-
-    from lingualift.config import load_config
-    from lingualift.shifcon.config import LayersConfig, TrainConfig, VectorsConfig
-
-    recipes = Path(__file__).parents[2] / "recipes"
-    train = load_config(TrainConfig, recipes / "shifcon_train.yaml")
-    assert (train.alpha, train.beta, train.lr, train.schedule, train.epochs) == (
-        0.5,
-        2.0,
-        1e-5,
-        "cosine",
-        1,
-    )
-    assert load_config(VectorsConfig, recipes / "shifcon_vectors.yaml").per_language == 128
-    assert load_config(LayersConfig, recipes / "shifcon_layers.yaml").region == [0.25, 0.75]

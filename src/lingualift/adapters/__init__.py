@@ -1,35 +1,34 @@
 """Language adapters: LoRA training, the versioned adapter store, per-language routing.
 
-* :func:`train` / :class:`LoraTrainer` train one language's LoRA adapter
-  (PEFT + accelerate) on text, prompt/completion or chat data, optionally mixed
-  with a COMPASS selection;
+* :class:`LoraTrainer` trains one language's LoRA adapter (PEFT + accelerate)
+  on text, prompt/completion or chat examples and returns a
+  :class:`TrainedAdapter`; the ``train`` job (:mod:`lingualift.jobs.train`)
+  reads the data, trains and stores;
 * :class:`AdapterStore` keeps ``<root>/<lang>/v<N>/`` PEFT folders with a
-  ``card.json`` and a ``current`` pointer per language;
+  ``card.json``, a history and a ``current`` pointer per language;
 * :class:`Router` serves several adapters on one base model, routing each row
-  of a mixed-language batch by its given or detected language.
+  of a mixed-language batch by its given or identified language.
 
 Heavy libraries (torch, transformers, peft) load on first use.
 """
 
-from lingualift.adapters.config import LoraSettings, TrainConfig
 from lingualift.adapters.store import AdapterStore, AdapterVersion, base_model_signature
 
 __all__ = [
     "AdapterStore",
     "AdapterVersion",
-    "LoraSettings",
+    "Generation",
     "LoraTrainer",
+    "Route",
     "Router",
-    "TrainConfig",
-    "TrainResult",
+    "TrainedAdapter",
     "base_model_signature",
-    "train",
 ]
 
 
 def __getattr__(name: str):
     # Keep `import lingualift.adapters` light: the trainer and router pull in torch.
-    if name in ("LoraTrainer", "TrainResult", "train"):
+    if name in ("LoraTrainer", "TrainedAdapter"):
         from lingualift.adapters import trainer
 
         return getattr(trainer, name)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.data import ParallelCorpus, iter_rows, read_records
+from lingualift.data import Record, iter_rows, read_records
 from lingualift.errors import LingualiftError
 
 logger = logging.getLogger(__name__)
@@ -111,23 +111,7 @@ def read_examples(
     messages_field: str = "messages",
     limit: int | None = None,
 ) -> tuple[list[Example], DataSummary]:
-    """Read a data file (or ``corpus:<lang>[@books]``) into examples of one format."""
-    if source.startswith("corpus:"):
-        # The same spelling as COMPASS's sources: corpus:<lang>[:<books>[:<first n verses>]].
-        parts = source.split(":")
-        if not 2 <= len(parts) <= 4 or not parts[1]:
-            raise LingualiftError(
-                f"{source!r} must look like corpus:<lang>[:<books>[:<n>]], e.g. corpus:sw:nt:2000."
-            )
-        books = parts[2] if len(parts) > 2 and parts[2] else "all"
-        n = int(parts[3]) if len(parts) == 4 and parts[3].isdigit() else None
-        if n is not None and limit is not None:
-            n = min(n, limit)
-        records = ParallelCorpus().monolingual(parts[1], books, limit=n if n is not None else limit)
-        examples = [Example(id=r.id, kind="text", text=r.text, source=source) for r in records]
-        if not examples:
-            raise LingualiftError(f"{source!r} matched no verses; widen the books.")
-        return _finish(examples, source, "train", "text", [r.lang or "" for r in records])
+    """Read a data file (or an ``hf:`` dataset) into examples of one format."""
     fields = {
         "text": text_field,
         "prompt": prompt_field,
@@ -194,15 +178,24 @@ def read_examples(
     return _finish(examples, source, "train", kind or "text", langs)
 
 
+def examples_from_records(
+    records: Sequence[Record], source: str, role: str = "train", id_prefix: str = ""
+) -> tuple[list[Example], DataSummary]:
+    """Plain-text examples from records (embedded-corpus verses, a COMPASS selection)."""
+    examples = [
+        Example(id=f"{id_prefix}{r.id}", kind="text", text=r.text, source=source) for r in records
+    ]
+    if not examples:
+        raise LingualiftError(f"{source} holds no usable examples; give a non-empty dataset.")
+    return _finish(examples, source, role, "text", [r.lang or "" for r in records])
+
+
 def read_selection(path: str, limit: int | None = None) -> tuple[list[Example], DataSummary]:
     """Read a COMPASS selection file (lingualift records) as plain-text examples."""
     records = read_records(path)
     if limit is not None:
         records = records[:limit]
-    examples = [
-        Example(id=f"selection:{r.id}", kind="text", text=r.text, source=path) for r in records
-    ]
-    return _finish(examples, path, "selection", "text", [r.lang or "" for r in records])
+    return examples_from_records(records, path, "selection", id_prefix="selection:")
 
 
 def _finish(

@@ -236,6 +236,13 @@ class AdapterStore:
                 out.append(AdapterVersion(code, number, folder, number == current, card, problem))
         return out
 
+    def find_run(self, lang: str, fingerprint: str) -> AdapterVersion | None:
+        """The version a training run with this fingerprint stored (None if it stored none)."""
+        for version in reversed(self.list(lang)):
+            if (version.card.get("run") or {}).get("fingerprint") == fingerprint:
+                return version if version.problem is None else None
+        return None
+
     def _resolve(self, code: str, version: int | str | None) -> int:
         versions = self.versions(code)
         if not versions:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
-from lingualift.evaluation.cloze import ClozeConfig
+from lingualift.jobs.eval import ClozeConfig
 
 
 def register(subparsers: Any) -> None:
@@ -24,12 +24,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lingualift.evaluation.cloze import build_cloze, write_cloze
+    from lingualift.jobs.eval import run_cloze
 
-    config = config_from_args(args)
-    rows = build_cloze(
-        config.lang, config.books, config.n, config.seed, config.min_units, config.window
-    )
-    path = write_cloze(rows, config.output)
+    rows, path = run_cloze(config_from_args(args))
     print(f"wrote {len(rows)} {rows[0]['lang']} cloze questions to {path}")
     return 0

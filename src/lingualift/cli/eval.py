@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
-from lingualift.evaluation.config import EvalConfig
+from lingualift.jobs.eval import EvalConfig
 
 
 def register(subparsers: Any) -> None:
@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lingualift.evaluation.runner import run_eval
+    from lingualift.jobs.eval import run_eval
 
     config = config_from_args(args)
     run_eval(config)

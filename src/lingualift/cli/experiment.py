@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
-from lingualift.experiments.config import ExperimentConfig
+from lingualift.jobs.experiments.config import ExperimentConfig
 
 
 def register(subparsers: Any) -> None:
@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lingualift.experiments import run_experiment
+    from lingualift.jobs.experiments import run_experiment
 
     config = config_from_args(args)
     result = run_experiment(config)

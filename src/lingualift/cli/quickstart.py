@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
-from lingualift.quickstart import QuickstartConfig
+from lingualift.jobs.quickstart import QuickstartConfig
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lingualift.quickstart import run_quickstart
+    from lingualift.jobs.quickstart import run_quickstart
 
     report = run_quickstart(config_from_args(args))
     print(report.read_text())

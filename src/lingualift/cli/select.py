@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
-from lingualift.compass.pipeline import SelectConfig
+from lingualift.jobs.select import SelectConfig
 
 
 def register(subparsers: Any) -> None:
@@ -19,18 +19,16 @@ def register(subparsers: Any) -> None:
         description="Embed target usage, training data and a multilingual pool with one "
         "encoder, cluster them, and select pool items where target usage is under-covered "
         "by training (or a baseline: random, lang-similarity, all). Writes the selection, "
-        "report.json and report.png to out_dir.",
+        "report.json, report.png and the cluster profile to out_dir.",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from lingualift.compass.pipeline import run_select
+    from lingualift.jobs.select import run_select
 
     config = config_from_args(args)
-    out = run_select(config)
-    import json
-
-    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    result = run_select(config)
+    report = result.report
     print(
         f"{report['method']}: selected {report['n_selected']} of {report['n_pool']} pool items "
         f"({report['spent']:g} {report['unit']}) in {report['n_clusters']} clusters; "
@@ -38,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
     )
     top = ", ".join(f"{k} {v}" for k, v in list(report["languages"].items())[:8])
     print(f"languages: {top}")
-    print(f"wrote {out}/selection.{config.format}, report.json, report.png")
+    state = "reused the finished" if result.reused else "wrote"
+    print(f"{state} {result.out_dir}/selection.{config.format}, report.json, report.png")
     return 0

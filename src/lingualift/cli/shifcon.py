@@ -6,11 +6,11 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args, print_json
-from lingualift.shifcon.config import (
+from lingualift.jobs.shifcon import (
     ExportConfig,
     GenerateConfig,
     LayersConfig,
-    TrainConfig,
+    ShifConTrainConfig,
     VectorsConfig,
 )
 
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
         "train",
         "train with L = alpha*L_gen + beta*L_con through the shifted forward (LoRA or full)",
         run_train,
-        config_cls=TrainConfig,
+        config_cls=ShifConTrainConfig,
     )
     add_verb(
         sub, "generate", "generate with the shift applied", run_generate, config_cls=GenerateConfig
@@ -57,10 +57,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_vectors(args: argparse.Namespace) -> int:
-    from lingualift.shifcon.vectors import vectors_from_config
+    from lingualift.jobs.shifcon import run_vectors
 
-    config = config_from_args(args)
-    vectors, path = vectors_from_config(config)
+    vectors, path = run_vectors(config_from_args(args))
     print(
         f"wrote {path}: {len(vectors.languages)} languages x {vectors.num_layers + 1} "
         f"hidden-state indices x {vectors.hidden_size} ({', '.join(vectors.languages)})"
@@ -69,10 +68,10 @@ def run_vectors(args: argparse.Namespace) -> int:
 
 
 def run_layers(args: argparse.Namespace) -> int:
-    from lingualift.shifcon.area import area_from_config
+    from lingualift.jobs.shifcon import run_layers
 
     config = config_from_args(args)
-    shifcon, record = area_from_config(config)
+    shifcon, record = run_layers(config)
     mean = record["curves"]["mean"]
     print("index  mean-distance")
     for index, value in enumerate(mean):
@@ -83,25 +82,25 @@ def run_layers(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from lingualift.shifcon.trainer import train_from_config
+    from lingualift.jobs.shifcon import run_shifcon_train
 
-    metrics = train_from_config(config_from_args(args))
+    metrics = run_shifcon_train(config_from_args(args))
     print_json(metrics)
     return 0
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from lingualift.shifcon.generate import generate_from_config
+    from lingualift.jobs.shifcon import run_shifcon_generate
 
-    for row in generate_from_config(config_from_args(args)):
+    for row in run_shifcon_generate(config_from_args(args)):
         print(f"[{row['lang']}] {row['prompt']!r} -> {row['completion']!r}")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from lingualift.shifcon.export import export_from_config
+    from lingualift.jobs.shifcon import run_export
 
-    paths = export_from_config(config_from_args(args))
+    paths = run_export(config_from_args(args))
     for path in paths:
         print(f"wrote {path}")
     return 0

@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Any
 
-from lingualift.adapters.config import TrainConfig
 from lingualift.cli._common import add_verb, config_from_args
+from lingualift.jobs.train import TrainConfig
 
 
 def register(subparsers: Any) -> None:
@@ -24,26 +24,28 @@ def register(subparsers: Any) -> None:
         config_cls=TrainConfig,
         description="Train a PEFT LoRA adapter for one target language on text, prompt/completion "
         "or chat data, optionally mixed with a COMPASS selection; evaluate on a held-out split; "
-        "store it as <store>/<lang>/v<N> with a card. Runs under 'accelerate launch' unchanged.",
+        "store it as <store>/<lang>/v<N> with a card. An interrupted run resumes from its last "
+        "checkpoint when started again with the same settings; a finished one is not retrained. "
+        "Runs under 'accelerate launch' unchanged.",
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the latest checkpoint in output_dir"
+        "--resume",
+        action="store_true",
+        help="accepted for compatibility: resuming is automatic",
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    from lingualift.adapters.trainer import train
+    from lingualift.jobs.train import run_train
 
-    config = config_from_args(args)
-    if args.resume:
-        config.resume = True
-    result = train(config)
+    result = run_train(config_from_args(args))
     if result.adapter is not None:
         m = result.metrics
-        before, after = m["eval_loss_before"], m["eval_loss"]
+        before, after = m.get("eval_loss_before"), m.get("eval_loss")
         held = f"held-out loss {before:.4f} -> {after:.4f}; " if after is not None else ""
+        verb = "already stored" if result.reused else "stored"
         print(
-            f"stored {result.adapter.name} at {result.adapter.path} "
+            f"{verb} {result.adapter.name} at {result.adapter.path} "
             f"({m['steps']} steps, {held}{m['tokens_per_s']} tok/s); run folder {result.run_dir}"
         )
     return 0

@@ -9,6 +9,7 @@ Baselines with the same interface: :class:`RandomSampler`,
 """
 
 from lingualift.compass.baselines import (
+    METHODS,
     AllSampler,
     LangSimilaritySampler,
     RandomSampler,
@@ -23,13 +24,15 @@ from lingualift.compass.embedding import (
     save_vectors,
 )
 from lingualift.compass.gaps import cluster_shares, gap_priorities, js_divergence, water_fill
+from lingualift.compass.profile import ClusterProfile
 from lingualift.compass.report import SelectionReport
-from lingualift.compass.sampler import METHODS, BaseSampler, GapSampler, Selection
+from lingualift.compass.sampler import BaseSampler, GapSampler, Selection
 
 __all__ = [
     "METHODS",
     "AllSampler",
     "BaseSampler",
+    "ClusterProfile",
     "EmbeddedSet",
     "GapSampler",
     "LangSimilaritySampler",

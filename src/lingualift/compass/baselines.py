@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lingualift.compass.sampler import METHODS, BaseSampler, GapSampler, _Space
+from lingualift.compass.sampler import BaseSampler, GapSampler, _Space
 from lingualift.errors import LingualiftError, require
 
 
@@ -92,19 +92,23 @@ class AllSampler(BaseSampler):
         return rows, ["whole pool (method 'all')"] * len(rows), {}
 
 
+SAMPLERS: dict[str, type[BaseSampler]] = {
+    "compass": GapSampler,
+    "random": RandomSampler,
+    "lang-similarity": LangSimilaritySampler,
+    "all": AllSampler,
+}
+METHODS = tuple(SAMPLERS)
+"""Every selection method by name: COMPASS first, then the baselines."""
+
+
 def make_sampler(method: str, **kwargs: Any) -> BaseSampler:
     """Build a sampler by name; keyword arguments a sampler does not take are dropped."""
     import inspect
 
-    classes: dict[str, type[BaseSampler]] = {
-        "compass": GapSampler,
-        "random": RandomSampler,
-        "lang-similarity": LangSimilaritySampler,
-        "all": AllSampler,
-    }
-    if method not in classes:
+    if method not in SAMPLERS:
         raise LingualiftError(f"Unknown method {method!r}; use one of {', '.join(METHODS)}.")
-    cls = classes[method]
+    cls = SAMPLERS[method]
     accepted = set(inspect.signature(BaseSampler.__init__).parameters)
     accepted |= set(inspect.signature(cls.__init__).parameters)
     return cls(**{k: v for k, v in kwargs.items() if k in accepted})

@@ -37,7 +37,6 @@ from lingualift.languages import normalize_language
 
 Data = Sequence[Record] | EmbeddedSet
 Unit = Literal["items", "tokens"]
-METHODS = ("compass", "random", "lang-similarity", "all")
 
 
 @dataclasses.dataclass

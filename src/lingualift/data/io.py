@@ -111,6 +111,11 @@ def iter_rows(source: str | Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
             yield spec, row_no, row
         return
     path = Path(spec)
+    if path.is_dir():
+        raise LingualiftError(
+            f"{path} is a folder; give a data file inside it (.jsonl, .csv, .tsv or .parquet) "
+            "or hf:<folder> for a saved Hugging Face dataset."
+        )
     if not path.is_file():
         raise LingualiftError(f"Input file {path} does not exist; check the path.")
     fmt = FORMATS.get(path.suffix.lower())

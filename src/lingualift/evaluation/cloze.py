@@ -164,26 +164,6 @@ def _distractors(
     return [near[i].ending for i in sorted(picks)]
 
 
-@dataclasses.dataclass
-class ClozeConfig:
-    """Settings of ``lingualift cloze``."""
-
-    lang: str = "sw"
-    """Language of the questions (any code or name the embedded corpus has)."""
-    books: str = "43"
-    """Held-out corpus books the verses come from: numbers, ranges ('40-43') or 'nt'/'ot'."""
-    n: int = 200
-    """Number of questions (fewer when the books have fewer eligible verses)."""
-    seed: int = 0
-    """Seed of the draw of verses, cut points, distractors and answer positions."""
-    min_units: int = 8
-    """Shortest verse used, in words (characters for zh/ja)."""
-    window: int = 8
-    """Distractors are drawn among this many endings nearest in length."""
-    output: str = "data/cloze_sw_test.jsonl"
-    """Where the Global-MMLU-format rows go (.jsonl, .csv, .tsv or .parquet)."""
-
-
 def build_cloze(
     lang: str,
     books: str | Iterable[int | str] = "nt",

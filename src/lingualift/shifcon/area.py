@@ -155,27 +155,3 @@ def plot_curve(record: dict[str, Any], path: str | Path, title: str = "") -> Pat
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     return path
-
-
-def area_from_config(config: Any):
-    """Run :class:`~lingualift.shifcon.config.LayersConfig`; returns the saved ShifCon and record."""
-    from lingualift.shifcon.core import ShifCon
-
-    folder = Path(config.shifcon)
-    vectors = LanguageVectors.load(folder)
-    require(len(config.region) == 2, "region must be two fractions, e.g. [0.25, 0.75].")
-    region = (float(config.region[0]), float(config.region[1]))
-    _chosen_a, _chosen_b, record = choose_area(
-        vectors, config.dominant, config.width, region, config.rank
-    )
-    if (config.a is None) != (config.b is None):
-        raise LingualiftError("Give both a and b to force the layer area, or neither.")
-    if config.a is not None:
-        record.update(a=int(config.a), b=int(config.b), rule="forced by the user")
-    shifcon = ShifCon(vectors, record["a"], record["b"], config.dominant, curve=record)
-    shifcon.save(folder)
-    title = f"{vectors.base_model}: subspace distance to {config.dominant} (rank {record['rank']})"
-    plot_curve(record, folder / "layers.png", title)
-    if config.plot:
-        plot_curve(record, config.plot, title)
-    return shifcon, record

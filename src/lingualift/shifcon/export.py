@@ -133,11 +133,3 @@ def export_steered(
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return [out / f"{code}.pt" for code in configs]
-
-
-def export_from_config(config: Any) -> list[Path]:
-    shifcon = ShifCon.load(config.shifcon)
-    model = meta_model(config.model) if config.model else None
-    return export_steered(
-        shifcon, config.out, config.langs, model, config.overwrite, source=config.shifcon
-    )

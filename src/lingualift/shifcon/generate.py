@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from lingualift.errors import LingualiftError, require
+from lingualift.errors import require
 from lingualift.languages import normalize_language
 from lingualift.shifcon.core import ShifCon
 
@@ -61,53 +61,3 @@ def generate(
         {"prompt": p, "lang": c, "completion": done.text}
         for p, c, done in zip(prompts, codes, completions, strict=True)
     ]
-
-
-def generate_from_config(config: Any) -> list[dict[str, str]]:
-    """Run :class:`~lingualift.shifcon.config.GenerateConfig`."""
-    from lingualift.data import Record, read_records, write_records
-    from lingualift.models import load_causal_lm
-
-    shifcon = ShifCon.load(config.shifcon)
-    prompts, langs = list(config.prompts), None
-    if config.data:
-        records = read_records(config.data)
-        prompts += [r.text for r in records]
-        if config.lang is None and all(r.lang for r in records) and not config.prompts:
-            langs = [r.lang for r in records]
-    if config.lang:
-        langs = config.lang
-    model, tokenizer = load_causal_lm(config.model or shifcon.base_model)
-    if config.adapter:
-        from peft import PeftModel
-
-        try:
-            model = PeftModel.from_pretrained(model, config.adapter)
-        except (OSError, ValueError) as exc:
-            raise LingualiftError(
-                f"Could not load the adapter {config.adapter} ({exc}); pass a PEFT adapter folder."
-            ) from None
-        model.eval()
-    extra = {"temperature": config.temperature} if config.do_sample else {}
-    rows = generate(
-        model,
-        tokenizer,
-        None if config.no_shift else shifcon,
-        prompts,
-        langs,
-        max_new_tokens=config.max_new_tokens,
-        chat=config.chat,
-        do_sample=config.do_sample,
-        **extra,
-    )
-    if config.out:
-        write_records(
-            [
-                Record(
-                    id=str(i), text=r["completion"], lang=r["lang"], meta={"prompt": r["prompt"]}
-                )
-                for i, r in enumerate(rows)
-            ],
-            config.out,
-        )
-    return rows

@@ -9,6 +9,7 @@ CLIP recipe, other pairs of the batch as negatives), averaged over the layers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,3 +41,22 @@ def contrastive_loss(reps_dominant: Sequence[Any], reps_other: Sequence[Any], ta
     )
     losses = [info_nce(a, b, tau) for a, b in zip(reps_dominant, reps_other, strict=True)]
     return sum(losses) / len(losses)
+
+
+@dataclasses.dataclass
+class ShifConObjective:
+    """The ShifCon loss ``L = alpha * L_gen + beta * L_con`` and whether the shift is on."""
+
+    alpha: float = 0.5
+    """Weight of the generation loss (published 0.5)."""
+    beta: float = 2.0
+    """Weight of the contrastive loss (published 2.0); 0 turns it off."""
+    tau: float = 0.05
+    """InfoNCE temperature (ours; the paper does not state one)."""
+    shift: bool = True
+    """Apply the shift hooks during training (false with beta 0 = the plain LoRA baseline)."""
+
+    def __post_init__(self) -> None:
+        require(self.alpha >= 0 and self.beta >= 0, "alpha and beta must not be negative.")
+        require(self.alpha > 0 or self.beta > 0, "alpha and beta are both 0; nothing to train.")
+        require(self.tau > 0, f"tau must be positive, got {self.tau}.")

@@ -26,22 +26,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import random
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from lingualift.atomic import atomic_dir, atomic_write_text
-from lingualift.config import save_config, to_dict
+from lingualift.config import to_dict
 from lingualift.data import Record
 from lingualift.errors import require
-from lingualift.languages import normalize_language
+from lingualift.shifcon.capture import capture_states, layer_states, masked_token_mean
 from lingualift.shifcon.core import ShifCon
-from lingualift.shifcon.loss import contrastive_loss
-from lingualift.shifcon.vectors import capture_states, layer_states, masked_token_mean
-from lingualift.training import Backward, StepRecord, TrainingLoop
+from lingualift.shifcon.loss import ShifConObjective, contrastive_loss
+from lingualift.training import Backward, LoraSettings, StepRecord, TrainingArgs, TrainingLoop
 
 
 @dataclasses.dataclass
@@ -69,19 +66,6 @@ def pairs_from_records(records: list[Record], dominant: str = "en") -> list[Pair
             continue
         pairs.append(Pair(record.lang, record.text, parallel, str(record.meta.get("prompt") or "")))
     require(pairs, "No non-dominant pairs to train on; check the data's languages.")
-    return pairs
-
-
-def corpus_pairs(
-    langs: list[str], books: str, per_language: int, dominant: str = "en"
-) -> list[Pair]:
-    from lingualift.data import ParallelCorpus
-
-    corpus = ParallelCorpus()
-    pairs = []
-    for lang in langs:
-        for source, target in corpus.parallel(dominant, lang, books, limit=per_language):
-            pairs.append(Pair(target.lang, target.text, source.text))
     return pairs
 
 
@@ -215,23 +199,16 @@ def shifcon_losses(
     return {"loss": loss, "gen": gen.detach(), "con": con.detach()}
 
 
-def prepare_model(model: Any, config: Any):
-    """Wrap with LoRA (PEFT, all linear layers, alpha = 2r) or unfreeze everything."""
-    if config.method == "lora":
+def prepare_model(model: Any, lora: LoraSettings | None, gradient_checkpointing: bool):
+    """Wrap with a LoRA adapter (PEFT) or, with ``lora=None``, unfreeze every parameter."""
+    if lora is not None:
         from peft import get_peft_model
 
-        from lingualift.adapters.config import LoraSettings
-
-        lora = LoraSettings(
-            r=config.lora_r,
-            alpha=config.lora_alpha or 2 * config.lora_r,
-            dropout=config.lora_dropout,
-        )
         model = get_peft_model(model, lora.peft_config())
     else:
         for param in model.parameters():
             param.requires_grad_(True)
-    if config.gradient_checkpointing:
+    if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
@@ -239,74 +216,69 @@ def prepare_model(model: Any, config: Any):
     return model
 
 
-def _fingerprint(config: Any, pairs: list[Pair]) -> str:
-    """What a checkpoint must agree with to be resumed (config minus bookkeeping keys, data)."""
-    data = {k: v for k, v in to_dict(config).items() if k not in ("save_every", "device", "out")}
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
+def pairs_digest(pairs: list[Pair]) -> str:
+    """sha256 over the pairs, in order (what a checkpoint and a card record of the data)."""
+    digest = hashlib.sha256()
     for pair in pairs:
         digest.update(f"{pair.lang}\t{pair.prompt}\t{pair.text}\t{pair.parallel}\n".encode())
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
 class ShifConTrainer:
-    """One training run: single-language batches and the ShifCon loss on the shared loop."""
+    """One training run: single-language batches and the ShifCon loss on the shared loop.
+
+    ``lora=None`` fine-tunes every parameter instead of a LoRA adapter.
+    """
 
     def __init__(
-        self, config: Any, model: Any, tokenizer: Any, shifcon: ShifCon, pairs: list[Pair]
+        self,
+        model: Any,
+        tokenizer: Any,
+        shifcon: ShifCon,
+        pairs: list[Pair],
+        args: TrainingArgs,
+        *,
+        objective: ShifConObjective | None = None,
+        lora: LoraSettings | None = None,
+        run_dir: str | Path,
+        accelerator: Any = None,
     ):
         import torch
-        from accelerate import Accelerator
 
-        require(config.alpha >= 0 and config.beta >= 0, "alpha and beta must not be negative.")
-        require(config.alpha > 0 or config.beta > 0, "alpha and beta are both 0; nothing to train.")
-        require(
-            config.batch_size >= 1 and config.grad_accum >= 1,
-            "batch_size and grad_accum must be >= 1.",
-        )
-        require(config.epochs >= 1, "epochs must be at least 1.")
-        require(
-            config.method in ("lora", "full"),
-            f"method must be lora or full, got {config.method!r}.",
-        )
-        self.config = config
+        require(pairs, "No training pairs; widen books/per_language or check the data.")
+        self.args = args
+        self.objective = objective or ShifConObjective()
         self.tokenizer = tokenizer
         self.shifcon = shifcon
         self.pairs = pairs
-        self.out = Path(config.out)
-        torch.manual_seed(config.seed)
+        torch.manual_seed(args.seed)
         shifcon.vectors.check_model(model)
-        model = prepare_model(model, config)
-        batches = make_batches(pairs, config.batch_size, config.seed)
-        per_epoch = max(1, len(batches) // config.grad_accum)
-        self.total_steps = config.max_steps or per_epoch * config.epochs
-        require(self.total_steps >= 1, "No optimizer steps to run; give more data or max_steps.")
+        model = prepare_model(model, lora, args.gradient_checkpointing)
+        batches = make_batches(pairs, args.batch_size, args.seed)
+        self.total_steps = args.total_steps(len(batches))
         # Enough seeded epochs of batches to cover every step.
-        epochs_needed = math.ceil(self.total_steps * config.grad_accum / len(batches))
+        epochs_needed = math.ceil(self.total_steps * args.grad_accum / len(batches))
         self.batches = [
             b
             for e in range(epochs_needed)
-            for b in make_batches(pairs, config.batch_size, config.seed + e)
+            for b in make_batches(pairs, args.batch_size, args.seed + e)
         ]
-        fingerprint = _fingerprint(config, pairs)
-        # The model stays where config.device put it (device_placement=False); the model's
-        # dtype, not autocast, sets the precision.
+        fingerprint = {
+            "args": {k: v for k, v in to_dict(args).items() if k not in _BOOKKEEPING},
+            "objective": to_dict(self.objective),
+            "lora": to_dict(lora) if lora else "full",
+            "pairs": pairs_digest(pairs),
+        }
         self.loop = TrainingLoop(
             model,
-            Accelerator(mixed_precision="no", device_placement=False),
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-            max_grad_norm=1.0,
-            run_dir=self.out,
+            args,
+            run_dir=run_dir,
             fingerprint=lambda: fingerprint,
-            settings="config or data",
+            settings="settings or data",
+            accelerator=accelerator,
         )
         self.model = self.loop.model
-        name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[
-            config.schedule
-        ]
-        self.loop.build_schedule(
-            name, round(config.warmup_ratio * self.total_steps), self.total_steps
-        )
+        self.loop.build_schedule(self.total_steps)
         self.state: dict[str, Any] = {"history": [], "seconds": 0.0}
 
     @property
@@ -320,25 +292,25 @@ class ShifConTrainer:
         return self.state["history"]
 
     def _step(self, step: int) -> StepRecord:
-        first = step * self.config.grad_accum
-        batches = self.batches[first : first + self.config.grad_accum]
+        first = step * self.args.grad_accum
+        batches = self.batches[first : first + self.args.grad_accum]
         losses = self.loop.train_step(batches, self._loss)
         lr = self.loop.scheduler.get_last_lr()[0]
         return StepRecord({"lr": lr, "lang": batches[-1][0].lang, **losses})
 
     def _loss(self, batch: list[Pair], backward: Backward) -> dict[str, Any]:
-        config = self.config
+        objective = self.objective
         return shifcon_losses(
             self.model,
             self.tokenizer,
             self.shifcon,
             batch,
-            alpha=config.alpha,
-            beta=config.beta,
-            tau=config.tau,
-            shift=config.shift,
-            max_length=config.max_length,
-            mixed_batch=config.gradient_checkpointing,
+            alpha=objective.alpha,
+            beta=objective.beta,
+            tau=objective.tau,
+            shift=objective.shift,
+            max_length=self.args.max_length,
+            mixed_batch=self.args.gradient_checkpointing,
             backward=backward,
         )
 
@@ -351,7 +323,6 @@ class ShifConTrainer:
             self._step,
             self.state,
             desc="shifcon train",
-            save_every=self.config.save_every,
             show=("loss", "gen", "con"),
             show_progress=progress,
         )
@@ -360,6 +331,8 @@ class ShifConTrainer:
         last = self.log[-1] if self.log else {}
         return {
             "steps": self.step,
+            "pairs": len(self.pairs),
+            "languages": sorted({p.lang for p in self.pairs}),
             "seconds_this_run": round(seconds, 1),
             "seconds_per_step": round(seconds / steps_this_run, 2) if steps_this_run else None,
             "final_loss": last.get("loss"),
@@ -367,64 +340,6 @@ class ShifConTrainer:
             "final_con": last.get("con"),
         }
 
-    def save(self, metrics: dict[str, Any]) -> None:
-        """Adapter (or full model), the ShifCon folder, config, log and metrics; then drop the checkpoints."""
-        target = "adapter" if self.config.method == "lora" else "model"
-        with atomic_dir(self.out / target, overwrite=True) as tmp:
-            self.model.save_pretrained(tmp)
-            if target == "model":
-                self.tokenizer.save_pretrained(tmp)
-        self.shifcon.save(self.out / "shifcon")
-        save_config(self.config, self.out / "config.yaml")
-        atomic_write_text(self.out / "log.jsonl", "".join(json.dumps(e) + "\n" for e in self.log))
-        atomic_write_text(self.out / "metrics.json", json.dumps(metrics, indent=2))
-        self.loop.discard_checkpoints()
 
-
-def train_from_config(config: Any, progress: bool = True) -> dict[str, Any]:
-    """Run :class:`~lingualift.shifcon.config.TrainConfig` end to end."""
-    from lingualift.data import read_records
-    from lingualift.models import load_causal_lm
-
-    out = Path(config.out)
-    require(
-        not (out / "metrics.json").is_file(),
-        f"{out} already holds a finished run; choose another out folder or delete it.",
-    )
-    shifcon = ShifCon.load(config.shifcon)
-    model_spec = config.model or shifcon.base_model
-    dominant = shifcon.dominant
-    if config.langs:
-        langs = [normalize_language(x) for x in config.langs]
-        for lang in langs:
-            shifcon.vectors.vector(lang)  # a language without a vector fails here, clearly
-    else:
-        langs = [x for x in shifcon.languages if x != dominant]
-    require(
-        dominant not in langs, f"Train on non-dominant languages; drop {dominant!r} from langs."
-    )
-    if config.data:
-        pairs = [
-            p for p in pairs_from_records(read_records(config.data), dominant) if p.lang in langs
-        ]
-        for pair in pairs:
-            shifcon.vectors.vector(pair.lang)
-    else:
-        pairs = corpus_pairs(langs, config.books, config.per_language, dominant)
-    require(pairs, "No training pairs; widen books/per_language or check the data.")
-    model, tokenizer = load_causal_lm(model_spec, dtype=config.dtype, device=config.device)
-    trainer = ShifConTrainer(config, model, tokenizer, shifcon, pairs)
-    metrics = trainer.train(progress=progress)
-    metrics.update(
-        pairs=len(pairs),
-        languages=sorted({p.lang for p in pairs}),
-        method=config.method,
-        shift=config.shift,
-        alpha=config.alpha,
-        beta=config.beta,
-        a=shifcon.a,
-        b=shifcon.b,
-        base_model=model_spec,
-    )
-    trainer.save(metrics)
-    return metrics
+# Settings that do not change what a run computes (a resume may change them).
+_BOOKKEEPING = ("save_every", "keep_checkpoints", "log_every")

@@ -19,17 +19,17 @@ LM head, a large share of a small model's compute, is never run).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from lingualift.atomic import atomic_path
 from lingualift.errors import LingualiftError, require
-from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
-from lingualift.models import decoder_layers, model_signature
+from lingualift.languages import normalize_language
+from lingualift.models import model_signature
+from lingualift.shifcon.capture import sentence_representations
 
 FORMAT = "lingualift.shifcon.vectors/1"
 VECTORS_FILE = "vectors.safetensors"
@@ -189,97 +189,6 @@ class LanguageVectors:
         )
 
 
-class _StopForward(Exception):
-    """Raised by a hook once the last wanted hidden state is captured."""
-
-
-@contextlib.contextmanager
-def capture_states(model: Any, indices: Sequence[int], stop: bool = False) -> Iterator[dict]:
-    """Record hidden states at ``indices`` (0 = embeddings .. L = last layer output).
-
-    Index ``i >= 1`` is read from the output of decoder layer ``i - 1``, index
-    0 from the input of layer 0 (a pre-hook placed first), so a shift hook at
-    the input of layer ``i`` never changes what is recorded at index ``i``:
-    the recorded state is the one the layer area sees before the shift back.
-    With ``stop`` the forward pass ends right after the deepest index (the
-    caller catches :class:`_StopForward`; :func:`layer_states` does).
-    """
-    layers = decoder_layers(model)
-    n = len(layers)
-    wanted = sorted(set(indices))
-    require(
-        wanted and wanted[0] >= 0 and wanted[-1] <= n,
-        f"Hidden-state indices must lie in 0..{n}; got {list(indices)}.",
-    )
-    states: dict[int, Any] = {}
-    handles = []
-
-    def pre_hook(module, args, kwargs):
-        states[0] = args[0] if args else kwargs["hidden_states"]
-        if stop and wanted[-1] == 0:
-            raise _StopForward
-
-    def post_hook(index):
-        def hook(module, args, output):
-            states[index] = output[0] if isinstance(output, tuple) else output
-            if stop and index == wanted[-1]:
-                raise _StopForward
-
-        return hook
-
-    try:
-        for index in wanted:
-            if index == 0:
-                handles.append(
-                    layers[0].register_forward_pre_hook(pre_hook, with_kwargs=True, prepend=True)
-                )
-            else:
-                handles.append(layers[index - 1].register_forward_hook(post_hook(index)))
-        yield states
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def layer_states(
-    model: Any,
-    input_ids: Any,
-    attention_mask: Any,
-    indices: Sequence[int],
-) -> dict[int, Any]:
-    """Hidden states at the given indices, running the decoder only as deep as needed.
-
-    A hook stops the forward pass after the deepest requested index, so
-    neither the rest of the stack nor the LM head is computed. Gradients flow
-    when the caller enables them.
-    """
-    with capture_states(model, indices, stop=True) as states, contextlib.suppress(_StopForward):
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    return states
-
-
-def masked_token_mean(hidden: Any, attention_mask: Any):
-    """Mean over non-padding tokens: ``(batch, seq, hidden) -> (batch, hidden)``."""
-    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
-
-
-def sentence_representations(
-    model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, indices: Sequence[int]
-):
-    """Token-mean representations ``(batch, len(indices), hidden)`` of one batch of texts."""
-    import torch
-
-    batch = tokenizer(
-        list(texts), return_tensors="pt", padding=True, truncation=True, max_length=max_length
-    )
-    device = next(model.parameters()).device
-    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-    states = layer_states(model, ids, mask, indices)
-    reps = torch.stack([masked_token_mean(states[i].float(), mask) for i in indices], dim=1)
-    return reps, int(mask.sum())
-
-
 def compute_language_vectors(
     model: Any,
     tokenizer: Any,
@@ -363,94 +272,6 @@ def principal_subspaces(reps: Any, rank: int):
     _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
     variance = singular[:, :rank] ** 2 / max(reps.shape[0] - 1, 1)
     return vh[:, :rank, :].float(), variance.float()
-
-
-def corpus_texts(
-    langs: Sequence[str], books: str = "ot", per_language: int = 256
-) -> dict[str, list[str]]:
-    """Sentences of the embedded parallel corpus, with the dominant language always included."""
-    from lingualift.data import ParallelCorpus
-
-    corpus = ParallelCorpus()
-    codes = list(dict.fromkeys([DOMINANT_LANGUAGE, *(normalize_language(x) for x in langs)]))
-    return {c: [r.text for r in corpus.monolingual(c, books, limit=per_language)] for c in codes}
-
-
-def texts_from_records(source: str, langs: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """Group a records file's texts by language (optionally only ``langs``)."""
-    from collections import defaultdict
-
-    from lingualift.data import read_records
-
-    groups: dict[str, list[str]] = defaultdict(list)
-    for record in read_records(source):
-        require(
-            record.lang,
-            f"Record {record.id!r} in {source} has no language; add a lang column.",
-        )
-        groups[record.lang].append(record.text)
-    if langs:
-        wanted = list(dict.fromkeys([DOMINANT_LANGUAGE, *(normalize_language(x) for x in langs)]))
-        missing = [c for c in wanted if c not in groups]
-        require(
-            not missing,
-            f"{source} has no text in {', '.join(missing)}; add it or drop those languages.",
-        )
-        return {c: groups[c] for c in wanted}
-    require(
-        DOMINANT_LANGUAGE in groups,
-        f"{source} has no {DOMINANT_LANGUAGE!r} text; the dominant language needs a vector too.",
-    )
-    return dict(groups)
-
-
-def vectors_from_config(config: Any, progress: bool = True) -> tuple[LanguageVectors, Path]:
-    """Run :class:`~lingualift.shifcon.config.VectorsConfig`: load, stream, save (atomic)."""
-    from lingualift.models import load_causal_lm
-
-    require(config.per_language >= 1, "per_language must be at least 1.")
-    if config.data:
-        texts = texts_from_records(config.data, config.langs)
-        texts = {k: v[: config.per_language] for k, v in texts.items()}
-        source = f"{config.data} (first {config.per_language} per language)"
-    else:
-        texts = corpus_texts(config.langs, config.books, config.per_language)
-        source = f"embedded corpus books={config.books} first {config.per_language} verses"
-    model, tokenizer = load_causal_lm(config.model, dtype=config.dtype, device=config.device)
-    out = Path(config.out)
-    # One finished language at a time lands in a partial folder, so an
-    # interrupted run resumes with the languages it has not done yet.
-    partial = out / ".vectors.partial"
-    settings = json.dumps(
-        [config.model, source, config.batch_size, config.max_length, config.subspace_rank]
-    )
-    parts = []
-    for lang, sentences in texts.items():
-        part_path = partial / f"{lang}.safetensors"
-        if part_path.is_file():
-            part = LanguageVectors.load(part_path)
-            if part.source == settings:
-                parts.append(part)
-                continue
-        part = compute_language_vectors(
-            model,
-            tokenizer,
-            {lang: sentences},
-            base_model=config.model,
-            batch_size=config.batch_size,
-            max_length=config.max_length,
-            subspace_rank=config.subspace_rank,
-            source=settings,
-            progress=progress,
-        )
-        part.save(part_path)
-        parts.append(part)
-    vectors = merge_vectors(parts, source)
-    path = vectors.save(out / VECTORS_FILE)
-    import shutil
-
-    shutil.rmtree(partial, ignore_errors=True)
-    return vectors, path
 
 
 def merge_vectors(parts: Sequence[LanguageVectors], source: str = "") -> LanguageVectors:

@@ -1,14 +1,111 @@
-"""``run_eval(EvalConfig)``: the one function behind ``lingualift eval``."""
+"""The evaluation jobs: ``lingualift eval`` (benchmarks, perplexity, long context, lm-eval
+tasks) and ``lingualift cloze`` (a cloze multiple-choice set from held-out corpus verses)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lingualift.config import to_dict
 from lingualift.errors import LingualiftError, require
-from lingualift.evaluation.config import EvalConfig
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """Settings of ``lingualift eval``."""
+
+    task: Literal["global-mmlu", "mmlu-prox", "perplexity", "longcontext"] = "global-mmlu"
+    """What to measure: a multiple-choice benchmark, per-language perplexity, or long context."""
+    backend: Literal["lingualift", "lm-eval"] = "lingualift"
+    """'lingualift' runs lingualift's scorers; 'lm-eval' runs lm_eval_tasks through lm-eval
+    with the 'lingualift' model type (adapters and ShifCon applied the same way)."""
+    model: str = "embedded:gemma-3-270m"
+    """Base model: embedded:<name>, a local folder, or a hub id."""
+    adapters: str | None = None
+    """PEFT adapter folder(s) applied on the base model, several joined by '+' (merged in order)."""
+    shifcon: str | None = None
+    """ShifCon folder; its shift is applied per language of each question."""
+    dtype: str = "float32"
+    """Model weights dtype: float32, bfloat16 or float16."""
+    device: str | None = None
+    """Torch device (cpu, cuda, cuda:1); default: the model's."""
+    data: str = "hub"
+    """Questions: 'hub', an hf: spec, a Parquet/CSV/JSONL file or a folder of <lang>_<split> files.
+    For perplexity: a records file (text + lang), or 'corpus' for the embedded corpus."""
+    dev_data: str | None = None
+    """Where the few-shot dev questions are; default: the same source, dev split."""
+    split: str = "test"
+    """Split evaluated."""
+    langs: list[str] = dataclasses.field(default_factory=list)
+    """Languages to evaluate (empty: every language in the data)."""
+    subjects: list[str] = dataclasses.field(default_factory=list)
+    """Only these subjects or subject categories (empty: all)."""
+    limit: int | None = None
+    """At most this many questions (or texts) per language."""
+    num_fewshot: int = 0
+    """Few-shot examples per question, from the dev split of the same language."""
+    mode: Literal["loglikelihood", "cot"] = "loglikelihood"
+    """Score answer letters by log-likelihood, or generate chain-of-thought and read the answer."""
+    batch_size: int = 16
+    """Sequences per forward pass."""
+    max_new_tokens: int = 256
+    """Generation budget for cot mode and long-context answers."""
+    max_length: int | None = None
+    """Perplexity window in tokens (default: the model's limit, at most 2048)."""
+    stride: int | None = None
+    """Perplexity stride in tokens (default: half the window)."""
+    books: str = "nt"
+    """Corpus books used as held-out text for perplexity/long context when data='corpus'."""
+    lc_tasks: list[str] = dataclasses.field(
+        default_factory=lambda: ["niah_single", "niah_multi", "niah_none", "cwe"]
+    )
+    """Long-context tasks: niah_single, niah_multi, niah_none, cwe."""
+    lengths: list[int] = dataclasses.field(default_factory=lambda: [1024, 4096])
+    """Long-context prompt lengths in tokens (1k to 32k)."""
+    n_per_length: int = 10
+    """Long-context prompts per task, language and length."""
+    seed: int = 0
+    """Seed of the long-context generators."""
+    lm_eval_tasks: str = ""
+    """Backend lm-eval: comma-separated lm-eval task names."""
+    lm_eval_include_path: str | None = None
+    """Backend lm-eval: folder of extra task YAMLs (local tasks)."""
+    output: str = "results/eval.json"
+    """Results JSON (lm-eval shaped), written atomically."""
+    log_samples: bool = False
+    """Keep every scored sample (prompt, log-likelihoods, prediction) in the results."""
+
+
+@dataclasses.dataclass
+class ClozeConfig:
+    """Settings of ``lingualift cloze``."""
+
+    lang: str = "sw"
+    """Language of the questions (any code or name the embedded corpus has)."""
+    books: str = "43"
+    """Held-out corpus books the verses come from: numbers, ranges ('40-43') or 'nt'/'ot'."""
+    n: int = 200
+    """Number of questions (fewer when the books have fewer eligible verses)."""
+    seed: int = 0
+    """Seed of the draw of verses, cut points, distractors and answer positions."""
+    min_units: int = 8
+    """Shortest verse used, in words (characters for zh/ja)."""
+    window: int = 8
+    """Distractors are drawn among this many endings nearest in length."""
+    output: str = "data/cloze_sw_test.jsonl"
+    """Where the Global-MMLU-format rows go (.jsonl, .csv, .tsv or .parquet)."""
+
+
+def run_cloze(config: ClozeConfig) -> tuple[list[dict[str, Any]], Path]:
+    """Build the cloze set and write it; returns the rows and the path."""
+    from lingualift.evaluation.cloze import build_cloze, write_cloze
+
+    rows = build_cloze(
+        config.lang, config.books, config.n, config.seed, config.min_units, config.window
+    )
+    return rows, write_cloze(rows, config.output)
 
 
 def _model_info(config: EvalConfig) -> dict[str, Any]:
@@ -94,7 +191,8 @@ def _run_mcq(config: EvalConfig) -> dict[str, Any]:
 
 
 def _run_perplexity(config: EvalConfig) -> dict[str, Any]:
-    from lingualift.data import FieldMap, ParallelCorpus, read_records
+    from lingualift.data import ParallelCorpus
+    from lingualift.data.sources import read_source
     from lingualift.evaluation.perplexity import perplexity_by_language
     from lingualift.languages import normalize_language
 
@@ -103,9 +201,11 @@ def _run_perplexity(config: EvalConfig) -> dict[str, Any]:
         require(langs, "Perplexity on the embedded corpus needs langs, e.g. langs=sw,yo.")
         records = ParallelCorpus().multilingual(langs, config.books, per_language=config.limit)
     else:
-        records = read_records(config.data, FieldMap())
+        records = read_source(config.data, role="held-out text")
         if langs:
             records = [r for r in records if r.lang in langs]
+        if config.limit is not None:  # as for the corpus: at most `limit` texts per language
+            records = _first_per_language(records, config.limit)
     for lang in langs:
         require(
             any(r.lang == lang for r in records),
@@ -153,6 +253,16 @@ def _run_perplexity(config: EvalConfig) -> dict[str, Any]:
         "n-samples": {k: {"original": v["n"], "effective": v["n"]} for k, v in results.items()},
         "config": _model_info(config),
     }
+
+
+def _first_per_language(records: list[Any], limit: int) -> list[Any]:
+    counts: dict[str | None, int] = {}
+    kept = []
+    for record in records:
+        counts[record.lang] = counts.get(record.lang, 0) + 1
+        if counts[record.lang] <= limit:
+            kept.append(record)
+    return kept
 
 
 def _run_longcontext(config: EvalConfig) -> dict[str, Any]:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from lingualift.errors import LingualiftError
-from lingualift.experiments import ExperimentConfig, run_experiment
-from lingualift.experiments.common import mean_std
+from lingualift.jobs.experiments import ExperimentConfig, run_experiment
+from lingualift.jobs.experiments.summary import mean_std
+from lingualift.training import TrainingArgs
 
 TINY = dict(
     langs=["sw"],
     seeds=[0, 1],
-    steps=2,
-    batch_size=2,
-    max_length=24,
+    train=TrainingArgs(max_steps=2, batch_size=2, max_length=24),
     heldout_per_language=4,
     cloze_per_language=4,
     eval_batch_size=4,
@@ -26,7 +26,7 @@ TINY = dict(
 
 
 def _units(out):
-    return sorted(p.name for p in (out / "units").iterdir())
+    return sorted(p.name for p in (out / "units").iterdir() if not p.name.startswith("."))
 
 
 def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
@@ -37,12 +37,12 @@ def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
     result = run_experiment(config, progress=False)
     data = json.loads(result["results"].read_text())
     assert _units(out) == [
-        "base+shift.json",
-        "base.json",
-        "lora__s0.json",
-        "lora__s1.json",
-        "shifcon__s0.json",
-        "shifcon__s1.json",
+        "base",
+        "base+shift",
+        "lora__s0",
+        "lora__s1",
+        "shifcon__s0",
+        "shifcon__s1",
     ]
     for system in ("lora", "shifcon"):
         for lang in ("sw", "en"):
@@ -53,15 +53,16 @@ def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
     assert result["plot"].stat().st_size > 0 and "| shifcon | sw |" in result["table"]
 
     # Resume: a deleted unit is recomputed, the others are read back unchanged.
-    before = (out / "units" / "lora__s0.json").read_text()
-    (out / "units" / "shifcon__s1.json").unlink()
+    before = (out / "units" / "lora__s0" / "stage.json").read_text()
+    shutil.rmtree(out / "units" / "shifcon__s1")
     run_experiment(config, progress=False)
-    assert (out / "units" / "lora__s0.json").read_text() == before
-    assert (out / "units" / "shifcon__s1.json").is_file()
+    assert (out / "units" / "lora__s0" / "stage.json").read_text() == before
+    assert (out / "units" / "shifcon__s1" / "stage.json").is_file()
 
     # Other settings in the same folder are refused, in one sentence.
     with pytest.raises(LingualiftError, match="other settings"):
-        run_experiment(ExperimentConfig(**{**vars(config), "steps": 3}), progress=False)
+        other = TrainingArgs(max_steps=3, batch_size=2, max_length=24)
+        run_experiment(ExperimentConfig(**{**vars(config), "train": other}), progress=False)
 
     # layer_area reuses the vectors of the first run and sweeps two bands.
     la = ExperimentConfig(

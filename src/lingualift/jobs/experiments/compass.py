@@ -13,26 +13,20 @@ held-out target-language verses: NLL and the cloze set.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lingualift.experiments.common import (
-    BaseModel,
-    UnitStore,
-    evaluate,
-    format_table,
-    heldout_sets,
-    plot_bars,
-    summarize,
-    write_results,
-)
+from lingualift.jobs.common import BaseModel
+from lingualift.jobs.experiments.summary import format_table, plot_bars, summarize, write_results
+from lingualift.jobs.experiments.units import Units, evaluate, heldout_sets
+from lingualift.stages import StageContext
 
 
 def write_inputs(config: Any, lang: str, out: Path) -> dict[str, Path]:
     """Usage, D_tr(t) and pool as JSONL record files (written once, reused by every seed)."""
-    from lingualift.compass.pipeline import SelectConfig, load_source
     from lingualift.data import write_records
+    from lingualift.data.sources import read_source
 
     folder = out / "data" / lang
     specs = {
@@ -44,8 +38,7 @@ def write_inputs(config: Any, lang: str, out: Path) -> dict[str, Path]:
     for role, spec in specs.items():
         path = folder / f"{role}.jsonl"
         if not path.is_file():
-            records = load_source(spec, SelectConfig(seed=config.data_seed), role)
-            write_records(records, path)
+            write_records(read_source(spec, seed=config.data_seed, role=role), path)
         paths[role] = path
     return paths
 
@@ -53,12 +46,10 @@ def write_inputs(config: Any, lang: str, out: Path) -> dict[str, Path]:
 def select(
     config: Any, lang: str, method: str, seed: int, inputs: dict[str, Path], out: Path
 ) -> Path:
-    """A selection folder from ``run_select`` (kept, with its report, for inspection)."""
-    from lingualift.compass.pipeline import SelectConfig, run_select
+    """A selection folder (kept, with its report and cluster profile, for inspection)."""
+    from lingualift.jobs.select import SelectConfig, run_select
 
     folder = out / "selections" / f"{method}-{lang}-s{seed}"
-    if (folder / "selection.jsonl").is_file():
-        return folder
     run_select(
         SelectConfig(
             target=str(inputs["usage"]),
@@ -71,18 +62,22 @@ def select(
             seed=seed,
             out_dir=str(folder),
             format="jsonl",
-            overwrite=True,
         )
     )
     return folder
 
 
 def train_adapter(
-    config: Any, base: BaseModel, lang: str, seed: int, data: Path, selection: Path, out: Path
+    ctx: StageContext,
+    config: Any,
+    base: BaseModel,
+    lang: str,
+    seed: int,
+    data: Path,
+    selection: Path,
 ):
-    """LoRA on D_tr(t) + selection with the adapters trainer; returns (model, metrics)."""
-    from lingualift.adapters import LoraSettings, TrainConfig
-    from lingualift.adapters.trainer import LoraTrainer, read_training_data
+    """LoRA on D_tr(t) + selection with the train job's stage body; returns (model, metrics)."""
+    from lingualift.jobs.train import TrainConfig, read_training_data, train_and_store
 
     train_config = TrainConfig(
         lang=lang,
@@ -90,34 +85,27 @@ def train_adapter(
         data=str(data),
         data_format="text",
         selection=str(selection),
-        lora=LoraSettings(r=config.lora_r, alpha=2.0 * config.lora_r),
-        lr=config.lr,
-        warmup_steps=max(1, config.steps // 10),
-        max_steps=config.steps,
-        batch_size=config.batch_size,
-        max_length=config.max_length,
+        lora=config.lora,
+        train=dataclasses.replace(config.train, seed=seed),
         packing=True,
         eval_fraction=0.0,
-        seed=seed,
-        output_dir=str(out),
-        store=str(out / "store"),
     )
-    trainer = LoraTrainer(train_config, model=base.fresh(), tokenizer=base.tokenizer)
-    trainer.load_data(read_training_data(train_config))
-    result = trainer.fit()
-    keep = ("steps", "train_rows", "train_loss_first", "train_loss_last", "tokens", "train_seconds")
-    return trainer.model, {k: result.metrics[k] for k in keep}
+    trained, _ = train_and_store(
+        ctx, train_config, read_training_data(train_config), base.fresh(), base.tokenizer, None
+    )
+    keep = ("steps", "epochs", "train_rows", "train_loss_first", "train_loss_last", "tokens")
+    return trained.model, {k: trained.metrics[k] for k in (*keep, "train_seconds")}
 
 
 def run_compass_vs_baselines(config: Any, progress: bool = True) -> dict[str, Any]:
     out = Path(config.run_dir)
-    store = UnitStore(out, config)
+    units = Units(out, config, progress)
     base = BaseModel(config.model)
     sets = heldout_sets(config, config.langs, english=False)
-    units = [
-        store.run(
+    results = [
+        units.run(
             "base",
-            lambda: {
+            lambda ctx: {
                 "system": "base",
                 "seed": None,
                 "metrics": evaluate(base.model, base.tokenizer, sets, config),
@@ -131,18 +119,20 @@ def run_compass_vs_baselines(config: Any, progress: bool = True) -> dict[str, An
             for method in config.methods:
 
                 def compute(
-                    method=method, seed=seed, lang=lang, inputs=inputs, lang_sets=lang_sets
+                    ctx, method=method, seed=seed, lang=lang, inputs=inputs, lang_sets=lang_sets
                 ):
+                    import json
+
                     folder = select(config, lang, method, seed, inputs, out)
                     report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
                     model, train = train_adapter(
+                        ctx,
                         config,
                         base,
                         lang,
                         seed,
                         inputs["training"],
                         folder / "selection.jsonl",
-                        out / "train" / f"{method}-{lang}-s{seed}",
                     )
                     return {
                         "system": method,
@@ -156,19 +146,20 @@ def run_compass_vs_baselines(config: Any, progress: bool = True) -> dict[str, An
                         "train": train,
                     }
 
-                units.append(store.run(f"{method}__{lang}__s{seed}", compute))
+                results.append(units.run(f"{method}__{lang}__s{seed}", compute))
     systems = ["base", *config.methods]
-    summary = summarize(units)
+    summary = summarize(results)
     table = format_table(summary, systems)
-    js = _js_summary(units)
+    js = _js_summary(results)
+    args = config.train
     title = (
         f"COMPASS vs baselines: LoRA on D_tr + selection (budget {config.budget}, "
-        f"{config.steps} steps x {config.batch_size}x{config.max_length}), "
+        f"{args.max_steps} steps x {args.batch_size}x{args.max_length}), "
         f"{len(config.seeds)} seeds (error bars: std)"
     )
     plot = plot_bars(summary, systems, out / "results.png", title)
     path = write_results(
-        out, config, {"summary": summary, "js": js, "table": table, "units": units}
+        out, config, {"summary": summary, "js": js, "table": table, "units": results}
     )
     return {"results": path, "plot": plot, "table": table + "\n\n" + _js_table(js)}
 
@@ -178,7 +169,7 @@ def _js_summary(units: list[dict[str, Any]]) -> dict[str, Any]:
 
     "before" (training data alone) also varies with the seed, which redraws the clusters.
     """
-    from lingualift.experiments.common import mean_std
+    from lingualift.jobs.experiments.summary import mean_std
 
     values: dict[tuple[str, str], list[float]] = {}
     before: dict[str, dict[int, float]] = {}

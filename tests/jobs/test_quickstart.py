@@ -8,20 +8,23 @@ import pytest
 
 from lingualift.cli import main
 from lingualift.errors import LingualiftError
-from lingualift.quickstart import QuickstartConfig, run_quickstart
+from lingualift.jobs.quickstart import QuickstartConfig, run_quickstart
+from lingualift.training import LoraSettings, TrainingArgs
 
 TINY = dict(
     n_train=16, n_usage=12, n_heldout=4, n_cloze=4, pool_langs="fr,de", pool_per_language=8,
-    budget=6, baselines=["random"], lora_steps=2, lora_r=2, batch_size=2, max_length=32,
-    shifcon_langs=["fr"], vector_sentences=8, subspace_rank=2, shifcon_train="always",
-    shifcon_train_steps=1, shifcon_pairs=4, eval_batch_size=8, cloze_letters=True,
+    budget=6, baselines=["random"], shifcon_langs=["fr"], vector_sentences=8, subspace_rank=2,
+    shifcon_train="always", shifcon_train_steps=1, shifcon_pairs=4, eval_batch_size=8,
+    cloze_letters=True,
 )  # fmt: skip
+TRAIN = dict(max_steps=2, batch_size=2, grad_accum=1, max_length=32, save_every=1)
 
 
 def test_quickstart_runs_every_stage_then_reuses_them(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "qs"
     model = str(tiny_model_dir)
     args = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in TINY.items()]
+    args += [f"train.{k}={v}" for k, v in TRAIN.items()] + ["lora.r=2"]
     assert (
         main(["quickstart", f"model={model}", f"encoder=lm:{model}", f"out_dir={out}", *args]) == 0
     )
@@ -37,17 +40,20 @@ def test_quickstart_runs_every_stage_then_reuses_them(tmp_path, tiny_model_dir, 
     # ShifCon never shifts English rows, so English NLL with the shift equals the base model's.
     assert report["eval"]["shifcon"]["nll"]["en"] == report["eval"]["base"]["nll"]["en"]
     assert report["eval"]["lora"]["nll"]["sw"] != report["eval"]["base"]["nll"]["sw"]
-    for name in ("report.md", "results.png", "select/compass/report.png", "shifcon/layers.png"):
+    for name in ("report.md", "results.png", "select-compass/report.png", "shifcon/layers.png"):
         assert (out / name).is_file(), name
     assert "| lora |" in (out / "report.md").read_text()
-    assert "cached, skipped" not in printed.err
+    assert "reused" not in printed.err
 
-    # Second run: every stage comes from its marker; nothing is recomputed.
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "stages").glob("*.json")}
-    config = QuickstartConfig(model=model, encoder=f"lm:{model}", out_dir=str(out), **TINY)
+    # Second run: every stage is reused from its stage.json; nothing is recomputed.
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/stage.json")}
+    config = QuickstartConfig(
+        model=model, encoder=f"lm:{model}", out_dir=str(out), lora=LoraSettings(r=2),
+        train=TrainingArgs(**TRAIN), **TINY,
+    )  # fmt: skip
     run_quickstart(config)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    assert capsys.readouterr().err.count("cached, skipped") == len(stamps)
+    assert capsys.readouterr().err.count("finished earlier, reused") == len(stamps)
 
 
 def test_bad_settings_fail_before_any_work(tmp_path):

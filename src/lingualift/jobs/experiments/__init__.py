@@ -1,4 +1,4 @@
-"""Experiments that test the papers' claims on the embedded model (issue 7).
+"""Experiments that test the papers' claims on the embedded model.
 
 ``run_experiment(ExperimentConfig(experiment=...))`` runs one of:
 
@@ -14,7 +14,7 @@ evaluation); every seed of every system is a resumable unit, and the output
 folder gets ``results.json``, ``results.png`` and ``table.md``.
 """
 
-from lingualift.experiments.config import COMPASS_METHODS, EXPERIMENTS, ExperimentConfig
-from lingualift.experiments.runner import run_experiment
+from lingualift.jobs.experiments.config import EXPERIMENTS, ExperimentConfig
+from lingualift.jobs.experiments.runner import run_experiment
 
-__all__ = ["COMPASS_METHODS", "EXPERIMENTS", "ExperimentConfig", "run_experiment"]
+__all__ = ["EXPERIMENTS", "ExperimentConfig", "run_experiment"]

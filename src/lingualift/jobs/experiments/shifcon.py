@@ -11,26 +11,21 @@ every seed.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lingualift.experiments.common import (
-    BaseModel,
-    UnitStore,
-    evaluate,
-    format_table,
-    heldout_sets,
-    plot_bars,
-    summarize,
-    write_results,
-)
+from lingualift.jobs.common import BaseModel
+from lingualift.jobs.experiments.summary import format_table, plot_bars, summarize, write_results
+from lingualift.jobs.experiments.units import Units, evaluate, heldout_sets
+from lingualift.stages import StageContext
 
 
 def language_area(config: Any, base: BaseModel, out: Path):
     """The ShifCon object (vectors + curve-chosen band): read from config.shifcon or out/shifcon."""
-    from lingualift.shifcon import ShifCon, compute_language_vectors
-    from lingualift.shifcon.area import choose_area, plot_curve
-    from lingualift.shifcon.vectors import corpus_texts
+    from lingualift.errors import LingualiftError
+    from lingualift.jobs.shifcon import build_shifcon, corpus_texts
+    from lingualift.shifcon import ShifCon
 
     folder = Path(config.shifcon) if config.shifcon else out / "shifcon"
     if (folder / "shifcon.json").is_file():
@@ -40,60 +35,50 @@ def language_area(config: Any, base: BaseModel, out: Path):
             shifcon.vectors.check_model(base.model)
             return shifcon
         if config.shifcon:
-            from lingualift.errors import LingualiftError
-
             raise LingualiftError(
                 f"{folder} has no vectors for {', '.join(missing)}; compute them or drop shifcon=."
             )
     print(f"[experiment] language vectors for {['en', *config.langs]} -> {folder}", flush=True)
-    texts = corpus_texts(config.langs, config.vector_books, config.vector_per_language)
-    vectors = compute_language_vectors(
+    return build_shifcon(
         base.model,
         base.tokenizer,
-        texts,
-        base_model=base.spec,
+        base.spec,
+        corpus_texts(config.langs, config.vector_books, config.vector_per_language),
+        folder,
         batch_size=config.eval_batch_size,
-        max_length=config.max_length,
+        max_length=config.train.max_length,
         source=f"embedded corpus books={config.vector_books} first {config.vector_per_language}",
     )
-    a, b, record = choose_area(vectors)
-    shifcon = ShifCon(vectors, a, b, curve=record)
-    shifcon.save(folder)
-    plot_curve(record, folder / "layers.png", title=f"{base.spec}: distance to English")
-    return shifcon
 
 
 def _train(
+    ctx: StageContext,
     config: Any,
     base: BaseModel,
     shifcon: Any,
     pairs: list[Any],
     seed: int,
     shift: bool,
-    out: Path,
 ) -> tuple[Any, dict[str, Any]]:
-    from lingualift.shifcon.config import TrainConfig
+    from lingualift.shifcon.loss import ShifConObjective
     from lingualift.shifcon.trainer import ShifConTrainer
 
-    train_config = TrainConfig(
-        out=str(out),
-        shifcon="",
-        model=base.spec,
-        langs=list(config.langs),
+    objective = ShifConObjective(
         alpha=config.alpha if shift else 1.0,
         beta=config.beta if shift else 0.0,
         tau=config.tau,
         shift=shift,
-        lr=config.lr,
-        warmup_ratio=0.1,
-        max_steps=config.steps,
-        batch_size=config.batch_size,
-        max_length=config.max_length,
-        lora_r=config.lora_r,
-        seed=seed,
-        save_every=0,
     )
-    trainer = ShifConTrainer(train_config, base.fresh(), base.tokenizer, shifcon, pairs)
+    trainer = ShifConTrainer(
+        base.fresh(),
+        base.tokenizer,
+        shifcon,
+        pairs,
+        dataclasses.replace(config.train, seed=seed),
+        objective=objective,
+        lora=config.lora,
+        run_dir=ctx.work,
+    )
     metrics = trainer.train(progress=True)
     metrics["loss_log"] = [
         {k: e[k] for k in ("step", "lang", "loss", "gen", "con")} for e in trainer.log
@@ -102,7 +87,7 @@ def _train(
 
 
 def _pairs(config: Any) -> list[Any]:
-    from lingualift.shifcon.trainer import corpus_pairs
+    from lingualift.jobs.shifcon import corpus_pairs
 
     return corpus_pairs(config.langs, config.train_books, config.pairs_per_language)
 
@@ -114,18 +99,19 @@ def _unit(system: str, seed: int | None, metrics: dict[str, Any], **extra: Any) 
 def run_shifcon_vs_lora(config: Any, progress: bool = True) -> dict[str, Any]:
     """ShifCon vs plain LoRA (+ base, base with the shift) over the seeds."""
     out = Path(config.run_dir)
-    store = UnitStore(out, config)
+    units = Units(out, config, progress)
     base = BaseModel(config.model)
     shifcon = language_area(config, base, out)
     sets = heldout_sets(config, config.langs, english=config.english)
     pairs = _pairs(config)
-    units = [
-        store.run(
-            "base", lambda: _unit("base", None, evaluate(base.model, base.tokenizer, sets, config))
+    results = [
+        units.run(
+            "base",
+            lambda ctx: _unit("base", None, evaluate(base.model, base.tokenizer, sets, config)),
         ),
-        store.run(
+        units.run(
             "base+shift",
-            lambda: _unit(
+            lambda ctx: _unit(
                 "base + shift (no training)",
                 None,
                 evaluate(base.model, base.tokenizer, sets, config, shifcon),
@@ -135,26 +121,24 @@ def run_shifcon_vs_lora(config: Any, progress: bool = True) -> dict[str, Any]:
     for seed in config.seeds:
         for system, shift in (("lora", False), ("shifcon", True)):
 
-            def compute(system=system, shift=shift, seed=seed):
-                model, train = _train(
-                    config, base, shifcon, pairs, seed, shift, out / "train" / f"{system}-s{seed}"
-                )
+            def compute(ctx, system=system, shift=shift, seed=seed):
+                model, train = _train(ctx, config, base, shifcon, pairs, seed, shift)
                 metrics = evaluate(model, base.tokenizer, sets, config, shifcon if shift else None)
                 return _unit(system, seed, metrics, train=train)
 
-            units.append(store.run(f"{system}__s{seed}", compute))
+            results.append(units.run(f"{system}__s{seed}", compute))
     systems = ["base", "base + shift (no training)", "lora", "shifcon"]
-    summary = summarize(units)
+    summary = summarize(results)
     table = format_table(summary, systems)
     title = (
-        f"ShifCon vs LoRA, {config.steps} steps x {config.batch_size} pairs, area "
+        f"ShifCon vs LoRA, {config.train.max_steps} steps x {config.train.batch_size} pairs, area "
         f"[{shifcon.a}, {shifcon.b}], {len(config.seeds)} seeds (error bars: std)"
     )
     plot = plot_bars(summary, systems, out / "results.png", title)
     path = write_results(
         out,
         config,
-        {"area": [shifcon.a, shifcon.b], "summary": summary, "table": table, "units": units},
+        {"area": [shifcon.a, shifcon.b], "summary": summary, "table": table, "units": results},
     )
     return {"results": path, "plot": plot, "table": table}
 
@@ -164,7 +148,7 @@ def run_layer_area(config: Any, progress: bool = True) -> dict[str, Any]:
     from lingualift.shifcon import ShifCon
 
     out = Path(config.run_dir)
-    store = UnitStore(out, config)
+    units = Units(out, config, progress)
     base = BaseModel(config.model)
     chosen = language_area(config, base, out)
     sets = heldout_sets(config, config.langs, english=False)
@@ -173,18 +157,19 @@ def run_layer_area(config: Any, progress: bool = True) -> dict[str, Any]:
         (int(a), int(b)) for a, b in config.bands if (int(a), int(b)) != (chosen.a, chosen.b)
     ]
     bands.sort()
-    units = [
-        store.run(
-            "base", lambda: _unit("base", None, evaluate(base.model, base.tokenizer, sets, config))
+    results = [
+        units.run(
+            "base",
+            lambda ctx: _unit("base", None, evaluate(base.model, base.tokenizer, sets, config)),
         )
     ]
     shifcons = {band: ShifCon(chosen.vectors, *band) for band in bands}
     if config.shift_only:
         for band, sc in shifcons.items():
-            units.append(
-                store.run(
+            results.append(
+                units.run(
                     f"shift-only__{band[0]}-{band[1]}",
-                    lambda sc=sc, band=band: _unit(
+                    lambda ctx, sc=sc, band=band: _unit(
                         f"shift only [{band[0]},{band[1]}]",
                         None,
                         evaluate(base.model, base.tokenizer, sets, config, sc),
@@ -195,14 +180,13 @@ def run_layer_area(config: Any, progress: bool = True) -> dict[str, Any]:
     for seed in config.seeds:
         for band, sc in shifcons.items():
 
-            def compute(band=band, sc=sc, seed=seed):
-                name = f"band-{band[0]}-{band[1]}-s{seed}"
-                model, train = _train(config, base, sc, pairs, seed, True, out / "train" / name)
+            def compute(ctx, band=band, sc=sc, seed=seed):
+                model, train = _train(ctx, config, base, sc, pairs, seed, True)
                 metrics = evaluate(model, base.tokenizer, sets, config, sc)
                 return _unit(f"[{band[0]},{band[1]}]", seed, metrics, band=list(band), train=train)
 
-            units.append(store.run(f"shifcon__{band[0]}-{band[1]}__s{seed}", compute))
-    summary = summarize(units)
+            results.append(units.run(f"shifcon__{band[0]}-{band[1]}__s{seed}", compute))
+    summary = summarize(results)
     label = {band: f"[{band[0]},{band[1]}]" for band in bands}
     systems = ["base"] + [label[b] for b in bands] + [f"shift only {label[b]}" for b in bands]
     table = format_table(summary, [s for s in systems if s in summary])
@@ -221,7 +205,7 @@ def run_layer_area(config: Any, progress: bool = True) -> dict[str, Any]:
             "curve": curve,
             "summary": summary,
             "table": table,
-            "units": units,
+            "units": results,
         },
     )
     return {"results": path, "plot": plot, "table": table}
@@ -229,13 +213,9 @@ def run_layer_area(config: Any, progress: bool = True) -> dict[str, Any]:
 
 def plot_layer_area(summary, bands, chosen, curve, path: Path, config: Any) -> Path:
     """Metric against the band (x = a), trained ShifCon ± std per language, the chosen band marked."""
-    import matplotlib
+    from lingualift.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lingualift.atomic import atomic_path
-
+    plt = pyplot()
     metrics = [("nll", "held-out NLL (nats/token) ↓"), ("cloze_acc_norm", "cloze acc_norm ↑")]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     xs = [b[0] for b in bands]
@@ -270,12 +250,9 @@ def plot_layer_area(summary, bands, chosen, curve, path: Path, config: Any) -> P
         twin.set_ylabel("mean subspace distance to en (thin line)", fontsize=7)
     axes[1].legend(fontsize=6)
     fig.suptitle(
-        f"Layer area: curve's band {list(chosen)} vs sweep ({config.steps} steps, "
+        f"Layer area: curve's band {list(chosen)} vs sweep ({config.train.max_steps} steps, "
         f"{len(config.seeds)} seeds; dotted: base model)",
         fontsize=10,
     )
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

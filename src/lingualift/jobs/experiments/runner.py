@@ -7,17 +7,17 @@ from typing import Any
 
 from lingualift.atomic import atomic_write_text
 from lingualift.config import save_config
-from lingualift.experiments.config import ExperimentConfig
+from lingualift.jobs.experiments.config import ExperimentConfig
 
 
 def run_experiment(config: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the experiment; returns ``{'results', 'plot', 'table'}``."""
-    from lingualift.experiments import compass_runs, shifcon_runs
+    from lingualift.jobs.experiments import compass, shifcon
 
     jobs = {
-        "compass_vs_baselines": compass_runs.run_compass_vs_baselines,
-        "shifcon_vs_lora": shifcon_runs.run_shifcon_vs_lora,
-        "layer_area": shifcon_runs.run_layer_area,
+        "compass_vs_baselines": compass.run_compass_vs_baselines,
+        "shifcon_vs_lora": shifcon.run_shifcon_vs_lora,
+        "layer_area": shifcon.run_layer_area,
     }
     out = Path(config.run_dir)
     out.mkdir(parents=True, exist_ok=True)

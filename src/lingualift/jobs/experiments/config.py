@@ -9,12 +9,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from lingualift.errors import LingualiftError, require
+from lingualift.compass.baselines import METHODS
+from lingualift.errors import require
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
 from lingualift.models import DEFAULT_MODEL
+from lingualift.training import LoraSettings, TrainingArgs
 
 EXPERIMENTS = ("compass_vs_baselines", "shifcon_vs_lora", "layer_area")
-COMPASS_METHODS = ("compass", "random", "lang-similarity", "all")
+
+
+def _experiment_training() -> TrainingArgs:
+    return TrainingArgs(lr=2e-4, max_steps=16, batch_size=4, max_length=64, warmup_steps=0.1)
 
 
 @dataclasses.dataclass
@@ -34,16 +39,10 @@ class ExperimentConfig:
     """Seeds; every trained system is run once per seed (selection, LoRA init, data order)."""
 
     # -- training (the same for every system of an experiment) ------------------------------
-    steps: int = 16
-    """Optimizer steps of every adapter (equal for every system, 'all' included)."""
-    batch_size: int = 4
-    """Sequences (or pairs) per step."""
-    max_length: int = 64
-    """Tokens per training sequence."""
-    lr: float = 2e-4
-    """Peak learning rate (cosine schedule)."""
-    lora_r: int = 8
-    """LoRA rank (alpha = 2r, all linear layers)."""
+    train: TrainingArgs = dataclasses.field(default_factory=_experiment_training)
+    """Optimisation of every trained system (steps, batch, length, lr; the seed is each run's)."""
+    lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
+    """The LoRA adapter of every trained system (rank 8, alpha 16, all linear layers)."""
 
     # -- held-out evaluation ----------------------------------------------------------------
     heldout_books: str = "43"
@@ -62,7 +61,7 @@ class ExperimentConfig:
     """Longest held-out window in tokens for the NLL."""
 
     # -- compass_vs_baselines ---------------------------------------------------------------
-    methods: list[str] = dataclasses.field(default_factory=lambda: list(COMPASS_METHODS))
+    methods: list[str] = dataclasses.field(default_factory=lambda: list(METHODS))
     """Selection methods to compare (compass, random, lang-similarity, all)."""
     usage_books: str = "19,40-42"
     """Books of the target-usage sample COMPASS fits on (Psalms + Matthew, Mark, Luke)."""
@@ -120,15 +119,10 @@ class ExperimentConfig:
         )
         require(self.seeds, "Give at least one seed.")
         require(len(set(self.seeds)) == len(self.seeds), "seeds must be distinct.")
-        for name in ("steps", "batch_size", "max_length", "lora_r", "heldout_per_language"):
-            value = getattr(self, name)
-            if value < 1:
-                raise LingualiftError(f"{name} must be at least 1, got {value}.")
-        unknown = [m for m in self.methods if m not in COMPASS_METHODS]
-        require(
-            not unknown,
-            f"Unknown method(s) {', '.join(unknown)}; use {', '.join(COMPASS_METHODS)}.",
-        )
+        require(self.train.max_steps >= 1, "train.max_steps must be at least 1 (equal steps).")
+        require(self.heldout_per_language >= 1, "heldout_per_language must be at least 1.")
+        unknown = [m for m in self.methods if m not in METHODS]
+        require(not unknown, f"Unknown method(s) {', '.join(unknown)}; use {', '.join(METHODS)}.")
         for band in self.bands:
             require(
                 len(band) == 2 and band[0] < band[1],

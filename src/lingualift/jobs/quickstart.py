@@ -1,0 +1,547 @@
+"""``lingualift quickstart``: the main job end to end, on the embedded assets only.
+
+For one non-English target language it
+
+1. **data**: draws training verses, a target-usage sample and a multilingual
+   pool from the embedded corpus (source specs, :mod:`lingualift.data.sources`);
+2. **heldout**: held-out verses (target and English) and a cloze set from
+   books that never enter training, the pool or the usage sample;
+3. **select-<method>**: COMPASS and the baselines at the same budget;
+4. **adapter**: a LoRA adapter on the training verses + the COMPASS selection,
+   stored in ``<out_dir>/adapters``;
+5. **shifcon**: language vectors and the layer area, so the shift can be applied;
+6. **eval-<variant>**: base vs adapter vs ShifCon on held-out NLL and cloze accuracy;
+7. **shifcon-train** (when the time budget allows): brief ShifCon training
+   (LoRA + shift + contrastive loss), evaluated like the others;
+8. **report**: ``report.md`` (tables), ``report.json`` and ``results.png``.
+
+Every stage runs on the stage engine (:mod:`lingualift.stages`): a rerun reuses
+what finished, a change of settings reruns the stages it reaches, an
+interrupted adapter resumes from its checkpoint. The base model is loaded once
+and shared by every stage that needs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from lingualift.atomic import atomic_write_text
+from lingualift.config import to_dict
+from lingualift.data import CORPUS_LANGUAGES, parse_books
+from lingualift.errors import require
+from lingualift.languages import DOMINANT_LANGUAGE, language_name, normalize_language
+from lingualift.models import DEFAULT_MODEL
+from lingualift.stages import Job, Stage, StageContext
+from lingualift.training import LoraSettings, TrainingArgs
+
+
+def _quickstart_training() -> TrainingArgs:
+    # 8 sequences of 128 tokens a step as 2 micro-batches of 4: Gemma 3's 262k-token
+    # vocabulary makes the logits the largest activation (8 x 128 in one pass peaks at
+    # ~7 GB, 4 x 128 at ~4 GB).
+    return TrainingArgs(
+        lr=3e-4, max_steps=20, batch_size=4, grad_accum=2, max_length=128, warmup_steps=0.1,
+        save_every=5,
+    )  # fmt: skip
+
+
+@dataclasses.dataclass
+class QuickstartConfig:
+    """Settings of the quickstart job (defaults finish in under 10 minutes on 2 CPU cores)."""
+
+    lang: str = "sw"
+    """Target (non-English) language, any code or name the embedded corpus has."""
+    model: str = DEFAULT_MODEL
+    """Base model: an embedded name, a hub id or a local folder."""
+    encoder: str = "e5-nano"
+    """Sentence encoder of COMPASS (see lingualift.embed.get_encoder)."""
+    out_dir: str = "runs/quickstart"
+    """Where every stage's outputs and the report go."""
+    seed: int = 0
+    """Seed of the data draws, the selections and the cloze set."""
+    train_books: str = "1-17"
+    """Corpus books of the target-language training data (Genesis to Esther)."""
+    n_train: int = 300
+    """Target-language training verses (drawn from train_books)."""
+    usage_books: str = "19,40,41"
+    """Books the target-usage sample comes from (Psalms, Matthew, Mark)."""
+    n_usage: int = 200
+    """Verses in the target-usage sample COMPASS aims at."""
+    heldout_books: str = "20,43"
+    """Held-out books (Proverbs, John): never in training, pool or usage sample."""
+    n_heldout: int = 60
+    """Held-out verses scored for NLL, in the target language and in English."""
+    n_cloze: int = 80
+    """Cloze multiple-choice questions built from the held-out books."""
+    cloze_letters: bool = False
+    """Also score the cloze set as Global-MMLU answer letters (slower; small models sit near
+    chance there, so the completion log-likelihood is the default measure)."""
+    pool_langs: str = "all"
+    """Pool languages: 'all' (every corpus language but the target) or a comma list."""
+    pool_per_language: int = 70
+    """Pool verses per language (from every book but the held-out ones)."""
+    budget: int = 300
+    """Items every selection method may choose (equal budget)."""
+    baselines: list[str] = dataclasses.field(default_factory=lambda: ["random", "lang-similarity"])
+    """Selection baselines compared with COMPASS (random, lang-similarity, all)."""
+    lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
+    """The LoRA adapter (rank 8, alpha 16, all linear layers)."""
+    train: TrainingArgs = dataclasses.field(default_factory=_quickstart_training)
+    """LoRA training: 20 steps of 8 x 128 packed tokens (micro-batches of 4), lr 3e-4."""
+    shifcon_langs: list[str] = dataclasses.field(default_factory=lambda: ["fr", "hi", "zh"])
+    """Extra languages in the ShifCon layer curve (English and the target are always in)."""
+    vector_sentences: int = 96
+    """Sentences per language for the ShifCon vectors and subspaces."""
+    subspace_rank: int = 16
+    """Principal directions per language and layer in the layer curve."""
+    shifcon_train: Literal["auto", "always", "never"] = "auto"
+    """Brief ShifCon training: 'auto' runs it only if the time budget allows."""
+    shifcon_train_steps: int = 8
+    """Optimizer steps of the brief ShifCon training (lr, rank and batch as the adapter's;
+    the contrastive loss needs a step's sequences in one batch)."""
+    shifcon_pairs: int = 64
+    """Target/English verse pairs for ShifCon training (from train_books)."""
+    eval_batch_size: int = 16
+    """Sequences per forward pass in evaluation."""
+    time_budget_min: float = 10.0
+    """Wall-clock budget; optional stages are skipped when they would not fit."""
+    overwrite: bool = False
+    """Redo stages whose outputs were made with other settings."""
+
+    def __post_init__(self) -> None:
+        from lingualift.compass import METHODS
+
+        self.lang = normalize_language(self.lang)
+        require(
+            self.lang != DOMINANT_LANGUAGE,
+            f"The quickstart lifts a non-dominant language; choose lang other than {self.lang!r}.",
+        )
+        require(
+            self.lang in CORPUS_LANGUAGES,
+            f"The embedded corpus has no {self.lang!r} text; choose one of "
+            f"{', '.join(CORPUS_LANGUAGES)}.",
+        )
+        for name in ("n_train", "n_usage", "n_heldout", "n_cloze", "budget", "pool_per_language"):
+            require(getattr(self, name) >= 1, f"{name} must be at least 1.")
+        bad = [m for m in self.baselines if m not in METHODS or m == "compass"]
+        require(not bad, f"Unknown baseline {bad[:1]}; use {', '.join(METHODS[1:])}.")
+
+
+# -- stages -----------------------------------------------------------------------------
+
+
+def _pool_spec(config: QuickstartConfig) -> str:
+    held = set(parse_books(config.heldout_books))
+    books = ",".join(str(b) for b in parse_books("all") if b not in held)
+    if config.pool_langs == "all":
+        langs = f"all-{config.lang}"
+    else:
+        codes = [normalize_language(x) for x in config.pool_langs.split(",") if x.strip()]
+        require(
+            codes and config.lang not in codes,
+            f"pool_langs must name languages other than {config.lang!r}; use 'all' or e.g. fr,id.",
+        )
+        langs = ",".join(codes)
+    return f"corpus:{langs}:{books}:{config.pool_per_language}"
+
+
+def _data_stage(config: QuickstartConfig, specs: dict[str, str], ctx: StageContext):
+    from lingualift.data import write_records
+    from lingualift.data.sources import read_source
+
+    counts = {}
+    for role, spec in specs.items():
+        records = read_source(spec, seed=config.seed, role=role)
+        write_records(records, ctx.out / f"{role}.jsonl")
+        counts[role] = len(records)
+    return counts
+
+
+def _heldout_stage(config: QuickstartConfig, ctx: StageContext) -> dict[str, Any]:
+    from lingualift.data import ParallelCorpus
+    from lingualift.data.sources import CorpusSlice, read_corpus
+    from lingualift.evaluation.cloze import build_cloze, write_cloze
+
+    held = read_corpus(
+        CorpusSlice((config.lang,), config.heldout_books, config.n_heldout), config.seed
+    )
+    english = {
+        r.id: r for r in ParallelCorpus().monolingual(DOMINANT_LANGUAGE, config.heldout_books)
+    }
+    texts = {
+        config.lang: [r.text for r in held if r.meta["verse"] in english],
+        DOMINANT_LANGUAGE: [
+            english[r.meta["verse"]].text for r in held if r.meta["verse"] in english
+        ],
+    }
+    require(texts[config.lang], f"No held-out {config.lang!r} verses in {config.heldout_books!r}.")
+    cloze = build_cloze(config.lang, config.heldout_books, config.n_cloze, config.seed)
+    atomic_write_text(ctx.out / "texts.json", json.dumps(texts, ensure_ascii=False, indent=1))
+    write_cloze(cloze, ctx.out / "cloze.jsonl")
+    return {"n_heldout": len(texts[config.lang]), "n_cloze": len(cloze)}
+
+
+def _heldout_set(folder: Path, langs: list[str]):
+    from lingualift.evaluation.heldout import HeldoutSet
+
+    texts = json.loads((folder / "texts.json").read_text(encoding="utf-8"))
+    cloze = [json.loads(line) for line in (folder / "cloze.jsonl").read_text("utf-8").splitlines()]
+    lang = cloze[0]["lang"]
+    return HeldoutSet({k: texts[k] for k in langs}, {lang: cloze} if lang in langs else {})
+
+
+def _eval_result(scores: dict[str, dict[str, Any]], lang: str) -> dict[str, Any]:
+    cloze = scores[lang]
+    letter = cloze.get("cloze_letter_acc")
+    return {
+        "nll": {k: round(v["nll"], 4) for k, v in scores.items()},
+        "perplexity": {k: round(v["perplexity"], 2) for k, v in scores.items()},
+        "nll_tokens": {k: v["n_tokens"] for k, v in scores.items()},
+        **{k: round(cloze[k], 4) for k in ("cloze_acc", "cloze_acc_norm", "cloze_acc_norm_stderr")},
+        "cloze_letter_acc": None if letter is None else round(letter, 4),
+        "n_cloze": cloze["cloze_n"],
+    }
+
+
+# -- the job ----------------------------------------------------------------------------
+
+
+def run_quickstart(config: QuickstartConfig) -> Path:
+    """Run (or resume) every stage; returns the path of ``report.md``."""
+    from lingualift.adapters import AdapterStore
+    from lingualift.evaluation.heldout import score_heldout
+    from lingualift.jobs.common import BaseModel, select_into
+    from lingualift.jobs.train import (
+        TrainConfig,
+        read_training_data,
+        train_and_store,
+        train_settings,
+    )
+
+    started = time.perf_counter()
+    lang = config.lang
+    out = Path(config.out_dir)
+    methods = ["compass", *dict.fromkeys(config.baselines)]
+    job = Job(out, label="quickstart", overwrite=config.overwrite, total=len(methods) + 9)
+    base = BaseModel(config.model)
+    specs = {
+        "train": f"corpus:{lang}:{config.train_books}:{config.n_train}",
+        "usage": f"corpus:{lang}:{config.usage_books}:{config.n_usage}",
+        "pool": _pool_spec(config),
+    }
+    data = job.run(
+        "data", {"specs": specs, "seed": config.seed},
+        lambda ctx: _data_stage(config, specs, ctx), describe="drawing training, usage and pool verses",
+    )  # fmt: skip
+    heldout_settings = {
+        k: getattr(config, k) for k in ("lang", "seed", "heldout_books", "n_heldout", "n_cloze")
+    }
+    heldout = job.run(
+        "heldout", heldout_settings, lambda ctx: _heldout_stage(config, ctx),
+        describe="held-out verses and the cloze set",
+    )  # fmt: skip
+
+    def read(role: str):
+        from lingualift.data import read_records
+
+        return read_records(data.path / f"{role}.jsonl")
+
+    selections: dict[str, Stage] = {}
+    for method in methods:
+        selections[method] = job.run(
+            f"select-{method}",
+            {"method": method, "budget": config.budget, "encoder": config.encoder, "seed": config.seed},
+            lambda ctx, m=method: select_into(
+                ctx.out, m, read("usage"), read("train"), read("pool"), config.budget,
+                fmt="jsonl", encoder=config.encoder, seed=config.seed, target_lang=lang,
+            ),
+            after=[data],
+            describe=f"{method} selection of {config.budget} pool items",
+        )  # fmt: skip
+
+    train_config = TrainConfig(
+        lang=lang, model=config.model, data=str(data.path / "train.jsonl"), data_format="text",
+        selection=str(selections["compass"].path / "selection.jsonl"), lora=config.lora,
+        train=config.train, packing=True, eval_fraction=0.0, store=str(out / "adapters"),
+    )  # fmt: skip
+    train_data = read_training_data(train_config)
+    trained_now: dict[str, Any] = {}
+
+    def adapter_stage(ctx: StageContext) -> dict[str, Any]:
+        trained, result = train_and_store(
+            ctx,
+            train_config,
+            train_data,
+            base.fresh(),
+            base.tokenizer,
+            AdapterStore(out / "adapters"),
+        )
+        trained_now["model"] = trained.model
+        return result
+
+    adapter = job.run(
+        "adapter", train_settings(train_config, train_data, None), adapter_stage,
+        after=[data, selections["compass"]], describe=f"LoRA adapter ({config.train.max_steps} steps)",
+    )  # fmt: skip
+
+    shifcon_langs = list(
+        dict.fromkeys([lang, *(normalize_language(x) for x in config.shifcon_langs)])
+    )
+    shifcon_settings = {
+        "model": config.model, "langs": shifcon_langs, "books": config.train_books,
+        "per_language": config.vector_sentences, "rank": config.subspace_rank,
+    }  # fmt: skip
+    shifcon_stage = job.run(
+        "shifcon", shifcon_settings, lambda ctx: _shifcon_stage(config, shifcon_langs, base, ctx),
+        describe="language vectors and the layer area",
+    )  # fmt: skip
+    from lingualift.shifcon import ShifCon
+
+    shifcon = ShifCon.load(shifcon_stage.path)
+
+    def evaluate(model: Any, langs: list[str], apply_shift: bool) -> dict[str, Any]:
+        sets = _heldout_set(heldout.path, langs)
+        scores = score_heldout(
+            model, base.tokenizer, sets, shifcon if apply_shift else None,
+            batch_size=config.eval_batch_size, letters=config.cloze_letters, progress=True,
+        )  # fmt: skip
+        return _eval_result(scores, lang)
+
+    both = [lang, DOMINANT_LANGUAGE]
+    scoring = {"model": config.model, "letters": config.cloze_letters}
+    evals = {
+        "base": job.run(
+            "eval-base", scoring, lambda ctx: evaluate(base.model, both, False), after=[heldout]
+        ),
+        "lora": job.run(
+            "eval-lora", scoring,
+            lambda ctx: evaluate(_merged(trained_now, base, adapter), both, False),
+            after=[heldout, adapter],
+        ),
+        # The shift never touches English rows: English NLL is the base model's, by construction.
+        "shifcon": job.run(
+            "eval-shifcon", scoring, lambda ctx: evaluate(base.model, [lang], True),
+            after=[heldout, shifcon_stage],
+        ),
+    }  # fmt: skip
+    results: dict[str, Any] = {name: stage.result for name, stage in evals.items()}
+    for key in ("nll", "perplexity", "nll_tokens"):
+        results["shifcon"][key][DOMINANT_LANGUAGE] = results["base"][key][DOMINANT_LANGUAGE]
+
+    brief = _shifcon_train(
+        config, job, base, shifcon, shifcon_langs[0], evaluate, started, adapter, evals
+    )
+    if "eval" in brief.result:
+        results["shifcon-trained"] = brief.result["eval"]
+    job.announce("report", "writing report.md, report.json, results.png")
+    return _write_report(config, out, job.stages, results, time.perf_counter() - started)
+
+
+def _merged(trained_now: dict[str, Any], base: Any, adapter: Stage) -> Any:
+    """The adapter merged into the base weights: the model just trained, or the stored one."""
+    if "model" in trained_now:
+        return trained_now.pop("model").merge_and_unload()
+    return base.with_adapter(adapter.result["path"])
+
+
+def _shifcon_stage(config: QuickstartConfig, langs: list[str], base: Any, ctx: StageContext):
+    from lingualift.jobs.shifcon import build_shifcon, corpus_texts
+
+    texts = corpus_texts(langs, config.train_books, config.vector_sentences)
+    shifcon = build_shifcon(
+        base.model, base.tokenizer, config.model, texts, ctx.out,
+        batch_size=config.eval_batch_size, max_length=64, subspace_rank=config.subspace_rank,
+    )  # fmt: skip
+    return {
+        "a": shifcon.a,
+        "b": shifcon.b,
+        "num_layers": shifcon.vectors.num_layers,
+        "languages": shifcon.languages,
+        "mean_curve": [round(x, 4) for x in shifcon.curve["curves"]["mean"]],
+    }
+
+
+def _shifcon_train(config, job, base, shifcon, lang, evaluate, started, adapter, evals) -> Stage:
+    """Brief ShifCon training, when it fits in what is left of the time budget."""
+    from lingualift.jobs.shifcon import corpus_pairs
+    from lingualift.shifcon.trainer import ShifConTrainer
+
+    args = dataclasses.replace(
+        config.train,
+        max_steps=config.shifcon_train_steps,
+        batch_size=config.train.batch_size * config.train.grad_accum,
+        grad_accum=1,
+        max_length=64,
+        save_every=max(1, config.shifcon_train_steps // 2),
+    )
+    step_s = adapter.result["train_seconds"] / max(1, adapter.result["steps"])
+    eval_s = max(stage.seconds for stage in evals.values())
+    estimate = 2.0 * step_s * config.shifcon_train_steps + eval_s + 30
+    left = 60 * config.time_budget_min - (time.perf_counter() - started)
+    run = config.shifcon_train == "always" or (config.shifcon_train == "auto" and estimate <= left)
+    # The mode, not the decision: an 'auto' run that skipped stays skipped on a rerun.
+    settings = {
+        "mode": config.shifcon_train, "args": to_dict(args), "lora": to_dict(config.lora),
+        "pairs": config.shifcon_pairs, "books": config.train_books,
+    }  # fmt: skip
+
+    def stage(ctx: StageContext) -> dict[str, Any]:
+        if not run:
+            return {"skipped": f"estimated {estimate:.0f} s, {max(left, 0):.0f} s of budget left"}
+        pairs = corpus_pairs([lang], config.train_books, config.shifcon_pairs)
+        trainer = ShifConTrainer(
+            base.fresh(), base.tokenizer, shifcon, pairs, args, lora=config.lora, run_dir=ctx.work
+        )
+        metrics = trainer.train()
+        trainer.model.save_pretrained(str(ctx.out / "adapter"))
+        metrics["eval"] = evaluate(
+            trainer.model.merge_and_unload(), [lang, DOMINANT_LANGUAGE], True
+        )
+        return metrics
+
+    after = [job.stages["shifcon"], job.stages["heldout"]]
+    return job.run(
+        "shifcon-train", settings, stage, after=after,
+        describe=f"brief ShifCon training ({config.shifcon_train_steps} steps) if the budget allows",
+    )  # fmt: skip
+
+
+# -- report -----------------------------------------------------------------------------
+
+_VARIANT_NAMES = {
+    "base": "base model",
+    "lora": "LoRA adapter (training + COMPASS selection)",
+    "shifcon": "ShifCon shift on the base model (no training)",
+    "shifcon-trained": "ShifCon trained briefly (LoRA + shift + contrastive)",
+}
+
+
+def _plot_results(evals: dict[str, Any], lang: str, path: Path) -> Path:
+    from lingualift.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    names = list(evals)
+    panels = [
+        (f"held-out NLL, {lang} (lower is better)", [evals[n]["nll"][lang] for n in names], None),
+        ("held-out NLL, en (lower is better)", [evals[n]["nll"]["en"] for n in names], None),
+        (
+            f"cloze accuracy, {lang} (higher is better)",
+            [evals[n]["cloze_acc_norm"] for n in names],
+            [evals[n]["cloze_acc_norm_stderr"] for n in names],
+        ),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    colors = ["tab:gray", "tab:blue", "tab:orange", "tab:green"][: len(names)]
+    for ax, (title, values, errors) in zip(axes, panels, strict=True):
+        # Bars start at zero so small differences are not drawn as large ones.
+        bars = ax.bar(names, values, color=colors, yerr=errors, capsize=4 if errors else 0)
+        ax.bar_label(bars, fmt="%.3f", fontsize=8, label_type="center", color="white")
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+        ax.set_ylim(0, max(values) * 1.25 or 1.0)
+    axes[2].set_ylim(0, 1)
+    axes[2].axhline(0.25, color="black", lw=1, ls="--", label="chance (4 options)")
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _write_report(
+    config: QuickstartConfig,
+    out: Path,
+    stages: dict[str, Stage],
+    evals: dict[str, Any],
+    elapsed: float,
+) -> Path:
+    lang = config.lang
+    data, held = stages["data"].result, stages["heldout"].result
+    selections = {
+        n[len("select-") :]: s.result for n, s in stages.items() if n.startswith("select-")
+    }
+    sc, ad, brief = (
+        stages["shifcon"].result,
+        stages["adapter"].result,
+        stages["shifcon-train"].result,
+    )
+    _plot_results(evals, lang, out / "results.png")
+    lines = [
+        f"# lingualift quickstart: {language_name(lang)} ({lang}) on {config.model}",
+        "",
+        f"Training: {data['train']} {lang} verses (books {config.train_books}); target usage: "
+        f"{data['usage']} verses (books {config.usage_books}); held out: books "
+        f"{config.heldout_books} ({held['n_heldout']} verses per language for NLL, "
+        f"{held['n_cloze']} cloze questions); pool: {data['pool']} verses in other languages.",
+        "",
+        f"## Selection (equal budget of {config.budget} items; JS divergence of target usage vs "
+        "training, bits)",
+        "",
+        "| method | JS before | JS after | top languages |",
+        "| --- | --- | --- | --- |",
+    ]
+    for method, sel in selections.items():
+        top = ", ".join(f"{k} {v}" for k, v in list(sel["languages"].items())[:5])
+        lines.append(f"| {method} | {sel['js_before']:.3f} | {sel['js_after']:.3f} | {top} |")
+    letters = config.cloze_letters
+    lines += [
+        "",
+        f"Cluster gaps: `select-compass/report.png`. ShifCon layer area: [{sc['a']}, {sc['b']}] "
+        f"of {sc['num_layers']} layers (curve: `shifcon/layers.png`).",
+        "",
+        "## Evaluation",
+        "",
+        f"| variant | NLL {lang} | NLL en | cloze acc (per-char LL) | cloze acc (raw LL) |"
+        + (" cloze acc (answer letter) |" if letters else ""),
+        "| --- | --- | --- | --- | --- |" + (" --- |" if letters else ""),
+    ]
+    for variant, e in evals.items():
+        letter = f" {e['cloze_letter_acc']:.3f} |" if letters else ""
+        lines.append(
+            f"| {variant} | {e['nll'][lang]:.3f} | {e['nll']['en']:.3f} | "
+            f"{e['cloze_acc_norm']:.3f} ± {e['cloze_acc_norm_stderr']:.3f} | "
+            f"{e['cloze_acc']:.3f} |{letter}"
+        )
+    lines += [
+        "",
+        "Variants: " + "; ".join(f"**{v}**: {_VARIANT_NAMES[v]}" for v in evals) + ".",
+        f"NLL is mean token negative log-likelihood (nats) on {held['n_heldout']} held-out verses; "
+        "the shift never touches English rows, so `shifcon`'s English NLL is the base model's by "
+        f"construction (not scored twice). Cloze chance is 0.25. The LoRA adapter trained "
+        f"{ad['steps']} steps ({ad['epochs']} epochs over {ad['train_rows']} packed rows), "
+        f"stored as `{ad.get('adapter')}`.",
+    ]
+    if "skipped" in brief:
+        lines.append(f"Brief ShifCon training was skipped ({brief['skipped']}).")
+    lines += [
+        "",
+        "Plots: `results.png` (NLL and cloze accuracy per variant), `select-compass/report.png`, "
+        "`shifcon/layers.png`, `adapter/loss.png`.",
+        "",
+        "| stage | seconds |",
+        "| --- | --- |",
+    ]
+    timings = {name: stage.seconds for name, stage in stages.items()}
+    lines += [f"| {k} | {v} |" for k, v in timings.items()]
+    lines.append(f"\nThis run took {elapsed:.0f} s (stages finished earlier were reused).")
+    report = {
+        "lang": lang,
+        "config": to_dict(config),
+        "data": data,
+        "heldout": held,
+        "selection": selections,
+        "adapter": ad,
+        "shifcon": sc,
+        "shifcon_train": brief,
+        "eval": evals,
+        "stage_seconds": timings,
+        "elapsed_seconds": round(elapsed, 1),
+    }
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "report.md", "\n".join(lines) + "\n")
+    return out / "report.md"
+
+
+__all__ = ["QuickstartConfig", "run_quickstart"]

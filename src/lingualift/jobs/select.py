@@ -1,0 +1,168 @@
+"""The ``select`` job: read target usage, training data and pool, select, write the outputs.
+
+Inputs are source specs (:mod:`lingualift.data.sources`): files, ``hf:``
+datasets or slices of the embedded corpus such as ``corpus:sw:19,40`` or
+``corpus:all-sw:all:200`` (every corpus language but Swahili, all books, 200
+verses each, drawn with the seed).
+
+Outputs land in ``out_dir`` in one atomic rename: ``selection.parquet`` (or
+``.jsonl``), ``report.json``, ``report.png``, the fitted ``profile.safetensors``
+(the cluster profile, reusable by the drift monitor), the resolved
+``config.yaml`` and ``stage.json``. Any bad input fails before anything is
+written. A rerun with the same settings and data reuses the finished folder;
+other settings are refused unless ``overwrite=true``. Embeddings are cached, so
+a rerun after an interruption only embeds what is missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+from lingualift.compass.baselines import METHODS
+from lingualift.config import save_config, to_dict
+from lingualift.data import FieldMap, Record, fingerprint
+from lingualift.data.sources import read_source
+from lingualift.errors import LingualiftError, require
+from lingualift.jobs.common import select_into
+from lingualift.stages import Job, StageContext
+
+
+@dataclasses.dataclass
+class SelectConfig:
+    """Settings of ``lingualift select``."""
+
+    target: str = ""
+    """Target usage sample: a data file, 'hf:<dataset>' or 'corpus:<langs>[:<books>[:<n>]]'."""
+    training: str | None = None
+    """Data the model or adapter was already tuned on (same forms; empty or None = none)."""
+    pool: str = ""
+    """Multilingual candidate pool with a language per item (same forms)."""
+    target_lang: str | None = None
+    """Target language; inferred from the target records when not given."""
+    method: str = "compass"
+    """Sampler: compass (ours), random, lang-similarity (k nearest URIEL languages) or all."""
+    budget: float | None = 1000
+    """How much to select, in budget_unit (ignored by method 'all')."""
+    budget_unit: Literal["items", "tokens"] = "items"
+    """Unit of the budget: items, or tokens (see tokenizer)."""
+    tokenizer: str | None = None
+    """Tokenizer for token budgets (model spec); None counts words and CJK characters."""
+    language_cap: float | None = None
+    """Largest fraction of the budget any one language may take (None = no cap)."""
+    encoder: str = "e5-nano"
+    """Sentence encoder spec for all three inputs (see lingualift.embed.get_encoder)."""
+    backend: Literal["local", "ray"] = "local"
+    """Embedding backend: local, or Ray Data map_batches with encoder actors."""
+    n_clusters: int | None = None
+    """K; None uses the rule K = round(sqrt(n_target / 2)) clipped to [2, min(256, n_target / 5)]."""
+    tau: float = 1.0
+    """Quota temperature: B_c ~ w(c)^(1/tau); below 1 favours the largest gaps."""
+    language_prior: Literal["uniform", "typology"] = "uniform"
+    """Multiply ranking scores by URIEL similarity to the target language ('typology')."""
+    dedup_threshold: float | None = 0.95
+    """Drop a candidate whose cosine to one already chosen in its cluster is above this."""
+    k_languages: int = 3
+    """Number of nearest languages for method 'lang-similarity'."""
+    seed: int = 0
+    """Seed for clustering, corpus sampling and the random baselines."""
+    text_field: str = "text"
+    """Column holding the text in data files."""
+    lang_field: str = "lang"
+    """Column holding the language code in data files."""
+    id_field: str = "id"
+    """Column holding a unique id in data files."""
+    out_dir: str = "runs/select"
+    """Output folder (selection, report.json, report.png, profile, config.yaml)."""
+    format: Literal["parquet", "jsonl"] = "parquet"
+    """File format of the selection."""
+    overwrite: bool = False
+    """Replace an out_dir made with other settings."""
+
+    def __post_init__(self) -> None:
+        require(
+            self.method in METHODS,
+            f"Unknown method {self.method!r}; use one of {', '.join(METHODS)}.",
+        )
+        require(
+            self.budget is None or self.budget > 0, f"budget must be positive, got {self.budget}."
+        )
+        require(
+            self.dedup_threshold is None or 0 < self.dedup_threshold <= 1,
+            f"dedup_threshold is a cosine in (0, 1] (or None), got {self.dedup_threshold}.",
+        )
+        require(self.k_languages >= 1, f"k_languages must be at least 1, got {self.k_languages}.")
+
+
+@dataclasses.dataclass
+class SelectResult:
+    out_dir: Path
+    report: dict[str, Any]
+    """The report's headline numbers (method, sizes, JS before/after, languages)."""
+    reused: bool = False
+
+
+def read_inputs(config: SelectConfig) -> tuple[list[Record], list[Record], list[Record]]:
+    """Target usage, training data and pool, checked (a bad input fails before any work)."""
+    require(config.target, "Set target= to the target usage sample (a file or corpus:...).")
+    require(config.pool, "Set pool= to the candidate pool (a file or corpus:...).")
+    fields = FieldMap(text=config.text_field, id=config.id_field, lang=config.lang_field)
+    target = read_source(config.target, fields, config.seed, "target")
+    training = (
+        read_source(config.training, fields, config.seed, "training") if config.training else []
+    )
+    pool = read_source(config.pool, fields, config.seed, "pool")
+    missing = sum(1 for r in pool if not r.lang)
+    if missing and config.method != "random":
+        raise LingualiftError(
+            f"{missing} pool items have no language; add a '{config.lang_field}' column."
+        )
+    return target, training, pool
+
+
+def run_select(config: SelectConfig) -> SelectResult:
+    """Run the job described by ``config`` (see the module docstring)."""
+    budget = None if config.method == "all" else config.budget
+    require(
+        budget is not None or config.method == "all",
+        f"method {config.method!r} needs a budget; set budget=<number>.",
+    )
+    target, training, pool = read_inputs(config)
+    settings = {k: v for k, v in to_dict(config).items() if k not in ("out_dir", "overwrite")}
+    settings["data"] = {
+        "target": fingerprint(target),
+        "training": fingerprint(training),
+        "pool": fingerprint(pool),
+    }
+
+    def select(ctx: StageContext) -> dict[str, Any]:
+        report = select_into(
+            ctx.out,
+            config.method,
+            target,
+            training,
+            pool,
+            budget,
+            unit=config.budget_unit,
+            fmt=config.format,
+            encoder=config.encoder,
+            n_clusters=config.n_clusters,
+            tau=config.tau,
+            language_prior=config.language_prior,
+            dedup_threshold=config.dedup_threshold,
+            seed=config.seed,
+            target_lang=config.target_lang,
+            language_cap=config.language_cap,
+            backend=config.backend,
+            tokenizer=config.tokenizer,
+            k_languages=config.k_languages,
+        )
+        save_config(config, ctx.out / "config.yaml")
+        return report
+
+    out = Path(config.out_dir)
+    stage = Job(out.parent, label="select", overwrite=config.overwrite).run(
+        "select", settings, select, path=out, describe=f"{config.method} selection"
+    )
+    return SelectResult(out, stage.result, stage.reused)

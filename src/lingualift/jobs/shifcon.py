@@ -1,0 +1,500 @@
+"""The ShifCon jobs: ``lingualift shifcon vectors|layers|train|generate|export``.
+
+Typical order: ``vectors`` (per-language, per-layer mean hidden states and
+principal subspaces) -> ``layers`` (the distance curve and the area ``[a, b]``;
+the folder is then a ShifCon folder) -> ``train`` (LoRA or full fine-tuning
+with the shift and the contrastive loss) -> ``generate`` / ``export``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from lingualift.atomic import atomic_write_text
+from lingualift.config import save_config, to_dict
+from lingualift.errors import LingualiftError, require
+from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
+from lingualift.models import DEFAULT_MODEL
+from lingualift.shifcon.loss import ShifConObjective
+from lingualift.stages import Job, StageContext
+from lingualift.training import LoraSettings, TrainingArgs
+
+# -- vectors ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class VectorsConfig:
+    """Compute language vectors (and principal subspaces) for a model."""
+
+    out: str = "runs/shifcon"
+    """Folder to write ``vectors.safetensors`` into (a ShifCon folder once ``layers`` ran)."""
+    model: str = DEFAULT_MODEL
+    """Base model: an embedded name, a hub id or a local folder."""
+    langs: list[str] = dataclasses.field(
+        default_factory=lambda: ["en", "fr", "de", "ru", "sw", "hi", "ar", "zh"]
+    )
+    """Languages to compute (the dominant language is always added)."""
+    data: str | None = None
+    """A records file (jsonl/csv/parquet with text and lang); default: the embedded corpus."""
+    books: str = "ot"
+    """Embedded-corpus books to read sentences from (kept apart from training/held-out books)."""
+    per_language: int = 256
+    """Sentences per language, the first ones of the books or the file (hundreds suffice)."""
+    batch_size: int = 16
+    """Sentences per forward pass."""
+    max_length: int = 128
+    """Tokens kept per sentence."""
+    subspace_rank: int = 16
+    """Principal directions kept per language and layer for the layer curve (0 = none)."""
+    dtype: str = "float32"
+    """Model dtype: float32, bfloat16 or float16."""
+    device: str | None = None
+    """Torch device (cpu, cuda, ...); default: where the model loads."""
+    overwrite: bool = False
+    """Recompute vectors that exist in ``out`` with other settings."""
+
+    def __post_init__(self) -> None:
+        for name in ("per_language", "batch_size", "max_length"):
+            value = getattr(self, name)
+            require(value >= 1, f"{name} must be at least 1, got {value}.")
+        require(self.subspace_rank >= 0, "subspace_rank must not be negative.")
+
+
+def corpus_texts(
+    langs: Sequence[str], books: str = "ot", per_language: int = 256
+) -> dict[str, list[str]]:
+    """The first ``per_language`` verses of ``books`` per language, the dominant one included."""
+    from lingualift.data import ParallelCorpus
+
+    corpus = ParallelCorpus()
+    codes = list(dict.fromkeys([DOMINANT_LANGUAGE, *(normalize_language(x) for x in langs)]))
+    return {c: [r.text for r in corpus.monolingual(c, books, limit=per_language)] for c in codes}
+
+
+def texts_from_records(source: str, langs: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Group a records file's texts by language (optionally only ``langs``)."""
+    from lingualift.data.sources import read_source
+
+    groups: dict[str, list[str]] = defaultdict(list)
+    for record in read_source(source, role="vector data"):
+        require(
+            record.lang, f"Record {record.id!r} in {source} has no language; add a lang column."
+        )
+        groups[record.lang].append(record.text)
+    wanted = (
+        list(dict.fromkeys([DOMINANT_LANGUAGE, *(normalize_language(x) for x in langs)]))
+        if langs
+        else [DOMINANT_LANGUAGE, *sorted(set(groups) - {DOMINANT_LANGUAGE})]
+    )
+    missing = [c for c in wanted if c not in groups]
+    require(
+        not missing,
+        f"{source} has no text in {', '.join(missing)}; add it or drop those languages "
+        "(the dominant language needs a vector too).",
+    )
+    return {c: groups[c] for c in wanted}
+
+
+def run_vectors(config: VectorsConfig, progress: bool = True):
+    """Compute and save the vectors; each language is kept as it finishes, so a rerun resumes."""
+    from lingualift.shifcon.vectors import VECTORS_FILE, LanguageVectors, merge_vectors
+
+    if config.data:
+        texts = texts_from_records(config.data, config.langs)
+        texts = {k: v[: config.per_language] for k, v in texts.items()}
+        source = f"{config.data} (first {config.per_language} per language)"
+    else:
+        texts = corpus_texts(config.langs, config.books, config.per_language)
+        source = f"embedded corpus books={config.books} first {config.per_language} verses"
+    settings = {k: v for k, v in to_dict(config).items() if k not in ("out", "overwrite")}
+    settings["texts"] = {lang: len(sentences) for lang, sentences in texts.items()}
+    out = Path(config.out)
+
+    def compute(ctx: StageContext) -> dict[str, Any]:
+        from lingualift.models import load_causal_lm
+        from lingualift.shifcon.vectors import compute_language_vectors
+
+        model, tokenizer = load_causal_lm(config.model, dtype=config.dtype, device=config.device)
+        parts = []
+        for lang, sentences in texts.items():
+            part_path = ctx.work / f"{lang}.safetensors"  # finished languages survive a crash
+            if not part_path.is_file():
+                compute_language_vectors(
+                    model,
+                    tokenizer,
+                    {lang: sentences},
+                    base_model=config.model,
+                    batch_size=config.batch_size,
+                    max_length=config.max_length,
+                    subspace_rank=config.subspace_rank,
+                    progress=progress,
+                ).save(part_path)
+            parts.append(LanguageVectors.load(part_path))
+        merge_vectors(parts, source).save(ctx.out / VECTORS_FILE)
+        return {"languages": list(texts), "sentences": settings["texts"]}
+
+    job = Job(out.parent, label="shifcon vectors", overwrite=config.overwrite)
+    job.run("vectors", settings, compute, path=out, describe="computing language vectors")
+    return LanguageVectors.load(out), out / VECTORS_FILE
+
+
+def build_shifcon(
+    model: Any,
+    tokenizer: Any,
+    base_spec: str,
+    texts: dict[str, list[str]],
+    folder: Path,
+    *,
+    batch_size: int = 16,
+    max_length: int = 128,
+    subspace_rank: int = 16,
+    source: str = "",
+    progress: bool = True,
+):
+    """Vectors, the curve's layer area and ``layers.png`` in one go; saves the ShifCon folder."""
+    from lingualift.shifcon.area import choose_area, plot_curve
+    from lingualift.shifcon.core import ShifCon
+    from lingualift.shifcon.vectors import compute_language_vectors
+
+    vectors = compute_language_vectors(
+        model, tokenizer, texts, base_model=base_spec, batch_size=batch_size,
+        max_length=max_length, subspace_rank=subspace_rank, source=source, progress=progress,
+    )  # fmt: skip
+    a, b, record = choose_area(vectors)
+    shifcon = ShifCon(vectors, a, b, curve=record)
+    shifcon.save(folder)
+    plot_curve(record, folder / "layers.png", title=f"{base_spec}: distance to English")
+    return shifcon
+
+
+# -- layers -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LayersConfig:
+    """Choose the layer area ``[a, b]`` from the subspace-distance curve."""
+
+    shifcon: str = "runs/shifcon"
+    """Folder holding ``vectors.safetensors``; ``shifcon.json`` and ``layers.png`` are written there."""
+    dominant: str = "en"
+    """The dominant language whose subspace the others are compared with."""
+    width: int | None = None
+    """Band width ``b - a``; default ``max(2, round(3 L / 32))`` (3 for 32 layers)."""
+    region: list[float] = dataclasses.field(default_factory=lambda: [0.25, 0.75])
+    """Fractions of depth bounding the search region (the middle layers)."""
+    rank: int | None = None
+    """Principal directions compared per subspace; default: all stored."""
+    a: int | None = None
+    """Force the shift-toward layer instead of the rule (with ``b``)."""
+    b: int | None = None
+    """Force the shift-back layer instead of the rule (with ``a``)."""
+    plot: str | None = None
+    """Extra path for the PNG of the curve (always also written as ``layers.png`` in the folder)."""
+
+
+def run_layers(config: LayersConfig):
+    """Curve, band, ``shifcon.json`` and ``layers.png``; returns the ShifCon and the record."""
+    from lingualift.shifcon.area import choose_area, plot_curve
+    from lingualift.shifcon.core import ShifCon
+    from lingualift.shifcon.vectors import LanguageVectors
+
+    folder = Path(config.shifcon)
+    vectors = LanguageVectors.load(folder)
+    require(len(config.region) == 2, "region must be two fractions, e.g. [0.25, 0.75].")
+    if (config.a is None) != (config.b is None):
+        raise LingualiftError("Give both a and b to force the layer area, or neither.")
+    region = (float(config.region[0]), float(config.region[1]))
+    _, _, record = choose_area(vectors, config.dominant, config.width, region, config.rank)
+    if config.a is not None:
+        record.update(a=int(config.a), b=int(config.b), rule="forced by the user")
+    shifcon = ShifCon(vectors, record["a"], record["b"], config.dominant, curve=record)
+    shifcon.save(folder)
+    title = f"{vectors.base_model}: subspace distance to {config.dominant} (rank {record['rank']})"
+    plot_curve(record, folder / "layers.png", title)
+    if config.plot:
+        plot_curve(record, config.plot, title)
+    return shifcon, record
+
+
+# -- train --------------------------------------------------------------------------------
+
+
+def _shifcon_training_defaults() -> TrainingArgs:
+    # The published setting: lr 1e-5, cosine, one epoch; 3% warm-up is ours.
+    return TrainingArgs(lr=1e-5, warmup_steps=0.03, max_length=128, save_every=50)
+
+
+@dataclasses.dataclass
+class ShifConTrainConfig:
+    """Train with ``L = alpha * L_gen + beta * L_con`` (ShifCon) or plain LoRA (shift off, beta 0)."""
+
+    out: str = "runs/shifcon-train"
+    """Output folder: ``adapter/`` (or ``model/``), ``shifcon/``, ``log.jsonl``, ``metrics.json``."""
+    shifcon: str = "runs/shifcon"
+    """ShifCon folder (vectors + layer area) from ``vectors`` and ``layers``."""
+    model: str | None = None
+    """Base model; default: the one the vectors were computed on."""
+    langs: list[str] | None = None
+    """Non-dominant languages to train on; default: every language with a vector."""
+    data: str | None = None
+    """Records file of parallel pairs: text/lang plus ``meta.parallel_text`` (English);
+    with ``meta.prompt`` the generation loss covers only the completion. Default: the embedded corpus."""
+    books: str = "nt"
+    """Embedded-corpus books to train on."""
+    per_language: int = 64
+    """Pairs per language (the first ones of the books)."""
+    method: Literal["lora", "full"] = "lora"
+    """LoRA adapters (PEFT, all linear layers) or full fine-tuning."""
+    lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
+    """The LoRA adapter (published: alpha = 2r, all linear layers)."""
+    objective: ShifConObjective = dataclasses.field(default_factory=ShifConObjective)
+    """The loss: alpha (published 0.5), beta (2.0), tau (0.05, ours), shift (true)."""
+    train: TrainingArgs = dataclasses.field(default_factory=_shifcon_training_defaults)
+    """Optimisation (published: lr 1e-5, cosine, one epoch; batches of one language)."""
+    store: str | None = None
+    """Also store the adapter in this adapter store, as a version of each trained language."""
+    promote: bool = False
+    """Make the stored versions current (with ``store``)."""
+    overwrite: bool = False
+    """Redo a run whose out folder was made with other settings."""
+
+    def __post_init__(self) -> None:
+        require(self.per_language >= 1, "per_language must be at least 1.")
+
+
+def corpus_pairs(langs: Sequence[str], books: str, per_language: int, dominant: str = "en"):
+    """ShifCon pairs from the embedded corpus: each language's verse and its dominant parallel."""
+    from lingualift.data import ParallelCorpus
+    from lingualift.shifcon.trainer import Pair
+
+    corpus = ParallelCorpus()
+    return [
+        Pair(target.lang, target.text, source.text)
+        for lang in langs
+        for source, target in corpus.parallel(dominant, lang, books, limit=per_language)
+    ]
+
+
+def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict[str, Any]:
+    """Train (resuming from a checkpoint of the same settings) and write the outputs."""
+    from lingualift.shifcon.core import ShifCon
+    from lingualift.shifcon.trainer import pairs_digest, pairs_from_records
+
+    shifcon = ShifCon.load(config.shifcon)
+    model_spec = config.model or shifcon.base_model
+    dominant = shifcon.dominant
+    if config.langs:
+        langs = [normalize_language(x) for x in config.langs]
+        for lang in langs:
+            shifcon.vectors.vector(lang)  # a language without a vector fails here, clearly
+    else:
+        langs = [x for x in shifcon.languages if x != dominant]
+    require(
+        dominant not in langs, f"Train on non-dominant languages; drop {dominant!r} from langs."
+    )
+    if config.data:
+        from lingualift.data.sources import read_source
+
+        records = read_source(config.data, role="training pairs")
+        pairs = [p for p in pairs_from_records(records, dominant) if p.lang in langs]
+        for pair in pairs:
+            shifcon.vectors.vector(pair.lang)
+    else:
+        pairs = corpus_pairs(langs, config.books, config.per_language, dominant)
+    require(pairs, "No training pairs; widen books/per_language or check the data.")
+    out = Path(config.out)
+    settings = {
+        **{
+            k: v
+            for k, v in to_dict(config).items()
+            if k not in ("out", "store", "promote", "overwrite")
+        },
+        "pairs": pairs_digest(pairs),
+        "area": [shifcon.a, shifcon.b],
+        "model": model_spec,
+    }
+
+    def train(ctx: StageContext) -> dict[str, Any]:
+        from lingualift.models import load_causal_lm
+        from lingualift.shifcon.trainer import ShifConTrainer
+
+        model, tokenizer = load_causal_lm(model_spec)
+        trainer = ShifConTrainer(
+            model,
+            tokenizer,
+            shifcon,
+            pairs,
+            config.train,
+            objective=config.objective,
+            lora=config.lora if config.method == "lora" else None,
+            run_dir=ctx.work,
+        )
+        metrics = trainer.train(progress=progress)
+        metrics.update(
+            method=config.method,
+            **to_dict(config.objective),
+            a=shifcon.a,
+            b=shifcon.b,
+            base_model=model_spec,
+        )
+        target = ctx.out / ("adapter" if config.method == "lora" else "model")
+        trainer.model.save_pretrained(str(target))
+        if config.method == "full":
+            tokenizer.save_pretrained(str(target))
+        card = {
+            "base_model": model_spec,
+            "method": "shifcon",
+            "languages": metrics["languages"],
+            "shifcon": {"a": shifcon.a, "b": shifcon.b, "folder": "../shifcon"},
+            "data": {"pairs": len(pairs), "fingerprint": pairs_digest(pairs)},
+            "config": to_dict(config),
+            "metrics": metrics,
+        }
+        atomic_write_text(target / "card.json", json.dumps(card, indent=2, default=str))
+        shifcon.save(ctx.out / "shifcon")
+        save_config(config, ctx.out / "config.yaml")
+        atomic_write_text(ctx.out / "log.jsonl", "".join(json.dumps(e) + "\n" for e in trainer.log))
+        atomic_write_text(ctx.out / "metrics.json", json.dumps(metrics, indent=2))
+        return metrics
+
+    stage = Job(out.parent, label="shifcon train", overwrite=config.overwrite).run(
+        "train", settings, train, path=out, describe="ShifCon training"
+    )
+    metrics = dict(stage.result)
+    if config.store and config.method == "lora":
+        metrics["stored"] = _store_shifcon_adapter(config, out, metrics, stage.fingerprint)
+    return metrics
+
+
+def _store_shifcon_adapter(
+    config: ShifConTrainConfig, out: Path, metrics: dict[str, Any], fingerprint: str
+) -> list[str]:
+    """One store version per trained language (the same weights), once per run."""
+    from lingualift.adapters.store import AdapterStore
+
+    store = AdapterStore(config.store)
+    card = json.loads((out / "adapter" / "card.json").read_text(encoding="utf-8"))
+    card["run"] = {"fingerprint": fingerprint, "output_dir": str(out)}
+    card["shifcon"]["folder"] = str((out / "shifcon").resolve())
+    names = []
+    for lang in metrics["languages"]:
+        version = store.find_run(lang, fingerprint) or store.save(
+            lang, source=out / "adapter", card=card, promote=config.promote
+        )
+        names.append(version.name)
+    return names
+
+
+# -- generate -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class GenerateConfig:
+    """Generate with the shift applied."""
+
+    shifcon: str = "runs/shifcon"
+    """ShifCon folder (vectors + layer area)."""
+    prompts: list[str] = dataclasses.field(default_factory=list)
+    """Prompts to complete (or give ``data``)."""
+    data: str | None = None
+    """Records file of prompts (text and lang)."""
+    lang: str | None = None
+    """Language of every prompt; default: identified per prompt (lingualift.langid)."""
+    model: str | None = None
+    """Base model; default: the one the vectors were computed on."""
+    adapter: str | None = None
+    """A PEFT adapter folder to load on top (e.g. ``<train out>/adapter``)."""
+    max_new_tokens: int = 48
+    """Tokens to generate per prompt."""
+    do_sample: bool = False
+    """Sample instead of greedy decoding."""
+    temperature: float = 0.7
+    """Sampling temperature (with do_sample)."""
+    chat: bool = False
+    """Wrap each prompt in the tokenizer's chat template."""
+    no_shift: bool = False
+    """Generate without the shift (for comparison)."""
+    out: str | None = None
+    """Write the generations as JSONL records here; default: print them."""
+
+
+def run_shifcon_generate(config: GenerateConfig) -> list[dict[str, str]]:
+    """Complete the prompts with the shift (and an optional adapter); write or return them."""
+    from lingualift.data import Record, write_records
+    from lingualift.evaluation.loading import apply_adapters
+    from lingualift.models import load_causal_lm
+    from lingualift.shifcon.core import ShifCon
+    from lingualift.shifcon.generate import generate
+
+    shifcon = ShifCon.load(config.shifcon)
+    prompts, langs = list(config.prompts), None
+    if config.data:
+        from lingualift.data.sources import read_source
+
+        records = read_source(config.data, role="prompts")
+        prompts += [r.text for r in records]
+        if config.lang is None and all(r.lang for r in records) and not config.prompts:
+            langs = [r.lang for r in records]
+    if config.lang:
+        langs = config.lang
+    model, tokenizer = load_causal_lm(config.model or shifcon.base_model)
+    if config.adapter:
+        model = apply_adapters(model, [config.adapter], merge=False)
+    extra = {"temperature": config.temperature} if config.do_sample else {}
+    rows = generate(
+        model,
+        tokenizer,
+        None if config.no_shift else shifcon,
+        prompts,
+        langs,
+        max_new_tokens=config.max_new_tokens,
+        chat=config.chat,
+        do_sample=config.do_sample,
+        **extra,
+    )
+    if config.out:
+        write_records(
+            [
+                Record(
+                    id=str(i), text=r["completion"], lang=r["lang"], meta={"prompt": r["prompt"]}
+                )
+                for i, r in enumerate(rows)
+            ],
+            config.out,
+        )
+    return rows
+
+
+# -- export -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    """Write lm-evaluation-harness ``steered`` files, one per language."""
+
+    shifcon: str = "runs/shifcon"
+    """ShifCon folder (vectors + layer area)."""
+    out: str = "runs/shifcon/steered"
+    """Folder for ``<lang>.pt`` files."""
+    langs: list[str] | None = None
+    """Languages to export; default: every non-dominant language with a vector."""
+    model: str | None = None
+    """Model whose module names the hookpoints use; default: the vectors' base model."""
+    overwrite: bool = False
+    """Replace a non-empty ``out`` that does not hold an earlier export."""
+
+
+def run_export(config: ExportConfig) -> list[Path]:
+    from lingualift.shifcon.core import ShifCon
+    from lingualift.shifcon.export import export_steered, meta_model
+
+    shifcon = ShifCon.load(config.shifcon)
+    model = meta_model(config.model) if config.model else None
+    return export_steered(
+        shifcon, config.out, config.langs, model, config.overwrite, source=config.shifcon
+    )
