@@ -15,6 +15,8 @@ import dataclasses
 import functools
 import inspect
 import itertools
+import math
+import re
 import textwrap
 import types
 import typing
@@ -26,6 +28,7 @@ import yaml
 
 from lingualift.atomic import atomic_write_text
 from lingualift.errors import LingualiftError
+from lingualift.textio import read_text
 
 C = TypeVar("C")
 
@@ -54,6 +57,31 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML with the 1.2 core schema's booleans: only true/false, so ``lang: no`` (Norwegian)
+    stays a string instead of becoming False."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text (1.2 booleans, see :class:`_Loader`)."""
+    return yaml.load(text, Loader=_Loader)
+
+
+class _Override(str):
+    """A ``key=value`` value from the command line, parsed by the field's declared type."""
+
+
 def _unwrap_optional(tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -63,9 +91,36 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
+def _is_optional(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(
+        None
+    ) in typing.get_args(tp)
+
+
+def _textual(tp: Any) -> bool:
+    """Types whose command-line value is taken as written (never read as YAML)."""
+    if tp in (str, Path):
+        return True
+    return typing.get_origin(tp) is typing.Literal and all(
+        isinstance(a, str) for a in typing.get_args(tp)
+    )
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert a YAML value to the field's declared type, or say what is wrong."""
+    """Convert a recipe or command-line value to the field's declared type, or say what is wrong."""
+    optional = _is_optional(tp)
     tp = _unwrap_optional(tp)
+    if isinstance(value, _Override):
+        raw = str(value)
+        if optional and raw.strip().lower() in ("", "null", "none", "~"):
+            return None
+        if not _textual(tp):
+            try:
+                value = parse_yaml(raw) if raw.strip() else raw
+            except yaml.YAMLError:
+                value = raw
+        else:
+            value = raw
     if value is None:
         return None
     if dataclasses.is_dataclass(tp):
@@ -93,24 +148,36 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             )
         return value
     if tp is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
         if not isinstance(value, bool):
             raise LingualiftError(f"{where} must be true or false, got {value!r}.")
         return value
     if tp in (int, float):
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise LingualiftError(f"{where} must be a number, got {value!r}.")
-        try:
-            number = float(value) if tp is float else int(value)
-        except ValueError:
-            raise LingualiftError(f"{where} must be a number, got {value!r}.") from None
-        return number
+        return _number(value, tp, where)
     if tp is str:
+        if isinstance(value, dict | list | bool):
+            raise LingualiftError(f"{where} must be text, got {value!r}.")
         return str(value)
     if tp is Path:
         return Path(value)
     return value
+
+
+def _number(value: Any, tp: type, where: str) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise LingualiftError(f"{where} must be a number, got {value!r}.")
+    try:
+        number = float(value)
+    except ValueError:
+        raise LingualiftError(f"{where} must be a number, got {value!r}.") from None
+    if not math.isfinite(number):
+        raise LingualiftError(f"{where} must be a finite number, got {value!r}.")
+    if tp is float:
+        return number
+    if not number.is_integer():
+        raise LingualiftError(f"{where} must be a whole number, got {value!r}.")
+    return int(number)
 
 
 def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
@@ -151,16 +218,18 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``a.b=value`` overrides to a nested mapping (values parsed as YAML)."""
+    """Apply ``a.b=value`` overrides to a nested mapping.
+
+    Values stay text until :func:`from_dict` converts them by each field's declared
+    type: ``lang=no`` is the language code, ``model=embedded:`` a (bad) model spec,
+    ``max_steps=1.7`` an error, ``langs=[sw,fr]`` or ``langs=sw,fr`` a list.
+    """
     data = dict(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise LingualiftError(f"Override {item!r} is not of the form key=value.")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
+        value = _Override(raw)
         node = data
         *parents, leaf = key.split(".")
         for part in parents:
@@ -177,7 +246,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise LingualiftError(f"Recipe {path} does not exist; pass the path of a YAML file.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(read_text(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

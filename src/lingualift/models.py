@@ -183,6 +183,20 @@ def load_causal_lm(
     return model, load_tokenizer(spec)
 
 
+def load_config_only(spec: str) -> Any:
+    """The model's module tree on the meta device: its shapes, without loading any weight."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    path = resolve_model_path(spec)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise LingualiftError(f"Could not read the config of model {spec!r}: {exc}") from None
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
 def decoder_layers(model: Any):
     """The list of decoder blocks of a Hugging Face causal LM, or a clear error.
 

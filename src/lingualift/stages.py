@@ -43,6 +43,7 @@ from lingualift.atomic import atomic_dir, atomic_write_text, check_replaceable, 
 from lingualift.errors import LingualiftError
 
 STAGE_FILE = "stage.json"
+JOB_FILE = "job.json"
 FORMAT = "lingualift-stage/1"
 
 
@@ -134,6 +135,17 @@ class Job:
         self.barrier = barrier or (lambda: None)
         self.stages: dict[str, Stage] = {}
         self._count = 0
+
+    def claim(self) -> None:
+        """Make the root this job's own folder, refusing a foreign non-empty one.
+
+        For jobs whose root holds only their stages (the quickstart, an experiment);
+        a job that writes one stage into a shared folder (``runs/``) does not claim it.
+        """
+        marker = self.root / JOB_FILE
+        check_replaceable(self.root, JOB_FILE, self.overwrite, what=f"{self.label} output")
+        if self.main_process and not marker.is_file():
+            atomic_write_text(marker, json.dumps({"format": FORMAT, "job": self.label}) + "\n")
 
     def announce(self, name: str, text: str) -> None:
         """Count and print a step that is not a stage (e.g. writing the report)."""

@@ -51,3 +51,17 @@ def test_spherical_kmeans_is_deterministic_and_chunked():
     np.testing.assert_allclose(sa, (x * a.centroids_[la]).sum(1), atol=1e-5)
     with pytest.raises(LingualiftError, match="size 4"):
         a.predict(x[:, :4])
+
+
+def test_any_positive_tau_gives_quotas_that_fill_the_budget(gap_data):
+    from lingualift.compass import GapSampler
+    from lingualift.compass.gaps import quotas, tempered
+
+    w = np.array([0.3, 0.02, 0.0, 1e-4])
+    sharp = tempered(w, 0.001)  # w ** 1000 underflows to 0 for every term
+    assert sharp[0] == 1.0 and sharp[2] == 0.0 and np.all(sharp >= 0)
+    assert quotas(w, 10, np.full(4, 100), tau=0.001).sum() == pytest.approx(10)
+    target, training, pool, topics = gap_data
+    sampler = GapSampler(encoder="toy-encoder", center_languages=False, n_clusters=6, tau=0.001)
+    selection = sampler.fit(target, training, pool).select(budget=50)
+    assert len(selection) == 50 and np.mean(topics[selection.indices] == 0) > 0.9

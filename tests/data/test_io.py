@@ -74,3 +74,28 @@ def test_duplicate_ids_are_rejected(tmp_path):
 def test_unsupported_suffix(tmp_path):
     with pytest.raises(LingualiftError, match="Cannot write"):
         write_records(RECORDS, tmp_path / "x.xml")
+
+
+def test_rows_without_text_are_counted_not_silently_dropped(tmp_path, caplog):
+    import logging
+
+    path = tmp_path / "d.jsonl"
+    path.write_text(
+        '{"text": "habari"}\n{"text": null}\n{"text": "  "}\n{"other": 1, "text": "jambo"}\n'
+    )
+    with caplog.at_level(logging.WARNING, logger="lingualift.data.io"):
+        records = read_records(path)
+    assert [r.text for r in records] == ["habari", "jambo"]
+    assert "skipped 2 rows whose 'text' is empty or missing (first: " in caplog.text
+    assert f"{path}:2" in caplog.text
+
+
+def test_long_csv_fields_and_utf8_errors_name_the_line(tmp_path):
+    long = "x" * 200_000
+    path = tmp_path / "long.csv"
+    path.write_text(f"id,text\n1,{long}\n", encoding="utf-8")
+    assert read_records(path)[0].text == long
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"id,text\n1,ok\n2,caf\xe9\n")
+    with pytest.raises(LingualiftError, match=r"bad.csv:3: byte 5 .* is not UTF-8"):
+        read_records(bad)

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.data import Record, iter_rows, read_records
+from lingualift.data.io import warn_skipped
 from lingualift.errors import LingualiftError
+from lingualift.languages import normalize_language
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,7 @@ def read_examples(
     }
     examples: list[Example] = []
     langs: list[str] = []
+    skipped: list[str] = []
     kind = None if data_format == "auto" else data_format
     for name, row_no, row in iter_rows(source):
         where = f"{name}:{row_no}"
@@ -134,6 +137,7 @@ def read_examples(
                 )
             text = row.get(text_field)
             if not isinstance(text, str) or not text.strip():
+                skipped.append(where)
                 continue
             examples.append(Example(id=row_id, kind=kind, text=text, source=name))
         elif kind == "prompt_completion":
@@ -144,6 +148,7 @@ def read_examples(
                 )
             prompt, completion = row[prompt_field], row[completion_field]
             if not isinstance(completion, str) or not completion.strip():
+                skipped.append(where)
                 continue
             examples.append(
                 Example(
@@ -170,9 +175,14 @@ def read_examples(
             )
         else:
             raise LingualiftError(f"Unknown data_format {kind!r}; use auto, {', '.join(FORMATS)}.")
-        langs.append(str(row.get("lang") or ""))
+        raw_lang = row.get("lang")
+        try:
+            langs.append(normalize_language(str(raw_lang)) if raw_lang else "")
+        except LingualiftError as exc:
+            raise LingualiftError(f"{where}: {exc}") from None
         if limit is not None and len(examples) >= limit:
             break
+    warn_skipped(skipped, completion_field if kind == "prompt_completion" else text_field)
     if not examples:
         raise LingualiftError(f"{source} holds no usable examples; give a non-empty dataset.")
     return _finish(examples, source, "train", kind or "text", langs)

@@ -99,6 +99,13 @@ class Router:
 
         self.store = store if isinstance(store, AdapterStore) else AdapterStore(store)
         self.spec = model if isinstance(model, str) or model is None else None
+        # Adapters are found (and bad ones refused) before the base model takes minutes to load.
+        folders = self._adapter_folders(langs, adapters)
+        if not folders:
+            raise LingualiftError(
+                f"No adapters to route to in {self.store.root}; train one with 'lingualift train' "
+                "or pass langs=/adapters=."
+            )
         if model is None or isinstance(model, str):
             from lingualift.models import DEFAULT_MODEL, load_causal_lm
 
@@ -112,7 +119,6 @@ class Router:
         self.strict = strict
         self._warned: set[str | None] = set()
         signature = base_model_signature(model, self.spec)
-        folders = self._adapter_folders(langs, adapters)
         self.adapters: dict[str, str] = {}  # lang -> 'sw/v3' (or the folder)
         peft_model = None
         for lang, (folder, label, card) in folders.items():
@@ -125,10 +131,6 @@ class Router:
             except Exception as exc:  # PEFT, torch and safetensors raise many types here
                 raise LingualiftError(_load_error(label, exc)) from None
             self.adapters[lang] = label
-        if peft_model is None:
-            raise LingualiftError(
-                "No adapters to route to; train one with 'lingualift train' or pass langs=/adapters=."
-            )
         peft_model.eval()
         self.model = peft_model
 

@@ -67,6 +67,8 @@ _SHAPE_KEYS = ("model_type", "hidden_size", "num_layers", "vocab_size")
 def check_base_model(card: dict[str, Any], signature: dict[str, Any], where: str) -> None:
     """Raise a clear error when an adapter was trained on a different base model."""
     trained = card.get("base_model") or {}
+    if not isinstance(trained, dict):  # a card that names the base model only by its spec
+        return
     diffs = [
         f"{key} {trained.get(key)} vs {signature.get(key)}"
         for key in _SHAPE_KEYS

@@ -80,12 +80,28 @@ def integer_quotas(alloc: np.ndarray, capacity: np.ndarray, total: int) -> np.nd
     return base
 
 
+def tempered(priorities: np.ndarray, tau: float) -> np.ndarray:
+    """``w ** (1/tau)`` up to a common factor, computed in log space so any ``tau > 0`` works.
+
+    A small ``tau`` raises the largest priority to a huge power; dividing every
+    term by it first (subtracting the largest log) keeps that term at 1 instead
+    of letting every term underflow to 0 and the quotas vanish.
+    """
+    require(tau > 0, f"tau must be positive, got {tau}.")
+    w = np.asarray(priorities, dtype=np.float64)
+    out = np.zeros_like(w)
+    positive = w > 0
+    if positive.any():
+        logs = np.log(w[positive]) / tau
+        out[positive] = np.exp(logs - logs.max())
+    return out
+
+
 def quotas(
     priorities: np.ndarray, budget: float, capacity: np.ndarray, tau: float = 1.0
 ) -> np.ndarray:
     """Quota per cluster: ``w ** (1/tau)`` water-filled against ``capacity``."""
-    require(tau > 0, f"tau must be positive, got {tau}.")
-    return water_fill(np.asarray(priorities, dtype=np.float64) ** (1.0 / tau), budget, capacity)
+    return water_fill(tempered(priorities, tau), budget, capacity)
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> float:

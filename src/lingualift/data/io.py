@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from lingualift.atomic import atomic_path
 from lingualift.data.records import Record
 from lingualift.errors import LingualiftError
 from lingualift.languages import normalize_language
+from lingualift.textio import iter_lines, read_text
+
+logger = logging.getLogger(__name__)
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -45,24 +49,28 @@ class FieldMap:
 
 
 def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise LingualiftError(
-                    f"{path}:{line_no}: malformed JSON ({exc.msg}); fix or remove that line."
-                ) from None
-            if not isinstance(row, dict):
-                raise LingualiftError(f"{path}:{line_no}: expected a JSON object per line.")
-            yield line_no, row
+    for line_no, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LingualiftError(
+                f"{path}:{line_no}: malformed JSON ({exc.msg}); fix or remove that line."
+            ) from None
+        if not isinstance(row, dict):
+            raise LingualiftError(f"{path}:{line_no}: expected a JSON object per line.")
+        yield line_no, row
+
+
+# Long documents are normal input: lift the csv module's 128 KiB limit per field.
+csv.field_size_limit(2**31 - 1)
 
 
 def _rows_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
+    text = read_text(path)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
         for row in reader:
             if None in row:
                 raise LingualiftError(
@@ -70,6 +78,8 @@ def _rows_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]
                     "quote fields that contain the delimiter."
                 )
             yield reader.line_num, row
+    except csv.Error as exc:
+        raise LingualiftError(f"{path}:{reader.line_num}: malformed CSV ({exc}).") from None
 
 
 def _rows_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -141,6 +151,7 @@ def read_records(
     default_lang = normalize_language(fields.default_lang) if fields.default_lang else None
     records: list[Record] = []
     seen_ids: set[str] = set()
+    skipped: list[str] = []
     name = str(source)
     for name, row_no, row in iter_rows(source):
         where = f"{name}:{row_no}"
@@ -151,6 +162,7 @@ def read_records(
                 "map the text column with text_field=<name>."
             )
         if not isinstance(text, str) or not text.strip():
+            skipped.append(where)
             continue
         raw_lang = row.get(fields.lang) if fields.lang else None
         try:
@@ -168,9 +180,19 @@ def read_records(
         records.append(
             Record(id=record_id, text=text, lang=lang, source=row.get("source") or name, meta=meta)
         )
+    warn_skipped(skipped, fields.text)
     if not records and not allow_empty:
         raise LingualiftError(f"{name} holds no records with text; give a non-empty dataset.")
     return records
+
+
+def warn_skipped(where: list[str], field: str) -> None:
+    """Say how many rows were skipped for having no text, and where the first one is."""
+    if where:
+        logger.warning(
+            "skipped %d row%s whose %r is empty or missing (first: %s)",
+            len(where), "s" * (len(where) > 1), field, where[0],
+        )  # fmt: skip
 
 
 def _parse_meta(value: Any, where: str) -> dict[str, Any]:

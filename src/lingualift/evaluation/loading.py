@@ -42,14 +42,10 @@ def apply_adapters(model: Any, adapters: Sequence[str], merge: bool = True) -> A
     if not merge and len(adapters) > 1:
         raise LingualiftError("Several adapters need merge=true; they are composed by merging.")
     for path in adapters:
-        if not (Path(path) / "adapter_config.json").is_file():
-            raise LingualiftError(
-                f"{path} is not a PEFT adapter folder (no adapter_config.json); "
-                "pass the folder a training run saved."
-            )
+        check_adapter_folder(path, model)
         try:
             model = PeftModel.from_pretrained(model, path)
-        except (RuntimeError, ValueError, KeyError) as exc:
+        except Exception as exc:  # PEFT, torch and safetensors raise many types here
             raise LingualiftError(
                 f"Adapter {path} does not fit this base model ({first_line(exc, 160)}); "
                 "use the base model it was trained on."
@@ -58,6 +54,36 @@ def apply_adapters(model: Any, adapters: Sequence[str], merge: bool = True) -> A
             model = model.merge_and_unload()
     model.eval()
     return model
+
+
+def check_adapter_folder(path: str | Path, model: Any) -> None:
+    """A loadable PEFT folder whose weights are whole and whose card (if any) names this base."""
+    import json
+
+    from lingualift.adapters.store import (
+        CARD_NAME,
+        base_model_signature,
+        check_base_model,
+        weights_problem,
+    )
+
+    folder = Path(path)
+    if not (folder / "adapter_config.json").is_file():
+        raise LingualiftError(
+            f"{folder} is not a PEFT adapter folder (no adapter_config.json); "
+            "pass the folder a training run saved."
+        )
+    weights = folder / "adapter_model.safetensors"
+    problem = weights_problem(weights) if weights.is_file() else None
+    if problem:
+        raise LingualiftError(f"{weights} is damaged ({problem}); retrain or re-save the adapter.")
+    card_path = folder / CARD_NAME
+    if card_path.is_file():
+        try:
+            card = json.loads(card_path.read_text("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise LingualiftError(f"{card_path} is corrupt; re-save the adapter.") from None
+        check_base_model(card, base_model_signature(model), str(folder))
 
 
 def load_shifcon(path: str | None) -> Any:
@@ -91,10 +117,14 @@ def load_for_eval(
     merge_adapters: bool = True,
 ) -> tuple[Any, Any, Any]:
     """``(model, tokenizer, shifcon or None)`` ready for evaluation."""
-    from lingualift.models import load_causal_lm
+    from lingualift.models import load_causal_lm, load_config_only
 
+    paths = split_paths(adapters)
+    skeleton = load_config_only(base)
+    for path in paths:  # damaged or foreign adapters fail before the weights load
+        check_adapter_folder(path, skeleton)
     model, tokenizer = load_causal_lm(base, dtype=dtype, device=device)
-    model = apply_adapters(model, split_paths(adapters), merge=merge_adapters)
+    model = apply_adapters(model, paths, merge=merge_adapters)
     sc = load_shifcon(shifcon)
     if sc is not None:
         sc.vectors.check_model(model)

@@ -21,6 +21,7 @@ from typing import Any
 
 from lingualift.atomic import atomic_write_text
 from lingualift.errors import LingualiftError
+from lingualift.textio import read_text
 
 
 def mean_stderr(values: Sequence[float]) -> float:
@@ -136,7 +137,7 @@ def read_results(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise LingualiftError(f"Results file {path} does not exist; check the path.")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise LingualiftError(
             f"{path} is not valid JSON ({exc.msg}); pass a results file."

@@ -77,6 +77,18 @@ class EvalConfig:
     log_samples: bool = False
     """Keep every scored sample (prompt, log-likelihoods, prediction) in the results."""
 
+    def __post_init__(self) -> None:
+        require(
+            self.limit is None or self.limit >= 1, f"limit must be at least 1, got {self.limit}."
+        )
+        require(self.num_fewshot >= 0, f"num_fewshot must not be negative, got {self.num_fewshot}.")
+        for name in ("batch_size", "max_new_tokens", "n_per_length"):
+            value = getattr(self, name)
+            require(value >= 1, f"{name} must be at least 1, got {value}.")
+        for name in ("max_length", "stride"):
+            value = getattr(self, name)
+            require(value is None or value >= 2, f"{name} must be at least 2 tokens, got {value}.")
+
 
 @dataclasses.dataclass
 class ClozeConfig:

@@ -227,6 +227,7 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     out = Path(config.out_dir)
     methods = ["compass", *dict.fromkeys(config.baselines)]
     job = Job(out, label="quickstart", overwrite=config.overwrite, total=len(methods) + 9)
+    job.claim()
     base = BaseModel(config.model)
     specs = {
         "train": f"corpus:{lang}:{config.train_books}:{config.n_train}",

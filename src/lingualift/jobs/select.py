@@ -25,6 +25,7 @@ from lingualift.config import save_config, to_dict
 from lingualift.data import FieldMap, Record, fingerprint
 from lingualift.data.sources import read_source
 from lingualift.errors import LingualiftError, require
+from lingualift.languages import normalize_language
 from lingualift.jobs.common import select_into
 from lingualift.stages import Job, StageContext
 
@@ -81,6 +82,8 @@ class SelectConfig:
     """Replace an out_dir made with other settings."""
 
     def __post_init__(self) -> None:
+        if self.target_lang:
+            self.target_lang = normalize_language(self.target_lang)
         require(
             self.method in METHODS,
             f"Unknown method {self.method!r}; use one of {', '.join(METHODS)}.",

@@ -346,8 +346,10 @@ def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict
         trainer.model.save_pretrained(str(target))
         if config.method == "full":
             tokenizer.save_pretrained(str(target))
+        from lingualift.adapters.store import base_model_signature
+
         card = {
-            "base_model": model_spec,
+            "base_model": base_model_signature(trainer.model, model_spec),
             "method": "shifcon",
             "languages": metrics["languages"],
             "shifcon": {"a": shifcon.a, "b": shifcon.b, "folder": "../shifcon"},
@@ -490,11 +492,12 @@ class ExportConfig:
 
 
 def run_export(config: ExportConfig) -> list[Path]:
+    from lingualift.models import load_config_only
     from lingualift.shifcon.core import ShifCon
-    from lingualift.shifcon.export import export_steered, meta_model
+    from lingualift.shifcon.export import export_steered
 
     shifcon = ShifCon.load(config.shifcon)
-    model = meta_model(config.model) if config.model else None
+    model = load_config_only(config.model) if config.model else None
     return export_steered(
         shifcon, config.out, config.langs, model, config.overwrite, source=config.shifcon
     )

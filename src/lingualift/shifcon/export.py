@@ -27,7 +27,7 @@ from typing import Any
 from lingualift.atomic import atomic_dir, check_replaceable
 from lingualift.errors import LingualiftError
 from lingualift.languages import normalize_language
-from lingualift.models import decoder_layers
+from lingualift.models import decoder_layers, load_config_only
 from lingualift.shifcon.core import ShifCon
 
 
@@ -74,18 +74,6 @@ def steer_config(shifcon: ShifCon, lang: str, model: Any) -> dict[str, dict[str,
     return {point_a: entry(toward), point_b: entry(back)}
 
 
-def meta_model(spec: str):
-    """The model's module tree on the meta device (no weights loaded), for naming hookpoints."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from lingualift.models import resolve_model_path
-
-    config = AutoConfig.from_pretrained(resolve_model_path(spec))
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
-
-
 MANIFEST = "steered.json"
 
 
@@ -114,7 +102,7 @@ def export_steered(
                 "write the export elsewhere, e.g. out=<shifcon folder>/steered."
             )
     check_replaceable(out, MANIFEST, overwrite, what="steered export")
-    model = model if model is not None else meta_model(shifcon.base_model)
+    model = model if model is not None else load_config_only(shifcon.base_model)
     shifcon.vectors.check_model(model)
     codes = [normalize_language(x) for x in langs] if langs else None
     codes = codes or [x for x in shifcon.languages if x != shifcon.dominant]

@@ -8,6 +8,7 @@ from typing import Any
 from lingualift.atomic import atomic_write_text
 from lingualift.config import save_config
 from lingualift.jobs.experiments.config import ExperimentConfig
+from lingualift.stages import Job
 
 
 def run_experiment(config: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
@@ -20,7 +21,7 @@ def run_experiment(config: ExperimentConfig, progress: bool = True) -> dict[str,
         "layer_area": shifcon.run_layer_area,
     }
     out = Path(config.run_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    Job(out, label="experiment").claim()  # never write into a folder that is not ours
     save_config(config, out / "config.yaml")
     result = jobs[config.experiment](config, progress=progress)
     table_path = out / "table.md"

@@ -1,0 +1,158 @@
+"""The bad-input matrix: every verb x bad input fails with exit code 2, one line on stderr that
+names the file or key, no traceback, and no new or changed file anywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lingualift.cli import main
+
+ROWS = ["habari ya asubuhi rafiki yangu", "jambo rafiki", "karibu sana nyumbani"]
+
+
+def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+        for root in roots
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Inputs, good and bad, built once: files, a tiny model, stores, a ShifCon folder."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import save_file
+
+    from lingualift.adapters import AdapterStore, base_model_signature
+    from lingualift.shifcon import LanguageVectors, ShifCon
+    from lingualift.testing import save_tiny_causal_lm, tiny_causal_lm
+
+    root = tmp_path_factory.mktemp("bad-input")
+    good = root / "good.jsonl"
+    good.write_text("".join(json.dumps({"text": t, "lang": "sw"}) + "\n" for t in ROWS))
+    (root / "malformed.jsonl").write_text('{"text": "ok", "lang": "sw"}\n{"text": oops}\n')
+    (root / "empty.jsonl").write_text("")
+    (root / "latin1.jsonl").write_bytes(b'{"text": "caf\xe9", "lang": "fr"}\n')
+    (root / "binary.yaml").write_bytes(b"lang: sw\n\xff\xfe\x00binary")
+    (root / "results-latin1.json").write_bytes(b'{"results": {"caf\xe9": {}}}')
+    foreign = root / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("a user's own file")
+    (root / "folder-as-data").mkdir()
+
+    llama = save_tiny_causal_lm(root / "llama", "llama", hidden_size=32, num_layers=4)
+    gemma = save_tiny_causal_lm(root / "gemma", "gemma3", hidden_size=32, num_layers=4)
+    model, _ = tiny_causal_lm("llama", hidden_size=32, num_layers=4)
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear"))
+    store = AdapterStore(root / "store")
+    version = store.save("sw", peft_model, card={"base_model": base_model_signature(peft_model)})
+    truncated = root / "truncated-adapter"
+    truncated.mkdir()
+    (truncated / "adapter_config.json").write_text(
+        (version.path / "adapter_config.json").read_text()
+    )
+    weights = (version.path / "adapter_model.safetensors").read_bytes()
+    (truncated / "adapter_model.safetensors").write_bytes(weights[: len(weights) // 2])
+    broken = store.save("sw", source=truncated, promote=False)  # v2, damaged
+
+    hidden = torch.zeros(5, 32)
+    vectors = LanguageVectors(
+        means={"en": hidden, "sw": hidden + 1},
+        counts={"en": 1, "sw": 1},
+        tokens={"en": 1, "sw": 1},
+        base_model=str(llama),
+        model_type="llama",
+        num_layers=4,
+        hidden_size=32,
+    )
+    ShifCon(vectors, 1, 3).save(root / "shifcon")
+    save_file({"x": torch.zeros(1)}, str(root / "x.safetensors"))
+    (root / "empty-store").mkdir()
+    return {
+        "root": root, "good": good, "llama": llama, "gemma": gemma, "foreign": foreign,
+        "store": root / "store", "truncated": truncated, "adapter": version.path,
+        "broken": broken.version,
+    }  # fmt: skip
+
+
+def w(world, key: str) -> str:
+    return str(world[key]) if key in world else str(world["root"] / key)
+
+
+# (id, argv builder, what the one line must say)
+CASES = [
+    # select
+    ("select-malformed", lambda x: ["select", f"target={w(x, 'malformed.jsonl')}", f"pool={w(x, 'good')}"], "malformed.jsonl:2: malformed JSON"),
+    ("select-empty", lambda x: ["select", f"target={w(x, 'empty.jsonl')}", f"pool={w(x, 'good')}"], "empty.jsonl holds no records"),
+    ("select-missing", lambda x: ["select", f"target={w(x, 'missing.jsonl')}", f"pool={w(x, 'good')}"], "missing.jsonl does not exist"),
+    ("select-encoding", lambda x: ["select", f"target={w(x, 'latin1.jsonl')}", f"pool={w(x, 'good')}"], "latin1.jsonl:1: byte 13"),
+    ("select-bad-spec", lambda x: ["select", "target=corpus:sw:nt:abc", f"pool={w(x, 'good')}"], "'abc' is not a positive count"),
+    ("select-out-of-range", lambda x: ["select", "target=corpus:sw:43:20", f"pool={w(x, 'good')}", "budget=-5"], "budget must be positive"),
+    ("select-dedup", lambda x: ["select", "dedup_threshold=-1"], "dedup_threshold is a cosine"),
+    ("select-wrong-type", lambda x: ["select", "n_clusters=abc"], "n_clusters must be a number"),
+    ("select-unknown-lang", lambda x: ["select", "target_lang=xx-nowhere", "target=corpus:sw:43:20", f"pool={w(x, 'good')}"], "Unknown language 'xx-nowhere'"),
+    ("select-unknown-key", lambda x: ["select", "budgett=3"], "Unknown key 'budgett'"),
+    ("select-foreign-out", lambda x: ["select", "target=corpus:sw:43:20", f"pool={w(x, 'good')}", f"out_dir={w(x, 'foreign')}"], "did not write"),
+    ("select-binary-recipe", lambda x: ["select", "--config", w(x, "binary.yaml")], "binary.yaml:2: byte 0"),
+    # train
+    ("train-malformed", lambda x: ["train", f"data={w(x, 'malformed.jsonl')}"], "malformed.jsonl:2: malformed JSON"),
+    ("train-encoding", lambda x: ["train", f"data={w(x, 'latin1.jsonl')}"], "latin1.jsonl:1"),
+    ("train-folder", lambda x: ["train", f"data={w(x, 'folder-as-data')}"], "is a folder"),
+    ("train-empty", lambda x: ["train", f"data={w(x, 'empty.jsonl')}"], "holds no usable examples"),
+    ("train-unknown-lang", lambda x: ["train", "lang=zz", f"data={w(x, 'good')}"], "Unknown language 'zz'"),
+    ("train-norwegian-is-a-language", lambda x: ["train", "lang=no", f"data={w(x, 'missing.jsonl')}"], "missing.jsonl does not exist"),
+    ("train-fraction-of-a-step", lambda x: ["train", f"data={w(x, 'good')}", "train.max_steps=1.7"], "train.max_steps must be a whole number"),
+    ("train-negative", lambda x: ["train", f"data={w(x, 'good')}", "train.save_every=-1"], "save_every must not be negative"),
+    ("train-zero", lambda x: ["train", f"data={w(x, 'good')}", "train.log_every=0"], "log_every must be at least 1"),
+    ("train-bad-spec", lambda x: ["train", "data=corpus:sw:nt:abc"], "'abc' is not a positive count"),
+    ("train-nested-hint", lambda x: ["train", f"data={w(x, 'good')}", "max_steps=3"], "did you mean train.max_steps"),
+    ("train-foreign-out", lambda x: ["train", f"data={w(x, 'good')}", f"model={w(x, 'llama')}", f"output_dir={w(x, 'foreign')}"], "did not write"),
+    ("train-no-parent", lambda x: ["train", f"data={w(x, 'good')}", f"store={w(x, 'empty-store')}", "parent=current"], "No adapter for language 'sw'"),
+    # adapters, generate
+    ("adapters-unknown-version", lambda x: ["adapters", "--store", w(x, "store"), "promote", "sw", "v9"], "has no version v9"),
+    ("adapters-damaged", lambda x: ["adapters", "--store", w(x, "store"), "promote", "sw", str(x["broken"])], "is damaged"),
+    ("adapters-bad-version", lambda x: ["adapters", "--store", w(x, "store"), "show", "sw", "latest"], "Bad version 'latest'"),
+    ("generate-empty-store", lambda x: ["generate", "--store", w(x, "empty-store"), "jambo"], "No adapters to route to"),
+    # eval
+    ("eval-corrupt-adapter", lambda x: ["eval", "task=perplexity", "data=corpus", "langs=[sw]", f"model={w(x, 'llama')}", f"adapters={w(x, 'truncated')}"], "is damaged (truncated"),
+    ("eval-wrong-base", lambda x: ["eval", "task=perplexity", "data=corpus", "langs=[sw]", f"model={w(x, 'gemma')}", f"adapters={w(x, 'adapter')}"], "trained on a different base model"),
+    ("eval-encoding", lambda x: ["eval", "task=perplexity", f"data={w(x, 'latin1.jsonl')}", f"model={w(x, 'llama')}"], "latin1.jsonl:1"),
+    ("eval-out-of-range", lambda x: ["eval", "limit=-1"], "limit must be at least 1"),
+    ("eval-wrong-type", lambda x: ["eval", "task=translation"], "task must be one of"),
+    # shifcon
+    ("shifcon-missing", lambda x: ["shifcon", "layers", f"shifcon={w(x, 'nothing')}"], "compute language vectors"),
+    ("shifcon-export-into-input", lambda x: ["shifcon", "export", f"shifcon={w(x, 'shifcon')}", f"out={w(x, 'shifcon')}"], "holds the ShifCon folder it reads"),
+    ("shifcon-export-foreign", lambda x: ["shifcon", "export", f"shifcon={w(x, 'shifcon')}", f"out={w(x, 'foreign')}"], "did not write"),
+    ("shifcon-vectors-unknown-lang", lambda x: ["shifcon", "vectors", "langs=[xx-nowhere]", f"out={w(x, 'v')}"], "Unknown language 'xx-nowhere'"),
+    ("shifcon-train-no-vector", lambda x: ["shifcon", "train", f"shifcon={w(x, 'shifcon')}", "langs=[hi]", f"out={w(x, 't')}"], "No language vector for 'hi'"),
+    # evaluation helpers, corpus, jobs
+    ("cloze-unknown-lang", lambda x: ["cloze", "lang=xx-nowhere", f"output={w(x, 'c.jsonl')}"], "Unknown language 'xx-nowhere'"),
+    ("report-encoding", lambda x: ["report", w(x, "results-latin1.json")], "results-latin1.json:1"),
+    ("report-missing", lambda x: ["report", w(x, "nothing.json")], "nothing.json does not exist"),
+    ("corpus-unknown-lang", lambda x: ["corpus", "xx-nowhere", "--out", w(x, "c.jsonl")], "Unknown language 'xx-nowhere'"),
+    ("quickstart-dominant", lambda x: ["quickstart", "lang=en", f"out_dir={w(x, 'q')}"], "non-dominant"),
+    ("quickstart-foreign-out", lambda x: ["quickstart", f"out_dir={w(x, 'foreign')}"], "did not write"),
+    ("experiment-dominant", lambda x: ["experiment", "langs=[en]", f"out_dir={w(x, 'e')}"], "drop 'en'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(case, world, capsys, monkeypatch):
+    _, argv, expected = case
+    home = world["root"].parent / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("LINGUALIFT_HOME", str(home))
+    before = snapshot(world["root"], home)
+    code = main(argv(world))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    assert expected in lines[0], lines[0]
+    assert snapshot(world["root"], home) == before
