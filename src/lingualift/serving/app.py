@@ -352,8 +352,8 @@ class ServingApp:
                         obj = "text_completion" if kind == "completion" else "chat.completion.chunk"
                         token_usage = oa.usage(record.prompt_tokens or 0, event.completion_tokens)
                         yield oa.sse(oa.usage_chunk(rid, created, model, obj, token_usage))
+                    record.status = 200  # complete: a client may hang up right after [DONE]
                     yield oa.SSE_DONE
-                    record.status = 200
                     return
                 elif isinstance(event, Failed):
                     record.status = 500
