@@ -41,6 +41,20 @@ def test_models_list_the_base_model_each_language_and_auto(client):
     assert models[2].lingualift == {"adapter": "sw/v1", "lang": "sw", "parent": "tiny"}
 
 
+def test_one_model_can_be_retrieved_by_id(client):
+    assert client.models.retrieve("fr").lingualift["adapter"] == "fr/v1"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("../secrets")
+
+
+def test_without_max_tokens_the_default_is_cut_to_the_context_left(client):
+    answer = client.completions.create(
+        model="sw", prompt="x" * 250, temperature=0, extra_body={"ignore_eos": True}
+    )
+    assert answer.usage.prompt_tokens + answer.usage.completion_tokens == MAX_POSITIONS
+    assert answer.choices[0].finish_reason == "length"
+
+
 def test_a_named_language_uses_its_adapter_and_says_so(server, client):
     raw = client.completions.with_raw_response.create(
         model="sw", prompt="jambo", max_tokens=5, temperature=0

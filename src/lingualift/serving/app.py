@@ -127,6 +127,18 @@ class ServingApp:
 
     # -- simple routes ------------------------------------------------------------------
 
+    def model(self, model_id: str) -> dict[str, Any]:
+        """One entry of :meth:`models` (``GET /v1/models/{id}``), or a 404."""
+        for entry in self.models()["data"]:
+            if entry["id"] == model_id:
+                return entry
+        raise oa.ApiError(
+            404,
+            f"The model {model_id!r} does not exist on this server.",
+            param="model",
+            code="model_not_found",
+        )
+
     def models(self) -> dict[str, Any]:
         def entry(model_id: str, **info: Any) -> dict[str, Any]:
             return {
@@ -201,9 +213,9 @@ class ServingApp:
             auto_names=(AUTO, self.model_name),
             identifier=self.identifier,
         )
-        max_tokens = self._max_tokens(body)
         prompt_ids = self.engine.encode(prompt, add_special_tokens)
         record.prompt_tokens = len(prompt_ids)
+        max_tokens = self._max_tokens(body, len(prompt_ids))
         limit = self.engine.max_positions
         if limit is not None and len(prompt_ids) + max_tokens > limit:
             raise oa.ApiError(
@@ -261,10 +273,18 @@ class ServingApp:
             await self._collect(kind, job, events, record, body.model, info), headers=headers
         )
 
-    def _max_tokens(self, body: oa.CompletionBody | oa.ChatBody) -> int:
+    def _max_tokens(self, body: oa.CompletionBody | oa.ChatBody, prompt_tokens: int) -> int:
+        """The request's max_tokens (400 above the limit); without one, the default, cut to
+        what the context has left (as vLLM does)."""
         asked = getattr(body, "max_completion_tokens", None) or body.max_tokens
         if asked is None:
-            return self.default_max_tokens
+            room = self.engine.max_positions
+            left = None if room is None else room - prompt_tokens
+            return (
+                self.default_max_tokens
+                if left is None or left < 1
+                else min(self.default_max_tokens, left)
+            )
         if asked > self.max_tokens_limit:
             raise oa.ApiError(
                 400,
@@ -506,6 +526,10 @@ def create_app(
     async def models() -> dict[str, Any]:
         return service.models()
 
+    @app.get("/v1/models/{model_id:path}", dependencies=guarded)
+    async def model(model_id: str) -> dict[str, Any]:
+        return service.model(model_id)
+
     @app.post("/v1/completions", dependencies=guarded)
     async def completions(request: Request) -> Response:
         return await service.generate(request, "completion")
@@ -543,6 +567,7 @@ class RequestCounter:
     """ASGI middleware: ``lingualift_requests{route, status}`` for every HTTP request."""
 
     KNOWN = frozenset({"/health", "/metrics", "/v1/models", *ROUTES.values()})
+    """Paths counted under their own name; everything else (404s, /v1/models/<id>) is 'other'."""
 
     def __init__(self, app: Any, metrics: ServingMetrics) -> None:
         self.app = app

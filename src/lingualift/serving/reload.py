@@ -266,12 +266,9 @@ def check_adapter_fits(path: Path, model: Any, label: str) -> None:
                 "serve it with the base model it was trained on."
             )
         target = getattr(target, "base_layer", target)  # already wrapped by another adapter
-        fan_in = getattr(target, "in_features", None) or getattr(target, "num_embeddings", None)
-        fan_out = getattr(target, "out_features", None) or getattr(target, "embedding_dim", None)
-        expected = fan_in if ".lora_A." in key else fan_out
+        # A linear LoRA stores A as (r, in_features) and B as (out_features, r).
+        expected = getattr(target, "in_features" if ".lora_A." in key else "out_features", None)
         actual = shape[1] if ".lora_A." in key else shape[0]
-        if "embed" in module_path:  # embedding LoRA stores A as (r, vocab), B as (dim, r)
-            continue
         if expected is not None and actual != expected:
             raise LingualiftError(
                 f"Adapter {label} does not fit this base model ({module_path}: {actual} vs "
