@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shlex
@@ -155,7 +156,9 @@ def serve(config: ServeConfig) -> int:
     except BaseException:
         sock.close()
         raise
-    run_app(app, sock, config.log_level)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutting down
+        run_app(app, sock, config.log_level)
+    print("server stopped", flush=True)
     return 0
 
 
