@@ -169,3 +169,23 @@ def test_shifcon_shifts_each_row_for_its_language(model_dir, store):
     finally:
         engine.stop()
         plain.stop()
+
+
+def test_a_short_prompt_beside_a_long_one_still_gets_all_its_tokens(tmp_path, store):
+    from lingualift.testing import save_tiny_causal_lm
+
+    from ..adapters.conftest import TINY
+
+    small_context = save_tiny_causal_lm(tmp_path / "ctx32", "llama", **TINY, max_positions=32)
+    engine = make_engine(small_context, store)
+    _, long_row = submit(engine, "x" * 26, "sw", max_tokens=4, ignore_eos=True)
+    _, short_row = submit(engine, "hi", "fr", max_tokens=25, ignore_eos=True)
+    engine.start()
+    try:
+        assert long_row.wait().completion_tokens == 4  # 27 + 4 = 31 positions
+        together = short_row.wait()
+        assert together.completion_tokens == 25  # its own positions stay within 32
+        _, alone = submit(engine, "hi", "fr", max_tokens=25, ignore_eos=True)
+        assert alone.wait().text == together.text
+    finally:
+        engine.stop()

@@ -203,7 +203,14 @@ class ServingApp:
                     400, "This model has no chat template; use /v1/completions.", param="messages"
                 )
             record.text = body.routing_text()
-            prompt = self.engine.chat_prompt(body.template_messages())
+            try:
+                prompt = self.engine.chat_prompt(body.template_messages())
+            except Exception as exc:  # jinja raises for turns a template does not accept
+                raise oa.ApiError(
+                    400,
+                    f"The model's chat template cannot render these messages ({exc}).",
+                    param="messages",
+                ) from None
             add_special_tokens = False  # the template writes the special tokens itself
         served = self.engine.registry.served_languages()
         choice = record.choice = choose_language(

@@ -379,7 +379,7 @@ class Engine:
                     keep = [
                         i
                         for i, (row, token) in enumerate(zip(rows, tokens.tolist(), strict=True))
-                        if not self._advance(row, token, width + row.generated + 1)
+                        if not self._advance(row, token)
                     ]
                 if not keep:
                     return
@@ -410,7 +410,7 @@ class Engine:
         finally:
             stack.close()
 
-    def _advance(self, row: _Row, token: int, length: int) -> bool:
+    def _advance(self, row: _Row, token: int) -> bool:
         """Take one new token for a row; True when the row is finished."""
         if row.request.cancelled:
             self._finish(row, None)
@@ -424,7 +424,8 @@ class Engine:
         if row.stream.stopped:
             self._finish(row, "stop")
         elif row.generated >= params.max_tokens or (
-            self.max_positions is not None and length >= self.max_positions
+            self.max_positions is not None
+            and len(row.request.prompt_ids) + row.generated >= self.max_positions
         ):
             self._finish(row, "length")
         else:

@@ -59,7 +59,7 @@ class _Body(BaseModel):
     stream: bool | None = False
     stream_options: dict[str, Any] | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     logprobs: Any = None
     ignore_eos: bool | None = False
 

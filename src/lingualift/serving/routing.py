@@ -20,6 +20,9 @@ from lingualift.languages import normalize_language
 from lingualift.serving.protocol import ApiError
 
 AUTO = "auto"
+IDENTIFY_CHARS = 2000
+"""Language identification reads at most this many characters (the start of the text): enough
+to be sure, and a megabyte-long prompt does not hold up the event loop."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +47,7 @@ def choose_language(
 ) -> LanguageChoice:
     """The language of a request, or a 404 :class:`ApiError` for a model nobody serves."""
     if model in auto_names:
-        found = identifier.identify(text)
+        found = identifier.identify(text[:IDENTIFY_CHARS])
         return LanguageChoice(found.lang, True, found.confidence)
     if model in served:
         return LanguageChoice(model, False, None)
