@@ -220,3 +220,29 @@ def test_a_refused_version_is_reported_while_the_old_one_keeps_serving(model_dir
         answer = openai_client(url).completions.create(model="hi", prompt="namaste", max_tokens=3)
         assert answer.lingualift["adapter"] == "hi/v1"
         assert failures() == 1  # reported once, not on every poll
+
+
+def test_a_base_only_server_picks_up_its_first_adapter(model_dir, tmp_path):
+    from lingualift.adapters import AdapterStore
+
+    store = AdapterStore(tmp_path / "empty-store")
+    config = serve_config(model_dir, store, tmp_path, allow_empty_store=True)
+    with live_server(config) as (parts, url):
+        client = openai_client(url)
+        assert [m.id for m in client.models.list().data] == ["tiny", "auto"]
+        answer = client.completions.create(model="auto", prompt=SWAHILI, max_tokens=3)
+        assert (
+            answer.lingualift["adapter"] is None and answer.lingualift["fallback"] == "no_adapter"
+        )
+        add_version(store, "sw", 1)
+        wait_for(lambda: parts.registry.snapshot().get("sw"), what="the first adapter")
+        answer = client.completions.create(
+            model="auto",
+            prompt=SWAHILI,
+            max_tokens=6,
+            temperature=0,
+            extra_body={"ignore_eos": True},
+        )
+        assert answer.lingualift["adapter"] == "sw/v1"
+        ids = parts.engine.encode(SWAHILI)
+        assert answer.choices[0].text == greedy_reference(model_dir, store, "sw", ids, 6)
