@@ -50,3 +50,46 @@ def test_bad_settings_are_refused_by_the_config(capsys):
     assert "max_queue must be at least 1" in capsys.readouterr().err
     assert main(["serve", "engine=route", "port=0"]) == 2
     assert "needs upstream=" in capsys.readouterr().err
+
+
+def test_the_verb_serves_until_sigterm_and_closes_its_traffic_log(model_dir, store, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from lingualift.serving import read_segments
+
+    log_dir = tmp_path / "traffic"
+    code = "import sys; from lingualift.cli import main; sys.exit(main(sys.argv[1:]))"
+    argv = [f"model={model_dir}", f"store={store.root}", f"log_dir={log_dir}", "port=0"]
+    server = subprocess.Popen(
+        [sys.executable, "-c", code, "serve", *argv, "log_level=warning"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")},
+    )
+    try:
+        first = server.stdout.readline()  # "serving tiny on http://127.0.0.1:<port> with ..."
+        assert "with adapters fr/v1, sw/v1" in first, first
+        url = first.split(" on ")[1].split()[0]
+        for _ in range(100):  # uvicorn starts right after the line
+            try:
+                response = httpx.post(
+                    f"{url}/v1/completions", json={"model": "sw", "prompt": "hi", "max_tokens": 2}
+                )
+                break
+            except httpx.ConnectError:
+                time.sleep(0.05)
+        assert response.json()["lingualift"]["adapter"] == "sw/v1"
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert [r["adapter"] for r in read_segments(log_dir)] == ["sw/v1"]
+    assert not list(log_dir.glob("*.partial"))

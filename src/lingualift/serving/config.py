@@ -35,8 +35,8 @@ class ServeConfig:
     allow_empty_store: bool = False
     """Start even when the store holds no adapter (the base model serves everything)."""
     shifcon: str | None = None
-    """A ShifCon folder (vectors + layer area); when given, each request's rows are shifted for
-    their language (our engine only; vLLM has no hooks)."""
+    """A ShifCon folder (vectors + layer area); when given, each request is shifted for its
+    language (our engine only; vLLM has no hooks)."""
     engine: Literal["lingualift", "vllm", "route"] = "lingualift"
     """'lingualift': this package's server; 'vllm': print (or with run=true, run) the vLLM
     command serving the same adapters; 'route': a routing front that identifies the language and
