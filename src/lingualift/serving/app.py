@@ -20,8 +20,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import hmac
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -30,7 +28,6 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lingualift.langid import LanguageIdentifier
 from lingualift.serving import protocol as oa
@@ -46,11 +43,15 @@ from lingualift.serving.engine import (
     Started,
     TextDelta,
 )
+from lingualift.serving.http import (
+    RequestCounter,
+    check_bearer,
+    install_error_handlers,
+    read_limited_body,
+)
 from lingualift.serving.metrics import ServingMetrics
 from lingualift.serving.routing import AUTO, LanguageChoice, choose_language
 from lingualift.serving.traffic import TrafficLog, traffic_row
-
-logger = logging.getLogger(__name__)
 
 ADAPTER_HEADER = "X-Lingualift-Adapter"
 Kind = Literal["completion", "chat"]
@@ -429,44 +430,6 @@ class ServingApp:
             self.metrics.log_rows.inc()
 
 
-def check_bearer(request: Request, api_key: str | None) -> None:
-    """``Authorization: Bearer <key>`` must match ``api_key`` (no check when it is None)."""
-    if api_key is None:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), api_key.encode()
-    ):
-        raise oa.ApiError(
-            401,
-            "Incorrect or missing API key; send 'Authorization: Bearer <key>'.",
-            code="invalid_api_key",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
-async def read_limited_body(request: Request, limit: int) -> bytes:
-    """The request body, or a 413 once it passes ``limit`` bytes.
-
-    An oversized body is still read (up to 16 times the limit) before the
-    answer, so the client gets the 413 rather than a reset connection.
-    """
-    total, chunks = 0, []
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total <= limit:
-            chunks.append(chunk)
-        elif total > 16 * limit:
-            break
-    if total > limit:
-        raise oa.ApiError(
-            413,
-            f"The request body is larger than this server's limit of {limit} bytes.",
-            code="request_too_large",
-        )
-    return b"".join(chunks)
-
-
 def create_app(
     engine: Engine,
     *,
@@ -518,7 +481,11 @@ def create_app(
     app = FastAPI(title="lingualift", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = service
     install_error_handlers(app)
-    app.add_middleware(RequestCounter, metrics=metrics)
+    app.add_middleware(
+        RequestCounter,
+        metrics=metrics,
+        known={"/health", "/metrics", "/v1/models", *ROUTES.values()},
+    )
     guarded = [Depends(service.check_key)]
 
     @app.get("/health")
@@ -546,55 +513,3 @@ def create_app(
         return await service.generate(request, "chat")
 
     return app
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Every error in OpenAI's JSON shape, from our checks and from routing alike."""
-
-    @app.exception_handler(oa.ApiError)
-    async def api_error(request: Request, exc: oa.ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        message = "Not found." if exc.status_code == 404 else str(exc.detail)
-        return JSONResponse(
-            oa.error_body(message, "invalid_request_error"), status_code=exc.status_code
-        )
-
-    @app.exception_handler(Exception)
-    async def server_error(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error on %s", request.url.path)
-        return JSONResponse(
-            oa.error_body("Internal server error.", "server_error"), status_code=500
-        )
-
-
-class RequestCounter:
-    """ASGI middleware: ``lingualift_requests{route, status}`` for every HTTP request."""
-
-    KNOWN = frozenset({"/health", "/metrics", "/v1/models", *ROUTES.values()})
-    """Paths counted under their own name; everything else (404s, /v1/models/<id>) is 'other'."""
-
-    def __init__(self, app: Any, metrics: ServingMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("path", "")
-        route = path if path in self.KNOWN else "other"  # bounded label values
-        status = 500
-
-        async def counting_send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, counting_send)
-        finally:
-            self.metrics.requests.labels(route, str(status)).inc()

@@ -34,13 +34,9 @@ from lingualift.errors import LingualiftError
 from lingualift.langid import LanguageIdentifier
 from lingualift.languages import normalize_language
 from lingualift.serving import protocol as oa
-from lingualift.serving.app import (
-    ADAPTER_HEADER,
-    check_bearer,
-    install_error_handlers,
-    read_limited_body,
-)
+from lingualift.serving.app import ADAPTER_HEADER
 from lingualift.serving.config import ServeConfig
+from lingualift.serving.http import check_bearer, install_error_handlers, read_limited_body
 from lingualift.serving.routing import AUTO
 from lingualift.serving.traffic import TrafficLog, traffic_row
 
