@@ -37,7 +37,7 @@ from lingualift.serving import protocol as oa
 from lingualift.serving.app import ADAPTER_HEADER
 from lingualift.serving.config import ServeConfig
 from lingualift.serving.http import check_bearer, install_error_handlers, read_limited_body
-from lingualift.serving.routing import AUTO
+from lingualift.serving.routing import AUTO, IDENTIFY_CHARS
 from lingualift.serving.traffic import TrafficLog, traffic_row
 
 ROUTE_HEADER = "X-Lingualift-Route"
@@ -107,7 +107,7 @@ class RoutingFront:
         requested = data["model"]
         lang, detected, confidence, target = None, False, None, requested
         if requested in (AUTO, self.base_model):
-            found = self.identifier.identify(text or "")
+            found = self.identifier.identify((text or "")[:IDENTIFY_CHARS])
             lang, detected, confidence = found.lang, True, found.confidence
             served = await self.upstream_languages(request.headers.get("authorization"))
             target = found.lang if found.lang in served else self.base_model
