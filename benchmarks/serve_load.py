@@ -7,7 +7,7 @@ clients each send requests one after the other (greedy, ``ignore_eos``, exactly
 ``--max-tokens`` new tokens) until ``--requests`` were answered, in two modes,
 alternating over ``--rounds``:
 
-* mixed  - client ``i`` asks for language ``langs[i % len(langs)]``: every batch
+* mixed  - request ``i`` asks for language ``langs[i % len(langs)]``: every batch
   mixes all adapters (PEFT ``adapter_names``);
 * single - every request asks for the first language: one adapter per batch;
 
@@ -21,11 +21,18 @@ It reports generated tokens per second and p50/p95 request latency per mode,
 the ratios the design aims for (mixed/single >= 0.8, single/bare >= 0.9),
 asserts that every request was answered (HTTP 200) and that the traffic log
 holds one row per request, prints a table and writes JSON (``--out``).
-Everything stops by itself: ``--timeout-s`` bounds the whole run.
+Everything stops by itself: ``--timeout-s`` bounds the whole run. With the
+defaults (8 clients, 16 requests of 32 tokens per mode and round, 2 rounds:
+2,048 server tokens, then 2 x 512 bare tokens) a run on the embedded 270M
+model should take 5-25 minutes on 2 CPU cores (an estimate from the 3-14
+tokens/s that docs/adapters.md measured for batches of 8; not measured here).
 
     python benchmarks/serve_load.py --out docs/serve_load.json                  # embedded 270M
+
+    # a quick check of the script itself on a tiny random model (seconds):
+    python -c "from lingualift.testing import save_tiny_causal_lm as s; s('/tmp/tiny-model')"
     python benchmarks/serve_load.py --model /tmp/tiny-model --clients 4 --requests 8 \\
-        --max-tokens 8 --out /tmp/serve_load_tiny.json                        # a quick check
+        --max-tokens 8 --out /tmp/serve_load_tiny.json
 """
 
 from __future__ import annotations
@@ -189,11 +196,11 @@ def main() -> int:
     parser.add_argument("--model", default="embedded:gemma-3-270m")
     parser.add_argument("--langs", default="sw,fr,es,de", help="one adapter each")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients = batch size")
-    parser.add_argument("--requests", type=int, default=32, help="requests per mode and round")
+    parser.add_argument("--requests", type=int, default=16, help="requests per mode and round")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-wait-ms", type=float, default=10.0)
-    parser.add_argument("--timeout-s", type=float, default=1800.0, help="bound on the whole run")
+    parser.add_argument("--timeout-s", type=float, default=3600.0, help="bound on the whole run")
     parser.add_argument("--out", default="docs/serve_load.json")
     args = parser.parse_args()
     deadline = time.monotonic() + args.timeout_s
@@ -279,7 +286,9 @@ def main() -> int:
     assert len(rows) == sent, f"{len(rows)} log rows for {sent} requests"
     print(f"traffic log: {len(rows)} rows in {len(list_segments(log_dir))} segment(s)", flush=True)
 
-    prompts = mixed * args.rounds
+    prompts = mixed  # one round's prompts: rates, not totals, are compared
+    if time.monotonic() > deadline:
+        raise SystemExit("out of time (--timeout-s) before the bare loops")
     bare, bare_mixed = bare_loops(
         args.model, store_root, langs, prompts, args.clients, args.max_tokens
     )

@@ -189,3 +189,40 @@ def test_a_short_prompt_beside_a_long_one_still_gets_all_its_tokens(tmp_path, st
         assert alone.wait().text == together.text
     finally:
         engine.stop()
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "qwen2"])
+def test_other_architectures_decode_like_the_plain_loop(arch, tmp_path):
+    """Gemma 3 (the embedded model: sliding-window layers, here a window of 8 tokens that the
+    rows outgrow) and Qwen2, with rows leaving the batch at different steps."""
+    from peft import PeftModel
+
+    from lingualift.adapters import AdapterStore, base_model_signature
+    from lingualift.testing import tiny_causal_lm
+
+    from ..adapters.conftest import random_adapter
+
+    shape = dict(hidden_size=32, num_heads=2, num_kv_heads=1, initializer_range=0.2)
+    shape.update(dict(num_layers=7, sliding_window=8) if arch == "gemma3" else dict(num_layers=2))
+    store = AdapterStore(tmp_path / arch)
+    for lang, seed in (("sw", 1), ("fr", 2)):
+        peft_model = random_adapter(tiny_causal_lm(arch, **shape)[0], seed)
+        store.save(lang, peft_model, card={"base_model": base_model_signature(peft_model)})
+    model, tokenizer = tiny_causal_lm(arch, **shape)
+    engine = Engine(AdapterRegistry(model, store), tokenizer, batch_wait_ms=0)
+    rows = [("jambo rafiki yangu habari", "sw", 20), ("salut", "fr", 6), ("hello there", None, 14)]
+    sinks = [submit(engine, text, lang, max_tokens=n, ignore_eos=True)[1] for text, lang, n in rows]
+    engine.start()
+    try:
+        for (text, lang, steps), sink in zip(rows, sinks, strict=True):
+            model, tokenizer = tiny_causal_lm(arch, **shape)
+            if lang is not None:
+                model = PeftModel.from_pretrained(model, str(store.path(lang))).eval()
+            ids = tokenizer(text)["input_ids"]
+            with torch.inference_mode():
+                for _ in range(steps):  # no KV cache, no batch: the obvious loop
+                    ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+            expected = tokenizer.decode(ids[-steps:], skip_special_tokens=True)
+            assert sink.wait().text == expected
+    finally:
+        engine.stop()
