@@ -25,6 +25,7 @@ VERB_MODULES = (
     "lingualift.cli.train",
     "lingualift.cli.adapters",
     "lingualift.cli.generate",
+    "lingualift.cli.serve",
     "lingualift.cli.shifcon",
     "lingualift.cli.eval",
     "lingualift.cli.cloze",

@@ -1,0 +1,515 @@
+"""The OpenAI-compatible HTTP API (FastAPI) in front of the batching engine.
+
+Routes: ``POST /v1/completions``, ``POST /v1/chat/completions`` (both with
+``stream``), ``GET /v1/models``, ``GET /health`` and ``GET /metrics``
+(Prometheus). Every answer is JSON in OpenAI's shapes, errors included
+(``{"error": {"message", "type", "param", "code"}}``), plus a ``lingualift``
+field and an ``X-Lingualift-Adapter`` header naming the adapter version that
+served it (``sw/v3``, or ``base``).
+
+The event loop never runs the model: a handler validates, tokenizes, picks
+the language, submits to the :class:`~lingualift.serving.engine.Engine` and
+awaits its events, which the worker thread hands over with
+``call_soon_threadsafe``. Each generation request becomes one traffic-log row
+when it ends (errors included, with what was known).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from lingualift.langid import LanguageIdentifier
+from lingualift.serving import protocol as oa
+from lingualift.serving.decoding import SamplingParams
+from lingualift.serving.engine import (
+    Engine,
+    EngineStoppedError,
+    Event,
+    Failed,
+    Finished,
+    GenerationRequest,
+    QueueFullError,
+    Started,
+    TextDelta,
+)
+from lingualift.serving.http import (
+    RequestCounter,
+    check_bearer,
+    install_error_handlers,
+    read_limited_body,
+)
+from lingualift.serving.metrics import ServingMetrics
+from lingualift.serving.routing import AUTO, LanguageChoice, choose_language
+from lingualift.serving.traffic import TrafficLog, traffic_row
+
+ADAPTER_HEADER = "X-Lingualift-Adapter"
+Kind = Literal["completion", "chat"]
+ROUTES = {"completion": "/v1/completions", "chat": "/v1/chat/completions"}
+
+
+class AsyncEvents:
+    """An event sink for the engine that delivers into an asyncio queue on the server's loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def __call__(self, event: Event) -> None:  # runs on the worker thread
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+
+@dataclasses.dataclass
+class _Record:
+    """What is known about one generation request, for its log row and metrics."""
+
+    request_id: str
+    route: str
+    received: dt.datetime
+    started: float
+    model: str | None = None
+    text: str | None = None
+    choice: LanguageChoice | None = None
+    adapter: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    status: int = 200
+
+
+class ServingApp:
+    """The API's handlers and the components they use (build it with :func:`create_app`)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        model_name: str,
+        identifier: LanguageIdentifier,
+        metrics: ServingMetrics,
+        traffic: TrafficLog | None,
+        api_key: str | None,
+        max_tokens_limit: int,
+        default_max_tokens: int,
+        max_body_bytes: int,
+        log_text: bool,
+    ) -> None:
+        self.engine = engine
+        self.model_name = model_name
+        self.identifier = identifier
+        self.metrics = metrics
+        self.traffic = traffic
+        self.api_key = api_key
+        self.max_tokens_limit = max_tokens_limit
+        self.default_max_tokens = default_max_tokens
+        self.max_body_bytes = max_body_bytes
+        self.log_text = log_text
+        self.created = int(time.time())
+
+    # -- guards -------------------------------------------------------------------------
+
+    async def check_key(self, request: Request) -> None:
+        check_bearer(request, self.api_key)
+
+    async def read_body(self, request: Request) -> bytes:
+        return await read_limited_body(request, self.max_body_bytes)
+
+    # -- simple routes ------------------------------------------------------------------
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        """One entry of :meth:`models` (``GET /v1/models/{id}``), or a 404."""
+        for entry in self.models()["data"]:
+            if entry["id"] == model_id:
+                return entry
+        raise oa.ApiError(
+            404,
+            f"The model {model_id!r} does not exist on this server.",
+            param="model",
+            code="model_not_found",
+        )
+
+    def models(self) -> dict[str, Any]:
+        def entry(model_id: str, **info: Any) -> dict[str, Any]:
+            return {
+                "id": model_id,
+                "object": "model",
+                "created": self.created,
+                "owned_by": "lingualift",
+                "lingualift": info,
+            }
+
+        adapters = self.engine.registry.snapshot()
+        data = [entry(self.model_name, adapter=None, routes="auto")]
+        data += [
+            entry(lang, adapter=label, lang=lang, parent=self.model_name)
+            for lang, label in adapters.items()
+        ]
+        data.append(entry(AUTO, adapter=None, routes="auto"))
+        return {"object": "list", "data": data}
+
+    def health(self) -> JSONResponse:
+        registry = self.engine.registry
+        body = {
+            "status": "ok" if self.engine.alive else "stopped",
+            "model": self.model_name,
+            "adapters": registry.snapshot(),
+            "loaded": registry.loaded_names(),
+            "refused": dict(registry.failures),
+            "queue_depth": self.engine.queue_depth,
+            "active": self.engine.active_requests,
+        }
+        return JSONResponse(body, status_code=200 if self.engine.alive else 503)
+
+    # -- generation ---------------------------------------------------------------------
+
+    async def generate(self, request: Request, kind: Kind) -> Response:
+        record = _Record(
+            request_id=("cmpl-" if kind == "completion" else "chatcmpl-") + uuid.uuid4().hex,
+            route=ROUTES[kind],
+            received=dt.datetime.now(dt.UTC),
+            started=time.perf_counter(),
+        )
+        try:
+            return await self._generate(request, kind, record)
+        except oa.ApiError as exc:
+            record.status = exc.status
+            self._finish(record)
+            raise
+
+    async def _generate(self, request: Request, kind: Kind, record: _Record) -> Response:
+        raw = await self.read_body(request)
+        body: oa.CompletionBody | oa.ChatBody
+        if kind == "completion":
+            body = oa.parse_body(oa.CompletionBody, raw)
+            record.model = body.model
+            prompt = record.text = body.prompt_text()
+            add_special_tokens = True
+        else:
+            body = oa.parse_body(oa.ChatBody, raw)
+            record.model = body.model
+            if not self.engine.has_chat_template:
+                raise oa.ApiError(
+                    400, "This model has no chat template; use /v1/completions.", param="messages"
+                )
+            record.text = body.routing_text()
+            try:
+                prompt = self.engine.chat_prompt(body.template_messages())
+            except Exception as exc:  # jinja raises for turns a template does not accept
+                raise oa.ApiError(
+                    400,
+                    f"The model's chat template cannot render these messages ({exc}).",
+                    param="messages",
+                ) from None
+            add_special_tokens = False  # the template writes the special tokens itself
+        served = self.engine.registry.served_languages()
+        choice = record.choice = choose_language(
+            body.model,
+            record.text,
+            served=served,
+            auto_names=(AUTO, self.model_name),
+            identifier=self.identifier,
+        )
+        prompt_ids = self.engine.encode(prompt, add_special_tokens)
+        record.prompt_tokens = len(prompt_ids)
+        max_tokens = self._max_tokens(body, len(prompt_ids))
+        limit = self.engine.max_positions
+        if limit is not None and len(prompt_ids) + max_tokens > limit:
+            raise oa.ApiError(
+                400,
+                f"This model's maximum context length is {limit} tokens; the prompt has "
+                f"{len(prompt_ids)} and max_tokens asks for {max_tokens} more. Shorten the prompt "
+                "or lower max_tokens.",
+                param="messages" if kind == "chat" else "prompt",
+                code="context_length_exceeded",
+            )
+        sampling = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            stop=body.stop_strings(),
+            seed=body.seed,
+            ignore_eos=bool(body.ignore_eos),
+        )
+        events = AsyncEvents(asyncio.get_running_loop())
+        job = GenerationRequest(prompt_ids, sampling, events, lang=choice.lang)
+        try:
+            self.engine.submit(job)
+        except QueueFullError:
+            self.metrics.rejected.inc()
+            raise oa.ApiError(
+                429,
+                f"The server is busy ({self.engine.queue_depth} requests waiting); retry shortly.",
+                type="rate_limit_error",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            ) from None
+        except EngineStoppedError:
+            raise oa.ApiError(503, "The server is shutting down.", type="server_error") from None
+        try:
+            started = await events.get()
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        if isinstance(started, Failed):
+            raise oa.ApiError(503, started.message, type="server_error")
+        assert isinstance(started, Started)
+        self._count_route(record, started)
+        info = {
+            "adapter": started.adapter,
+            "lang": choice.lang,
+            "lang_detected": choice.detected,
+            "lang_confidence": choice.confidence,
+            "fallback": started.fallback,
+        }
+        headers = {ADAPTER_HEADER: started.adapter or "base", "X-Request-Id": record.request_id}
+        if body.stream:
+            stream = self._stream(kind, job, events, record, body.model, info, body.include_usage())
+            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+        return JSONResponse(
+            await self._collect(kind, job, events, record, body.model, info), headers=headers
+        )
+
+    def _max_tokens(self, body: oa.CompletionBody | oa.ChatBody, prompt_tokens: int) -> int:
+        """The request's max_tokens (400 above the limit); without one, the default, cut to
+        what the context has left (as vLLM does)."""
+        asked = getattr(body, "max_completion_tokens", None) or body.max_tokens
+        if asked is None:
+            room = self.engine.max_positions
+            left = None if room is None else room - prompt_tokens
+            return (
+                self.default_max_tokens
+                if left is None or left < 1
+                else min(self.default_max_tokens, left)
+            )
+        if asked > self.max_tokens_limit:
+            raise oa.ApiError(
+                400,
+                f"max_tokens is {asked}; this server allows at most {self.max_tokens_limit}.",
+                param="max_tokens",
+                code="max_tokens_too_large",
+            )
+        return asked
+
+    async def _collect(
+        self,
+        kind: Kind,
+        job: GenerationRequest,
+        events: AsyncEvents,
+        record: _Record,
+        model: str,
+        info: dict[str, Any],
+    ) -> dict[str, Any]:
+        first = True
+        try:
+            while True:
+                event = await events.get()
+                if isinstance(event, TextDelta) and first:
+                    first = False
+                    self.metrics.first_token.observe(time.perf_counter() - record.started)
+                elif isinstance(event, Failed):
+                    raise oa.ApiError(500, event.message, type="server_error")
+                elif isinstance(event, Finished):
+                    break
+        except asyncio.CancelledError:
+            job.cancel()
+            raise
+        record.completion_tokens = event.completion_tokens
+        self._finish(record)
+        token_usage = oa.usage(record.prompt_tokens or 0, event.completion_tokens)
+        build = oa.completion_response if kind == "completion" else oa.chat_response
+        return build(
+            record.request_id,
+            self.created,
+            model,
+            event.text,
+            event.finish_reason,
+            token_usage,
+            info,
+        )
+
+    async def _stream(
+        self,
+        kind: Kind,
+        job: GenerationRequest,
+        events: AsyncEvents,
+        record: _Record,
+        model: str,
+        info: dict[str, Any],
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        rid, created = record.request_id, self.created
+
+        def chunk(text: str | None, finish: str | None) -> bytes:
+            if kind == "completion":
+                return oa.sse(oa.completion_chunk(rid, created, model, text or "", finish, info))
+            delta = {"content": text} if text is not None else {}
+            return oa.sse(oa.chat_chunk(rid, created, model, delta, finish, info))
+
+        record.status = 499  # until the stream ends: the client went away
+        try:
+            if kind == "chat":
+                yield oa.sse(
+                    oa.chat_chunk(
+                        rid, created, model, {"role": "assistant", "content": ""}, None, info
+                    )
+                )
+            first = True
+            while True:
+                event = await events.get()
+                if isinstance(event, TextDelta):
+                    if first:
+                        first = False
+                        self.metrics.first_token.observe(time.perf_counter() - record.started)
+                    yield chunk(event.text, None)
+                elif isinstance(event, Finished):
+                    record.completion_tokens = event.completion_tokens
+                    yield chunk(None, event.finish_reason)
+                    if include_usage:
+                        obj = "text_completion" if kind == "completion" else "chat.completion.chunk"
+                        token_usage = oa.usage(record.prompt_tokens or 0, event.completion_tokens)
+                        yield oa.sse(oa.usage_chunk(rid, created, model, obj, token_usage))
+                    record.status = 200  # complete: a client may hang up right after [DONE]
+                    yield oa.SSE_DONE
+                    return
+                elif isinstance(event, Failed):
+                    record.status = 500
+                    yield oa.sse(oa.error_body(event.message, "server_error"))
+                    return
+        finally:
+            if record.status == 499:
+                job.cancel()
+            self._finish(record)
+
+    def _count_route(self, record: _Record, started: Started) -> None:
+        record.adapter = started.adapter
+        choice = record.choice
+        self.metrics.by_language.labels((choice.lang if choice else None) or "unknown").inc()
+        self.metrics.by_adapter.labels(started.adapter or "base").inc()
+        if started.fallback:
+            self.metrics.fallbacks.labels(started.fallback).inc()
+        self.metrics.queue_wait.observe(started.queued_s)
+
+    def _finish(self, record: _Record) -> None:
+        """Tokens, latency and the traffic-log row of a generation request that ended."""
+        latency = time.perf_counter() - record.started
+        self.metrics.latency.labels(record.route).observe(latency)
+        if record.status == 200:
+            self.metrics.prompt_tokens.inc(record.prompt_tokens or 0)
+            self.metrics.completion_tokens.inc(record.completion_tokens or 0)
+        if self.traffic is None:
+            return
+        choice = record.choice
+        row = traffic_row(
+            request_id=record.request_id,
+            received=record.received,
+            model=record.model,
+            lang=choice.lang if choice else None,
+            lang_detected=bool(choice and choice.detected),
+            lang_confidence=choice.confidence if choice else None,
+            adapter=record.adapter,
+            text=record.text,
+            log_text=self.log_text,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            latency_ms=latency * 1000.0,
+            status=record.status,
+        )
+        if self.traffic.write(row):
+            self.metrics.log_rows.inc()
+
+
+def create_app(
+    engine: Engine,
+    *,
+    model_name: str,
+    identifier: LanguageIdentifier | None = None,
+    metrics: ServingMetrics | None = None,
+    traffic: TrafficLog | None = None,
+    api_key: str | None = None,
+    max_tokens_limit: int = 1024,
+    default_max_tokens: int = 128,
+    max_body_bytes: int = 1_048_576,
+    log_text: bool = True,
+) -> FastAPI:
+    """The FastAPI app; its lifespan starts the engine and, at shutdown, stops it and closes
+    the traffic log (so the last segment is flushed and renamed)."""
+    from lingualift.langid import default_identifier
+
+    metrics = metrics or ServingMetrics()
+    metrics.track(
+        lambda: engine.queue_depth,
+        lambda: engine.active_requests,
+        lambda: len(engine.registry.loaded_names()),
+    )
+    if traffic is not None:
+        traffic.on_drop = metrics.log_dropped.inc
+    service = ServingApp(
+        engine,
+        model_name=model_name,
+        identifier=identifier or default_identifier(),
+        metrics=metrics,
+        traffic=traffic,
+        api_key=api_key,
+        max_tokens_limit=max_tokens_limit,
+        default_max_tokens=default_max_tokens,
+        max_body_bytes=max_body_bytes,
+        log_text=log_text,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(engine.stop)
+            if traffic is not None:
+                await asyncio.to_thread(traffic.close)
+
+    app = FastAPI(title="lingualift", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.service = service
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestCounter,
+        metrics=metrics,
+        known={"/health", "/metrics", "/v1/models", *ROUTES.values()},
+    )
+    guarded = [Depends(service.check_key)]
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return service.health()
+
+    @app.get("/metrics", dependencies=guarded)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", dependencies=guarded)
+    async def models() -> dict[str, Any]:
+        return service.models()
+
+    @app.get("/v1/models/{model_id:path}", dependencies=guarded)
+    async def model(model_id: str) -> dict[str, Any]:
+        return service.model(model_id)
+
+    @app.post("/v1/completions", dependencies=guarded)
+    async def completions(request: Request) -> Response:
+        return await service.generate(request, "completion")
+
+    @app.post("/v1/chat/completions", dependencies=guarded)
+    async def chat(request: Request) -> Response:
+        return await service.generate(request, "chat")
+
+    return app

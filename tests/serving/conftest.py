@@ -1,0 +1,162 @@
+"""Fixtures for serving tests: a tiny model on disk, a store of random adapters, live servers."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import pytest
+import torch
+
+from lingualift.adapters import AdapterStore, base_model_signature
+from lingualift.serving import ServeConfig
+from lingualift.serving.engine import Event, Failed, Finished, Started, TextDelta
+from lingualift.testing import save_tiny_causal_lm, tiny_causal_lm
+
+from ..adapters.conftest import TINY, random_adapter
+
+SWAHILI = "Habari ya asubuhi rafiki yangu, ninakwenda sokoni leo kununua matunda."
+FRENCH = "Bonjour mon ami, je vais au marché aujourd'hui pour acheter des fruits."
+ENGLISH = "Good morning my friend, I am going to the market today to buy some fruit."
+
+
+@pytest.fixture(autouse=True)
+def serving_on_one_thread(one_thread):
+    """Tiny models run fastest on one thread, and the machine's cores are shared."""
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """The tiny Llama of the adapter tests, saved as a local model folder."""
+    return save_tiny_causal_lm(tmp_path_factory.mktemp("serving-model"), "llama", **TINY)
+
+
+def add_version(store: AdapterStore, lang: str, seed: int, promote: bool = True, **shape):
+    """Store a random (non-zero) adapter for ``lang`` with a card naming its base model."""
+    model, _ = tiny_causal_lm("llama", **{**TINY, **shape})
+    peft_model = random_adapter(model, seed)
+    card = {"base_model": base_model_signature(peft_model)}
+    return store.save(lang, peft_model, card=card, promote=promote)
+
+
+def make_store(root) -> AdapterStore:
+    store = AdapterStore(root)
+    add_version(store, "sw", 1)
+    add_version(store, "fr", 2)
+    return store
+
+
+@pytest.fixture
+def store(tmp_path):
+    """sw/v1 and fr/v1, random adapters on the tiny model."""
+    return make_store(tmp_path / "store")
+
+
+def serve_config(model_dir, store, tmp_path, **overrides) -> ServeConfig:
+    values = dict(
+        model=str(model_dir),
+        model_name="tiny",
+        store=str(store.root),
+        log_dir=str(tmp_path / "traffic"),
+        reload_interval_s=0.05,
+        batch_wait_ms=5,
+    )
+    return ServeConfig(**{**values, **overrides})
+
+
+@contextlib.contextmanager
+def live_server(config: ServeConfig):
+    """Build a server from ``config`` and serve it on a free localhost port."""
+    from lingualift.serving.job import build_server
+    from lingualift.serving.server import ServerThread
+
+    parts = build_server(config)
+    with ServerThread(parts.app) as server:
+        yield parts, server.url
+
+
+def openai_client(url: str, api_key: str = "unused"):
+    import openai
+
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=api_key, max_retries=0, timeout=30)
+
+
+class Collector:
+    """An engine event sink that keeps every event and signals the end."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.done = threading.Event()
+        self.first_text = threading.Event()
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+        if isinstance(event, TextDelta):
+            self.first_text.set()
+        if isinstance(event, Finished | Failed):
+            self.done.set()
+
+    def wait(self, timeout: float = 30.0) -> Finished:
+        assert self.done.wait(timeout), "the request did not finish"
+        last = self.events[-1]
+        assert isinstance(last, Finished), last
+        return last
+
+    @property
+    def started(self) -> Started:
+        first = self.events[0]
+        assert isinstance(first, Started)
+        return first
+
+    @property
+    def streamed(self) -> str:
+        return "".join(e.text for e in self.events if isinstance(e, TextDelta))
+
+
+def greedy_alone(model_dir, store, lang, prompt_ids, max_new_tokens, version=None):
+    """Token ids ``model.generate`` gives one prompt with one adapter applied the plain PEFT way."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    if lang is not None:
+        model = PeftModel.from_pretrained(model, str(store.path(lang, version)))
+    model.eval()
+    with torch.inference_mode():
+        out = model.generate(
+            torch.tensor([prompt_ids]),
+            attention_mask=torch.ones(1, len(prompt_ids), dtype=torch.long),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=0,
+        )
+    return out[0, len(prompt_ids) :].tolist()
+
+
+def greedy_reference(model_dir, store, lang, prompt_ids, steps, version=None):
+    """Greedy text without a KV cache or early stop: the slow, obvious loop (past EOS too)."""
+    from peft import PeftModel
+
+    from lingualift.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm(str(model_dir))
+    if lang is not None:
+        model = PeftModel.from_pretrained(model, str(store.path(lang, version))).eval()
+    ids = list(prompt_ids)
+    with torch.inference_mode():
+        for _ in range(steps):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+    return tokenizer.decode(ids[len(prompt_ids) :], skip_special_tokens=True)
+
+
+def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
+    """Poll ``condition()`` until it is truthy (returns it) or fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")

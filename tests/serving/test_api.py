@@ -1,0 +1,255 @@
+"""The HTTP API through the official openai client and raw HTTP against a live server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lingualift.testing import save_tiny_causal_lm
+
+from ..adapters.conftest import TINY
+from .conftest import ENGLISH, FRENCH, SWAHILI, live_server, make_store, openai_client, serve_config
+
+MAX_POSITIONS = 256
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One live server for the module: sw/v1 and fr/v1, a context of 256 tokens."""
+    root = tmp_path_factory.mktemp("api")
+    model_dir = save_tiny_causal_lm(root / "model", "llama", **TINY, max_positions=MAX_POSITIONS)
+    store = make_store(root / "store")
+    limits = dict(max_tokens_limit=64, default_max_tokens=16, max_body_bytes=4096)
+    config = serve_config(model_dir, store, root, **limits)
+    with live_server(config) as (parts, url):
+        yield parts, url
+
+
+@pytest.fixture
+def client(server):
+    return openai_client(server[1])
+
+
+def test_models_list_the_base_model_each_language_and_auto(client):
+    models = client.models.list().data
+    assert [m.id for m in models] == ["tiny", "fr", "sw", "auto"]
+    assert models[2].lingualift == {"adapter": "sw/v1", "lang": "sw", "parent": "tiny"}
+
+
+def test_one_model_can_be_retrieved_by_id(client):
+    assert client.models.retrieve("fr").lingualift["adapter"] == "fr/v1"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("../secrets")
+
+
+def test_without_max_tokens_the_default_is_cut_to_the_context_left(client):
+    answer = client.completions.create(
+        model="sw", prompt="x" * 250, temperature=0, extra_body={"ignore_eos": True}
+    )
+    assert answer.usage.prompt_tokens + answer.usage.completion_tokens == MAX_POSITIONS
+    assert answer.choices[0].finish_reason == "length"
+
+
+def test_a_named_language_uses_its_adapter_and_says_so(server, client):
+    raw = client.completions.with_raw_response.create(
+        model="sw", prompt="jambo", max_tokens=5, temperature=0
+    )
+    answer = raw.parse()
+    assert raw.headers["x-lingualift-adapter"] == "sw/v1"
+    assert answer.lingualift == {
+        "adapter": "sw/v1",
+        "lang": "sw",
+        "lang_detected": False,
+        "lang_confidence": None,
+        "fallback": None,
+    }
+    assert answer.object == "text_completion" and answer.model == "sw"
+    prompt_tokens = len(server[0].engine.encode("jambo"))
+    assert answer.usage.prompt_tokens == prompt_tokens
+    assert 1 <= answer.usage.completion_tokens <= 5
+    assert answer.choices[0].finish_reason in ("stop", "length")
+
+
+@pytest.mark.parametrize(
+    ("model", "text", "adapter", "lang", "fallback"),
+    [
+        ("auto", FRENCH, "fr/v1", "fr", None),
+        ("tiny", SWAHILI, "sw/v1", "sw", None),  # the base model's id routes like auto
+        ("auto", ENGLISH, None, "en", "no_adapter"),
+        ("auto", "12 34 56 ??", None, None, "lang_unsure"),
+    ],
+)
+def test_auto_routes_chat_by_the_last_user_message(client, model, text, adapter, lang, fallback):
+    raw = client.chat.completions.with_raw_response.create(
+        model=model,
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": text},
+        ],
+        max_tokens=4,
+        temperature=0,
+    )
+    info = raw.parse().lingualift
+    assert raw.headers["x-lingualift-adapter"] == (adapter or "base")
+    assert (info["adapter"], info["lang"], info["fallback"]) == (adapter, lang, fallback)
+    assert info["lang_detected"] is True and 0 <= info["lang_confidence"] <= 1
+
+
+def test_streams_carry_the_same_text_and_end_with_done(server, client):
+    kwargs = dict(model="fr", max_tokens=12, temperature=0, extra_body={"ignore_eos": True})
+    whole = client.completions.create(prompt="salut", **kwargs).choices[0].text
+    chunks = list(client.completions.create(prompt="salut", stream=True, **kwargs))
+    assert "".join(c.choices[0].text for c in chunks) == whole
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert all(c.lingualift["adapter"] == "fr/v1" for c in chunks)
+
+    messages = [{"role": "user", "content": "salut"}]
+    whole = client.chat.completions.create(messages=messages, **kwargs).choices[0].message.content
+    stream = client.chat.completions.create(
+        messages=messages, stream=True, stream_options={"include_usage": True}, **kwargs
+    )
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 12
+
+    body = {"model": "fr", "prompt": "salut", "max_tokens": 3, "stream": True}
+    with httpx.stream("POST", f"{server[1]}/v1/completions", json=body, timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in response.iter_lines() if line]
+    assert all(line.startswith("data: ") for line in events)
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[0][6:])["object"] == "text_completion"
+
+
+def post(server, path, body=None, content=None):
+    url = f"{server[1]}{path}"
+    return httpx.post(url, json=body, content=content, timeout=30)
+
+
+def assert_error(response, status, param=None, code=None, says=None):
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    if param is not None:
+        assert error["param"] == param
+    if code is not None:
+        assert error["code"] == code
+    if says is not None:
+        assert says in error["message"]
+
+
+def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server, client):
+    completions = "/v1/completions"
+    assert_error(post(server, completions, content=b"{not json"), 400, code="invalid_json")
+    assert_error(post(server, completions, content=b"[1, 2]"), 400, code="invalid_json")
+    for model in ("xx-unknown", "../../etc/passwd", "sw/v1"):
+        response = post(server, completions, {"model": model, "prompt": "hi"})
+        assert_error(response, 404, param="model", code="model_not_found")
+    too_many = {"model": "sw", "prompt": "hi", "max_tokens": 65}
+    assert_error(post(server, completions, too_many), 400, "max_tokens", says="at most 64")
+    long_prompt = {"model": "sw", "prompt": "x" * 250, "max_tokens": 20}
+    assert_error(
+        post(server, completions, long_prompt), 400, code="context_length_exceeded", says="256"
+    )
+    assert_error(post(server, completions, content=b"x" * 5000), 413, code="request_too_large")
+    assert_error(post(server, completions, {"model": "sw", "prompt": "hi", "n": 2}), 400, "n")
+    assert_error(post(server, completions, {"model": "sw"}), 400, "prompt")
+    assert_error(post(server, "/v1/chat/completions", {"model": "sw"}), 400, "messages")
+    bad_temperature = {"model": "sw", "prompt": "hi", "temperature": 7}
+    assert_error(post(server, completions, bad_temperature), 400, "temperature")
+    assert_error(httpx.get(f"{server[1]}/v1/nothing-here"), 404)
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="nope", prompt="hi")
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model="sw", prompt="hi", max_tokens=1000)
+    assert client.completions.create(model="sw", prompt="still here", max_tokens=2).choices
+
+
+def test_metrics_count_languages_adapters_fallbacks_and_queue(server, client):
+    client.completions.create(model="auto", prompt=FRENCH, max_tokens=2)
+    client.completions.create(model="auto", prompt=ENGLISH, max_tokens=2)
+    text = httpx.get(f"{server[1]}/metrics").text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def value(name, **labels):
+        return samples.get((name, tuple(sorted(labels.items()))), 0)
+
+    assert value("lingualift_requests_by_language_total", lang="fr") >= 1
+    assert value("lingualift_requests_by_adapter_total", adapter="fr/v1") >= 1
+    assert value("lingualift_requests_by_adapter_total", adapter="base") >= 1
+    assert value("lingualift_base_fallbacks_total", reason="no_adapter") >= 1
+    assert value("lingualift_requests_total", route="/v1/completions", status="200") >= 2
+    assert value("lingualift_request_latency_seconds_count", route="/v1/completions") >= 2
+    assert value("lingualift_completion_tokens_total") >= 2
+    assert ("lingualift_queue_depth", ()) in samples
+    assert value("lingualift_adapters_loaded") == 2
+    assert value("lingualift_batch_size_count") >= 2
+
+
+def test_an_api_key_guards_every_route_but_health(model_dir, store, tmp_path, monkeypatch):
+    monkeypatch.setenv("LINGUALIFT_API_KEY", "from-env")
+    config = serve_config(model_dir, store, tmp_path)
+    assert config.resolved_api_key() == "from-env"
+    config = serve_config(model_dir, store, tmp_path, api_key="s3cret")
+    with live_server(config) as (_, url):
+        with pytest.raises(openai.AuthenticationError) as caught:
+            openai_client(url, api_key="wrong").completions.create(model="sw", prompt="hi")
+        assert caught.value.status_code == 401
+        assert caught.value.body["code"] == "invalid_api_key"
+        assert openai_client(url, api_key="s3cret").models.list().data
+        assert httpx.get(f"{url}/health").status_code == 200
+        for path in ("/metrics", "/v1/models"):
+            assert_error(httpx.get(f"{url}{path}"), 401, code="invalid_api_key")
+        response = httpx.post(f"{url}/v1/completions", json={"model": "sw", "prompt": "hi"})
+        assert_error(response, 401)
+
+
+def test_a_full_queue_answers_429_and_queued_requests_are_served_later(model_dir, store, tmp_path):
+    from lingualift.serving.job import build_server
+
+    parts = build_server(serve_config(model_dir, store, tmp_path, max_queue=1))
+    body = {"model": "sw", "prompt": "jambo", "max_tokens": 3}
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=parts.app)  # no lifespan: the engine is not started
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            waiting = asyncio.create_task(http.post("/v1/completions", json=body))
+            while parts.engine.queue_depth < 1:
+                await asyncio.sleep(0.01)
+            rejected = await http.post("/v1/completions", json=body)
+            parts.engine.start()
+            return rejected, await waiting
+
+    try:
+        rejected, served = asyncio.run(asyncio.wait_for(scenario(), 30))
+    finally:
+        parts.engine.stop()
+        parts.traffic.close()
+    assert_error(rejected, 429, code="rate_limit_exceeded")
+    assert rejected.headers["retry-after"] == "1"
+    assert served.status_code == 200 and served.json()["lingualift"]["adapter"] == "sw/v1"
+    assert parts.metrics.rejected._value.get() == 1
+
+
+def test_a_seed_out_of_range_or_an_unrenderable_chat_is_a_400(server):
+    big_seed = {"model": "sw", "prompt": "hi", "seed": 2**64, "temperature": 1}
+    assert_error(post(server, "/v1/completions", big_seed), 400, "seed")
+    # The tiny chat template renders any role; a template that raises is a 400, not a 500.
+    engine = server[0].engine
+    template = engine.tokenizer.chat_template
+    engine.tokenizer.chat_template = "{{ raise_exception('only user turns') }}"
+    try:
+        chat = {"model": "sw", "messages": [{"role": "tool", "content": "x"}]}
+        assert_error(post(server, "/v1/chat/completions", chat), 400, "messages", says="only user")
+    finally:
+        engine.tokenizer.chat_template = template
