@@ -73,7 +73,13 @@ def world(tmp_path_factory):
     ShifCon(vectors, 1, 3).save(root / "shifcon")
     save_file({"x": torch.zeros(1)}, str(root / "x.safetensors"))
     (root / "empty-store").mkdir()
+    import socket
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
     return {
+        "busy_port": busy.getsockname()[1], "busy_socket": busy,
         "root": root, "good": good, "llama": llama, "gemma": gemma, "foreign": foreign,
         "store": root / "store", "truncated": truncated, "adapter": version.path,
         "broken": broken.version,
@@ -138,6 +144,12 @@ CASES = [
     ("quickstart-dominant", lambda x: ["quickstart", "lang=en", f"out_dir={w(x, 'q')}"], "non-dominant"),
     ("quickstart-foreign-out", lambda x: ["quickstart", f"out_dir={w(x, 'foreign')}"], "did not write"),
     ("experiment-dominant", lambda x: ["experiment", "langs=[en]", f"out_dir={w(x, 'e')}"], "drop 'en'"),
+    # serve
+    ("serve-empty-store", lambda x: ["serve", f"store={w(x, 'empty-store')}", "port=0", f"model={w(x, 'llama')}"], "holds no current adapter"),
+    ("serve-missing-store", lambda x: ["serve", f"store={w(x, 'no-store')}", "port=0", f"model={w(x, 'llama')}"], "does not exist"),
+    ("serve-port-in-use", lambda x: ["serve", f"store={w(x, 'store')}", f"port={x['busy_port']}", f"model={w(x, 'llama')}"], "is already in use"),
+    ("serve-out-of-range", lambda x: ["serve", "max_batch_size=0"], "max_batch_size"),
+    ("serve-unknown-lang", lambda x: ["serve", f"store={w(x, 'store')}", "langs=[yo]", "port=0", f"model={w(x, 'llama')}"], "No adapter for language 'yo'"),
 ]  # fmt: skip
 
 
