@@ -84,3 +84,15 @@ def test_by_language_and_errors(lm):
         perplexity_by_language(model, tokenizer, [])
     with pytest.raises(LingualiftError, match="No non-empty texts"):
         perplexity(model, tokenizer, ["  "])
+
+
+def test_per_text_sums_add_up_and_match_each_text_alone():
+    model, tokenizer = tiny_causal_lm("llama", hidden_size=32, num_layers=2)
+    texts = ["habari ya asubuhi rafiki", "jambo", "a much longer text about the market " * 3]
+    together = perplexity(model, tokenizer, texts, max_length=16, stride=8, batch_size=2)
+    assert len(together.per_text) == 3
+    assert sum(t for t, _ in together.per_text) == pytest.approx(together.nll_sum, rel=1e-9)
+    assert sum(c for _, c in together.per_text) == together.n_tokens
+    for text, (total, count) in zip(texts, together.per_text, strict=True):
+        alone = perplexity(model, tokenizer, [text], max_length=16, stride=8)
+        assert (total, count) == (pytest.approx(alone.nll_sum, rel=1e-5), alone.n_tokens)

@@ -119,3 +119,45 @@ def test_bad_config_and_mean_std():
         ExperimentConfig(bands=[[5, 3]])
     stat = mean_std([1.0, 2.0, 3.0])
     assert stat["mean"] == 2.0 and stat["std"] == pytest.approx(1.0) and stat["n"] == 3
+
+
+def test_compass_genres_gap_control_realistic_with_paired_intervals(tmp_path, tiny_model_dir):
+    from lingualift.jobs.experiments.config import GenreSettings
+
+    out = tmp_path / "genres"
+    config = ExperimentConfig(
+        experiment="compass_genres",
+        model=str(tiny_model_dir),
+        out_dir=str(out),
+        encoder=f"lm:{tiny_model_dir}",
+        langs=["sw"],
+        seeds=[0],
+        train=TrainingArgs(max_steps=0, batch_size=2, max_length=24),
+        eval_batch_size=4,
+        eval_max_length=64,
+        genres=GenreSettings(
+            conditions=["gap", "control", "realistic"], methods=["compass", "random", "all"],
+            n_training=6, n_usage=10, n_validation=4, n_heldout=5, pool_per_genre=2,
+            realistic_per_genre=2, budget=4, lr_grid=[1e-3, 1e-2],
+        ),
+    )  # fmt: skip
+    result = run_experiment(config, progress=False)
+    data = json.loads(result["results"].read_text())
+    assert data["lr"] in (1e-3, 1e-2) and set(data["lr_sweep"]) == {"0.001", "0.01"}
+    gap = data["summary"]["gap/sw"]["systems"]
+    assert set(gap) >= {"base", "compass", "random", "all", "oracle"}
+    assert gap["compass"]["vs_random"]["verdict"] in ("lower", "higher", "no difference shown")
+    lo, hi = gap["compass"]["vs_random"]["ci95"]
+    assert lo <= gap["compass"]["vs_random"]["difference"] <= hi
+    assert 0 <= gap["compass"]["precision"] <= 1
+    assert set(data["summary"]["control/sw"]["systems"]) == {"base", "compass", "random", "oracle"}
+    units = [u for u in data["units"] if u["system"] not in ("base",)]
+    steps = {u["condition"]: u["train"]["steps"] for u in units}
+    # Equal steps inside a condition, at least one epoch over its largest training set ('all').
+    for unit in units:
+        assert unit["train"]["steps"] == steps[unit["condition"]]
+    all_units = [u for u in units if u["system"] == "all"]
+    assert all_units and all(u["train"]["epochs"] >= 0.99 for u in all_units)
+    realistic = [u for u in units if u["condition"] == "realistic" and u["selection"]]
+    assert any(u["selection"]["target_language_share"] > 0 for u in realistic) or realistic
+    assert "| gap/sw | compass |" in result["table"] and result["plot"].stat().st_size > 0

@@ -60,6 +60,21 @@ NAMED_SPLITS: dict[str, tuple[int, ...]] = {
     "epistles": tuple(range(45, 66)),
 }
 
+# Genres of the books (ours, after the usual division of the canon). Narrative: the story
+# books of both testaments; law: the legal codes of Leviticus-Deuteronomy; poetry/wisdom:
+# Job-Song of Songs; prophets: Isaiah-Malachi; gospels; letters: Romans-Jude; apocalyptic:
+# Revelation. Exodus keeps its place in the narrative, Daniel among the prophets.
+GENRES: dict[str, tuple[int, ...]] = {
+    "narrative": (1, 2, *range(6, 18), 44),
+    "law": (3, 4, 5),
+    "poetry": tuple(range(18, 23)),
+    "prophets": tuple(range(23, 40)),
+    "gospels": (40, 41, 42, 43),
+    "letters": tuple(range(45, 66)),
+    "apocalyptic": (66,),
+}
+GENRE_OF_BOOK: dict[int, str] = {book: genre for genre, books in GENRES.items() for book in books}
+
 # A verse with no letter in it is a placeholder ('-', ':') for one that the
 # translation merged into its neighbour; so is the Japanese note below.
 _HAS_LETTER = re.compile(r"[^\W\d_]")
@@ -103,6 +118,8 @@ def parse_books(books: str | int | Iterable[int | str] | None) -> tuple[int, ...
         token = str(item).strip().lower()
         if token in NAMED_SPLITS:
             numbers.extend(NAMED_SPLITS[token])
+        elif token in GENRES:
+            numbers.extend(GENRES[token])
         elif re.fullmatch(r"\d+-\d+", token):
             lo, hi = map(int, token.split("-"))
             numbers.extend(range(lo, hi + 1))
@@ -111,7 +128,8 @@ def parse_books(books: str | int | Iterable[int | str] | None) -> tuple[int, ...
         else:
             raise LingualiftError(
                 f"Unknown book selection {item!r}; use book numbers 1-66, ranges like "
-                f"'40-43', or one of {', '.join(NAMED_SPLITS)}."
+                f"'40-43', one of {', '.join(NAMED_SPLITS)} or a genre "
+                f"({', '.join(GENRES)})."
             )
     bad = [n for n in numbers if not 1 <= n <= 66]
     if bad:
@@ -124,8 +142,6 @@ class ParallelCorpus:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else corpus_path()
-        # Read-only URI: never touch the installed package's file.
-        self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
 
     @staticmethod
     def languages() -> tuple[str, ...]:
@@ -148,20 +164,8 @@ class ParallelCorpus:
             )
         return translation
 
-    @functools.cache  # noqa: B019 - one instance per process; the cache lives with it
     def _verses(self, translation: str, books: tuple[int, ...]) -> dict[str, str]:
-        marks = ",".join("?" * len(books))
-        rows = self._db.execute(
-            f"SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName=? "
-            f"AND bNumber IN ({marks}) ORDER BY bNumber, cNumber, vNumber",
-            (translation, *books),
-        )
-        verses: dict[str, str] = {}
-        for book, chapter, verse, text in rows:
-            text = text.strip()
-            if _HAS_LETTER.search(text) and text not in _PLACEHOLDERS:
-                verses[f"{book}.{chapter}.{verse}"] = text
-        return verses
+        return _read_verses(str(self.path), translation, books)
 
     def monolingual(
         self,
@@ -212,3 +216,25 @@ class ParallelCorpus:
                 record.id = f"{record.lang}:{record.id}"
                 records.append(record)
         return records
+
+
+@functools.lru_cache(maxsize=1024)
+def _read_verses(path: str, translation: str, books: tuple[int, ...]) -> dict[str, str]:
+    """``{"book.chapter.verse": text}`` of one translation; shared by every corpus object."""
+    # Read-only URI: never touch the installed package's file.
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        marks = ",".join("?" * len(books))
+        rows = db.execute(
+            f"SELECT bNumber, cNumber, vNumber, vText FROM bible WHERE bbName=? "
+            f"AND bNumber IN ({marks}) ORDER BY bNumber, cNumber, vNumber",
+            (translation, *books),
+        ).fetchall()
+    finally:
+        db.close()
+    verses: dict[str, str] = {}
+    for book, chapter, verse, text in rows:
+        text = text.strip()
+        if _HAS_LETTER.search(text) and text not in _PLACEHOLDERS:
+            verses[f"{book}.{chapter}.{verse}"] = text
+    return verses

@@ -34,6 +34,8 @@ class PerplexityResult:
     """How many tokens were scored (every token but the first of each text)."""
     n_texts: int
     """How many texts contributed."""
+    per_text: list[tuple[float, int]] = dataclasses.field(default_factory=list, repr=False)
+    """``(nll_sum, n_tokens)`` of each non-empty text, in input order (for paired statistics)."""
 
     @property
     def nll(self) -> float:
@@ -134,19 +136,18 @@ def perplexity(
     require(batch_size >= 1, f"batch_size must be at least 1, got {batch_size}.")
 
     bos = getattr(tokenizer, "bos_token_id", None) if add_bos else None
-    windows: list[tuple[list[int], int]] = []
-    for text in texts:
+    windows: list[tuple[list[int], int, int]] = []  # (ids, tokens to skip, text index)
+    for index, text in enumerate(texts):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if bos is not None:
             ids = [bos, *ids]
-        windows.extend(_windows(ids, max_length, stride))
+        windows.extend((w, skip, index) for w, skip in _windows(ids, max_length, stride))
     windows.sort(key=lambda w: len(w[0]), reverse=True)
+    per_text = [[0.0, 0] for _ in texts]
 
     pad_id = getattr(tokenizer, "pad_token_id", None)
     pad_id = 0 if pad_id is None else pad_id
     device = next(model.parameters()).device
-    nll_sum = 0.0
-    n_tokens = 0
     batches = range(0, len(windows), batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -160,7 +161,7 @@ def perplexity(
             attention = torch.zeros((len(chunk), width), dtype=torch.long)
             # -100 marks positions whose next token is context or padding.
             labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-            for row, (ids, skip) in enumerate(chunk):
+            for row, (ids, skip, _) in enumerate(chunk):
                 tensor = torch.tensor(ids, dtype=torch.long)
                 input_ids[row, : len(ids)] = tensor
                 attention[row, : len(ids)] = 1
@@ -170,14 +171,16 @@ def perplexity(
             ).logits.float()
             targets = labels[:, 1:].to(device)
             losses = F.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]),
-                targets.reshape(-1),
-                ignore_index=-100,
-                reduction="sum",
+                logits[:, :-1].transpose(1, 2), targets, ignore_index=-100, reduction="none"
             )
-            nll_sum += float(losses)
-            n_tokens += int((targets != -100).sum())
-    return PerplexityResult(nll_sum=nll_sum, n_tokens=n_tokens, n_texts=len(texts))
+            row_sums = losses.sum(dim=1).double().tolist()
+            row_counts = (targets != -100).sum(dim=1).tolist()
+            for (_, _, index), row_sum, count in zip(chunk, row_sums, row_counts, strict=True):
+                per_text[index][0] += row_sum
+                per_text[index][1] += count
+    nll_sum = sum(total for total, _ in per_text)
+    n_tokens = sum(count for _, count in per_text)
+    return PerplexityResult(nll_sum, n_tokens, len(texts), [(t, c) for t, c in per_text])
 
 
 def perplexity_by_language(

@@ -15,7 +15,7 @@ from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
 from lingualift.models import DEFAULT_MODEL
 from lingualift.training import LoraSettings, TrainingArgs
 
-EXPERIMENTS = ("compass_vs_baselines", "shifcon_vs_lora", "layer_area")
+EXPERIMENTS = ("compass_vs_baselines", "compass_genres", "shifcon_vs_lora", "layer_area")
 
 
 def _experiment_training() -> TrainingArgs:
@@ -23,11 +23,55 @@ def _experiment_training() -> TrainingArgs:
 
 
 @dataclasses.dataclass
+class GenreSettings:
+    """compass_genres: a real semantic gap between genres, its control, a realistic pool."""
+
+    conditions: list[str] = dataclasses.field(default_factory=lambda: ["gap", "control"])
+    """Which conditions to run: gap, control, realistic."""
+    methods: list[str] = dataclasses.field(default_factory=lambda: list(METHODS))
+    """Selection methods compared in the gap condition."""
+    side_methods: list[str] = dataclasses.field(default_factory=lambda: ["compass", "random"])
+    """Selection methods compared in the control and realistic conditions."""
+    oracle: bool = True
+    """Also train on target-language verses of the usage genre (the ceiling of a selection)."""
+    training_books: str = "1,2,6-10"
+    """Books of D_tr(t) (narrative: Genesis, Exodus, Joshua-2 Samuel)."""
+    gap_usage_books: str = "45-58"
+    """gap: usage and validation books (letters: Romans-Hebrews)."""
+    gap_heldout_books: str = "59-65"
+    """gap: held-out books (letters: James-Jude)."""
+    control_usage_books: str = "11-17"
+    """control: usage and validation books (narrative: 1 Kings-Esther)."""
+    control_heldout_books: str = "44"
+    """control: held-out book (narrative: Acts)."""
+    n_training: int = 60
+    """Verses of D_tr(t)."""
+    n_usage: int = 100
+    """Verses of the target-usage sample."""
+    n_validation: int = 60
+    """Verses of the validation split (usage books) that chooses the learning rate."""
+    n_heldout: int = 160
+    """Held-out verses scored per language (each one paired across systems)."""
+    pool_per_genre: int = 40
+    """Pool verses per genre (any other corpus language; held-out books excluded)."""
+    realistic_per_genre: int = 10
+    """realistic: target-language verses per genre that is neither the usage's nor D_tr's."""
+    budget: int = 60
+    """Items each budgeted method selects (the oracle adds as many target-language verses)."""
+    epochs_of_largest: float = 1.0
+    """Steps = this many passes over the largest training set of a condition ('all')."""
+    lr_grid: list[float] = dataclasses.field(default_factory=lambda: [1e-4, 3e-4, 1e-3])
+    """Learning rates tried on the validation split (random selection, seed 0)."""
+
+
+@dataclasses.dataclass
 class ExperimentConfig:
     """One experiment on the embedded model, over several seeds."""
 
-    experiment: Literal["compass_vs_baselines", "shifcon_vs_lora", "layer_area"] = "shifcon_vs_lora"
-    """Which experiment: compass_vs_baselines, shifcon_vs_lora or layer_area."""
+    experiment: Literal[
+        "compass_vs_baselines", "compass_genres", "shifcon_vs_lora", "layer_area"
+    ] = "shifcon_vs_lora"
+    """Which experiment: compass_vs_baselines, compass_genres, shifcon_vs_lora or layer_area."""
     out_dir: str | None = None
     """Output folder (default runs/experiments/<experiment>); one JSON per finished run is kept
     under units/, so a rerun resumes where an interrupted one stopped."""
@@ -82,6 +126,10 @@ class ExperimentConfig:
     data_seed: int = 0
     """Seed of the usage/training/pool samples (fixed, so embeddings are computed once)."""
 
+    # -- compass_genres ----------------------------------------------------------------------
+    genres: GenreSettings = dataclasses.field(default_factory=GenreSettings)
+    """compass_genres: conditions, books, sizes, budget, learning-rate grid."""
+
     # -- shifcon_vs_lora and layer_area -----------------------------------------------------
     shifcon: str | None = None
     """An existing ShifCon folder to reuse; default: compute vectors once into out_dir/shifcon."""
@@ -119,9 +167,18 @@ class ExperimentConfig:
         )
         require(self.seeds, "Give at least one seed.")
         require(len(set(self.seeds)) == len(self.seeds), "seeds must be distinct.")
-        require(self.train.max_steps >= 1, "train.max_steps must be at least 1 (equal steps).")
+        require(
+            self.train.max_steps >= 1 or self.experiment == "compass_genres",
+            "train.max_steps must be at least 1: every system trains the same steps.",
+        )
         require(self.heldout_per_language >= 1, "heldout_per_language must be at least 1.")
-        unknown = [m for m in self.methods if m not in METHODS]
+        bad = [c for c in self.genres.conditions if c not in ("gap", "control", "realistic")]
+        require(not bad, f"Unknown condition(s) {bad}; use gap, control, realistic.")
+        unknown = [
+            m
+            for m in [*self.methods, *self.genres.methods, *self.genres.side_methods]
+            if m not in METHODS
+        ]
         require(not unknown, f"Unknown method(s) {', '.join(unknown)}; use {', '.join(METHODS)}.")
         for band in self.bands:
             require(

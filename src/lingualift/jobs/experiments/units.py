@@ -22,6 +22,7 @@ from lingualift.stages import Job, StageContext
 
 # Keys that do not change what a unit computes (where it goes, which units exist).
 _BOOKKEEPING = {"out_dir", "seeds", "methods", "langs", "bands", "shift_only", "experiment"}
+_GROUP_BOOKKEEPING = {"genres": {"conditions", "methods", "side_methods", "oracle"}}
 
 
 class Units:
@@ -30,16 +31,34 @@ class Units:
     def __init__(self, out: Path, config: Any, progress: bool = True) -> None:
         self.job = Job(out / "units", label="experiment", quiet=not progress)
         self.settings = {k: v for k, v in to_dict(config).items() if k not in _BOOKKEEPING}
+        for group, keys in _GROUP_BOOKKEEPING.items():
+            if group in self.settings:
+                self.settings[group] = {
+                    k: v for k, v in self.settings[group].items() if k not in keys
+                }
 
-    def run(self, name: str, compute: Callable[[StageContext], dict[str, Any]]) -> dict[str, Any]:
+    def run(
+        self,
+        name: str,
+        compute: Callable[[StageContext], dict[str, Any]],
+        **settings: Any,
+    ) -> dict[str, Any]:
         """The result of unit ``name``: reused when finished, computed (and kept) otherwise.
 
         ``compute`` gets the unit's stage context: files it writes to ``ctx.out``
         stay with the unit; checkpoints in ``ctx.work`` let a crashed unit resume.
+        ``settings`` are what the unit depends on beyond the config (a chosen learning
+        rate, a step count): they join its fingerprint.
         """
         return self.job.run(
-            name, {**self.settings, "unit": name}, lambda ctx: {"unit": name, **compute(ctx)}
+            name,
+            {**self.settings, **settings, "unit": name},
+            lambda ctx: {"unit": name, **compute(ctx)},
         ).result
+
+    def path(self, name: str) -> Path:
+        """The folder of unit ``name`` (files its ``compute`` wrote to ``ctx.out``)."""
+        return self.job.root / name
 
 
 def heldout_sets(config: Any, langs: Sequence[str], english: bool) -> HeldoutSet:
