@@ -1,0 +1,1 @@
+"""COMPASS-ECDA: drift monitoring, continual updates and a gate (placeholder, filled below)."""
