@@ -24,6 +24,7 @@ VERB_MODULES = (
     "lingualift.cli.select",
     "lingualift.cli.train",
     "lingualift.cli.adapters",
+    "lingualift.cli.monitor",
     "lingualift.cli.generate",
     "lingualift.cli.shifcon",
     "lingualift.cli.eval",
