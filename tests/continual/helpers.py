@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from lingualift.adapters.store import AdapterStore
-from lingualift.compass.embedding import embed_texts
-from lingualift.compass.embedding import EmbeddedSet
+from lingualift.compass.embedding import EmbeddedSet, embed_texts
 from lingualift.continual.reference import Reference
 from tests.compass.conftest import ToyEncoder
 

@@ -36,7 +36,7 @@ def test_segments_drift_resume_and_counts(tmp_path):
     untagged = {**log_rows(["river q 1"])[0], "lang": None}
     write_log(logs / "seg-0001.jsonl", stable, ["{not json", json.dumps(null_text)])
     shifted = log_rows(texts(("harvest", "king"), WINDOW, "b"))
-    write_log(logs / "seg-0002.jsonl", shifted + [untagged])
+    write_log(logs / "seg-0002.jsonl", [*shifted, untagged])
     write_log(logs / "seg-0003.jsonl.partial", log_rows(texts(TOPICS[:3], WINDOW, "c")))
 
     result = run_monitor(config(tmp_path, logs), progress=False, encoder=ToyEncoder())
