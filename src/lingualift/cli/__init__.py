@@ -25,6 +25,7 @@ VERB_MODULES = (
     "lingualift.cli.train",
     "lingualift.cli.adapters",
     "lingualift.cli.monitor",
+    "lingualift.cli.ecda",
     "lingualift.cli.generate",
     "lingualift.cli.shifcon",
     "lingualift.cli.eval",

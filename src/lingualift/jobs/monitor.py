@@ -35,7 +35,7 @@ from typing import Any, Literal
 from lingualift.adapters.store import AdapterStore
 from lingualift.atomic import atomic_write_text
 from lingualift.config import save_config, to_dict
-from lingualift.continual.logs import STDIN, Problem, Query, check_source, read_log
+from lingualift.continual.logs import STDIN, Problem, check_source, read_log
 from lingualift.continual.monitor import DriftMonitor, WindowReport
 from lingualift.continual.reference import Reference
 from lingualift.continual.report import plot_drift
@@ -136,7 +136,9 @@ def monitored_languages(store: AdapterStore, langs: list[str]) -> list[str]:
 def load_reference(store: AdapterStore, lang: str, version: str | None = None) -> Reference:
     """The reference profile of ``lang``'s version (current by default), or one clear error."""
     found = store.get(lang, None if version in (None, "current") else version)
-    return Reference.load(found.path, what=found.name)
+    reference = Reference.load(found.path, what=found.name)
+    reference.version = found.name  # a reference written inside a temp version folder has none
+    return reference
 
 
 def build_reference(
@@ -222,12 +224,16 @@ class MonitorRun:
         overwrite: bool = False,
         progress: bool = True,
         encoder: Any = None,
+        keep_recent: int = 3,
     ) -> None:
         self.out = out
         self.source = source
         self.settings = settings
         self.progress = progress
         self.encoder = resolve_encoder(settings, references, encoder)
+        self.encoder_spec: str | None = settings.encoder or next(
+            (r.encoder_spec for r in references.values() if r.encoder_spec), None
+        )
         monitors = {lang: make_monitor(ref, settings) for lang, ref in references.items()}
         seconds = window_seconds(settings.window_time) if settings.window_time else None
         from lingualift.langid import LanguageIdentifier
@@ -239,6 +245,7 @@ class MonitorRun:
             window_seconds=seconds,
             identifier=LanguageIdentifier(settings.min_confidence),
             backend=settings.backend,
+            keep_recent=keep_recent,
         )
         self.fingerprint = fingerprint
         self.cursor: tuple[str, int] | None = None
@@ -247,6 +254,11 @@ class MonitorRun:
         self.n_problems = 0
         self.extra: dict[str, Any] = {}
         self.fresh = True
+        self.paused = False
+        self.read = 0
+        self.queries = 0
+        self.seen_text_field = False
+        self._items: Any = None
         self._load(overwrite)
 
     @property
@@ -283,61 +295,73 @@ class MonitorRun:
             print(f"[monitor] {text}", file=sys.stderr, flush=True)
 
     def poll(
-        self, on_reports: Callable[[list[WindowReport]], None] | None = None, final: bool = False
+        self,
+        on_reports: Callable[[list[WindowReport]], bool | None] | None = None,
+        final: bool = False,
     ) -> list[WindowReport]:
-        """Read what came after the cursor, test the windows it closes, save after each chunk.
+        """Read what came after the cursor, test the windows it closes, save every chunk.
 
-        ``on_reports`` sees each chunk's reports before the state is saved (the
-        ECDA loop records the updates it owes there, in ``self.extra``).
+        ``on_reports`` sees the reports of each closed window before the state is
+        saved (the ECDA loop records the updates it owes in ``self.extra``); when
+        it returns True, reading pauses right there (``self.paused``) so that the
+        caller can act (update, switch references) before the next window, and
+        the next call continues from the same place.
         """
-        after = None if self.source == STDIN else self.cursor
         found: list[WindowReport] = []
-        chunk: list[Query] = []
-        seen_text_field = False
-        read = 0
-
-        def finish_chunk(last: tuple[str, int] | None, end: bool = False) -> None:
-            nonlocal chunk
-            if self.fresh and chunk and not seen_text_field:
-                raise LingualiftError(
-                    f"The log {self.source} has no 'text' field, so queries cannot be embedded; "
-                    "turn on text logging in the server (or log the prompts) and monitor again."
-                )
-            reports = self.stream.feed(chunk)
-            chunk = []
-            if end and final and self.settings.flush:
-                reports += self.stream.flush()
-            self._record(reports, on_reports)
-            found.extend(reports)
-            if last is not None:
-                self.cursor = last
-            self.save()
-
-        last: tuple[str, int] | None = None
-        for item in read_log(self.source, after):
-            read += 1
-            last = (item.source, item.line)
+        self.paused = False
+        if self._items is None:
+            self._items = read_log(self.source, None if self.source == STDIN else self.cursor)
+        since_save = 0
+        position = self.cursor
+        for item in self._items:
+            self.read += 1
+            since_save += 1
+            position = (item.source, item.line)
+            reports: list[WindowReport] = []
             if isinstance(item, Problem):
                 self.n_problems += 1
                 if len(self.problems) < 20:
                     self.problems.append(f"{item.where}: {item.reason}")
             else:
-                seen_text_field = seen_text_field or item.has_text_field
-                chunk.append(item)
-            if read % CHUNK == 0:
-                finish_chunk(last)
-                self._say(f"read {read} lines, {len(self.rows)} windows so far")
-        if self.fresh and read == 0 and final:
+                self.seen_text_field = self.seen_text_field or item.has_text_field
+                self.queries += 1
+                reports = self.stream.feed([item])
+            if reports:
+                self._check_text_field()
+                found.extend(reports)
+                self.paused = bool(self._record(reports, on_reports))
+            if self.paused or since_save >= CHUNK:
+                self._check_text_field()
+                self.cursor = position
+                self.save()
+                since_save = 0
+                self._say(f"read {self.read} lines, {len(self.rows)} windows so far")
+            if self.paused:
+                return found
+        self._items = None
+        if self.fresh and self.read == 0 and final:
             raise LingualiftError(f"The log {self.source} holds no queries; give a non-empty log.")
-        if read % CHUNK or final:
-            finish_chunk(last, end=True)
+        self._check_text_field()
+        reports = self.stream.flush() if final and self.settings.flush else []
+        found.extend(reports)
+        self._record(reports, on_reports)
+        if self.read or reports:
+            self.cursor = position
+            self.save()
         return found
+
+    def _check_text_field(self) -> None:
+        if self.fresh and self.queries and not self.seen_text_field:
+            raise LingualiftError(
+                f"The log {self.source} has no 'text' field, so queries cannot be embedded; "
+                "turn on text logging in the server (or log the prompts) and monitor again."
+            )
 
     def _record(
         self,
         reports: list[WindowReport],
-        on_reports: Callable[[list[WindowReport]], None] | None,
-    ) -> None:
+        on_reports: Callable[[list[WindowReport]], bool | None] | None,
+    ) -> bool:
         for report in reports:
             self.rows.append(report.to_dict())
             tests = " ".join(
@@ -345,8 +369,7 @@ class MonitorRun:
             ) or report.decision.get("skipped", "")
             mark = "DRIFT" if report.drift else "ok"
             self._say(f"{report.lang} window {report.index} (n={report.n}): {mark} {tests}")
-        if on_reports is not None:
-            on_reports(reports)
+        return bool(on_reports(reports)) if on_reports is not None and reports else False
 
     def save(self) -> None:
         """drift.jsonl, then state.json (the commit point), both atomically."""
