@@ -35,7 +35,7 @@ def moved(previous, tmp_path, kind, lam=50.0):
     trainer.load_data(examples("habari"))
     replay = tokenize_examples(examples("zamani", 6), tokenizer, 48)
     probe = WeightPenalty(trainer.model, 1.0)  # measures the distance to the start
-    penalty, info = add_penalty(trainer, kind, lam, replay)
+    _penalty, info = add_penalty(trainer, kind, lam, replay)
     trainer.fit(progress=False)
     return probe.distance(), info, trainer
 

@@ -242,7 +242,7 @@ class EcdaLoop:
                 "texts": fingerprint(usage_records(texts, lang, "u")),
                 "heldout_fraction": config.heldout_fraction,
                 "seed": config.seed,
-            },  # fmt: skip
+            },
             lambda ctx: self._usage(ctx, texts, lang),
             describe="new target usage and its held-out split",
         )
@@ -256,7 +256,7 @@ class EcdaLoop:
                 "seed": config.seed,
                 "training": fingerprint(training),
                 "pool": fingerprint(self.pool),
-            },  # fmt: skip
+            },
             lambda ctx: self._select(ctx, usage.path, training, lang),
             after=[usage],
             describe=f"COMPASS selection of {config.update.budget} pool items + replay",
@@ -431,7 +431,7 @@ class EcdaLoop:
                     "grew": [{k: g[k] for k in ("cluster", "change")} for g in r["grew"]],
                 }
                 for r in windows
-            ],  # fmt: skip
+            ],
             "selection": selection,
             "metrics": gate["metrics"],
             "gate": gate["rule"],
