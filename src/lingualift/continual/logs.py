@@ -73,6 +73,29 @@ class Problem:
         return f"{self.source}:{self.line}"
 
 
+def log_row(
+    id: str, ts: float, lang: str, text: str | None, adapter: str | None = None
+) -> dict[str, Any]:
+    """A traffic-log row in the server's schema (for simulated streams and tests)."""
+    import hashlib
+
+    return {
+        "id": id,
+        "ts": format_ts(ts),
+        "model": lang,
+        "lang": lang,
+        "lang_detected": False,
+        "lang_confidence": None,
+        "adapter": adapter,
+        "text": text,
+        "text_sha1": hashlib.sha1((text or "").encode()).hexdigest() if text else None,
+        "prompt_tokens": len((text or "").split()),
+        "completion_tokens": 0,
+        "latency_ms": None,
+        "status": 200,
+    }
+
+
 def parse_ts(value: Any) -> float | None:
     """Seconds since the epoch from ISO 8601 text (naive times are UTC) or a number."""
     if value is None:

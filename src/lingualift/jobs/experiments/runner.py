@@ -12,12 +12,13 @@ from lingualift.jobs.experiments.config import ExperimentConfig
 
 def run_experiment(config: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the experiment; returns ``{'results', 'plot', 'table'}``."""
-    from lingualift.jobs.experiments import compass, shifcon
+    from lingualift.jobs.experiments import compass, ecda, shifcon
 
     jobs = {
         "compass_vs_baselines": compass.run_compass_vs_baselines,
         "shifcon_vs_lora": shifcon.run_shifcon_vs_lora,
         "layer_area": shifcon.run_layer_area,
+        "ecda_drift": ecda.run_ecda_drift,
     }
     out = Path(config.run_dir)
     out.mkdir(parents=True, exist_ok=True)
