@@ -136,3 +136,21 @@ def test_language_without_reference(tmp_path, capsys):
 
 class _Other(ToyEncoder):
     name = "other-toy"
+
+
+def test_standard_input_continues_pending_windows(tmp_path, monkeypatch):
+    import io
+
+    store_with_reference(tmp_path / "store")
+    rows = log_rows(texts(TOPICS[:3], 60, "s"))
+    first = "".join(json.dumps(r) + "\n" for r in rows[:50])
+    second = "".join(json.dumps(r) + "\n" for r in rows[50:])
+    monkeypatch.setattr("sys.stdin", io.StringIO(first))
+    run_monitor(config(tmp_path, "-"), progress=False, encoder=ToyEncoder())
+    assert [r["n"] for r in read_rows(tmp_path)] == [WINDOW]  # 10 queries left pending
+    monkeypatch.setattr("sys.stdin", io.StringIO(second))
+    result = run_monitor(config(tmp_path, "-"), progress=False, encoder=ToyEncoder())
+    rows_out = read_rows(tmp_path)
+    assert [r["window"] for r in rows_out] == [0] and result.summary["counts"]["rows"] == 60
+    state = json.loads((tmp_path / "out" / "state.json").read_text())
+    assert len(state["stream"]["pending"]["sw"]) == 20  # 10 carried over + 10 new

@@ -211,3 +211,17 @@ def test_bad_input_exit_2_nothing_written(world, tmp_path, capsys):
 
     shutil.rmtree(store.path("sw") / "reference")
     refused("sw/v1 has no reference profile")
+
+
+def test_follow_a_log_folder(world, tmp_path, capsys):
+    """follow=true polls the folder; a segment closed later is read on a later run."""
+    store = fresh_store(world, tmp_path)
+    logs = tmp_path / "logs"
+    write_log(logs / "seg-0001.jsonl", log_rows(draw(OLD, 60, 2)))
+    write_log(logs / "seg-0002.jsonl.partial", log_rows(draw(NEW, 60, 3)))
+    follow = {"input": str(logs), "follow": "true", "max_polls": 2, "poll_seconds": 0}
+    assert main(args(world, tmp_path, **follow)) == 0
+    assert "sw: 2 windows, 0 with drift" in capsys.readouterr().out
+    (logs / "seg-0002.jsonl.partial").rename(logs / "seg-0002.jsonl")
+    assert main(args(world, tmp_path, **follow)) == 0
+    assert "promoted" in capsys.readouterr().out and store.current_version("sw") == 2
