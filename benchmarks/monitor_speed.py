@@ -200,7 +200,7 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(),
             "loadavg_at_start": os.getloadavg(),
-        },  # fmt: skip
+        },
         "statistics": statistics_speed(args.window, args.repeats),
     }
     s = result["statistics"]
