@@ -138,6 +138,19 @@ class _Other(ToyEncoder):
     name = "other-toy"
 
 
+def test_parquet_log(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store_with_reference(tmp_path / "store")
+    rows = log_rows(texts(TOPICS[:3], 2 * WINDOW, "p"))
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "log.parquet")
+    result = run_monitor(config(tmp_path, tmp_path / "log.parquet"), progress=False,
+                         encoder=ToyEncoder())  # fmt: skip
+    assert [r["last"] for r in read_rows(tmp_path)] == ["log.parquet:40", "log.parquet:80"]
+    assert result.summary["cursor"] == ("log.parquet", 80)
+
+
 def test_standard_input_continues_pending_windows(tmp_path, monkeypatch):
     import io
 
