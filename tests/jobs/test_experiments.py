@@ -161,3 +161,32 @@ def test_compass_genres_gap_control_realistic_with_paired_intervals(tmp_path, ti
     realistic = [u for u in units if u["condition"] == "realistic" and u["selection"]]
     assert any(u["selection"]["target_language_share"] > 0 for u in realistic) or realistic
     assert "| gap/sw | compass |" in result["table"] and result["plot"].stat().st_size > 0
+
+
+def test_ecda_drift(tmp_path, tiny_model_dir):
+    """The ECDA experiment end to end on a tiny model: a few windows, one or two steps."""
+    out = tmp_path / "ecda"
+    config = ExperimentConfig(
+        experiment="ecda_drift", model=str(tiny_model_dir), out_dir=str(out),
+        encoder=f"lm:{tiny_model_dir}", langs=["sw"], seeds=[0],
+        train=TrainingArgs(max_steps=1, batch_size=2, max_length=24),
+        window=24, windows_before=3, windows_after=2, stable_books="40-42", drift_books="19",
+        usage_per_language=60, training_per_language=16, pool_per_language=3, budget=8,
+        heldout_per_language=4, eval_batch_size=4, eval_max_length=32, full_steps=2,
+    )  # fmt: skip
+    result = run_experiment(config, progress=False)
+    data = json.loads(result["results"].read_text())
+    units = {u["unit"]: u for u in data["units"]}
+    assert set(units) == {"v1__sw", "ecda__sw__s0", "naive__sw__s0", "full__sw__s0"}
+    ecda = units["ecda__sw__s0"]
+    assert ecda["detection"]["change_window"] == 3 and ecda["detection"]["stable_windows"] == 3
+    assert ecda["detection"]["delay"] is not None and ecda["updates"][0]["status"] in (
+        "promoted", "kept",
+    )  # fmt: skip
+    assert units["naive__sw__s0"]["train"]["steps"] == 1
+    assert units["full__sw__s0"]["train"]["steps"] == 2
+    summary = data["summary"]["sw"]
+    assert set(summary["systems"]) == {"none", "ecda", "naive", "full"}
+    assert all(s["new_nll"]["mean"] > 0 for s in summary["systems"].values())
+    assert "| sw | ecda |" in result["table"] and "false alarms" in result["table"]
+    assert result["plot"].stat().st_size > 0

@@ -24,6 +24,8 @@ VERB_MODULES = (
     "lingualift.cli.select",
     "lingualift.cli.train",
     "lingualift.cli.adapters",
+    "lingualift.cli.monitor",
+    "lingualift.cli.ecda",
     "lingualift.cli.generate",
     "lingualift.cli.serve",
     "lingualift.cli.shifcon",

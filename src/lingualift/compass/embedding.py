@@ -192,6 +192,9 @@ def _encoder_factory(encoder: str | Encoder) -> Callable[[], Encoder]:
     """Something picklable that rebuilds the raw encoder inside a Ray worker."""
     if isinstance(encoder, str):
         return functools.partial(get_encoder, encoder, cache=False)
+    spec = getattr(encoder, "spec", None) or getattr(_uncached(encoder), "spec", None)
+    if isinstance(spec, str):  # built by get_encoder: rebuild it from its spec (engines holding
+        return functools.partial(get_encoder, spec, cache=False)  # C pointers do not pickle)
     raw = _uncached(encoder)
     return functools.partial(_return, raw)
 

@@ -35,9 +35,12 @@ def get_encoder(spec: str = DEFAULT_ENCODER, cache: bool | EmbeddingCache = True
             f"Unknown encoder {spec!r}; use 'e5-nano', 'sentence-transformers:<id or path>' "
             "or 'lm:<model>[@layer]'."
         )
+    encoder.spec = spec  # type: ignore[attr-defined]  # how a Ray worker rebuilds it
     if cache is False:
         return encoder
-    return CachedEncoder(encoder, cache if isinstance(cache, EmbeddingCache) else None)
+    cached = CachedEncoder(encoder, cache if isinstance(cache, EmbeddingCache) else None)
+    cached.spec = spec  # type: ignore[attr-defined]
+    return cached
 
 
 __all__ = [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -225,13 +226,19 @@ def train_and_store(
     store: AdapterStore | None,
     parent: AdapterVersion | None = None,
     progress: bool = True,
+    prepare: Callable[[Any], dict[str, Any]] | None = None,
+    extra_files: Callable[[Path], None] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The body of a training stage: train from ``model``, write the run outputs, store.
 
     Checkpoints go to ``ctx.work`` (a rerun resumes them); ``metrics.json``,
     ``loss.png`` and ``config.yaml`` to ``ctx.out``; the adapter to ``store``
-    (once per fingerprint) unless ``store`` is None. Returns the trained adapter
-    and the stage result.
+    (once per fingerprint) unless ``store`` is None, with the held-out examples
+    as ``heldout.jsonl`` beside it (the set a later update's gate scores it on).
+    ``prepare(trainer)`` runs before training (a continual update adds its
+    penalty there) and returns what the card should say about it;
+    ``extra_files(folder)`` writes more files into the version folder (a
+    reference profile). Returns the trained adapter and the stage result.
     """
     from accelerate import PartialState
 
@@ -249,6 +256,7 @@ def train_and_store(
         base_spec=config.model,
     )
     trainer.load_data(train, heldout, data.summaries, config.packing)
+    extra_card = prepare(trainer) if prepare is not None else {}
     trained = trainer.fit(eval_every=config.eval_every, progress=progress)
     if not PartialState().is_main_process:
         return trained, {}
@@ -261,11 +269,18 @@ def train_and_store(
         return trained, result
     version = store.find_run(config.lang, ctx.fingerprint)
     if version is None:
-        card = adapter_card(trained, config, data.selection, parent, ctx.fingerprint)
+        card = {
+            **adapter_card(trained, config, data.selection, parent, ctx.fingerprint),
+            **extra_card,
+        }
 
         def write(folder: Path) -> None:
             trained.model.save_pretrained(str(folder))
             trained.plot(folder / "loss.png", title)
+            if heldout:
+                write_examples(heldout, folder / HELDOUT_FILE)
+            if extra_files is not None:
+                extra_files(folder)
 
         version = store.save(config.lang, writer=write, card=card, promote=config.promote)
     elif config.promote and not version.current:
@@ -276,6 +291,24 @@ def train_and_store(
         "path": str(version.path),
         **result,
     }
+
+
+HELDOUT_FILE = "heldout.jsonl"
+
+
+def write_examples(examples: list[Example], path: Path) -> Path:
+    """Examples as JSONL (one object per example, every field), atomically."""
+    lines = "".join(
+        json.dumps(dataclasses.asdict(ex), ensure_ascii=False) + "\n" for ex in examples
+    )
+    atomic_write_text(path, lines)
+    return path
+
+
+def read_examples_file(path: Path) -> list[Example]:
+    """Examples written by :func:`write_examples`."""
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    return [Example(**row) for row in rows]
 
 
 def find_parent(store: AdapterStore, config: TrainConfig) -> AdapterVersion | None:

@@ -15,7 +15,13 @@ from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
 from lingualift.models import DEFAULT_MODEL
 from lingualift.training import LoraSettings, TrainingArgs
 
-EXPERIMENTS = ("compass_vs_baselines", "compass_genres", "shifcon_vs_lora", "layer_area")
+EXPERIMENTS = (
+    "compass_vs_baselines",
+    "compass_genres",
+    "shifcon_vs_lora",
+    "layer_area",
+    "ecda_drift",
+)
 
 
 def _experiment_training() -> TrainingArgs:
@@ -69,9 +75,10 @@ class ExperimentConfig:
     """One experiment on the embedded model, over several seeds."""
 
     experiment: Literal[
-        "compass_vs_baselines", "compass_genres", "shifcon_vs_lora", "layer_area"
+        "compass_vs_baselines", "compass_genres", "shifcon_vs_lora", "layer_area", "ecda_drift"
     ] = "shifcon_vs_lora"
-    """Which experiment: compass_vs_baselines, compass_genres, shifcon_vs_lora or layer_area."""
+    """Which experiment: compass_vs_baselines, compass_genres, shifcon_vs_lora, layer_area or
+    ecda_drift."""
     out_dir: str | None = None
     """Output folder (default runs/experiments/<experiment>); one JSON per finished run is kept
     under units/, so a rerun resumes where an interrupted one stopped."""
@@ -153,6 +160,27 @@ class ExperimentConfig:
     """layer_area: the (a, b) sweep compared with the band the distance curve chooses."""
     shift_only: bool = True
     """layer_area: also score the untrained base model with each band's shift (no seeds)."""
+
+    # -- ecda_drift -------------------------------------------------------------------------
+    stable_books: str = "40-42,44"
+    """ecda_drift: books of the usage before the change (narrative: Matthew-Luke, Acts); also
+    the reference usage of the deployed version (usage_per_language verses)."""
+    drift_books: str = "45-65"
+    """ecda_drift: books of the usage after the change (the letters: Romans-Jude)."""
+    window: int = 60
+    """ecda_drift: queries per monitor window."""
+    windows_before: int = 8
+    """ecda_drift: stable windows before the change (false alarms are counted on these)."""
+    windows_after: int = 4
+    """ecda_drift: windows after the change (the detection delay is counted from the first)."""
+    penalty: str = "l2sp"
+    """ecda_drift: ECDA's penalty toward the current version (l2sp, ewc or none)."""
+    penalty_lambda: float = 1.0
+    """ecda_drift: weight of the penalty."""
+    replay_fraction: float = 0.5
+    """ecda_drift: share of replayed D_tr examples in ECDA's update."""
+    full_steps: int = 0
+    """ecda_drift: steps of the full retraining from scratch (0: twice train.max_steps)."""
 
     def __post_init__(self) -> None:
         require(

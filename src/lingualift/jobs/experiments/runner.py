@@ -13,13 +13,14 @@ from lingualift.stages import Job
 
 def run_experiment(config: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the experiment; returns ``{'results', 'plot', 'table'}``."""
-    from lingualift.jobs.experiments import compass, genres, shifcon
+    from lingualift.jobs.experiments import compass, ecda, genres, shifcon
 
     jobs = {
         "compass_vs_baselines": compass.run_compass_vs_baselines,
         "compass_genres": genres.run_compass_genres,
         "shifcon_vs_lora": shifcon.run_shifcon_vs_lora,
         "layer_area": shifcon.run_layer_area,
+        "ecda_drift": ecda.run_ecda_drift,
     }
     out = Path(config.run_dir)
     Job(out, label="experiment").claim()  # never write into a folder that is not ours

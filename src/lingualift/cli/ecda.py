@@ -1,0 +1,52 @@
+"""``lingualift ecda``: keep language adapters fresh under drift (monitor, select, update, gate)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lingualift.cli._common import add_verb, config_from_args
+from lingualift.jobs.ecda import EcdaConfig
+
+
+def register(subparsers: Any) -> None:
+    add_verb(
+        subparsers,
+        "ecda",
+        "continual adaptation: monitor drift, select, update from the current version, gate",
+        run,
+        config_cls=EcdaConfig,
+        description="COMPASS-ECDA for one or more languages: monitor production queries (a log "
+        "file, a folder of segments, or -), and when windows drift select pool data for the "
+        "new usage with COMPASS, train the next version from the current one on the selection "
+        "plus replay with an L2-SP or EWC penalty, score it against the current version on the "
+        "old and new held-out sets, and promote it or keep the current one (recorded in the "
+        "store's history). follow=true keeps polling a log folder. Every step is a resumable "
+        "stage; 'lingualift adapters rollback <lang>' undoes a promotion.",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from lingualift.jobs.ecda import run_ecda
+
+    result = run_ecda(config_from_args(args))
+    for lang, info in result.summary["languages"].items():
+        print(
+            f"{lang}: {info['windows']} windows, {info['drift']} with drift; current reference "
+            f"{info['reference']}"
+        )
+    for update in result.updates:
+        print(
+            f"update {update['id']}: {update['status']}"
+            + (
+                f", current {update.get('current')} ({update.get('reason')})"
+                if update["status"] != "pending"
+                else ""
+            )
+        )
+    for note in result.summary["notes"]:
+        print(f"note: {note}")
+    print(
+        f"wrote {result.out_dir}/monitor/drift.jsonl, drift.png; updates in {result.out_dir}/updates"
+    )
+    return 0

@@ -1,0 +1,45 @@
+"""``lingualift monitor``: test windows of production queries against each version's reference."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lingualift.cli._common import add_verb, config_from_args
+from lingualift.jobs.monitor import MonitorConfig
+
+
+def register(subparsers: Any) -> None:
+    add_verb(
+        subparsers,
+        "monitor",
+        "detect drift in production queries against each adapter version's reference profile",
+        run,
+        config_cls=MonitorConfig,
+        description="Read a traffic log (file, folder of closed segments, or - for stdin), route "
+        "queries by language, cut windows (by count or time) and test each against the reference "
+        "profile of the language's current adapter version: JS on cluster histograms (bootstrap), "
+        "RBF MMD (permutations), novel share (beta-binomial), combined by Holm-Bonferroni at "
+        "alpha. Writes drift.jsonl, drift.png and summary.json to out_dir and resumes where it "
+        "stopped. build_reference=<usage file> builds a version's reference profile first.",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from lingualift.jobs.monitor import run_monitor
+
+    result = run_monitor(config_from_args(args))
+    summary = result.summary
+    if "languages" not in summary:
+        ref = summary["reference"]
+        print(f"reference of {ref['version']} written ({ref['n_clusters']} clusters)")
+        return 0
+    for lang, info in summary["languages"].items():
+        print(
+            f"{lang}: {info['windows']} windows, {info['drift']} with drift "
+            f"(reference {info['reference']}, {info['queries']} queries)"
+        )
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    print(f"wrote {result.out_dir}/drift.jsonl, drift.png, summary.json")
+    return 0
