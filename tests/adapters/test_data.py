@@ -83,6 +83,37 @@ def test_packing_fills_rows_and_collate_pads(tok):
     assert batch["input_ids"].shape == (3, len(rows[0]["input_ids"]))
     assert int(batch["attention_mask"][0].sum()) == 4
     assert (batch["labels"][0, 4:] == IGNORE_INDEX).all()
+    assert batch["n_tokens"] == 4 + 4 + len(rows[0]["input_ids"])
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_packed_documents_do_not_see_each_other(tok, arch):
+    import torch
+
+    from lingualift.testing import tiny_causal_lm
+
+    model, _ = tiny_causal_lm(arch, hidden_size=32, num_layers=2)
+    texts = ["habari ya asubuhi", "jambo rafiki yangu", "karibu sana"]
+    rows = [
+        tokenize_example(Example(id=str(i), kind="text", text=t), tok, 512)
+        for i, t in enumerate(texts)
+    ]
+    packed = pack(rows, 64)
+    assert len(packed) == 1 and packed[0]["position_ids"][len(rows[0]["input_ids"])] == 0
+    batch = collate(packed, tok.pad_token_id)
+    assert "attention_mask" not in batch
+    batch.pop("n_tokens"), batch.pop("labels")
+    with torch.no_grad():
+        together = model(**batch, use_cache=False).logits[0]
+        start = 0
+        for row in rows:
+            n = len(row["input_ids"])
+            alone = model(input_ids=torch.tensor([row["input_ids"]])).logits[0]
+            torch.testing.assert_close(together[start : start + n], alone, atol=1e-5, rtol=1e-5)
+            start += n
+    # A document's first token is not predicted from the one before it.
+    second = len(rows[0]["input_ids"])
+    assert packed[0]["labels"][second] == IGNORE_INDEX
 
 
 def test_selection_records_become_text_examples(tmp_path):

@@ -312,21 +312,35 @@ def _tokenize_chat(example: Example, tokenizer) -> tuple[list[int], list[int]]:
 
 
 def pack(rows: Sequence[dict[str, list[int]]], max_length: int) -> list[dict[str, list[int]]]:
-    """Concatenate tokenised examples and cut the stream into ``max_length`` rows.
+    """Concatenate tokenised examples into ``max_length`` rows, keeping documents apart.
 
-    Examples end with EOS, so the model sees document boundaries; the last,
-    shorter row is kept.
+    Every row carries ``position_ids`` that restart at 0 where a document (or the
+    part of one that a row cut carried over) starts; transformers builds a
+    block-diagonal causal mask from them (``attention_mask`` left out), so a
+    token attends only to its own document, as TRL's padding-free packing does.
+    The first token of each document has no label: nothing before it in its
+    document predicts it. The last, shorter row is kept.
     """
     ids: list[int] = []
     labels: list[int] = []
+    starts: list[bool] = []
     for row in rows:
+        n = len(row["input_ids"])
         ids.extend(row["input_ids"])
-        labels.extend(row["labels"])
-    return [
-        {"input_ids": ids[i : i + max_length], "labels": labels[i : i + max_length]}
-        for i in range(0, len(ids), max_length)
-        if any(label != IGNORE_INDEX for label in labels[i : i + max_length])
-    ]
+        labels.extend([IGNORE_INDEX, *row["labels"][1:]] if n else [])
+        starts.extend([True] + [False] * (n - 1) if n else [])
+    packed = []
+    for begin in range(0, len(ids), max_length):
+        chunk = slice(begin, begin + max_length)
+        row_labels = labels[chunk]
+        if all(label == IGNORE_INDEX for label in row_labels):
+            continue
+        positions, position = [], 0
+        for i, start in enumerate(starts[chunk]):
+            position = 0 if start or i == 0 else position + 1
+            positions.append(position)
+        packed.append({"input_ids": ids[chunk], "labels": row_labels, "position_ids": positions})
+    return packed
 
 
 def tokenize_examples(
@@ -342,16 +356,31 @@ def tokenize_examples(
 
 
 def collate(rows: Sequence[dict[str, list[int]]], pad_token_id: int):
-    """Right-pad rows into tensors: input_ids, attention_mask, labels."""
+    """Right-pad rows into tensors for the model, plus ``n_tokens`` (real tokens, for rates).
+
+    Packed rows (with ``position_ids``) go without an attention mask, so the model
+    keeps their documents apart; the padding of a short last row is a document
+    of its own that no label reads.
+    """
     import torch
 
     width = max(len(r["input_ids"]) for r in rows)
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
+    packed = "position_ids" in rows[0]
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         n = len(row["input_ids"])
         input_ids[i, :n] = torch.tensor(row["input_ids"])
         labels[i, :n] = torch.tensor(row["labels"])
         attention[i, :n] = 1
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        if packed:
+            positions[i, :n] = torch.tensor(row["position_ids"])
+            positions[i, n:] = torch.arange(width - n)
+    batch = {"input_ids": input_ids, "labels": labels, "n_tokens": int(attention.sum())}
+    if packed:
+        batch["position_ids"] = positions
+    else:
+        batch["attention_mask"] = attention
+    return batch

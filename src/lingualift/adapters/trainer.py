@@ -168,15 +168,16 @@ class LoraTrainer:
 
     def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches; returns losses and token count."""
+        tokens = sum(batch.pop("n_tokens") for batch in micro_batches)
         out = self.loop.train_step(micro_batches, self._loss)
-        tokens = sum(int(batch["attention_mask"].sum()) for batch in micro_batches)
         return {**out, "tokens": tokens}
 
     def _loss(self, batch: dict[str, Any], backward: Backward) -> dict[str, Any]:
         # The model stays in train mode (evaluate() restores it): model.train() walks every
         # module, which costs milliseconds per step.
         batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
-        loss = self.model(**batch).loss
+        # No KV cache: with one, transformers would not keep packed documents apart.
+        loss = self.model(**batch, use_cache=False).loss
         backward(loss)
         return {"loss": loss}
 
@@ -194,11 +195,10 @@ class LoraTrainer:
         with torch.no_grad():
             for start in range(0, len(rows), batch_size):
                 batch = collate(rows[start : start + batch_size], self.tokenizer.pad_token_id)
+                batch.pop("n_tokens")
+                labels = batch.pop("labels")[:, 1:].to(accelerator.device)
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                logits = self.model(
-                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                ).logits[:, :-1]
-                labels = batch["labels"][:, 1:]
+                logits = self.model(**batch, use_cache=False).logits[:, :-1]
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.size(-1)).float(),
                     labels.reshape(-1),

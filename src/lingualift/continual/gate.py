@@ -47,11 +47,10 @@ def heldout_nll(
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             batch = collate(rows[start : start + batch_size], pad)
-            logits = model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-            ).logits[:, :-1]
-            labels = batch["labels"][:, 1:].to(device)
+            batch.pop("n_tokens")
+            labels = batch.pop("labels")[:, 1:].to(device)
+            inputs = {k: v.to(device) for k, v in batch.items()}
+            logits = model(**inputs, use_cache=False).logits[:, :-1]
             total += float(
                 torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.size(-1)).float(),

@@ -68,8 +68,9 @@ def fisher_diagonal(
     device = next(model.parameters()).device
     for row in rows:
         model.zero_grad(set_to_none=True)
-        batch = {k: v.to(device) for k, v in collate([row], pad_token_id).items()}
-        model(**batch).loss.backward()
+        batch = collate([row], pad_token_id)
+        batch.pop("n_tokens")
+        model(**{k: v.to(device) for k, v in batch.items()}, use_cache=False).loss.backward()
         for name, param in params.items():
             if param.grad is not None:
                 sums[name] += param.grad.detach() ** 2

@@ -39,7 +39,8 @@ class GenreSettings:
     side_methods: list[str] = dataclasses.field(default_factory=lambda: ["compass", "random"])
     """Selection methods compared in the control and realistic conditions."""
     oracle: bool = True
-    """Also train on target-language verses of the usage genre (the ceiling of a selection)."""
+    """Also train on target-language verses of the usage genre (the ceiling of a selection),
+    in the gap and control conditions."""
     training_books: str = "1,2,6-10"
     """Books of D_tr(t) (narrative: Genesis, Exodus, Joshua-2 Samuel)."""
     gap_usage_books: str = "45-58"
@@ -56,9 +57,9 @@ class GenreSettings:
     """Verses of the target-usage sample."""
     n_validation: int = 60
     """Verses of the validation split (usage books) that chooses the learning rate."""
-    n_heldout: int = 160
+    n_heldout: int = 150
     """Held-out verses scored per language (each one paired across systems)."""
-    pool_per_genre: int = 40
+    pool_per_genre: int = 30
     """Pool verses per genre (any other corpus language; held-out books excluded)."""
     realistic_per_genre: int = 10
     """realistic: target-language verses per genre that is neither the usage's nor D_tr's."""

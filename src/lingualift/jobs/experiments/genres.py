@@ -14,9 +14,9 @@ For each target language ``t`` and condition:
 
 Every method (and an ``oracle`` that adds target-language text of the usage
 genre instead of a selection, the ceiling a selection can reach) trains a LoRA
-adapter on ``D_tr(t)`` + its data for the **same number of steps**, enough for
-``epochs_of_largest`` passes over the largest training set of the condition
-('all': ``D_tr`` + the whole pool). The learning rate is chosen once, on a
+adapter on ``D_tr(t)`` + its data for the **same number of steps** in every
+condition, enough for ``epochs_of_largest`` passes over the largest training set
+('all': ``D_tr`` + the whole other-language pool). The learning rate is chosen once, on a
 validation split of the usage genre (never the held-out books), from
 ``lr_grid``. Every system is scored per held-out verse, so differences are
 paired (:mod:`lingualift.jobs.experiments.stats`): each against random, with a
@@ -102,6 +102,7 @@ def draw_inputs(config: Any, cond: Condition, lang: str, folder: Path) -> dict[s
         kept = [b for b in books if b not in held_out]
         if kept:  # genre-balanced: the same number of verses of every genre, any language
             pool += _sample(corpus.multilingual(others, kept), settings.pool_per_genre, rng)
+    pool_base = len(pool)
     if cond.realistic:  # target-language text of the genres that are neither usage nor D_tr's
         skip = {cond.usage_genre(), GENRE_OF_BOOK[parse_books(settings.training_books)[0]]}
         for genre, books in GENRES.items():
@@ -116,7 +117,7 @@ def draw_inputs(config: Any, cond: Condition, lang: str, folder: Path) -> dict[s
     }  # fmt: skip
     for role, records in files.items():
         write_records(records, folder / f"{role}.jsonl")
-    return {role: len(records) for role, records in files.items()}
+    return {**{role: len(records) for role, records in files.items()}, "pool_base": pool_base}
 
 
 def _read(folder: Path, role: str) -> list[Record]:
@@ -205,9 +206,9 @@ def run_compass_genres(config: Any, progress: bool = True) -> dict[str, Any]:
                 unit, lambda ctx, c=cond, lang=lang: draw_inputs(config, c, lang, ctx.out)
             )
             folders[name, lang] = folder = units.path(unit)
-            methods = settings.methods if name == "gap" else settings.side_methods
-            extra = result["pool"] if "all" in methods else settings.budget
-            records = _read(folder, "training") + _read(folder, "pool")[:extra]
+            # The same steps in every condition: one epoch of D_tr + the other-language pool
+            # (what 'all' trains on in the gap; the realistic pool's extra verses not counted).
+            records = _read(folder, "training") + _read(folder, "pool")[: result["pool_base"]]
             largest = max(largest, _packed_rows(base.tokenizer, records, config.train.max_length))
         per_step = config.train.batch_size * config.train.grad_accum
         steps[name] = config.train.max_steps or math.ceil(
@@ -248,7 +249,9 @@ def run_compass_genres(config: Any, progress: bool = True) -> dict[str, Any]:
                 | {"system": "base", "condition": name, "lang": lang, "seed": None}
             )
             methods = settings.methods if name == "gap" else settings.side_methods
-            systems = [*methods, *(["oracle"] if settings.oracle else [])]
+            # The realistic pool changes nothing for the oracle, which uses no pool: its gap run is it.
+            oracle = settings.oracle and name != "realistic"
+            systems = [*methods, *(["oracle"] if oracle else [])]
             for seed in config.seeds:
                 for system in systems:
 
