@@ -64,6 +64,19 @@ def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
         other = TrainingArgs(max_steps=3, batch_size=2, max_length=24)
         run_experiment(ExperimentConfig(**{**vars(config), "train": other}), progress=False)
 
+    # With a learning-rate grid each system is tuned on validation verses; pairs get intervals.
+    tuned = ExperimentConfig(
+        **{**vars(config), "out_dir": str(tmp_path / "tuned"), "seeds": [0], "lr_grid": [1e-3, 1e-2],
+           "validation_per_language": 4, "shifcon": str(out / "shifcon")}
+    )  # fmt: skip
+    result = run_experiment(tuned, progress=False)
+    data = json.loads(result["results"].read_text())
+    assert set(data["learning_rates"]["sweep"]) == {"lora", "shifcon"}
+    assert data["learning_rates"]["shifcon"] in (1e-3, 1e-2)
+    shift_vs_base = data["paired"]["sw/cloze/shift only - base"]
+    assert shift_vs_base["ci95"][0] <= shift_vs_base["difference"] <= shift_vs_base["ci95"][1]
+    assert "en/nll/shifcon - lora" in data["paired"] and result["curve"].stat().st_size > 0
+
     # layer_area reuses the vectors of the first run and sweeps two bands.
     la = ExperimentConfig(
         experiment="layer_area",

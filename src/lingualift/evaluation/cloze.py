@@ -296,6 +296,8 @@ class ClozeScore:
     n: int
     preds: list[int] = dataclasses.field(repr=False, default_factory=list)
     """Chosen option (by acc_norm) per question."""
+    hits_norm: list[float] = dataclasses.field(repr=False, default_factory=list)
+    """1.0 where the acc_norm choice is right, per question (for paired comparisons)."""
 
 
 def _stderr(values: Sequence[float]) -> float:
@@ -342,4 +344,5 @@ def score_cloze(
         acc_norm_stderr=_stderr(hits_norm),
         n=len(rows),
         preds=preds,
+        hits_norm=hits_norm,
     )

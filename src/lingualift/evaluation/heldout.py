@@ -67,6 +67,7 @@ def score_heldout(
             "perplexity": result.perplexity,
             "n_tokens": result.n_tokens,
             "n_texts": result.n_texts,
+            "per_text": [[round(total, 6), count] for total, count in result.per_text],
         }
     for lang, rows in heldout.cloze.items():
         score = score_cloze(model, tokenizer, rows, batch_size, apply, progress)
@@ -75,6 +76,7 @@ def score_heldout(
             cloze_acc_norm=score.acc_norm,
             cloze_acc_norm_stderr=score.acc_norm_stderr,
             cloze_n=score.n,
+            cloze_hits=score.hits_norm,
         )
         if letters:
             samples = evaluate_mcq(

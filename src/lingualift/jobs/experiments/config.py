@@ -155,6 +155,12 @@ class ExperimentConfig:
     """ShifCon's contrastive-loss weight (published 2.0); plain LoRA uses 0."""
     tau: float = 0.05
     """InfoNCE temperature of the contrastive loss."""
+    lr_grid: list[float] = dataclasses.field(default_factory=list)
+    """shifcon_vs_lora: learning rates tried for each system on a validation split (seed 0);
+    each system then trains at its best. Empty: both use train.lr."""
+    validation_per_language: int = 100
+    """shifcon_vs_lora with lr_grid: validation verses per language (train_books verses after
+    the training pairs, never the held-out books)."""
     bands: list[list[int]] = dataclasses.field(
         default_factory=lambda: [[1, 3], [7, 9], [10, 12], [13, 15]]
     )

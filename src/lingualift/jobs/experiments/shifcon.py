@@ -59,6 +59,7 @@ def _train(
     pairs: list[Any],
     seed: int,
     shift: bool,
+    lr: float | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     from lingualift.shifcon.loss import ShifConObjective
     from lingualift.shifcon.trainer import ShifConTrainer
@@ -74,7 +75,7 @@ def _train(
         base.tokenizer,
         shifcon,
         pairs,
-        dataclasses.replace(config.train, seed=seed),
+        dataclasses.replace(config.train, seed=seed, lr=lr or config.train.lr),
         objective=objective,
         lora=config.lora,
         run_dir=ctx.work,
@@ -96,14 +97,55 @@ def _unit(system: str, seed: int | None, metrics: dict[str, Any], **extra: Any) 
     return {"system": system, "seed": seed, "metrics": metrics, **extra}
 
 
+def _validation(config: Any) -> dict[str, list[str]]:
+    """Target-language verses of the training books that come after the training pairs."""
+    from lingualift.data import ParallelCorpus
+
+    corpus = ParallelCorpus()
+    start, n = config.pairs_per_language, config.validation_per_language
+    return {
+        lang: [
+            t.text for _, t in corpus.parallel("en", lang, config.train_books)[start : start + n]
+        ]
+        for lang in config.langs
+    }
+
+
+def choose_learning_rates(config, units, base, shifcon, pairs) -> dict[str, Any]:
+    """Each system's learning rate: the lowest validation NLL over ``lr_grid`` at seed 0."""
+    from lingualift.evaluation.heldout import HeldoutSet
+
+    if not config.lr_grid:
+        return {"lora": config.train.lr, "shifcon": config.train.lr, "sweep": {}}
+    validation = HeldoutSet(_validation(config))
+    sweep: dict[str, dict[str, float]] = {}
+    chosen: dict[str, Any] = {}
+    for system, shift in (("lora", False), ("shifcon", True)):
+        for lr in config.lr_grid:
+
+            def tune(ctx, shift=shift, lr=lr):
+                model, _ = _train(ctx, config, base, shifcon, pairs, 0, shift, lr)
+                scores = evaluate(
+                    model, base.tokenizer, validation, config, shifcon if shift else None
+                )
+                return {"nll": sum(v["nll"] for v in scores.values()) / len(scores)}
+
+            sweep.setdefault(system, {})[f"{lr:g}"] = units.run(f"lr__{system}__{lr:g}", tune)[
+                "nll"
+            ]
+        chosen[system] = min(config.lr_grid, key=lambda lr: sweep[system][f"{lr:g}"])
+    return {**chosen, "sweep": sweep}
+
+
 def run_shifcon_vs_lora(config: Any, progress: bool = True) -> dict[str, Any]:
-    """ShifCon vs plain LoRA (+ base, base with the shift) over the seeds."""
+    """ShifCon vs plain LoRA (+ base, base with the shift) over the seeds, paired per item."""
     out = Path(config.run_dir)
     units = Units(out, config, progress)
     base = BaseModel(config.model)
     shifcon = language_area(config, base, out)
     sets = heldout_sets(config, config.langs, english=config.english)
     pairs = _pairs(config)
+    rates = choose_learning_rates(config, units, base, shifcon, pairs)
     results = [
         units.run(
             "base",
@@ -122,25 +164,110 @@ def run_shifcon_vs_lora(config: Any, progress: bool = True) -> dict[str, Any]:
         for system, shift in (("lora", False), ("shifcon", True)):
 
             def compute(ctx, system=system, shift=shift, seed=seed):
-                model, train = _train(ctx, config, base, shifcon, pairs, seed, shift)
+                model, train = _train(ctx, config, base, shifcon, pairs, seed, shift, rates[system])
                 metrics = evaluate(model, base.tokenizer, sets, config, shifcon if shift else None)
                 return _unit(system, seed, metrics, train=train)
 
-            results.append(units.run(f"{system}__s{seed}", compute))
+            # Without a sweep the rate is train.lr, already in the fingerprint: old units stay.
+            extra = {"lr": rates[system]} if config.lr_grid else {}
+            results.append(units.run(f"{system}__s{seed}", compute, **extra))
     systems = ["base", "base + shift (no training)", "lora", "shifcon"]
     summary = summarize(results)
     table = format_table(summary, systems)
+    paired = paired_comparisons(results, config.langs)
+    args = config.train
     title = (
-        f"ShifCon vs LoRA, {config.train.max_steps} steps x {config.train.batch_size} pairs, area "
+        f"ShifCon vs LoRA, {args.max_steps} steps x {args.batch_size} pairs, area "
         f"[{shifcon.a}, {shifcon.b}], {len(config.seeds)} seeds (error bars: std)"
     )
     plot = plot_bars(summary, systems, out / "results.png", title)
+    curve = plot_contrastive_curve(results, out / "contrastive.png")
     path = write_results(
         out,
         config,
-        {"area": [shifcon.a, shifcon.b], "summary": summary, "table": table, "units": results},
+        {
+            "area": [shifcon.a, shifcon.b],
+            "learning_rates": rates,
+            "summary": summary,
+            "paired": paired,
+            "table": table,
+            "units": results,
+        },
     )
-    return {"results": path, "plot": plot, "table": table}
+    return {
+        "results": path,
+        "plot": plot,
+        "table": table + "\n\n" + paired_table(paired, rates),
+        "curve": curve,
+    }
+
+
+def paired_comparisons(results: list[dict[str, Any]], langs: list[str]) -> dict[str, Any]:
+    """Per language: ShifCon vs LoRA and each vs base on held-out NLL, the shift alone vs base
+    on NLL and cloze, each a paired difference with its 95% bootstrap interval."""
+    from lingualift.jobs.experiments.stats import paired_difference
+
+    def runs(system: str, lang: str, key: str) -> dict[Any, Any]:
+        out = {}
+        for unit in results:
+            metrics = unit["metrics"].get(lang, {})
+            if unit["system"] == system and key in metrics:
+                values = metrics[key]
+                out[unit["seed"]] = values if key == "per_text" else [[h, 1] for h in values]
+        return out
+
+    comparisons = {
+        "shifcon - lora": ("shifcon", "lora"),
+        "shifcon - base": ("shifcon", "base"),
+        "lora - base": ("lora", "base"),
+        "shift only - base": ("base + shift (no training)", "base"),
+    }
+    paired: dict[str, Any] = {}
+    for lang in [*langs, "en"]:
+        for name, (a, b) in comparisons.items():
+            for key, label in (("per_text", "nll"), ("cloze_hits", "cloze")):
+                first, second = runs(a, lang, key), runs(b, lang, key)
+                if first and second:
+                    paired[f"{lang}/{label}/{name}"] = paired_difference(first, second)
+    return paired
+
+
+def paired_table(paired: dict[str, Any], rates: dict[str, Any]) -> str:
+    lines = [
+        f"learning rates: lora {rates['lora']:g}, shifcon {rates['shifcon']:g} "
+        f"(validation sweep: {rates.get('sweep') or 'none'})",
+        "",
+        "| lang / metric / comparison | difference [95% CI] | verdict |",
+        "| --- | ---: | --- |",
+    ]
+    for key, d in paired.items():
+        lo, hi = d["ci95"]
+        lines.append(f"| {key} | {d['difference']:+.4f} [{lo:+.4f}, {hi:+.4f}] | {d['verdict']} |")
+    return "\n".join(lines)
+
+
+def plot_contrastive_curve(results: list[dict[str, Any]], path: Path) -> Path | None:
+    """The contrastive (and generation) loss of each ShifCon run against the step."""
+    from lingualift.plotting import pyplot, save_figure
+
+    runs = [u for u in results if u["system"] == "shifcon" and u.get("train", {}).get("loss_log")]
+    if not runs:
+        return None
+    plt = pyplot()
+    fig, (con_ax, gen_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for unit in runs:
+        log = unit["train"]["loss_log"]
+        steps = [e["step"] for e in log]
+        con_ax.plot(steps, [e["con"] for e in log], lw=1, label=f"seed {unit['seed']}")
+        gen_ax.plot(steps, [e["gen"] for e in log], lw=1, label=f"seed {unit['seed']}")
+    con_ax.set_title("contrastive loss (InfoNCE over the area)", fontsize=9)
+    gen_ax.set_title("generation loss (shifted forward)", fontsize=9)
+    for ax in (con_ax, gen_ax):
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def run_layer_area(config: Any, progress: bool = True) -> dict[str, Any]:
