@@ -346,6 +346,11 @@ def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict
         trainer.model.save_pretrained(str(target))
         if config.method == "full":
             tokenizer.save_pretrained(str(target))
+        else:
+            from lingualift.adapters.portable import stamp_adapter
+            from lingualift.portable import base_identity
+
+            stamp_adapter(target, base_identity(model_spec))
         from lingualift.adapters.store import base_model_signature
 
         card = {
