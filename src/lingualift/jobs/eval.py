@@ -344,9 +344,9 @@ def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
     import lingualift.evaluation.lmeval_bridge  # noqa: F401  registers the 'lingualift' model
     from lingualift.evaluation.results import write_results
 
-    args = [f"base={config.model}", f"dtype={config.dtype}"]
+    args = [f"pretrained={config.model}", f"dtype={config.dtype}"]
     if config.adapters:
-        args.append(f"adapters={config.adapters}")
+        args.append(f"peft={config.adapters}")
     if config.shifcon:
         langs = config.langs
         args.append(f"shifcon={config.shifcon}")
