@@ -94,3 +94,68 @@ def test_cli_select_writes_outputs_and_refuses_bad_input(tmp_path, capsys):
     assert "made with other settings (format" in capsys.readouterr().err
     assert main([*base, "budget=8", "overwrite=true"]) == 0
     assert (out / "selection.parquet").is_file() and not (out / "selection.jsonl").exists()
+
+
+def test_select_maps_each_input_and_writes_filterable_columns(tmp_path, capsys):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from lingualift.data import read_records
+    from lingualift.jobs.select import SelectConfig, read_inputs
+
+    target = tmp_path / "usage.jsonl"  # a monolingual file with no language column
+    target.write_text(
+        "".join(
+            json.dumps({"qid": f"q{i}", "question": f"Swali la {i} kuhusu mto"}) + "\n"
+            for i in range(8)
+        )
+    )
+    pool = tmp_path / "pool.csv"
+    pool.write_text(
+        "key,sentence,language\n"
+        + "".join(
+            f"p{i},{'Une phrase' if i % 2 else 'Ein Satz'} numéro {i},{'fr' if i % 2 else 'de'}\n"
+            for i in range(12)
+        )
+    )
+    argv = [
+        "select", f"target={target}", f"pool={pool}", "n_clusters=2", "budget=4",
+        "target_fields.text=question", "target_fields.id=qid", "target_fields.default_lang=sw",
+        "pool_fields.text=sentence", "pool_fields.id=key", "pool_fields.lang=language",
+        f"out_dir={tmp_path / 'sel'}",
+    ]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err
+    table = pq.read_table(tmp_path / "sel" / "selection.parquet")
+    types = {f.name: str(f.type) for f in table.schema}
+    assert types["cluster"] == "int64" and types["pool_index"] == "int64"
+    assert (
+        types["score"] == "double" and types["reason"] == "string" and types["method"] == "string"
+    )
+    frame = pd.read_parquet(tmp_path / "sel" / "selection.parquet")
+    first = int(frame["cluster"].iloc[0])
+    assert len(frame[frame.cluster == first]) >= 1 and (frame.score > -1).all()
+    assert set(frame["id"]) <= {f"p{i}" for i in range(12)}
+    records = read_records(tmp_path / "sel" / "selection.parquet")  # reads back into meta
+    assert {"cluster", "score", "reason", "method", "pool_index"} <= set(records[0].meta)
+    config = SelectConfig(
+        target=str(target), pool=str(pool), target_fields={"text": "question", "default_lang": "sw"},
+        pool_fields={"text": "sentence", "lang": "language"},
+    )  # fmt: skip
+    got_target, _, got_pool = read_inputs(config)
+    assert {r.lang for r in got_target} == {"sw"} and {r.lang for r in got_pool} == {"fr", "de"}
+
+
+def test_the_earlier_flat_field_keys_still_apply_to_every_input():
+    from lingualift.jobs.select import SelectConfig
+
+    old = SelectConfig(target="t", pool="p", text_field="body", lang_field="language")
+    assert old.target_fields.text == old.pool_fields.text == old.training_fields.text == "body"
+    assert old.pool_fields.lang == "language"
+    assert old.fields_settings() == {
+        "text_field": "body",
+        "lang_field": "language",
+        "id_field": "id",
+    }
+    assert (
+        "fields" in SelectConfig(target="t", pool="p", pool_fields={"lang": "l"}).fields_settings()
+    )
