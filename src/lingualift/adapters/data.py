@@ -312,21 +312,41 @@ def _tokenize_chat(example: Example, tokenizer) -> tuple[list[int], list[int]]:
 
 
 def pack(rows: Sequence[dict[str, list[int]]], max_length: int) -> list[dict[str, list[int]]]:
-    """Concatenate tokenised examples and cut the stream into ``max_length`` rows.
+    """Concatenate tokenised examples into ``max_length`` rows that keep documents apart.
 
-    Examples end with EOS, so the model sees document boundaries; the last,
-    shorter row is kept.
+    Each row carries ``position_ids`` that restart at 0 where a document starts
+    (an example cut at a row's end goes on, from 0 again, in the next row). Given
+    ``position_ids`` and no attention mask, transformers builds a block-diagonal
+    causal mask from them (``masking_utils.find_packed_sequence_indices``, for
+    eager, sdpa and flash attention alike), so a token attends only to earlier
+    tokens of its own document, and rotary positions count from the document's
+    start: each document's logits are those it gets alone. The first token of
+    every document has no label (alone, nothing predicts it), so no loss crosses
+    a boundary either. Rows with nothing to learn from are dropped.
     """
-    ids: list[int] = []
-    labels: list[int] = []
-    for row in rows:
-        ids.extend(row["input_ids"])
-        labels.extend(row["labels"])
-    return [
-        {"input_ids": ids[i : i + max_length], "labels": labels[i : i + max_length]}
-        for i in range(0, len(ids), max_length)
-        if any(label != IGNORE_INDEX for label in labels[i : i + max_length])
-    ]
+    packed: list[dict[str, list[int]]] = []
+    row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+
+    def flush() -> None:
+        nonlocal row
+        if any(label != IGNORE_INDEX for label in row["labels"]):
+            packed.append(row)
+        row = {"input_ids": [], "labels": [], "position_ids": []}
+
+    for example in rows:
+        ids, labels = list(example["input_ids"]), list(example["labels"])
+        while ids:
+            take = max_length - len(row["input_ids"])
+            piece, piece_labels = ids[:take], labels[:take]
+            ids, labels = ids[take:], labels[take:]
+            row["input_ids"] += piece
+            row["labels"] += [IGNORE_INDEX, *piece_labels[1:]]
+            row["position_ids"] += list(range(len(piece)))
+            if len(row["input_ids"]) == max_length:
+                flush()
+    if row["input_ids"]:
+        flush()
+    return packed
 
 
 def tokenize_examples(
@@ -342,16 +362,55 @@ def tokenize_examples(
 
 
 def collate(rows: Sequence[dict[str, list[int]]], pad_token_id: int):
-    """Right-pad rows into tensors: input_ids, attention_mask, labels."""
+    """Right-pad rows into tensors: input_ids, labels, and attention_mask or position_ids.
+
+    Plain rows get an ``attention_mask``. Packed rows (with ``position_ids``) get
+    ``position_ids`` and no mask, which is what makes transformers keep their
+    documents apart (:func:`pack`); the padding becomes a segment of its own that
+    no document attends to, with no labels. Packed batches also carry
+    ``num_tokens`` (the non-padding tokens), which is not a model input:
+    :func:`model_inputs` drops it.
+    """
     import torch
 
+    packed = "position_ids" in rows[0]
     width = max(len(r["input_ids"]) for r in rows)
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
+    positions = torch.arange(width).repeat(len(rows), 1)
     for i, row in enumerate(rows):
         n = len(row["input_ids"])
         input_ids[i, :n] = torch.tensor(row["input_ids"])
         labels[i, :n] = torch.tensor(row["labels"])
         attention[i, :n] = 1
+        if packed:
+            positions[i, :n] = torch.tensor(row["position_ids"])
+            positions[i, n:] = torch.arange(width - n)  # padding: a segment of its own
+    if packed:
+        return {
+            "input_ids": input_ids,
+            "labels": labels,
+            "position_ids": positions,
+            "num_tokens": attention.sum(),
+        }
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def token_count(batch: dict[str, Any]) -> int:
+    """Non-padding tokens of a collated batch."""
+    if "num_tokens" in batch:
+        return int(batch["num_tokens"])
+    return int(batch["attention_mask"].sum())
+
+
+def model_inputs(batch: dict[str, Any], device: Any = None) -> dict[str, Any]:
+    """The model's keyword arguments from a collated batch (on ``device``).
+
+    Packed batches also turn the cache off: transformers detects packed
+    ``position_ids`` only when no cache object is passed along.
+    """
+    inputs = {k: v.to(device) if device is not None else v for k, v in batch.items()}
+    if inputs.pop("num_tokens", None) is not None:
+        inputs["use_cache"] = False
+    return inputs

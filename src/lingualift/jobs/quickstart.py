@@ -38,7 +38,7 @@ from lingualift.languages import DOMINANT_LANGUAGE, language_name, normalize_lan
 from lingualift.models import DEFAULT_MODEL
 from lingualift.portable import base_identity
 from lingualift.stages import Job, Stage, StageContext
-from lingualift.training import LoraSettings, TrainingArgs
+from lingualift.training import LoraSettings, TrainingArgs, without_tracking
 
 
 def _quickstart_training() -> TrainingArgs:
@@ -388,7 +388,7 @@ def _shifcon_train(config, job, base, shifcon, lang, evaluate, started, adapter,
     run = config.shifcon_train == "always" or (config.shifcon_train == "auto" and estimate <= left)
     # The mode, not the decision: an 'auto' run that skipped stays skipped on a rerun.
     settings = {
-        "mode": config.shifcon_train, "args": to_dict(args), "lora": to_dict(config.lora),
+        "mode": config.shifcon_train, "args": without_tracking(to_dict(args)), "lora": to_dict(config.lora),
         "pairs": config.shifcon_pairs, "books": config.train_books,
     }  # fmt: skip
 

@@ -37,7 +37,7 @@ from lingualift.errors import require
 from lingualift.languages import normalize_language
 from lingualift.models import DEFAULT_MODEL
 from lingualift.stages import Job, StageContext
-from lingualift.training import LoraSettings, TrainingArgs
+from lingualift.training import LoraSettings, TrainingArgs, without_tracking
 
 
 @dataclasses.dataclass
@@ -210,7 +210,7 @@ def train_settings(
 ) -> dict[str, Any]:
     """What a training stage's fingerprint covers: the config but where outputs go, the data."""
     return {
-        **{k: v for k, v in to_dict(config).items() if k not in _BOOKKEEPING},
+        **without_tracking({k: v for k, v in to_dict(config).items() if k not in _BOOKKEEPING}),
         "data_fingerprints": [s.fingerprint for s in data.summaries],
         "parent": parent.name if parent else None,
     }
@@ -252,6 +252,7 @@ def train_and_store(
     trained = trainer.fit(eval_every=config.eval_every, progress=progress)
     if not PartialState().is_main_process:
         return trained, {}
+    keep_tracker_logs(ctx)
     title = f"LoRA adapter for {config.lang}"
     atomic_write_text(ctx.out / "metrics.json", json.dumps(trained.metrics, indent=2))
     trained.plot(ctx.out / "loss.png", title)
@@ -276,6 +277,16 @@ def train_and_store(
         "path": str(version.path),
         **result,
     }
+
+
+def keep_tracker_logs(ctx: StageContext) -> None:
+    """Move the trackers' logs (TensorBoard, MLflow) from the work folder into the run folder,
+    which lands with the stage (the work folder is removed then)."""
+    import shutil
+
+    logs = ctx.work / "logs"
+    if logs.is_dir() and any(logs.iterdir()):
+        shutil.copytree(logs, ctx.out / "logs", dirs_exist_ok=True)
 
 
 def find_parent(store: AdapterStore, config: TrainConfig) -> AdapterVersion | None:
