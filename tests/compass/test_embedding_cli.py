@@ -43,6 +43,75 @@ def test_ray_backend_matches_local(tmp_path):
     assert cached.hits == 24 and not ray.is_initialized()
 
 
+def test_ray_backend_uses_a_session_started_first(tmp_path, capfd):
+    """A Ray session already open (here: started by the test) is used, not a new one; Ray Data
+    runs with the current API (no deprecated concurrency=) and prints no progress blocks."""
+    pytest.importorskip("ray")
+    import warnings
+
+    import ray
+
+    from lingualift.compass.embedding import connect_ray
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        texts = [f"river bank {i}" for i in range(6)]
+        capfd.readouterr()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            remote, _ = embed_texts(texts, ToyEncoder(), backend="ray", batch_size=4, concurrency=1)
+        assert not [w for w in caught if "concurrency" in str(w.message)]
+        err = capfd.readouterr().err
+        assert "MapBatches" not in err and "Running Dataset" not in err, err[-500:]
+        assert ray.get_runtime_context().gcs_address == address
+        assert connect_ray(2) == "existing session"
+    finally:
+        ray.shutdown()
+    np.testing.assert_allclose(remote, ToyEncoder().encode(texts), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ray_backend_joins_the_cluster_ray_address_names(tmp_path, monkeypatch):
+    """A running cluster (another process's, named by RAY_ADDRESS) is joined, not restarted."""
+    pytest.importorskip("ray")
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ray
+
+    import lingualift
+
+    src = str(Path(lingualift.__file__).resolve().parents[1])
+    head = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import ray, sys; ray.init(num_cpus=1, include_dashboard=False); "
+            "print(ray.get_runtime_context().gcs_address, flush=True); sys.stdin.read(); "
+            "ray.shutdown()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": src},
+    )
+    try:
+        address = head.stdout.readline().strip()
+        assert address, "the head process did not start a cluster"
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        texts = ["Habari ya asubuhi", "Bonjour à tous", "Guten Morgen"]
+        local, _ = embed_texts(texts, "e5-nano", progress=False)
+        remote, _ = embed_texts(texts, "e5-nano", backend="ray", batch_size=2, concurrency=1)
+        assert ray.get_runtime_context().gcs_address == address
+    finally:
+        ray.shutdown()
+        head.communicate("", timeout=120)  # the head shuts its own cluster down
+    np.testing.assert_allclose(remote, local, atol=1e-5)
+
+
 def test_token_counts_words_and_cjk():
     np.testing.assert_array_equal(count_tokens(["two words", "日本語です", ""]), [2, 5, 1])
 
