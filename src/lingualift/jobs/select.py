@@ -56,6 +56,9 @@ class SelectConfig:
     """Sentence encoder spec for all three inputs (see lingualift.embed.get_encoder)."""
     backend: Literal["local", "ray"] = "local"
     """Embedding backend: local, or Ray Data map_batches with encoder actors."""
+    use_gpu: Literal["auto", "true", "false"] = "auto"
+    """FAISS clustering and assignment on GPU: auto (when a GPU build of FAISS sees a GPU),
+    true (insist), false (CPU)."""
     n_clusters: int | None = None
     """K; None uses the rule K = round(sqrt(n_target / 2)) clipped to [2, min(256, n_target / 5)]."""
     tau: float = 1.0
@@ -178,6 +181,8 @@ def run_select(config: SelectConfig) -> SelectResult:
     skip = ("out_dir", "overwrite", "id_field", *mappings)
     settings = {k: v for k, v in to_dict(config).items() if k not in skip}
     settings.update(config.fields_settings())
+    if config.use_gpu == "auto":  # where FAISS runs, unless asked for, is not a setting
+        settings.pop("use_gpu")
     settings["data"] = {
         "target": fingerprint(target),
         "training": fingerprint(training),
@@ -205,6 +210,7 @@ def run_select(config: SelectConfig) -> SelectResult:
             backend=config.backend,
             tokenizer=config.tokenizer,
             k_languages=config.k_languages,
+            use_gpu=config.use_gpu,
         )
         save_config(config, ctx.out / "config.yaml")
         return report
