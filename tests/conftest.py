@@ -9,9 +9,12 @@ from lingualift.testing import save_tiny_causal_lm, tiny_causal_lm
 
 @pytest.fixture(autouse=True)
 def isolated_home(request, tmp_path_factory, monkeypatch):
-    """Each unit test gets its own LINGUALIFT_HOME; integration tests use the real cache."""
+    """Each unit test gets its own LINGUALIFT_HOME (and Hugging Face cache for what lingualift
+    registers there); integration tests use the real caches."""
     if request.node.get_closest_marker("integration") is None:
-        monkeypatch.setenv("LINGUALIFT_HOME", str(tmp_path_factory.mktemp("home")))
+        home = tmp_path_factory.mktemp("home")
+        monkeypatch.setenv("LINGUALIFT_HOME", str(home))
+        monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf-hub"))
 
 
 @pytest.fixture

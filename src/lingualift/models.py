@@ -45,7 +45,16 @@ class EmbeddedModel:
     package: str
     """Python package whose ``assemble(dest)`` writes the GGUF file."""
     hub_id: str
-    """The same model on the Hugging Face hub, for users who are online."""
+    """The model on the Hugging Face hub that the GGUF was made from (other weights: the GGUF is
+    quantized)."""
+    quantization: str = "Q4_K_M"
+    """The GGUF's quantization; lingualift dequantizes it to float32 once."""
+
+    @property
+    def portable_id(self) -> str:
+        """The repo id under which lingualift registers the dequantized weights in the local
+        Hugging Face cache (see :mod:`lingualift.portable`)."""
+        return f"lingualift/{self.name}-{self.quantization.lower()}-dequantized"
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
@@ -94,16 +103,23 @@ def _accepted_specs(prefix: str) -> str:
 
 
 def materialize_embedded(name: str) -> Path:
-    """Build (once) and return the safetensors cache of an embedded model."""
+    """Build (once) and return the safetensors cache of an embedded model.
+
+    The cache is also registered in the local Hugging Face cache under the model's
+    portable id (:func:`lingualift.portable.register_embedded`), so that plain
+    ``from_pretrained`` calls (PEFT's ``AutoPeftModelForCausalLM`` on a stored adapter,
+    lm-eval, vLLM) find the same weights on this machine.
+    """
     target = embedded_cache_path(name)
-    if (target / "config.json").is_file():
-        return target
-    with path_lock(target):
-        if (target / "config.json").is_file():  # another process finished first
-            return target
-        with atomic_dir(target, overwrite=True) as tmp:
-            _convert_embedded(name, tmp)
-        return target
+    if not (target / "config.json").is_file():
+        with path_lock(target):
+            if not (target / "config.json").is_file():  # another process may have finished first
+                with atomic_dir(target, overwrite=True) as tmp:
+                    _convert_embedded(name, tmp)
+    from lingualift.portable import register_embedded
+
+    register_embedded(name, target)
+    return target
 
 
 def _convert_embedded(name: str, out_dir: Path) -> None:
@@ -132,8 +148,10 @@ def _convert_embedded(name: str, out_dir: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
+        from lingualift.portable import embedded_weights
+
         (out_dir / "lingualift.json").write_text(
-            json.dumps({"embedded": name, "source": gguf_path.name, "hub_id": model_info.hub_id})
+            json.dumps({"embedded": name, **embedded_weights(name)}, indent=2)
         )
     finally:
         shutil.rmtree(gguf_path.parent, ignore_errors=True)  # the safetensors supersede it

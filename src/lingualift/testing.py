@@ -113,3 +113,25 @@ def save_tiny_causal_lm(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def convert_tiny_embedded(name: str, out_dir: str | Path, arch: str = "gemma3") -> Path:
+    """Stand-in for the embedded model's GGUF conversion (``lingualift.models._convert_embedded``).
+
+    Writes a tiny model of the same family, deterministic for a name, with the real
+    provenance file, so tests can train, store, export and reload "embedded" artifacts
+    in seconds on any ``LINGUALIFT_HOME``.
+    """
+    import json
+
+    from lingualift.portable import PROVENANCE_FILE, embedded_weights
+
+    out_dir = Path(out_dir)
+    # The vocabulary is the tokenizer's exactly: lm-eval resizes a model's embeddings to the
+    # tokenizer when it loads an adapter, which would change every log-probability.
+    vocab = len(byte_tokenizer())
+    save_tiny_causal_lm(out_dir, arch, seed=0, hidden_size=32, num_layers=4, vocab_size=vocab)
+    (out_dir / PROVENANCE_FILE).write_text(
+        json.dumps({"embedded": name, **embedded_weights(name)}, indent=2)
+    )
+    return out_dir

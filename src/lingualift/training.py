@@ -17,7 +17,11 @@ the adapter's shape, and everything between a micro-batch and an updated model,
   for full fine-tuning, every parameter) and ``trainer_state.pt`` (optimizer,
   scheduler, RNG states, the caller's state, a fingerprint of the settings a
   resume must share), of which the newest ``keep_checkpoints`` stay;
-- the fit loop: resume, progress bar, loss history, ``save_every``.
+- the fit loop: resume, progress bar, loss history, ``save_every``;
+- experiment trackers through accelerate (``report_to``): TensorBoard by
+  default when it is installed, W&B or MLflow on request, ``"none"`` to turn
+  them off. Every logged value is the mean over processes (``accelerator.reduce``),
+  not rank 0's own.
 """
 
 from __future__ import annotations
@@ -41,6 +45,42 @@ logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^step-(\d+)$")
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+REPORT_TO = ("auto", "none", *TRACKERS)
+TRACKING_KEYS = ("report_to",)
+"""TrainingArgs keys that change where curves go, not what a run computes (kept out of
+fingerprints)."""
+
+
+def resolve_trackers(report_to: str) -> list[str]:
+    """The accelerate trackers ``report_to`` names, checked to be installed."""
+    from accelerate.utils import is_mlflow_available, is_tensorboard_available, is_wandb_available
+
+    available = {
+        "tensorboard": is_tensorboard_available,
+        "wandb": is_wandb_available,
+        "mlflow": is_mlflow_available,
+    }
+    names = [n.strip() for n in report_to.split(",") if n.strip()]
+    if names == ["auto"]:
+        return ["tensorboard"] if available["tensorboard"]() else []
+    if names == ["none"]:
+        return []
+    for name in names:
+        require(
+            name in available and available[name](),
+            f"report_to={name} needs the {name} package; pip install "
+            f"{'lingualift[tensorboard]' if name == 'tensorboard' else name} or set "
+            "report_to=none.",
+        )
+    return names
+
+
+def without_tracking(settings: Any) -> Any:
+    """``settings`` (a nested mapping) without the tracker keys, for fingerprints."""
+    if isinstance(settings, dict):
+        return {k: without_tracking(v) for k, v in settings.items() if k not in TRACKING_KEYS}
+    return settings
 
 
 @dataclasses.dataclass
@@ -81,6 +121,11 @@ class TrainingArgs:
     """Record the training loss every this many steps."""
     seed: int = 0
     """Seed of the data order, the adapter initialisation and dropout."""
+    report_to: str = "auto"
+    """Experiment trackers for the training curves (accelerate's): 'auto' (TensorBoard when it
+    is installed, else none), 'none', or tensorboard, wandb, mlflow (several joined by commas).
+    TensorBoard and MLflow write into the run's logs/ folder; W&B follows its own settings
+    (WANDB_PROJECT, WANDB_MODE). Changing it never changes what a run computes."""
 
     def __post_init__(self) -> None:
         at_least_one = ("batch_size", "grad_accum", "max_length", "keep_checkpoints", "log_every")
@@ -100,6 +145,13 @@ class TrainingArgs:
         require(
             self.warmup_steps < 1 or self.warmup_steps == int(self.warmup_steps),
             f"warmup_steps is a whole number of steps or a fraction below 1, got {self.warmup_steps}.",
+        )
+        names = [n.strip() for n in str(self.report_to).split(",") if n.strip()]
+        unknown = [n for n in names if n not in REPORT_TO]
+        require(
+            names and not unknown,
+            f"report_to must be auto, none or some of {', '.join(TRACKERS)}, got "
+            f"{self.report_to!r}.",
         )
 
     def warmup(self, total_steps: int) -> int:
@@ -183,15 +235,25 @@ class TrainingLoop:
         fingerprint: Callable[[], Any],
         settings: str,
         accelerator: Any = None,
+        log_dir: str | Path | None = None,
+        project: str = "lingualift",
     ) -> None:
         import torch
         from accelerate import Accelerator
         from accelerate.utils import DistributedType
 
         self.args = args
+        self.log_dir = Path(log_dir) if log_dir is not None else Path(run_dir) / "logs"
+        self.project = project
+        self.trackers = resolve_trackers(args.report_to) if accelerator is None else []
         self.accelerator = accelerator = accelerator or Accelerator(
-            mixed_precision=MIXED_PRECISION[args.precision]
+            mixed_precision=MIXED_PRECISION[args.precision],
+            log_with=self.trackers or None,
+            project_dir=str(self.log_dir),
         )
+        if accelerator.log_with and not self.trackers:  # an accelerator brought its own
+            self.trackers = list(accelerator.log_with)
+        self._tracking = False
         self.checkpoint_dir = Path(run_dir) / "checkpoints"
         self.fingerprint = fingerprint
         self.settings = settings
@@ -283,7 +345,46 @@ class TrainingLoop:
         if self.scheduler is not None:
             self.scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        keys = list(totals)
+        if accelerator.num_processes > 1 and keys:
+            # Report the mean over processes, not this rank's own values.
+            stacked = torch.stack([totals[k].float().reshape(()) for k in keys])
+            totals = dict(zip(keys, accelerator.reduce(stacked, reduction="mean"), strict=True))
         return {key: float(total) / n for key, total in totals.items()}
+
+    # -- trackers --------------------------------------------------------------------------
+
+    def start_tracking(self, config: dict[str, Any] | None = None) -> None:
+        """Open the trackers (once); ``config`` is recorded as the run's hyperparameters."""
+        if not self.trackers or self._tracking:
+            return
+        if self.accelerator.is_main_process:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        hparams = {
+            k: v
+            for k, v in {**(config or {}), **dataclasses.asdict(self.args)}.items()
+            if isinstance(v, int | float | str | bool)
+        }
+        self.accelerator.init_trackers(self.project, config=hparams)
+        self._tracking = True
+
+    def log(self, values: dict[str, Any], step: int) -> None:
+        """Send numeric ``values`` to the trackers at ``step`` (main process; no-op without)."""
+        if not self._tracking:
+            return
+        numbers = {
+            k: float(v)
+            for k, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        }
+        if numbers:
+            self.accelerator.log(numbers, step=step)
+
+    def end_tracking(self) -> None:
+        """Flush and close the trackers."""
+        if self._tracking:
+            self.accelerator.end_training()
+            self._tracking = False
 
     # -- the fit loop ----------------------------------------------------------------------
 
@@ -303,7 +404,9 @@ class TrainingLoop:
         ``state`` (updated in place, and what checkpoints carry) needs ``history``
         and ``seconds``, plus a key for each of the records' ``counts``.
         ``after_step`` gets the number of steps done and returns extra progress-bar
-        fields (a trainer's periodic evaluation).
+        fields (a trainer's periodic evaluation). Logged steps also go to the trackers
+        (opened here if the trainer has not); the trainer closes them with
+        :meth:`end_tracking` once its last value is logged.
         """
         from tqdm.auto import tqdm
 
@@ -315,6 +418,7 @@ class TrainingLoop:
             unit="step",
             disable=not (show_progress and self.accelerator.is_local_main_process),
         )
+        self.start_tracking()
         for step in range(self.step, total_steps):
             began = time.perf_counter()
             record = step_fn(step)
@@ -323,6 +427,10 @@ class TrainingLoop:
             state["seconds"] += seconds
             if done % max(1, log_every) == 0 or done == total_steps:
                 state["history"].append({"step": done, **record.logged})
+                logged = {f"train/{k}": v for k, v in record.logged.items()}
+                if self.scheduler is not None and "lr" not in record.logged:
+                    logged["train/lr"] = self.scheduler.get_last_lr()[0]
+                self.log(logged, done)
             postfix = {key: f"{record.logged[key]:.3f}" for key in show}
             for key, count in record.counts.items():
                 state[key] += count

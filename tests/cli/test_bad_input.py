@@ -144,6 +144,10 @@ CASES = [
     ("quickstart-dominant", lambda x: ["quickstart", "lang=en", f"out_dir={w(x, 'q')}"], "non-dominant"),
     ("quickstart-foreign-out", lambda x: ["quickstart", f"out_dir={w(x, 'foreign')}"], "did not write"),
     ("experiment-dominant", lambda x: ["experiment", "langs=[en]", f"out_dir={w(x, 'e')}"], "drop 'en'"),
+    # export-base
+    ("export-base-hub-id", lambda x: ["export-base", "model=google/gemma-3-270m", f"out={w(x, 'b')}"], "needs no export"),
+    ("export-base-unknown", lambda x: ["export-base", "model=embedded:llama-9000", f"out={w(x, 'b')}"], "Unknown embedded model 'llama-9000'"),
+    ("export-base-foreign-out", lambda x: ["export-base", f"out={w(x, 'foreign')}"], "did not write"),
     # serve
     ("serve-empty-store", lambda x: ["serve", f"store={w(x, 'empty-store')}", "port=0", f"model={w(x, 'llama')}"], "holds no current adapter"),
     ("serve-missing-store", lambda x: ["serve", f"store={w(x, 'no-store')}", "port=0", f"model={w(x, 'llama')}"], "does not exist"),

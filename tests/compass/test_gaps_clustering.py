@@ -65,3 +65,44 @@ def test_any_positive_tau_gives_quotas_that_fill_the_budget(gap_data):
     sampler = GapSampler(encoder="toy-encoder", center_languages=False, n_clusters=6, tau=0.001)
     selection = sampler.fit(target, training, pool).select(budget=50)
     assert len(selection) == 50 and np.mean(topics[selection.indices] == 0) > 0.9
+
+
+def test_faiss_gpu_option_follows_what_faiss_reports(monkeypatch):
+    import faiss
+
+    from lingualift.compass.clustering import SphericalKMeans, resolve_use_gpu
+    from lingualift.errors import LingualiftError
+
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 0, raising=False)
+    assert resolve_use_gpu("auto") is False and resolve_use_gpu("false") is False
+    with pytest.raises(LingualiftError, match="use_gpu=true needs a GPU build of FAISS"):
+        resolve_use_gpu("true")
+    with pytest.raises(LingualiftError, match="use_gpu must be one of auto, true, false"):
+        SphericalKMeans(2, use_gpu="sometimes")
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
+    assert resolve_use_gpu("auto") is True and resolve_use_gpu(False) is False
+
+
+def test_gpu_choice_reaches_faiss_kmeans_and_the_centroid_index(monkeypatch, gap_data):
+    """The sampler's use_gpu goes down to faiss.Kmeans(gpu=...) and index_cpu_to_all_gpus
+    (faked here: the CPU build has neither a GPU nor the conversion)."""
+    import faiss
+
+    from lingualift.compass import GapSampler
+
+    real_kmeans = faiss.Kmeans
+    asked, moved = [], []
+
+    def kmeans(d, k, **kwargs):
+        asked.append(kwargs.pop("gpu"))
+        return real_kmeans(d, k, **kwargs)
+
+    monkeypatch.setattr(faiss, "Kmeans", kmeans)
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", lambda index: moved.append(index) or index, raising=False)  # fmt: skip
+    target, training, pool, _ = gap_data
+    for use_gpu, expected in (("auto", True), ("false", False)):
+        sampler = GapSampler(encoder="toy-encoder", n_clusters=6, use_gpu=use_gpu, progress=False)
+        selection = sampler.fit(target, training, pool).select(budget=20)
+        assert len(selection) == 20 and asked[-1] is expected
+    assert len(moved) == 1  # the centroid index went to the GPUs once, for the auto run

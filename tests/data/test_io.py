@@ -99,3 +99,37 @@ def test_long_csv_fields_and_utf8_errors_name_the_line(tmp_path):
     bad.write_bytes(b"id,text\n1,ok\n2,caf\xe9\n")
     with pytest.raises(LingualiftError, match=r"bad.csv:3: byte 5 .* is not UTF-8"):
         read_records(bad)
+
+
+def test_parquet_keeps_scalar_meta_as_typed_columns(tmp_path):
+    import pyarrow.parquet as pq
+
+    records = [
+        Record(id=str(i), text=f"t{i}", lang="sw", source="s", meta={"cluster": i % 2, "score": 0.5 + i, "reason": "gap", "tags": ["x"], "extra": i} if i else {"cluster": 0, "score": 1, "reason": "gap", "tags": []})
+        for i in range(3)
+    ]  # fmt: skip
+    path = write_records(records, tmp_path / "s.parquet")
+    types = {f.name: str(f.type) for f in pq.read_schema(path)}
+    assert (
+        types["cluster"] == "int64" and types["score"] == "double" and types["reason"] == "string"
+    )
+    assert "tags" not in types and "extra" not in types  # nested, or not in every record: JSON
+    assert read_records(path) == [
+        Record(**{**r.__dict__, "meta": {**r.meta, "score": float(r.meta["score"])}})
+        for r in records
+    ]
+    datasets = pytest.importorskip("datasets")
+    dataset = datasets.Dataset.from_parquet(str(path)).filter(lambda row: row["cluster"] == 1)
+    assert dataset["id"] == ["1"]
+    duckdb = pytest.importorskip("duckdb")
+    assert duckdb.sql(f"select count(*) from '{path}' where cluster = 0").fetchone() == (2,)
+
+
+def test_parquet_written_with_meta_as_json_still_reads(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "old.parquet"
+    row = {"id": "a", "text": "x", "lang": "sw", "source": "s", "meta": json.dumps({"cluster": 2})}
+    pq.write_table(pa.Table.from_pylist([row]), path)
+    assert read_records(path)[0].meta == {"cluster": 2}

@@ -31,11 +31,17 @@ def test_eval_mcq_then_report(tiny_model_dir, data, capsys):
     )
     assert rc == 0
     res = json.loads(out.read_text())
-    assert res["n-samples"]["global_mmlu_sw"]["effective"] == 4
-    assert len(res["samples"]["global_mmlu_yo"]) == 3
-    assert "global_mmlu_yo" in capsys.readouterr().out
+    assert res["results"]["global_mmlu_full_sw"]["sample_len"] == 4
+    assert sum(n["effective"] for t, n in res["n-samples"].items() if "_yo_" in t) == 3
+    yo_samples = [
+        json.loads(line)
+        for path in data.glob("samples_global_mmlu_full_yo_*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert len(yo_samples) == 3 and "samples" not in res
+    assert "global_mmlu_full_yo" in capsys.readouterr().out
     other = json.loads(out.read_text())
-    other["results"]["global_mmlu_sw"]["acc,none"] = 1.0
+    other["results"]["global_mmlu_full_sw"]["acc,none"] = 1.0
     (data / "lift.json").write_text(json.dumps(other))
     table = report([f"base={out}", f"lift={data / 'lift.json'}"], data / "cmp", task="global_mmlu")
     assert "| sw |" in table and "1.0000" in table
@@ -63,7 +69,8 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
         == 0
     )
     res = json.loads(out.read_text())
-    assert res["results"]["perplexity_sw"]["n"] == 3
+    assert res["results"]["perplexity_sw"]["sample_len"] == 3
+    assert res["n-samples"]["perplexity_sw"]["effective"] == 3
     assert (
         main(
             [

@@ -89,3 +89,46 @@ def test_bridge_refuses_bad_adapter_and_missing_lang(tiny_model_dir, assets, tmp
         LingualiftLM(base=str(tiny_model_dir), adapter=str(tmp_path))
     with pytest.raises(LingualiftError, match="shifcon needs lang"):
         LingualiftLM(base=str(tiny_model_dir), shifcon=str(assets / "shifcon"))
+
+
+def test_runs_are_named_after_peft_like_lm_eval_hf(tiny_model_dir, assets, tmp_path, monkeypatch):
+    """lm-eval names a run (and its output folder) after peft=, else pretrained=; the bridge
+    takes those names, so two adapters land in two folders instead of one random one."""
+    from lm_eval.utils import sanitize_model_name
+
+    from lingualift.evaluation.lmeval_bridge import main
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    data = write_jsonl(tmp_path / "test.jsonl", mcq_rows(2, "sw"))
+    tasks = lm_eval_task(tmp_path / "tasks", data, name="tiny_gmmlu_sw")
+    out = tmp_path / "results"
+    for args in (
+        f"pretrained={tiny_model_dir},peft={assets / 'adapter'}",
+        f"pretrained={tiny_model_dir}",
+    ):
+        argv = ["--model", "lingualift", "--model_args", args, "--tasks", "tiny_gmmlu_sw"]
+        argv += ["--include_path", str(tasks), "--batch_size", "2", "--device", "cpu"]
+        argv += ["--output_path", str(out)]
+        assert main(argv) == 0
+    folders = sorted(p.name for p in out.iterdir())
+    expected = [
+        sanitize_model_name(str(assets / "adapter")),
+        sanitize_model_name(str(tiny_model_dir)),
+    ]
+    assert folders == sorted(expected)
+
+
+def test_old_argument_names_still_work(tiny_model_dir, assets):
+    from lingualift.evaluation.lmeval_bridge import LingualiftLM
+
+    new = LingualiftLM(pretrained=str(tiny_model_dir), peft=str(assets / "adapter"))
+    old = LingualiftLM(base=str(tiny_model_dir), adapters=str(assets / "adapter"))
+    ids = [[5, 6, 7, 8]]
+    import torch
+
+    with torch.no_grad():
+        torch.testing.assert_close(
+            new.model(torch.tensor(ids)).logits, old.model(torch.tensor(ids)).logits
+        )
+    with pytest.raises(LingualiftError, match="one of peft, adapter or adapters"):
+        LingualiftLM(pretrained=str(tiny_model_dir), peft="a", adapter="b")

@@ -85,7 +85,8 @@ def test_cwe_and_results():
     model, _ = tiny_causal_lm("llama", hidden_size=32, num_layers=2, max_positions=4096)
     samples = evaluate_longcontext(model, tok, items[:1], max_new_tokens=3, progress=False)
     res = longcontext_results(samples, {"model": "tiny"})
-    assert res["results"]["cwe_sw_2048"]["n"] == 1 and "cwe" in res["results"]
+    assert res["results"]["cwe_sw_2048"]["sample_len"] == 1 and "cwe" in res["results"]
+    assert res["n-samples"]["cwe_sw_2048"]["effective"] == 1
 
 
 def test_length_above_model_limit():

@@ -89,14 +89,17 @@ def test_evaluate_fewshot_results_and_table(lm, tmp_path):
     )
     assert samples[0].prompt.count("Answer:") == 3
     assert all(len(s.loglikelihoods) == 4 for s in samples)
-    res = mcq_results("global-mmlu", samples, {"mode": "loglikelihood"}, {"model": "tiny"}, 2, True)
+    res = mcq_results(
+        "global-mmlu", samples, {"mode": "loglikelihood"}, {"model": "tiny"}, 2, True, items
+    )
     acc = sum(s.correct for s in samples) / len(samples)
-    assert res["results"]["global_mmlu"]["acc,none"] == pytest.approx(acc)
-    assert res["n-samples"]["global_mmlu_yo"]["effective"] == 4
-    assert "global_mmlu_sw_astronomy" in res["results"]
+    assert res["results"]["global_mmlu_full"]["acc,none"] == pytest.approx(acc)
+    assert res["results"]["global_mmlu_full_yo"]["sample_len"] == 4
+    assert res["n-samples"]["global_mmlu_full_yo_astronomy"]["effective"] == 2
+    assert res["group_subtasks"]["global_mmlu_full_sw_stem"] == ["global_mmlu_full_sw_astronomy"]
     path = write_results(res, tmp_path / "r.json")
     table = format_table(read_results(path))
-    assert "global_mmlu_sw" in table and "astronomy" not in table
+    assert "global_mmlu_full_sw" in table and "astronomy" not in table
 
 
 def test_cot_prompt_and_answer_patterns(lm, tmp_path):

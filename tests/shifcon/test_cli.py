@@ -94,6 +94,7 @@ def test_the_whole_workflow(workdir, capsys):
 
     stored = AdapterStore(root / "store")
     assert stored.languages() == ["fr", "sw"] and stored.card("sw", 1)["run"]["fingerprint"]
+    assert (stored.path("sw", 1) / "loss.png").stat().st_size > 1000  # the curve travels along
     capsys.readouterr()
     assert (
         main(

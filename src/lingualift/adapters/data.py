@@ -312,34 +312,40 @@ def _tokenize_chat(example: Example, tokenizer) -> tuple[list[int], list[int]]:
 
 
 def pack(rows: Sequence[dict[str, list[int]]], max_length: int) -> list[dict[str, list[int]]]:
-    """Concatenate tokenised examples into ``max_length`` rows, keeping documents apart.
+    """Concatenate tokenised examples into ``max_length`` rows that keep documents apart.
 
-    Every row carries ``position_ids`` that restart at 0 where a document (or the
-    part of one that a row cut carried over) starts; transformers builds a
-    block-diagonal causal mask from them (``attention_mask`` left out), so a
-    token attends only to its own document, as TRL's padding-free packing does.
-    The first token of each document has no label: nothing before it in its
-    document predicts it. The last, shorter row is kept.
+    Each row carries ``position_ids`` that restart at 0 where a document starts
+    (an example cut at a row's end goes on, from 0 again, in the next row). Given
+    ``position_ids`` and no attention mask, transformers builds a block-diagonal
+    causal mask from them (``masking_utils.find_packed_sequence_indices``, for
+    eager, sdpa and flash attention alike), so a token attends only to earlier
+    tokens of its own document, and rotary positions count from the document's
+    start: each document's logits are those it gets alone. The first token of
+    every document has no label (alone, nothing predicts it), so no loss crosses
+    a boundary either. Rows with nothing to learn from are dropped.
     """
-    ids: list[int] = []
-    labels: list[int] = []
-    starts: list[bool] = []
-    for row in rows:
-        n = len(row["input_ids"])
-        ids.extend(row["input_ids"])
-        labels.extend([IGNORE_INDEX, *row["labels"][1:]] if n else [])
-        starts.extend([True] + [False] * (n - 1) if n else [])
-    packed = []
-    for begin in range(0, len(ids), max_length):
-        chunk = slice(begin, begin + max_length)
-        row_labels = labels[chunk]
-        if all(label == IGNORE_INDEX for label in row_labels):
-            continue
-        positions, position = [], 0
-        for i, start in enumerate(starts[chunk]):
-            position = 0 if start or i == 0 else position + 1
-            positions.append(position)
-        packed.append({"input_ids": ids[chunk], "labels": row_labels, "position_ids": positions})
+    packed: list[dict[str, list[int]]] = []
+    row: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+
+    def flush() -> None:
+        nonlocal row
+        if any(label != IGNORE_INDEX for label in row["labels"]):
+            packed.append(row)
+        row = {"input_ids": [], "labels": [], "position_ids": []}
+
+    for example in rows:
+        ids, labels = list(example["input_ids"]), list(example["labels"])
+        while ids:
+            take = max_length - len(row["input_ids"])
+            piece, piece_labels = ids[:take], labels[:take]
+            ids, labels = ids[take:], labels[take:]
+            row["input_ids"] += piece
+            row["labels"] += [IGNORE_INDEX, *piece_labels[1:]]
+            row["position_ids"] += list(range(len(piece)))
+            if len(row["input_ids"]) == max_length:
+                flush()
+    if row["input_ids"]:
+        flush()
     return packed
 
 
@@ -356,20 +362,23 @@ def tokenize_examples(
 
 
 def collate(rows: Sequence[dict[str, list[int]]], pad_token_id: int):
-    """Right-pad rows into tensors for the model, plus ``n_tokens`` (real tokens, for rates).
+    """Right-pad rows into tensors: input_ids, labels, and attention_mask or position_ids.
 
-    Packed rows (with ``position_ids``) go without an attention mask, so the model
-    keeps their documents apart; the padding of a short last row is a document
-    of its own that no label reads.
+    Plain rows get an ``attention_mask``. Packed rows (with ``position_ids``) get
+    ``position_ids`` and no mask, which is what makes transformers keep their
+    documents apart (:func:`pack`); the padding becomes a segment of its own that
+    no document attends to, with no labels. Packed batches also carry
+    ``num_tokens`` (the non-padding tokens), which is not a model input:
+    :func:`model_inputs` drops it.
     """
     import torch
 
+    packed = "position_ids" in rows[0]
     width = max(len(r["input_ids"]) for r in rows)
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
-    packed = "position_ids" in rows[0]
-    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    positions = torch.arange(width).repeat(len(rows), 1)
     for i, row in enumerate(rows):
         n = len(row["input_ids"])
         input_ids[i, :n] = torch.tensor(row["input_ids"])
@@ -377,10 +386,31 @@ def collate(rows: Sequence[dict[str, list[int]]], pad_token_id: int):
         attention[i, :n] = 1
         if packed:
             positions[i, :n] = torch.tensor(row["position_ids"])
-            positions[i, n:] = torch.arange(width - n)
-    batch = {"input_ids": input_ids, "labels": labels, "n_tokens": int(attention.sum())}
+            positions[i, n:] = torch.arange(width - n)  # padding: a segment of its own
     if packed:
-        batch["position_ids"] = positions
-    else:
-        batch["attention_mask"] = attention
-    return batch
+        return {
+            "input_ids": input_ids,
+            "labels": labels,
+            "position_ids": positions,
+            "num_tokens": attention.sum(),
+        }
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def token_count(batch: dict[str, Any]) -> int:
+    """Non-padding tokens of a collated batch."""
+    if "num_tokens" in batch:
+        return int(batch["num_tokens"])
+    return int(batch["attention_mask"].sum())
+
+
+def model_inputs(batch: dict[str, Any], device: Any = None) -> dict[str, Any]:
+    """The model's keyword arguments from a collated batch (on ``device``).
+
+    Packed batches also turn the cache off: transformers detects packed
+    ``position_ids`` only when no cache object is passed along.
+    """
+    inputs = {k: v.to(device) if device is not None else v for k, v in batch.items()}
+    if inputs.pop("num_tokens", None) is not None:
+        inputs["use_cache"] = False
+    return inputs

@@ -33,11 +33,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lingualift.adapters.portable import stamp_adapter
 from lingualift.atomic import atomic_dir, atomic_write_text, path_lock
 from lingualift.errors import LingualiftError, first_line
 from lingualift.languages import normalize_language
 from lingualift.models import model_signature
 from lingualift.paths import lingualift_home
+from lingualift.portable import base_identity
 
 CARD_NAME = "card.json"
 CARD_FORMAT = "lingualift-adapter-card/1"
@@ -51,11 +53,20 @@ def default_store_root() -> Path:
 
 
 def base_model_signature(model: Any, spec: str | None = None) -> dict[str, Any]:
-    """What identifies a base model in a card: its spec and the shapes an adapter depends on."""
+    """What identifies a base model in a card: its spec, its portable name (and, for the
+    embedded model, the revision and exact weights), and the shapes an adapter depends on."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    portable: dict[str, Any] = {"name_or_path": getattr(base.config, "_name_or_path", None)}
+    if spec:
+        identity = base_identity(spec)
+        portable = {
+            "name_or_path": identity.name_or_path,
+            "revision": identity.revision,
+            "weights": identity.weights,
+        }
     return {
         "spec": spec,
-        "name_or_path": getattr(base.config, "_name_or_path", None),
+        **portable,
         "architecture": type(base).__name__,
         **model_signature(base),
     }
@@ -322,6 +333,10 @@ class AdapterStore:
                         f"The adapter to store wrote no {', '.join(missing)}; "
                         "save a LoRA (PEFT) model."
                     )
+                base = full_card.get("base_model")
+                spec = base.get("spec") if isinstance(base, dict) else base
+                if spec:  # name the base portably, not by a path on this machine
+                    stamp_adapter(tmp, base_identity(spec), code)
                 (tmp / CARD_NAME).write_text(
                     json.dumps(full_card, indent=2, ensure_ascii=False, default=str), "utf-8"
                 )

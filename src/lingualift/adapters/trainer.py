@@ -26,7 +26,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.adapters.data import DataSummary, Example, collate, tokenize_examples
+from lingualift.adapters.data import (
+    DataSummary,
+    Example,
+    collate,
+    model_inputs,
+    token_count,
+    tokenize_examples,
+)
 from lingualift.adapters.store import base_model_signature
 from lingualift.config import to_dict
 from lingualift.errors import LingualiftError
@@ -168,16 +175,14 @@ class LoraTrainer:
 
     def train_step(self, micro_batches: list[dict[str, Any]]) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches; returns losses and token count."""
-        tokens = sum(batch.pop("n_tokens") for batch in micro_batches)
+        tokens = sum(token_count(batch) for batch in micro_batches)
         out = self.loop.train_step(micro_batches, self._loss)
         return {**out, "tokens": tokens}
 
     def _loss(self, batch: dict[str, Any], backward: Backward) -> dict[str, Any]:
         # The model stays in train mode (evaluate() restores it): model.train() walks every
         # module, which costs milliseconds per step.
-        batch = {k: v.to(self.accelerator.device) for k, v in batch.items()}
-        # No KV cache: with one, transformers would not keep packed documents apart.
-        loss = self.model(**batch, use_cache=False).loss
+        loss = self.model(**model_inputs(batch, self.accelerator.device)).loss
         backward(loss)
         return {"loss": loss}
 
@@ -195,10 +200,9 @@ class LoraTrainer:
         with torch.no_grad():
             for start in range(0, len(rows), batch_size):
                 batch = collate(rows[start : start + batch_size], self.tokenizer.pad_token_id)
-                batch.pop("n_tokens")
-                labels = batch.pop("labels")[:, 1:].to(accelerator.device)
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                logits = self.model(**batch, use_cache=False).logits[:, :-1]
+                inputs = model_inputs(batch, accelerator.device)
+                labels = inputs.pop("labels")[:, 1:]
+                logits = self.model(**inputs).logits[:, :-1]
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.size(-1)).float(),
                     labels.reshape(-1),
@@ -210,6 +214,10 @@ class LoraTrainer:
         self.model.train()
         totals = accelerator.reduce(totals, reduction="sum")
         return float(totals[0] / totals[1].clamp(min=1))
+
+    def _tracked_settings(self) -> dict[str, Any]:
+        lora = {f"lora_{k}": v for k, v in to_dict(self.lora).items()}
+        return {**lora, "init_adapter": self.init_adapter or ""}
 
     def _fingerprint(self) -> dict[str, Any]:
         args = {k: v for k, v in to_dict(self.args).items() if k not in _BOOKKEEPING}
@@ -233,8 +241,10 @@ class LoraTrainer:
         self.loop.build_schedule(total)
         state: dict[str, Any] = {"history": [], "evals": [], "tokens": 0, "seconds": 0.0}
         state = self.loop.resume() or state
+        self.loop.start_tracking({"train_rows": len(self.train_rows), **self._tracked_settings()})
         if self.loop.step == 0:
             state["evals"].append({"step": 0, "eval_loss": self.evaluate()})
+            self.loop.log({"eval/loss": state["evals"][-1]["eval_loss"]}, 0)
 
         def step(index: int) -> StepRecord:
             out = self.train_step(self.micro_batches(index))
@@ -246,6 +256,7 @@ class LoraTrainer:
                 return {}
             eval_loss = self.evaluate()
             state["evals"].append({"step": done, "eval_loss": eval_loss})
+            self.loop.log({"eval/loss": eval_loss}, done)
             return {} if eval_loss is None else {"eval": f"{eval_loss:.3f}"}
 
         self.loop.fit(
@@ -258,6 +269,8 @@ class LoraTrainer:
             after_step=evaluate_now,
         )
         state["evals"].append({"step": total, "eval_loss": self.evaluate()})
+        self.loop.log({"eval/loss": state["evals"][-1]["eval_loss"]}, total)
+        self.loop.end_tracking()
         return TrainedAdapter(
             model=accelerator.unwrap_model(self.model),
             metrics=self._metrics(total, state),
@@ -288,7 +301,7 @@ class LoraTrainer:
 
 
 # Settings that do not change what a run computes (a resume may change them).
-_BOOKKEEPING = ("save_every", "keep_checkpoints", "log_every")
+_BOOKKEEPING = ("save_every", "keep_checkpoints", "log_every", "report_to")
 
 
 def plot_losses(history, evals, path: Path, title: str) -> Path:

@@ -19,6 +19,7 @@ from lingualift.errors import LingualiftError
 # One entry per verb module, in the order ``--help`` lists them.
 VERB_MODULES = (
     "lingualift.cli.info",
+    "lingualift.cli.export_base",
     "lingualift.cli.corpus",
     "lingualift.cli.quickstart",
     "lingualift.cli.select",

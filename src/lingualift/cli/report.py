@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("results", nargs="+", help="results files, optionally label=path")
     parser.add_argument("--out", "-o", help="write OUT.md and OUT.png")
     parser.add_argument("--metric", help="metric key, e.g. 'acc,none' (default: the first found)")
-    parser.add_argument("--task", help="only tasks starting with this name, e.g. global_mmlu")
+    parser.add_argument("--task", help="only tasks starting with this name, e.g. global_mmlu_full")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,12 @@ own guidance is 39-256), drawn with the seed, so the cost of the fit does not
 grow with the pool. Assignment then streams over the rows in chunks, which
 works on a memory-mapped pool larger than RAM.
 
+FAISS on a GPU: with a GPU build of FAISS installed (``faiss-gpu-cu12`` instead
+of ``faiss-cpu``) and a GPU visible, ``use_gpu="auto"`` (the default) trains the
+k-means and searches the centroids on the GPU(s); ``"true"`` insists (one
+sentence when there is none), ``"false"`` stays on the CPU. The GPU is an option,
+not a dependency: the CPU build reports no GPUs and everything runs as before.
+
 Rule for ``K`` when it is not given (:func:`choose_k`): ``K = round(sqrt(n_t / 2))``
 where ``n_t`` is the number of target-usage items, clipped to ``[2, 256]`` and to
 at most ``n_t / 5``, so that every cluster can expect at least five target
@@ -14,6 +20,7 @@ points and the shares ``p_t(c)`` are estimated from real counts, not smoothing.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,6 +28,34 @@ from tqdm.auto import tqdm
 from lingualift.errors import LingualiftError, require
 
 MAX_K = 256
+USE_GPU = ("auto", "true", "false")
+
+
+def faiss_gpu_count(faiss: Any = None) -> int:
+    """GPUs FAISS can use: 0 with the CPU build (which has no ``get_num_gpus``)."""
+    if faiss is None:
+        import faiss
+    get = getattr(faiss, "get_num_gpus", None)
+    try:
+        return int(get()) if get is not None else 0
+    except Exception:  # a GPU build without a working driver
+        return 0
+
+
+def resolve_use_gpu(use_gpu: str | bool, faiss: Any = None) -> bool:
+    """Whether FAISS runs on GPU: ``auto`` when one is usable, ``true`` insists, ``false`` not."""
+    choice = str(use_gpu).strip().lower()
+    require(choice in USE_GPU, f"use_gpu must be one of {', '.join(USE_GPU)}, got {use_gpu!r}.")
+    if choice == "false":
+        return False
+    gpus = faiss_gpu_count(faiss)
+    if choice == "true":
+        require(
+            gpus > 0,
+            "use_gpu=true needs a GPU build of FAISS and a visible GPU (faiss reports none); "
+            "pip install faiss-gpu-cu12 (in place of faiss-cpu) or set use_gpu=auto.",
+        )
+    return gpus > 0
 
 
 def choose_k(n_target: int, n_fit: int | None = None) -> int:
@@ -53,8 +88,15 @@ class SphericalKMeans:
         max_points_per_centroid: int = 256,
         seed: int = 0,
         chunk_size: int = 65536,
+        use_gpu: str | bool = "auto",
     ) -> None:
         require(n_clusters >= 1, f"n_clusters must be at least 1, got {n_clusters}.")
+        require(
+            str(use_gpu).strip().lower() in USE_GPU,
+            f"use_gpu must be one of {', '.join(USE_GPU)}, got {use_gpu!r}.",
+        )  # the value now, the GPUs at fit time
+        self.use_gpu = use_gpu
+        self.on_gpu_ = False
         self.n_clusters = int(n_clusters)
         self.n_iter = int(n_iter)
         self.max_points_per_centroid = int(max_points_per_centroid)
@@ -88,6 +130,7 @@ class SphericalKMeans:
         else:
             sample = np.concatenate([np.asarray(p, dtype=np.float32) for p in parts])
         sample = np.ascontiguousarray(sample, dtype=np.float32)
+        self.on_gpu_ = resolve_use_gpu(self.use_gpu, faiss)
         kmeans = faiss.Kmeans(
             sample.shape[1],
             self.n_clusters,
@@ -96,12 +139,19 @@ class SphericalKMeans:
             seed=self.seed,
             max_points_per_centroid=self.max_points_per_centroid,
             verbose=False,
+            gpu=self.on_gpu_,
         )
         kmeans.train(sample)
         self.centroids_ = np.ascontiguousarray(kmeans.centroids, dtype=np.float32)
-        self._index = faiss.IndexFlatIP(sample.shape[1])
-        self._index.add(self.centroids_)
+        self._index = self._centroid_index(faiss)
         return self
+
+    def _centroid_index(self, faiss: Any) -> Any:
+        """Inner-product search over the centroids (moved to every GPU when running there)."""
+        assert self.centroids_ is not None
+        index = faiss.IndexFlatIP(self.centroids_.shape[1])
+        index.add(self.centroids_)
+        return faiss.index_cpu_to_all_gpus(index) if self.on_gpu_ else index
 
     def _check(self, vectors: np.ndarray) -> None:
         if self.centroids_ is None:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from lingualift.atomic import atomic_path, atomic_write_text
 from lingualift.data.records import Record, text_hash
 from lingualift.embed import CachedEncoder, Encoder, get_encoder
-from lingualift.errors import LingualiftError, require
+from lingualift.errors import LingualiftError, first_line, require
 
 Backend = Literal["local", "ray"]
 
@@ -176,12 +176,23 @@ def resolve_encoder(encoder: str | Encoder) -> Encoder:
 class _EncoderActor:
     """Ray Data actor: builds the encoder once per worker, then embeds batches."""
 
-    def __init__(self, factory: Callable[[], Encoder]) -> None:
-        self.encoder = factory()
+    factory: Callable[[], Encoder]
+
+    def __init__(self) -> None:
+        self.encoder = self.factory()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.encoder.encode(list(batch["text"]), progress=False)
         return {"row": batch["row"], "vector": vectors}
+
+
+def _actor_class(factory: Callable[[], Encoder]) -> type:
+    """An actor class that carries its encoder factory in its definition.
+
+    The definition travels through Ray's function table, so the actors take no
+    constructor arguments from the object store, and Ray can restart one that died.
+    """
+    return type("EncoderActor", (_EncoderActor,), {"factory": staticmethod(factory)})
 
 
 def _uncached(encoder: Encoder) -> Encoder:
@@ -203,23 +214,78 @@ def _return(value: Any) -> Any:
     return value
 
 
+def connect_ray(num_cpus: int) -> str:
+    """Connect to the Ray cluster there is, or start a local one; returns which it did.
+
+    In order: a Ray session this process already holds is used as it is; a cluster
+    named by ``RAY_ADDRESS`` is joined (and a failure to reach it is one sentence);
+    otherwise a running cluster on this machine is joined (``address="auto"``), and
+    when there is none a local one with ``num_cpus`` CPUs is started. Joining never
+    passes ``num_cpus`` (Ray refuses resource settings for an existing cluster).
+    Driver logs from the workers are not forwarded, and Ray's own logging is kept
+    at warnings.
+    """
+    import logging
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return "existing session"
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise LingualiftError(
+                f"Could not join the Ray cluster at RAY_ADDRESS={address} ({first_line(exc)}); "
+                "start it, fix RAY_ADDRESS or unset it to run Ray locally."
+            ) from None
+        return f"cluster at {address}"
+    try:
+        ray.init(address="auto", **quiet)
+        return "running local cluster"
+    except (ConnectionError, RuntimeError, ValueError):
+        pass  # none running: start one
+    ray.init(num_cpus=max(num_cpus, 1), include_dashboard=False, **quiet)
+    return "new local cluster"
+
+
+def _quiet_ray_data() -> None:
+    """No progress blocks or execution banners from Ray Data (lingualift shows its own)."""
+    import logging
+
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.enable_operator_progress_bars = False
+    context.print_on_execution_start = False
+    context.enable_auto_log_stats = False
+    for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # "Progress bars disabled ..." (lingualift turned them off on purpose).
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+
+
 def _embed_ray(
     texts: list[str], encoder: str | Encoder, batch_size: int, concurrency: int
 ) -> np.ndarray:
     try:
         import ray
+        import ray.data
     except ImportError:
         raise LingualiftError(
             "backend='ray' needs Ray Data; pip install 'lingualift[ray]'."
         ) from None
-    if not ray.is_initialized():
-        ray.init(num_cpus=max(concurrency, 1), include_dashboard=False, log_to_driver=False)
+    connect_ray(concurrency)
+    _quiet_ray_data()
     dataset = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
     embedded = dataset.map_batches(
-        _EncoderActor,
-        fn_constructor_kwargs={"factory": _encoder_factory(encoder)},
+        _actor_class(_encoder_factory(encoder)),
         batch_size=batch_size,
-        concurrency=concurrency,
+        compute=ray.data.ActorPoolStrategy(size=max(concurrency, 1)),
         batch_format="numpy",
     )
     first = None

@@ -81,6 +81,7 @@ class ClusterProfile:
         n_iter: int = 20,
         max_points_per_centroid: int = 256,
         center_languages: bool = True,
+        use_gpu: str | bool = "auto",
     ) -> ClusterProfile:
         """Fit on the rows of ``sets`` (e.g. target usage, training data and a pool sample).
 
@@ -106,7 +107,9 @@ class ClusterProfile:
                 LanguageCentered(s.vectors, idx, table)
                 for s, idx in zip(present, index, strict=True)
             ]
-        kmeans = SphericalKMeans(n_clusters, n_iter, max_points_per_centroid, seed).fit(*views)
+        kmeans = SphericalKMeans(
+            n_clusters, n_iter, max_points_per_centroid, seed, use_gpu=use_gpu
+        ).fit(*views)
         assert kmeans.centroids_ is not None
         settings = {
             "n_clusters": n_clusters,

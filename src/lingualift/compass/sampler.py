@@ -127,6 +127,7 @@ class BaseSampler:
         n_iter: int = 20,
         max_points_per_centroid: int = 256,
         progress: bool = True,
+        use_gpu: str | bool = "auto",
     ) -> None:
         require(n_clusters is None or n_clusters >= 1, "n_clusters must be at least 1.")
         require(
@@ -144,6 +145,7 @@ class BaseSampler:
         self.n_iter = n_iter
         self.max_points_per_centroid = max_points_per_centroid
         self.progress = progress
+        self.use_gpu = use_gpu
         self.timings_: dict[str, float] = {}
 
     # -- fit ---------------------------------------------------------------------------
@@ -195,6 +197,7 @@ class BaseSampler:
             n_iter=self.n_iter,
             max_points_per_centroid=self.max_points_per_centroid,
             center_languages=self.center_languages,
+            use_gpu=self.use_gpu,
         )
         t1 = time.perf_counter()
         self.target_labels_, _ = profile.assign(target)

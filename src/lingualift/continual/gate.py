@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.adapters.data import Example, collate, tokenize_examples
+from lingualift.adapters.data import Example, collate, model_inputs, tokenize_examples
 from lingualift.errors import LingualiftError, require
 
 HELDOUT_FILE = "heldout.jsonl"
@@ -46,11 +46,9 @@ def heldout_nll(
     device = next(model.parameters()).device
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
-            batch = collate(rows[start : start + batch_size], pad)
-            batch.pop("n_tokens")
-            labels = batch.pop("labels")[:, 1:].to(device)
-            inputs = {k: v.to(device) for k, v in batch.items()}
-            logits = model(**inputs, use_cache=False).logits[:, :-1]
+            inputs = model_inputs(collate(rows[start : start + batch_size], pad), device)
+            labels = inputs.pop("labels")[:, 1:]
+            logits = model(**inputs).logits[:, :-1]
             total += float(
                 torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.size(-1)).float(),

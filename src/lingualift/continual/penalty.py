@@ -58,7 +58,7 @@ def fisher_diagonal(
     divided by its mean over all parameters."""
     import torch
 
-    from lingualift.adapters.data import collate
+    from lingualift.adapters.data import collate, model_inputs
 
     require(rows, "EWC needs replay examples to estimate the Fisher information.")
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -68,9 +68,7 @@ def fisher_diagonal(
     device = next(model.parameters()).device
     for row in rows:
         model.zero_grad(set_to_none=True)
-        batch = collate([row], pad_token_id)
-        batch.pop("n_tokens")
-        model(**{k: v.to(device) for k, v in batch.items()}, use_cache=False).loss.backward()
+        model(**model_inputs(collate([row], pad_token_id), device)).loss.backward()
         for name, param in params.items():
             if param.grad is not None:
                 sums[name] += param.grad.detach() ** 2

@@ -209,8 +209,66 @@ def _parse_meta(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
+_RECORD_COLUMNS = ("id", "text", "lang", "source", "meta")
+
+
+def _parquet_table(rows: list[dict[str, Any]]):
+    """Records as a Parquet table whose scalar ``meta`` keys are typed columns of their own.
+
+    A ``meta`` key that every record has, with a number, a string or a boolean (or null)
+    as its value, becomes a column (a COMPASS selection's cluster, score, reason, method,
+    pool_index), so pandas, DuckDB and ``datasets`` filter on it directly; anything else
+    (nested values, mixed types, names taken by the record's own fields) stays in the
+    ``meta`` column as JSON. :func:`read_records` reads both back into ``meta``.
+    """
+    import pyarrow as pa
+
+    keys = dict.fromkeys(key for row in rows for key in row["meta"])
+    columns: dict[str, pa.DataType] = {}
+    for key in keys:
+        if key in _RECORD_COLUMNS or not all(key in r["meta"] for r in rows):
+            continue  # a key some records lack stays in the JSON, so it reads back as written
+        values = [r["meta"][key] for r in rows if r["meta"][key] is not None]
+        kinds = {type(v) for v in values}
+        if kinds == {bool}:
+            columns[key] = pa.bool_()
+        elif kinds and kinds <= {int} and all(abs(v) < 2**63 for v in values):
+            columns[key] = pa.int64()
+        elif kinds and kinds <= {int, float}:
+            columns[key] = pa.float64()
+        elif kinds == {str}:
+            columns[key] = pa.string()
+    table = {name: [r[name] for r in rows] for name in ("id", "text", "lang", "source")}
+    for key, kind in columns.items():
+        table[key] = [
+            float(r["meta"][key]) if kind == pa.float64() and r["meta"][key] is not None
+            else r["meta"][key]
+            for r in rows
+        ]  # fmt: skip
+    table["meta"] = [
+        json.dumps(
+            {k: v for k, v in r["meta"].items() if k not in columns},
+            ensure_ascii=False,
+            default=str,
+        )
+        for r in rows
+    ]
+    schema = pa.schema(
+        [
+            *[(k, pa.string()) for k in ("id", "text", "lang", "source")],
+            *columns.items(),
+            ("meta", pa.string()),
+        ]
+    )
+    return pa.Table.from_pydict(table, schema=schema)
+
+
 def write_records(records: Iterable[Record], path: str | Path) -> Path:
-    """Write records atomically; the suffix picks JSONL, CSV/TSV or Parquet."""
+    """Write records atomically; the suffix picks JSONL, CSV/TSV or Parquet.
+
+    Parquet keeps scalar ``meta`` keys as typed columns (:func:`_parquet_table`);
+    JSONL keeps ``meta`` nested; CSV/TSV hold it as JSON text.
+    """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -222,14 +280,9 @@ def write_records(records: Iterable[Record], path: str | Path) -> Path:
                 for row in rows:
                     handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         elif fmt == "parquet":
-            import pyarrow as pa
             import pyarrow.parquet as pq
 
-            flat = [
-                {**r, "meta": json.dumps(r["meta"], ensure_ascii=False, default=str)} for r in rows
-            ]
-            schema = pa.schema([(k, pa.string()) for k in ("id", "text", "lang", "source", "meta")])
-            pq.write_table(pa.Table.from_pylist(flat, schema=schema), tmp)
+            pq.write_table(_parquet_table(rows), tmp)
         else:
             buffer = io.StringIO()
             writer = csv.DictWriter(

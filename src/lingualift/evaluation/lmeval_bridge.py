@@ -5,19 +5,21 @@ lm-eval 0.4.13 finds models only in its own registry (``MODEL_MAPPING`` plus
 registers the model, so run lm-eval through it::
 
     python -m lingualift.evaluation.lmeval_bridge --model lingualift \
-        --model_args base=embedded:gemma-3-270m,adapter=runs/sw-lora,shifcon=runs/shifcon,lang=sw \
-        --tasks global_mmlu_full_sw --batch_size 8
+        --model_args pretrained=embedded:gemma-3-270m,peft=adapters/sw/v1,shifcon=runs/shifcon,lang=sw \
+        --tasks global_mmlu_full_sw --batch_size 8 --output_path results/
 
 or from Python: ``import lingualift.evaluation.lmeval_bridge`` before
 ``lm_eval.simple_evaluate(model="lingualift", ...)``.
 
-Model arguments: ``base`` (model spec, default the embedded Gemma 3 270M),
-``adapter``/``adapters`` (PEFT folders joined by ``+``), ``shifcon`` (a ShifCon
-folder), ``lang`` (language to shift from; ``auto`` reads it from each task's
-name, e.g. ``global_mmlu_full_sw_*`` -> ``sw``), ``dtype``, ``batch_size``,
-``max_length``. Everything else goes to lm-eval's ``HFLM``, which this class
-extends: tokenization, generation and chat templates are lm-eval's own;
-log-likelihoods go through lingualift's batched scorer.
+Model arguments use lm-eval's own names, so its run naming and output folders
+work as for ``--model hf`` (a run is named after ``peft=``, else ``pretrained=``):
+``pretrained`` (model spec, default the embedded Gemma 3 270M), ``peft`` (PEFT
+folders joined by ``+``), ``shifcon`` (a ShifCon folder), ``lang`` (language to
+shift from; ``auto`` reads it from each task's name, e.g. ``global_mmlu_full_sw_*``
+-> ``sw``), ``dtype``, ``batch_size``, ``max_length``. The earlier names ``base``
+and ``adapter``/``adapters`` are still accepted. Everything else goes to lm-eval's
+``HFLM``, which this class extends: tokenization, generation and chat templates are
+lm-eval's own; log-likelihoods go through lingualift's batched scorer.
 """
 
 from __future__ import annotations
@@ -47,22 +49,38 @@ class LingualiftLM(HFLM):
 
     def __init__(
         self,
-        base: str = DEFAULT_MODEL,
-        adapter: str | None = None,
-        adapters: str | None = None,
+        pretrained: str | None = None,
+        peft: str | None = None,
         shifcon: str | None = None,
         lang: str | None = None,
         dtype: str = "float32",
         device: str | None = None,
         batch_size: int | str | None = 8,
         max_length: int | None = None,
+        base: str | None = None,
+        adapter: str | None = None,
+        adapters: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if adapter and adapters:
-            raise LingualiftError("Give adapter or adapters, not both; join several with '+'.")
+        if pretrained and base and pretrained != base:
+            raise LingualiftError("Give pretrained (or its old name base), not both.")
+        given = [
+            name
+            for name, value in (("peft", peft), ("adapter", adapter), ("adapters", adapters))
+            if value
+        ]
+        if len(given) > 1:
+            raise LingualiftError(
+                f"Give one of peft, adapter or adapters, not {' and '.join(given)}; join several "
+                "adapters with '+'."
+            )
         device = device or "cpu"
         model, tokenizer, self.shifcon = load_for_eval(
-            base, adapter or adapters, shifcon, dtype=dtype, device=device
+            pretrained or base or DEFAULT_MODEL,
+            peft or adapter or adapters,
+            shifcon,
+            dtype=dtype,
+            device=device,
         )
         if self.shifcon is not None and not lang:
             raise LingualiftError(

@@ -358,37 +358,74 @@ def evaluate_longcontext(
     ]
 
 
-def longcontext_results(samples: Sequence[dict[str, Any]], model_info: dict[str, Any]) -> dict:
-    """lm-eval-shaped results: one task per (task, language, length)."""
+def longcontext_results(
+    samples: Sequence[dict[str, Any]], model_info: dict[str, Any], log_samples: bool = False
+) -> dict:
+    """lm-eval-shaped results: a task per (task, language, length) in groups per task and
+    (task, language); with ``log_samples`` the per-sample records in lm-eval's format."""
     from collections import defaultdict
 
-    from lingualift.evaluation.results import mean_stderr
+    from lingualift.evaluation.results import mean_stderr, sample_record
 
-    groups: dict[str, list[float]] = defaultdict(list)
-    depth: dict[str, int] = {}
+    leaves: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    subtasks: dict[str, list[str]] = defaultdict(list)
     for s in samples:
-        for level, name in enumerate(
-            (s["task"], f"{s['task']}_{s['lang']}", f"{s['task']}_{s['lang']}_{s['length']}")
-        ):
-            groups[name].append(s["score"])
-            depth[name] = level
-    results = {
-        name: {
-            "alias": " " * max(depth[name] - 1, 0) + (" - " if depth[name] else "") + name,
-            "acc,none": sum(v) / len(v),
-            "acc_stderr,none": mean_stderr(v),
-            "n": len(v),
+        group, lang_group = s["task"], f"{s['task']}_{s['lang']}"
+        leaf = f"{lang_group}_{s['length']}"
+        leaves[leaf].append(s)
+        for parent, child in ((group, lang_group), (lang_group, leaf)):
+            if child not in subtasks[parent]:
+                subtasks[parent].append(child)
+
+    def members(name: str) -> list[dict[str, Any]]:
+        return leaves[name] if name in leaves else [m for c in subtasks[name] for m in members(c)]
+
+    results = {}
+    for name in sorted([*subtasks, *leaves]):
+        scores = [m["score"] for m in members(name)]
+        results[name] = {
+            "name": name,
+            "alias": name,
+            "sample_len": len(scores),
+            "acc,none": sum(scores) / len(scores),
+            "acc_stderr,none": mean_stderr(scores),
         }
-        for name, v in sorted(groups.items())
-    }
-    return {
+    out: dict[str, Any] = {
         "results": results,
+        "groups": {g: results[g] for g in sorted(subtasks)},
+        "group_subtasks": {g: sorted(subtasks[g]) for g in sorted(subtasks)},
         "configs": {
-            name: {"task": name, "metric_list": [{"metric": "exact_match"}]} for name in results
+            name: {
+                "task": name,
+                "output_type": "generate_until",
+                "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+                "metadata": {"version": 0.0},
+            }
+            for name in sorted(leaves)
         },
+        "versions": {name: 0.0 for name in results},
+        "n-shot": {name: 0 for name in results},
+        "higher_is_better": {name: {"acc": True} for name in results},
         "n-samples": {
-            name: {"original": r["n"], "effective": r["n"]} for name, r in results.items()
+            name: {"original": len(m), "effective": len(m)} for name, m in sorted(leaves.items())
         },
         "config": model_info,
-        "samples": {"longcontext": list(samples)},
     }
+    if log_samples:
+        out["samples"] = {
+            name: [
+                sample_record(
+                    i,
+                    {k: v for k, v in m.items() if k not in ("output", "score")},
+                    " | ".join(map(str, m["target"])),
+                    m.get("prompt") or m["id"],
+                    arguments={"gen_args_0": {"arg_0": m.get("prompt") or m["id"], "arg_1": {}}},
+                    resps=[[m["output"]]],
+                    filtered_resps=[m["output"]],
+                    acc=float(m["score"]),
+                )
+                for i, m in enumerate(members_)
+            ]
+            for name, members_ in sorted(leaves.items())
+        }
+    return out

@@ -22,34 +22,57 @@ from lingualift.languages import normalize_language
 METRICS = ("acc,none", "acc_norm,none", "exact_match,none", "perplexity,none")
 
 
+def _as_language(token: str) -> str | None:
+    if 2 <= len(token) <= 3 and token.isalpha():
+        try:
+            return normalize_language(token)
+        except LingualiftError:
+            return None
+    return None
+
+
 def _language_of(task: str) -> str | None:
-    tokens = re.split(r"[_\-]", task)
-    # The language is the token after the benchmark name: global_mmlu_sw, niah_single_sw_4096.
-    for token in tokens[1:]:
-        if 2 <= len(token) <= 3 and token.isalpha():
-            try:
-                return normalize_language(token)
-            except LingualiftError:
-                continue
+    """The first language token after the benchmark's name: ``global_mmlu_full_sw_x`` -> sw."""
+    for token in re.split(r"[_\-]", task)[1:]:
+        lang = _as_language(token)
+        if lang:
+            return lang
     return None
 
 
 def per_language(results: dict[str, Any], metric: str | None = None, task: str | None = None):
-    """``{(task prefix, lang): value}`` for the top-level language rows of a results dict."""
+    """``{lang: value}`` from the language rows of a results dict.
+
+    A language row is one whose name ends in a language code
+    (``global_mmlu_full_sw``, ``perplexity_sw``, ``xnli_sw``), which skips the
+    subjects, categories and lengths below it in lm-eval's layout and lingualift's.
+    A language no such row covers falls back to the first row (not nested deeper
+    than one level) whose name holds its code after the benchmark's name.
+    """
+    from lingualift.evaluation.results import _depths
+
+    keys = [metric] if metric else list(METRICS)
+    rows = [
+        (name, metrics)
+        for name, metrics in results["results"].items()
+        if not task or name.startswith(task.replace("-", "_"))
+    ]
+
+    def value(metrics: dict[str, Any]) -> float | None:
+        found = next((metrics[k] for k in keys if isinstance(metrics.get(k), int | float)), None)
+        return None if found is None or isinstance(found, bool) else float(found)
+
     out: dict[str, float] = {}
-    for name, metrics in results["results"].items():
-        if task and not name.startswith(task.replace("-", "_")):
-            continue
+    for name, metrics in rows:
+        tokens = re.split(r"[_\-]", name)
+        lang = _as_language(tokens[-1]) if len(tokens) > 1 else None
+        if lang and lang not in out and value(metrics) is not None:
+            out[lang] = value(metrics)
+    depth = _depths(results)
+    for name, metrics in rows:
         lang = _language_of(name)
-        if lang is None:
-            continue
-        alias = metrics.get("alias", name)
-        if len(alias) - len(alias.lstrip()) > 1:  # subjects / lengths below a language row
-            continue
-        keys = [metric] if metric else list(METRICS)
-        value = next((metrics[k] for k in keys if isinstance(metrics.get(k), int | float)), None)
-        if value is not None and lang not in out:
-            out[lang] = float(value)
+        if lang and lang not in out and depth.get(name, 0) <= 1 and value(metrics) is not None:
+            out[lang] = value(metrics)
     return out
 
 

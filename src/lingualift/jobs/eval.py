@@ -120,36 +120,53 @@ def run_cloze(config: ClozeConfig) -> tuple[list[dict[str, Any]], Path]:
     return rows, write_cloze(rows, config.output)
 
 
+def _model_args(config: EvalConfig) -> str:
+    """The run's model in lm-eval's ``--model_args`` form (what names the run)."""
+    args = [f"pretrained={config.model}"]
+    if config.adapters:
+        args.append(f"peft={config.adapters}")
+    if config.shifcon:
+        args.append(f"shifcon={config.shifcon}")
+    return ",".join([*args, f"dtype={config.dtype}"])
+
+
 def _model_info(config: EvalConfig) -> dict[str, Any]:
-    return {
-        "model": "lingualift",
-        "model_args": {
-            "base": config.model,
-            "adapters": config.adapters,
-            "shifcon": config.shifcon,
-        },
-        "batch_size": config.batch_size,
-        "device": config.device,
-        "lingualift_config": to_dict(config),
-    }
+    return {"lingualift_config": to_dict(config)}
 
 
 def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
     """Run the evaluation a config describes, write its results JSON, return it."""
-    from lingualift.evaluation.results import format_table, write_results
+    from lingualift.evaluation.results import (
+        finish_results,
+        format_table,
+        run_metadata,
+        write_results,
+    )
 
     if config.backend == "lm-eval":
         return _run_lm_eval(config, print_table)
-    started = time.perf_counter()
+    started, began = time.time(), time.perf_counter()
+    loaded: dict[str, Any] = {}
     if config.task in ("global-mmlu", "mmlu-prox"):
-        results = _run_mcq(config)
+        results = _run_mcq(config, loaded)
     elif config.task == "perplexity":
-        results = _run_perplexity(config)
+        results = _run_perplexity(config, loaded)
     elif config.task == "longcontext":
-        results = _run_longcontext(config)
+        results = _run_longcontext(config, loaded)
     else:  # pragma: no cover - Literal-checked by the config loader
         raise LingualiftError(f"Unknown task {config.task!r}.")
-    results["total_evaluation_time_seconds"] = str(round(time.perf_counter() - started, 2))
+    meta = run_metadata(
+        _model_args(config),
+        model=loaded.get("model"),
+        tokenizer=loaded.get("tokenizer"),
+        started=started,
+        seconds=time.perf_counter() - began,
+        batch_size=config.batch_size,
+        device=config.device,
+        limit=config.limit,
+        seed=config.seed,
+    )
+    results = finish_results(results, meta)
     write_results(results, config.output)
     if print_table:
         print(format_table(results))
@@ -157,16 +174,17 @@ def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
     return results
 
 
-def _load(config: EvalConfig):
+def _load(config: EvalConfig, loaded: dict[str, Any]):
     from lingualift.evaluation.loading import load_for_eval, shifcon_apply
 
     model, tokenizer, sc = load_for_eval(
         config.model, config.adapters, config.shifcon, config.dtype, config.device
     )
+    loaded.update(model=model, tokenizer=tokenizer)
     return model, tokenizer, shifcon_apply(sc, model)
 
 
-def _run_mcq(config: EvalConfig) -> dict[str, Any]:
+def _run_mcq(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, Any]:
     from lingualift.evaluation.mcq import evaluate_mcq, get_benchmark, load_mcq
     from lingualift.evaluation.results import mcq_results
 
@@ -178,7 +196,7 @@ def _run_mcq(config: EvalConfig) -> dict[str, Any]:
     if config.num_fewshot > 0:
         dev_source = config.dev_data or config.data
         shots = load_mcq(dev_source, bench.name, sorted({i.lang for i in items}), "dev")
-    model, tokenizer, apply = _load(config)
+    model, tokenizer, apply = _load(config, loaded)
     samples = evaluate_mcq(
         model,
         tokenizer,
@@ -199,10 +217,11 @@ def _run_mcq(config: EvalConfig) -> dict[str, Any]:
         _model_info(config),
         config.num_fewshot,
         config.log_samples,
+        items=items,
     )
 
 
-def _run_perplexity(config: EvalConfig) -> dict[str, Any]:
+def _run_perplexity(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, Any]:
     from lingualift.data import ParallelCorpus
     from lingualift.data.sources import read_source
     from lingualift.evaluation.perplexity import perplexity_by_language
@@ -223,7 +242,7 @@ def _run_perplexity(config: EvalConfig) -> dict[str, Any]:
             any(r.lang == lang for r in records),
             f"No held-out text in language {lang!r} in {config.data}; change langs or the data.",
         )
-    model, tokenizer, apply = _load(config)
+    model, tokenizer, apply = _load(config, loaded)
     context = (lambda lang: apply([lang])) if apply else None
     per_lang = perplexity_by_language(
         model,
@@ -239,31 +258,46 @@ def _run_perplexity(config: EvalConfig) -> dict[str, Any]:
     total_tokens = sum(r.n_tokens for r in per_lang.values())
     import math
 
+    tasks = {f"perplexity_{lang}": r for lang, r in per_lang.items()}
     results = {
         "perplexity": {
+            "name": "perplexity",
             "alias": "perplexity",
+            "sample_len": sum(r.n_texts for r in per_lang.values()),
             "perplexity,none": math.exp(total_nll / total_tokens),
             "nll,none": total_nll / total_tokens,
-            "n": sum(r.n_texts for r in per_lang.values()),
         }
     }
-    for lang, r in per_lang.items():
-        results[f"perplexity_{lang}"] = {
-            "alias": f" - perplexity_{lang}",
+    for name, r in tasks.items():
+        results[name] = {
+            "name": name,
+            "alias": name,
+            "sample_len": r.n_texts,
             "perplexity,none": r.perplexity,
             "nll,none": r.nll,
             "bits_per_token,none": r.bits_per_token,
-            "n_tokens": r.n_tokens,
-            "n": r.n_texts,
         }
+    lower = {"perplexity": False, "nll": False, "bits_per_token": False}
     return {
         "results": results,
+        "groups": {"perplexity": results["perplexity"]},
+        "group_subtasks": {"perplexity": list(tasks)},
         "configs": {
-            k: {"task": k, "max_length": config.max_length, "stride": config.stride}
-            for k in results
+            name: {
+                "task": name,
+                "output_type": "loglikelihood_rolling",
+                "max_length": config.max_length,
+                "stride": config.stride,
+                "metadata": {"version": 0.0},
+            }
+            for name in tasks
         },
-        "n-samples": {k: {"original": v["n"], "effective": v["n"]} for k, v in results.items()},
+        "versions": {k: 0.0 for k in results},
+        "n-shot": {k: 0 for k in results},
+        "higher_is_better": {k: lower for k in results},
+        "n-samples": {k: {"original": r.n_texts, "effective": r.n_texts} for k, r in tasks.items()},
         "config": _model_info(config),
+        "lingualift": {"n_tokens": {k: r.n_tokens for k, r in tasks.items()}},
     }
 
 
@@ -277,7 +311,7 @@ def _first_per_language(records: list[Any], limit: int) -> list[Any]:
     return kept
 
 
-def _run_longcontext(config: EvalConfig) -> dict[str, Any]:
+def _run_longcontext(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, Any]:
     from lingualift.evaluation.longcontext import (
         evaluate_longcontext,
         haystack_texts,
@@ -287,7 +321,7 @@ def _run_longcontext(config: EvalConfig) -> dict[str, Any]:
     )
 
     require(config.langs, "Long-context evaluation needs langs, e.g. langs=sw,fr.")
-    model, tokenizer, apply = _load(config)
+    model, tokenizer, apply = _load(config, loaded)
     items = []
     for lang in config.langs:
         texts = haystack_texts(lang, config.books if config.books != "nt" else "39-66")
@@ -322,10 +356,7 @@ def _run_longcontext(config: EvalConfig) -> dict[str, Any]:
         apply=apply,
         max_new_tokens=min(config.max_new_tokens, 64),
     )
-    results = longcontext_results(samples, _model_info(config))
-    if not config.log_samples:
-        results.pop("samples")
-    return results
+    return longcontext_results(samples, _model_info(config), config.log_samples)
 
 
 def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
@@ -344,15 +375,18 @@ def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
     import lingualift.evaluation.lmeval_bridge  # noqa: F401  registers the 'lingualift' model
     from lingualift.evaluation.results import write_results
 
-    args = [f"base={config.model}", f"dtype={config.dtype}"]
+    args = [f"pretrained={config.model}", f"dtype={config.dtype}"]
     if config.adapters:
-        args.append(f"adapters={config.adapters}")
+        args.append(f"peft={config.adapters}")
     if config.shifcon:
         langs = config.langs
         args.append(f"shifcon={config.shifcon}")
         args.append(f"lang={langs[0] if len(langs) == 1 else 'auto'}")
     if config.device:
         args.append(f"device={config.device}")
+    from lm_eval.loggers import EvaluationTracker
+
+    tracker = EvaluationTracker()  # names the run from model_args, as lm-eval's CLI does
     out = lm_eval.simple_evaluate(
         model="lingualift",
         model_args=",".join(args),
@@ -362,10 +396,34 @@ def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
         limit=config.limit,
         log_samples=config.log_samples,
         task_manager=TaskManager(include_path=config.lm_eval_include_path),
+        evaluation_tracker=tracker,
     )
     require(out is not None, "lm-eval returned no results.")
+    samples = out.pop("samples", None)
+    tracker.general_config_tracker.log_end_time()
+    out.update(dataclasses.asdict(tracker.general_config_tracker))
+    if samples:
+        out["samples"] = {
+            task: [_tracker_sample(s) for s in samples[task]] for task in out["configs"]
+        }
+    out["config"]["lingualift_config"] = to_dict(config)
     write_results(out, Path(config.output))
     if print_table:
         print(make_table(out))
         print(f"wrote {config.output}")
     return out
+
+
+def _tracker_sample(sample: dict[str, Any]) -> dict[str, Any]:
+    """A sample as ``EvaluationTracker.save_results_samples`` writes it."""
+    from lm_eval.utils import sanitize_list
+
+    sample = dict(sample)
+    sample["arguments"] = {
+        f"gen_args_{i}": {f"arg_{j}": value for j, value in enumerate(arg)}
+        for i, arg in enumerate(sample["arguments"])
+    }
+    sample["resps"] = sanitize_list(sample["resps"])
+    sample["filtered_resps"] = sanitize_list(sample["filtered_resps"])
+    sample["target"] = str(sample["target"])
+    return sample

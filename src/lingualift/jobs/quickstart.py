@@ -29,14 +29,16 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+from lingualift.adapters.portable import stamp_adapter
 from lingualift.atomic import atomic_write_text
 from lingualift.config import to_dict
 from lingualift.data import CORPUS_LANGUAGES, parse_books
 from lingualift.errors import require
 from lingualift.languages import DOMINANT_LANGUAGE, language_name, normalize_language
 from lingualift.models import DEFAULT_MODEL
+from lingualift.portable import base_identity
 from lingualift.stages import Job, Stage, StageContext
-from lingualift.training import LoraSettings, TrainingArgs
+from lingualift.training import LoraSettings, TrainingArgs, without_tracking
 
 
 def _quickstart_training() -> TrainingArgs:
@@ -386,7 +388,7 @@ def _shifcon_train(config, job, base, shifcon, lang, evaluate, started, adapter,
     run = config.shifcon_train == "always" or (config.shifcon_train == "auto" and estimate <= left)
     # The mode, not the decision: an 'auto' run that skipped stays skipped on a rerun.
     settings = {
-        "mode": config.shifcon_train, "args": to_dict(args), "lora": to_dict(config.lora),
+        "mode": config.shifcon_train, "args": without_tracking(to_dict(args)), "lora": to_dict(config.lora),
         "pairs": config.shifcon_pairs, "books": config.train_books,
     }  # fmt: skip
 
@@ -399,6 +401,7 @@ def _shifcon_train(config, job, base, shifcon, lang, evaluate, started, adapter,
         )
         metrics = trainer.train()
         trainer.model.save_pretrained(str(ctx.out / "adapter"))
+        stamp_adapter(ctx.out / "adapter", base_identity(base.spec), lang)
         metrics["eval"] = evaluate(
             trainer.model.merge_and_unload(), [lang, DOMINANT_LANGUAGE], True
         )

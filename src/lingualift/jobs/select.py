@@ -56,6 +56,9 @@ class SelectConfig:
     """Sentence encoder spec for all three inputs (see lingualift.embed.get_encoder)."""
     backend: Literal["local", "ray"] = "local"
     """Embedding backend: local, or Ray Data map_batches with encoder actors."""
+    use_gpu: Literal["auto", "true", "false"] = "auto"
+    """FAISS clustering and assignment on GPU: auto (when a GPU build of FAISS sees a GPU),
+    true (insist), false (CPU)."""
     n_clusters: int | None = None
     """K; None uses the rule K = round(sqrt(n_target / 2)) clipped to [2, min(256, n_target / 5)]."""
     tau: float = 1.0
@@ -68,12 +71,21 @@ class SelectConfig:
     """Number of nearest languages for method 'lang-similarity'."""
     seed: int = 0
     """Seed for clustering, corpus sampling and the random baselines."""
-    text_field: str = "text"
-    """Column holding the text in data files."""
-    lang_field: str = "lang"
-    """Column holding the language code in data files."""
-    id_field: str = "id"
-    """Column holding a unique id in data files."""
+    target_fields: FieldMap = dataclasses.field(default_factory=FieldMap)
+    """Columns of the target file: text, id, lang, and default_lang for rows (or a file)
+    without a language, e.g. target_fields.text=question target_fields.default_lang=sw."""
+    training_fields: FieldMap = dataclasses.field(default_factory=FieldMap)
+    """Columns of the training file (text, id, lang, default_lang)."""
+    pool_fields: FieldMap = dataclasses.field(default_factory=FieldMap)
+    """Columns of the pool file (text, id, lang, default_lang); every pool item needs a
+    language (a column, or default_lang for a monolingual pool) unless method=random."""
+    text_field: str | None = None
+    """Earlier form: the text column of all three inputs (where their own group keeps the
+    default)."""
+    lang_field: str | None = None
+    """Earlier form: the language column of all three inputs."""
+    id_field: str | None = None
+    """Earlier form: the id column of all three inputs."""
     out_dir: str = "runs/select"
     """Output folder (selection, report.json, report.png, profile, config.yaml)."""
     format: Literal["parquet", "jsonl"] = "parquet"
@@ -96,6 +108,37 @@ class SelectConfig:
             f"dedup_threshold is a cosine in (0, 1] (or None), got {self.dedup_threshold}.",
         )
         require(self.k_languages >= 1, f"k_languages must be at least 1, got {self.k_languages}.")
+        for name in ("target_fields", "training_fields", "pool_fields"):
+            if isinstance(getattr(self, name), dict):  # the Python API may pass a mapping
+                setattr(self, name, FieldMap(**getattr(self, name)))
+        default = FieldMap()
+        for flat, key in (("text_field", "text"), ("lang_field", "lang"), ("id_field", "id")):
+            value = getattr(self, flat)
+            if value is None:
+                continue
+            for group in (self.target_fields, self.training_fields, self.pool_fields):
+                if getattr(group, key) == getattr(default, key):
+                    setattr(group, key, value)
+        for group in (self.target_fields, self.training_fields, self.pool_fields):
+            if group.default_lang:
+                group.default_lang = normalize_language(group.default_lang)
+
+    def fields_settings(self) -> dict[str, Any]:
+        """What the column mappings add to the stage fingerprint (the earlier keys when one
+        mapping without a default language serves all inputs, so earlier runs are reused)."""
+        groups = {
+            "target": dataclasses.asdict(self.target_fields),
+            "training": dataclasses.asdict(self.training_fields),
+            "pool": dataclasses.asdict(self.pool_fields),
+        }
+        first = groups["target"]
+        if all(g == first for g in groups.values()) and not first["default_lang"]:
+            return {
+                "text_field": first["text"],
+                "lang_field": first["lang"],
+                "id_field": first["id"],
+            }
+        return {"fields": groups}
 
 
 @dataclasses.dataclass
@@ -110,16 +153,18 @@ def read_inputs(config: SelectConfig) -> tuple[list[Record], list[Record], list[
     """Target usage, training data and pool, checked (a bad input fails before any work)."""
     require(config.target, "Set target= to the target usage sample (a file or corpus:...).")
     require(config.pool, "Set pool= to the candidate pool (a file or corpus:...).")
-    fields = FieldMap(text=config.text_field, id=config.id_field, lang=config.lang_field)
-    target = read_source(config.target, fields, config.seed, "target")
+    target = read_source(config.target, config.target_fields, config.seed, "target")
     training = (
-        read_source(config.training, fields, config.seed, "training") if config.training else []
+        read_source(config.training, config.training_fields, config.seed, "training")
+        if config.training
+        else []
     )
-    pool = read_source(config.pool, fields, config.seed, "pool")
+    pool = read_source(config.pool, config.pool_fields, config.seed, "pool")
     missing = sum(1 for r in pool if not r.lang)
     if missing and config.method != "random":
         raise LingualiftError(
-            f"{missing} pool items have no language; add a '{config.lang_field}' column."
+            f"{missing} pool items have no language; add a '{config.pool_fields.lang}' column "
+            "or set pool_fields.default_lang=<code>."
         )
     return target, training, pool
 
@@ -132,7 +177,12 @@ def run_select(config: SelectConfig) -> SelectResult:
         f"method {config.method!r} needs a budget; set budget=<number>.",
     )
     target, training, pool = read_inputs(config)
-    settings = {k: v for k, v in to_dict(config).items() if k not in ("out_dir", "overwrite")}
+    mappings = ("target_fields", "training_fields", "pool_fields", "text_field", "lang_field")
+    skip = ("out_dir", "overwrite", "id_field", *mappings)
+    settings = {k: v for k, v in to_dict(config).items() if k not in skip}
+    settings.update(config.fields_settings())
+    if config.use_gpu == "auto":  # where FAISS runs, unless asked for, is not a setting
+        settings.pop("use_gpu")
     settings["data"] = {
         "target": fingerprint(target),
         "training": fingerprint(training),
@@ -160,6 +210,7 @@ def run_select(config: SelectConfig) -> SelectResult:
             backend=config.backend,
             tokenizer=config.tokenizer,
             k_languages=config.k_languages,
+            use_gpu=config.use_gpu,
         )
         save_config(config, ctx.out / "config.yaml")
         return report

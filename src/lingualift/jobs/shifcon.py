@@ -22,7 +22,7 @@ from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
 from lingualift.models import DEFAULT_MODEL
 from lingualift.shifcon.loss import ShifConObjective
 from lingualift.stages import Job, StageContext
-from lingualift.training import LoraSettings, TrainingArgs
+from lingualift.training import LoraSettings, TrainingArgs, without_tracking
 
 # -- vectors ------------------------------------------------------------------------------
 
@@ -309,17 +309,21 @@ def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict
     require(pairs, "No training pairs; widen books/per_language or check the data.")
     out = Path(config.out)
     settings = {
-        **{
-            k: v
-            for k, v in to_dict(config).items()
-            if k not in ("out", "store", "promote", "overwrite")
-        },
+        **without_tracking(
+            {
+                k: v
+                for k, v in to_dict(config).items()
+                if k not in ("out", "store", "promote", "overwrite")
+            }
+        ),
         "pairs": pairs_digest(pairs),
         "area": [shifcon.a, shifcon.b],
         "model": model_spec,
     }
 
     def train(ctx: StageContext) -> dict[str, Any]:
+        from lingualift.adapters.trainer import plot_losses
+        from lingualift.jobs.train import keep_tracker_logs
         from lingualift.models import load_causal_lm
         from lingualift.shifcon.trainer import ShifConTrainer
 
@@ -344,8 +348,16 @@ def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict
         )
         target = ctx.out / ("adapter" if config.method == "lora" else "model")
         trainer.model.save_pretrained(str(target))
+        keep_tracker_logs(ctx)
+        # The loss curve travels with the weights (and into the store's version folder).
+        plot_losses(trainer.log, [], target / "loss.png", f"ShifCon ({config.method})")
         if config.method == "full":
             tokenizer.save_pretrained(str(target))
+        else:
+            from lingualift.adapters.portable import stamp_adapter
+            from lingualift.portable import base_identity
+
+            stamp_adapter(target, base_identity(model_spec))
         from lingualift.adapters.store import base_model_signature
 
         card = {

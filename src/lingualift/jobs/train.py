@@ -38,7 +38,7 @@ from lingualift.errors import require
 from lingualift.languages import normalize_language
 from lingualift.models import DEFAULT_MODEL
 from lingualift.stages import Job, StageContext
-from lingualift.training import LoraSettings, TrainingArgs
+from lingualift.training import LoraSettings, TrainingArgs, without_tracking
 
 
 @dataclasses.dataclass
@@ -211,7 +211,7 @@ def train_settings(
 ) -> dict[str, Any]:
     """What a training stage's fingerprint covers: the config but where outputs go, the data."""
     return {
-        **{k: v for k, v in to_dict(config).items() if k not in _BOOKKEEPING},
+        **without_tracking({k: v for k, v in to_dict(config).items() if k not in _BOOKKEEPING}),
         "data_fingerprints": [s.fingerprint for s in data.summaries],
         "parent": parent.name if parent else None,
     }
@@ -260,6 +260,7 @@ def train_and_store(
     trained = trainer.fit(eval_every=config.eval_every, progress=progress)
     if not PartialState().is_main_process:
         return trained, {}
+    keep_tracker_logs(ctx)
     title = f"LoRA adapter for {config.lang}"
     atomic_write_text(ctx.out / "metrics.json", json.dumps(trained.metrics, indent=2))
     trained.plot(ctx.out / "loss.png", title)
@@ -309,6 +310,16 @@ def read_examples_file(path: Path) -> list[Example]:
     """Examples written by :func:`write_examples`."""
     rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
     return [Example(**row) for row in rows]
+
+
+def keep_tracker_logs(ctx: StageContext) -> None:
+    """Move the trackers' logs (TensorBoard, MLflow) from the work folder into the run folder,
+    which lands with the stage (the work folder is removed then)."""
+    import shutil
+
+    logs = ctx.work / "logs"
+    if logs.is_dir() and any(logs.iterdir()):
+        shutil.copytree(logs, ctx.out / "logs", dirs_exist_ok=True)
 
 
 def find_parent(store: AdapterStore, config: TrainConfig) -> AdapterVersion | None:

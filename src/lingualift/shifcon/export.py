@@ -10,11 +10,16 @@ embedding module for ``i = 0``), so one language's file holds two entries:
 - output of layer ``a - 1``: ``v_en[a] - v_l[a]``  (shift toward),
 - output of layer ``b - 1``: ``v_l[b] - v_en[b]``  (shift back).
 
-lm-eval applies a file to every row, so there is one file per language::
+lm-eval applies a file to every row, so there is one file per language. The
+base must be the weights the vectors were measured on; for the embedded model
+(the dequantized Q4_K_M GGUF, not ``google/gemma-3-270m``'s weights) write them
+as a plain folder first, and ``steered.json`` names them portably
+(:mod:`lingualift.portable`)::
 
+    lingualift export-base out=exported/gemma-3-270m
     lm_eval --model steered \\
-        --model_args pretrained=google/gemma-3-270m,steer_path=runs/shifcon/steered/sw.pt \\
-        --tasks global_mmlu_sw
+        --model_args pretrained=exported/gemma-3-270m,steer_path=runs/shifcon/steered/sw.pt \\
+        --tasks global_mmlu_full_sw
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from lingualift.atomic import atomic_dir, check_replaceable
 from lingualift.errors import LingualiftError
 from lingualift.languages import normalize_language
 from lingualift.models import decoder_layers, load_config_only
+from lingualift.portable import BaseIdentity, base_identity
 from lingualift.shifcon.core import ShifCon
 
 
@@ -77,6 +83,19 @@ def steer_config(shifcon: ShifCon, lang: str, model: Any) -> dict[str, dict[str,
 MANIFEST = "steered.json"
 
 
+def steered_usage(identity: BaseIdentity) -> str:
+    """The lm-eval command for one language's file, on the weights the vectors were made on."""
+    if identity.weights:  # the embedded model: a plain folder of its weights, written once
+        return (
+            "lingualift export-base out=<dir>; lm_eval --model steered "
+            "--model_args pretrained=<dir>,steer_path=<lang>.pt --tasks <task>"
+        )
+    return (
+        f"lm_eval --model steered --model_args {identity.pretrained_args},steer_path=<lang>.pt "
+        "--tasks <task>"
+    )
+
+
 def export_steered(
     shifcon: ShifCon,
     out: str | Path,
@@ -110,14 +129,18 @@ def export_steered(
     with atomic_dir(out, overwrite=True) as tmp:
         for code, config in configs.items():
             torch.save(config, tmp / f"{code}.pt")
+        identity = base_identity(shifcon.base_model)
         manifest = {
-            "base_model": shifcon.base_model,
+            "base_model": identity.name_or_path,
+            "revision": identity.revision,
+            "base_spec": shifcon.base_model,
+            "base_weights": identity.weights,
             "a": shifcon.a,
             "b": shifcon.b,
             "dominant": shifcon.dominant,
             "hookpoints": list(next(iter(configs.values()))),
             "files": {code: f"{code}.pt" for code in configs},
-            "usage": "lm_eval --model steered --model_args pretrained=<base model>,steer_path=<lang>.pt",
+            "usage": steered_usage(identity),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return [out / f"{code}.pt" for code in configs]

@@ -318,6 +318,7 @@ class ShifConTrainer:
         """Train to ``total_steps``, resuming from this run's checkpoint when there is one."""
         self.state = self.loop.resume() or self.state
         start, seconds_before = self.step, self.state["seconds"]
+        self.loop.start_tracking({"pairs": len(self.pairs), **to_dict(self.objective)})
         self.loop.fit(
             self.total_steps,
             self._step,
@@ -326,6 +327,7 @@ class ShifConTrainer:
             show=("loss", "gen", "con"),
             show_progress=progress,
         )
+        self.loop.end_tracking()
         seconds = self.state["seconds"] - seconds_before
         steps_this_run = self.step - start
         last = self.log[-1] if self.log else {}
@@ -342,4 +344,4 @@ class ShifConTrainer:
 
 
 # Settings that do not change what a run computes (a resume may change them).
-_BOOKKEEPING = ("save_every", "keep_checkpoints", "log_every")
+_BOOKKEEPING = ("save_every", "keep_checkpoints", "log_every", "report_to")

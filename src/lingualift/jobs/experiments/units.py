@@ -19,6 +19,7 @@ from lingualift.data import ParallelCorpus
 from lingualift.evaluation.heldout import HeldoutSet, score_heldout
 from lingualift.languages import DOMINANT_LANGUAGE
 from lingualift.stages import Job, StageContext
+from lingualift.training import without_tracking
 
 # Keys that do not change what a unit computes (where it goes, which units exist).
 _BOOKKEEPING = {"out_dir", "seeds", "methods", "langs", "bands", "shift_only", "experiment"}
@@ -30,7 +31,9 @@ class Units:
 
     def __init__(self, out: Path, config: Any, progress: bool = True) -> None:
         self.job = Job(out / "units", label="experiment", quiet=not progress)
-        self.settings = {k: v for k, v in to_dict(config).items() if k not in _BOOKKEEPING}
+        self.settings = without_tracking(
+            {k: v for k, v in to_dict(config).items() if k not in _BOOKKEEPING}
+        )
         for group, keys in _GROUP_BOOKKEEPING.items():
             if group in self.settings:
                 self.settings[group] = {

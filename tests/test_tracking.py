@@ -1,0 +1,143 @@
+"""Training curves go to accelerate's trackers: which ones, what is logged, reduced across ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from accelerate.tracking import GeneralTracker
+
+import lingualift
+from lingualift import training
+from lingualift.errors import LingualiftError
+from lingualift.training import TrainingArgs, resolve_trackers, without_tracking
+
+SRC = str(Path(lingualift.__file__).resolve().parents[1])
+
+
+class Recorder(GeneralTracker):
+    """A tracker that keeps what it is sent."""
+
+    name = "recorder"
+    requires_logging_directory = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: dict = {}
+        self.logged: list[tuple[int, dict]] = []
+        self.finished = False
+
+    @property
+    def tracker(self):
+        return self
+
+    def store_init_configuration(self, values: dict) -> None:
+        self.config = dict(values)
+
+    def log(self, values: dict, step: int | None = None, **kwargs) -> None:
+        self.logged.append((step, dict(values)))
+
+    def finish(self) -> None:
+        self.finished = True
+
+
+def test_report_to_picks_installed_trackers(monkeypatch):
+    import accelerate.utils
+
+    monkeypatch.setattr(accelerate.utils, "is_tensorboard_available", lambda: False)
+    assert resolve_trackers("auto") == [] and resolve_trackers("none") == []
+    monkeypatch.setattr(accelerate.utils, "is_tensorboard_available", lambda: True)
+    assert resolve_trackers("auto") == ["tensorboard"]
+    monkeypatch.setattr(accelerate.utils, "is_wandb_available", lambda: False)
+    with pytest.raises(LingualiftError, match="report_to=wandb needs the wandb package"):
+        resolve_trackers("tensorboard,wandb")
+    with pytest.raises(LingualiftError, match="report_to must be auto, none or some of"):
+        TrainingArgs(report_to="neptune")
+    settings = {"train": {"lr": 1.0, "report_to": "wandb"}, "report_to": "x", "seed": 1}
+    assert without_tracking(settings) == {"train": {"lr": 1.0}, "seed": 1}
+
+
+def test_lora_training_logs_each_step_and_the_held_out_loss(monkeypatch, tmp_path, one_thread):
+    from lingualift.adapters import LoraTrainer
+    from lingualift.adapters.data import Example
+    from lingualift.testing import tiny_causal_lm
+    from lingualift.training import LoraSettings
+
+    recorder = Recorder()
+    monkeypatch.setattr(training, "resolve_trackers", lambda report_to: [recorder])
+    model, tokenizer = tiny_causal_lm("llama", hidden_size=32, num_layers=2)
+    args = TrainingArgs(max_steps=3, batch_size=2, max_length=32, report_to="tensorboard")
+    trainer = LoraTrainer(model, tokenizer, args, LoraSettings(r=2), run_dir=tmp_path)
+    examples = [Example(id=str(i), kind="text", text=f"habari {i} rafiki") for i in range(8)]
+    trainer.load_data(examples[:6], examples[6:])
+    trained = trainer.fit(eval_every=2, progress=False)
+    steps: dict[int, dict] = {}
+    for step, values in recorder.logged:
+        steps.setdefault(step, {}).update(values)
+    history = {h["step"]: h["loss"] for h in trained.metrics["history"]}
+    assert {s for s in steps if "train/loss" in steps[s]} == {1, 2, 3}
+    assert all(steps[s]["train/loss"] == pytest.approx(history[s]) for s in history)
+    assert "train/lr" in steps[1]
+    evals = sorted(s for s, v in recorder.logged if "eval/loss" in v)
+    assert evals == [0, 2, 3]
+    assert recorder.config["lr"] == args.lr and recorder.config["lora_r"] == 2
+    assert recorder.finished
+
+
+def test_logged_loss_is_the_mean_over_processes(tmp_path):
+    """Under two processes each rank's loss differs; both report their mean."""
+    script = tmp_path / "ranks.py"
+    script.write_text(
+        f"""
+import json, torch
+from lingualift.training import TrainingArgs, TrainingLoop
+model = torch.nn.Linear(2, 1)
+loop = TrainingLoop(model, TrainingArgs(max_steps=1, report_to="none"), run_dir={str(tmp_path)!r},
+                    fingerprint=lambda: {{}}, settings="x")
+rank = loop.accelerator.process_index
+def loss_fn(batch, backward):
+    loss = loop.model(torch.ones(1, 2)).sum() * 0 + float(rank + 1)
+    backward(loss)
+    return {{"loss": loss}}
+print(json.dumps({{"rank": rank, "loss": loop.train_step([None], loss_fn)["loss"]}}))
+"""
+    )
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(port), str(script),
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in reports) == [0, 1]
+    assert all(r["loss"] == pytest.approx(1.5) for r in reports)
+
+
+def test_tensorboard_event_files_land_in_the_run_folder(tmp_path, one_thread):
+    pytest.importorskip("tensorboard")
+    from lingualift.jobs.train import TrainConfig, run_train
+    from lingualift.testing import save_tiny_causal_lm
+
+    model_dir = save_tiny_causal_lm(tmp_path / "model", "llama", hidden_size=32, num_layers=2)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"habari {i}"}) + "\n" for i in range(6)))
+    config = TrainConfig(
+        lang="sw",
+        model=str(model_dir),
+        data=str(data),
+        train=TrainingArgs(max_steps=2, batch_size=2, report_to="tensorboard"),
+        output_dir=str(tmp_path / "run"),
+        store=str(tmp_path / "store"),
+    )
+    run_train(config)
+    assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
