@@ -77,3 +77,21 @@ def test_concurrent_first_loads_convert_once(tmp_path, monkeypatch):
     assert len(list((tmp_path / "models").glob(".gemma-3-270m.*.tmp"))) == 0
     model, _ = load_causal_lm("embedded:gemma-3-270m")
     assert type(model).__name__ == "Qwen2ForCausalLM"
+
+
+def test_the_gguf_file_is_parsed_once_for_config_weights_and_tokenizer(monkeypatch):
+    import gguf
+
+    from lingualift.models import _one_gguf_parse
+
+    built = []
+
+    class Reader:
+        def __init__(self, path, mode="r"):
+            built.append(path)
+
+    monkeypatch.setattr(gguf, "GGUFReader", Reader)
+    with _one_gguf_parse():
+        readers = [gguf.GGUFReader("m.gguf") for _ in range(3)] + [gguf.GGUFReader("other.gguf")]
+    assert built == ["m.gguf", "other.gguf"] and readers[0] is readers[2]
+    assert gguf.GGUFReader is Reader  # restored
