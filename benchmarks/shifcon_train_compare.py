@@ -28,7 +28,7 @@ from pathlib import Path
 from lingualift.atomic import atomic_path, atomic_write_text
 from lingualift.data import ParallelCorpus
 from lingualift.evaluation import perplexity_by_language
-from lingualift.jobs.shifcon import ShifConTrainConfig, run_shifcon_train
+from lingualift.jobs.shifcon_train import ShifConTrainConfig, run_shifcon_train
 from lingualift.models import load_causal_lm
 from lingualift.shifcon import ShifCon
 from lingualift.shifcon.loss import ShifConObjective

@@ -118,7 +118,7 @@ def test_the_whole_workflow(workdir, capsys):
 def test_training_resumes_from_its_checkpoint(workdir, monkeypatch):
     from transformers import AutoModelForCausalLM
 
-    from lingualift.jobs.shifcon import ShifConTrainConfig, run_shifcon_train
+    from lingualift.jobs.shifcon_train import ShifConTrainConfig, run_shifcon_train
     from lingualift.shifcon import ShifCon
     from lingualift.shifcon.trainer import ShifConTrainer
     from lingualift.training import LoraSettings, TrainingArgs

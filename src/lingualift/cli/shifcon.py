@@ -6,13 +6,8 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args, print_json
-from lingualift.jobs.shifcon import (
-    ExportConfig,
-    GenerateConfig,
-    LayersConfig,
-    ShifConTrainConfig,
-    VectorsConfig,
-)
+from lingualift.jobs.shifcon import ExportConfig, GenerateConfig, LayersConfig, VectorsConfig
+from lingualift.jobs.shifcon_train import ShifConTrainConfig
 
 
 def register(subparsers: Any) -> None:
@@ -82,7 +77,7 @@ def run_layers(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from lingualift.jobs.shifcon import run_shifcon_train
+    from lingualift.jobs.shifcon_train import run_shifcon_train
 
     metrics = run_shifcon_train(config_from_args(args))
     print_json(metrics)

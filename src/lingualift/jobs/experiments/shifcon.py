@@ -88,7 +88,7 @@ def _train(
 
 
 def _pairs(config: Any) -> list[Any]:
-    from lingualift.jobs.shifcon import corpus_pairs
+    from lingualift.jobs.shifcon_train import corpus_pairs
 
     return corpus_pairs(config.langs, config.train_books, config.pairs_per_language)
 
