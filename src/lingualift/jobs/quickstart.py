@@ -383,9 +383,13 @@ def _shifcon_train(config, job, base, shifcon, lang, evaluate, started, adapter,
         max_length=64,
         save_every=max(1, config.shifcon_train_steps // 2),
     )
+    # A ShifCon step reads args.batch_size pairs of args.max_length tokens on both sides (the
+    # English side only up to layer b): about 1.5x the target side's tokens, by the adapter's rate.
+    adapter_tokens = config.train.batch_size * config.train.grad_accum * config.train.max_length
     step_s = adapter.result["train_seconds"] / max(1, adapter.result["steps"])
+    step_s *= 1.5 * args.batch_size * args.max_length / adapter_tokens
     eval_s = max(stage.seconds for stage in evals.values())
-    estimate = 2.0 * step_s * config.shifcon_train_steps + eval_s + 30
+    estimate = step_s * config.shifcon_train_steps + eval_s + 15
     left = 60 * config.time_budget_min - (time.perf_counter() - started)
     run = config.shifcon_train == "always" or (config.shifcon_train == "auto" and estimate <= left)
     # The mode, not the decision: an 'auto' run that skipped stays skipped on a rerun.
