@@ -225,3 +225,24 @@ def test_follow_a_log_folder(world, tmp_path, capsys):
     (logs / "seg-0002.jsonl.partial").rename(logs / "seg-0002.jsonl")
     assert main(args(world, tmp_path, **follow)) == 0
     assert "promoted" in capsys.readouterr().out and store.current_version("sw") == 2
+
+
+def test_ctrl_c_between_polls_stops_following_cleanly(world, tmp_path, capsys, monkeypatch):
+    """follow=true runs 'until Ctrl-C': a Ctrl-C while it waits for the next poll is the normal
+    end (exit 0, summary printed, config.yaml written), not an interruption to resume."""
+    import lingualift.jobs.ecda as ecda_job
+
+    fresh_store(world, tmp_path)
+    logs = tmp_path / "logs"
+    write_log(logs / "seg-0001.jsonl", log_rows(draw(OLD, 60, 2)))
+
+    def ctrl_c(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ecda_job.time, "sleep", ctrl_c)
+    follow = {"input": str(logs), "follow": "true", "max_polls": "null", "poll_seconds": 30}
+    assert main(args(world, tmp_path, **follow)) == 0
+    captured = capsys.readouterr()
+    assert "sw: 2 windows, 0 with drift" in captured.out
+    assert "stopped following" in captured.err and "interrupted" not in captured.err
+    assert (tmp_path / "out" / "config.yaml").is_file()
