@@ -246,3 +246,33 @@ def test_ctrl_c_between_polls_stops_following_cleanly(world, tmp_path, capsys, m
     assert "sw: 2 windows, 0 with drift" in captured.out
     assert "stopped following" in captured.err and "interrupted" not in captured.err
     assert (tmp_path / "out" / "config.yaml").is_file()
+
+
+def test_idle_polls_of_a_followed_folder_rewrite_nothing(world, tmp_path, monkeypatch):
+    """A poll that finds no new line neither redraws drift.png nor rewrites the state: with a
+    short poll_seconds an idle follower used to re-plot and re-save on every poll."""
+    from lingualift.jobs.monitor import MonitorRun
+
+    fresh_store(world, tmp_path)
+    logs = tmp_path / "logs"
+    write_log(logs / "seg-0001.jsonl", log_rows(draw(OLD, 60, 2)))
+    calls = {"report": 0, "save": 0}
+    real_report, real_save = MonitorRun.write_report, MonitorRun.save
+
+    def counted(name, real):
+        def wrapper(self):
+            calls[name] += 1
+            return real(self)
+
+        return wrapper
+
+    monkeypatch.setattr(MonitorRun, "write_report", counted("report", real_report))
+    monkeypatch.setattr(MonitorRun, "save", counted("save", real_save))
+    follow = {"input": str(logs), "follow": "true", "max_polls": 4, "poll_seconds": 0}
+    assert main(args(world, tmp_path, **follow)) == 0
+    assert calls == {"report": 1, "save": 1}
+    assert (tmp_path / "out/monitor/drift.png").is_file()
+    # A segment closed later is read, saved and reported by the next poll.
+    write_log(logs / "seg-0002.jsonl", log_rows(draw(OLD, 30, 4)))
+    assert main(args(world, tmp_path, **follow)) == 0
+    assert calls == {"report": 2, "save": 2}

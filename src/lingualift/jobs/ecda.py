@@ -479,7 +479,8 @@ def run_ecda(
         loop.settle()
         if run.paused:  # an update ran mid-log: go on reading against the new reference
             continue
-        run.write_report()
+        if run.report_stale:  # an idle poll of a followed folder redraws nothing
+            run.write_report()
         polls += 1
         if not config.follow or (config.max_polls is not None and polls >= config.max_polls):
             break
