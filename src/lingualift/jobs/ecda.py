@@ -488,7 +488,7 @@ def run_ecda(
             time.sleep(config.poll_seconds)
         except KeyboardInterrupt:  # Ctrl-C between polls: the documented way to stop following
             if progress:
-                print("[ecda] stopped following the log (Ctrl-C)", file=sys.stderr, flush=True)
+                print("[ecda] stopped following the log", file=sys.stderr, flush=True)
             break
     save_config(config, out / "config.yaml")
     updates = [{k: v for k, v in u.items() if k != "texts"} for u in run.extra["updates"]]
