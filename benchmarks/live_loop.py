@@ -31,7 +31,7 @@ One script, localhost only, bounded in requests and time, that stops by itself:
    monitor's p-values per window with its drift marks, the promotion) and a JSON summary, and
    print the figures. The exit code is 0 only when every check passed.
 
-    # the embedded Gemma 3 270M (about 12-16 minutes on 2 CPU cores; writes docs/live_loop.*)
+    # the embedded Gemma 3 270M (about 11-15 minutes on 2 CPU cores; writes docs/live_loop.*)
     python benchmarks/live_loop.py
 
     # the script itself on a tiny random model (a minute or two; its figures mean nothing)
