@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+from types import SimpleNamespace
 
 import pytest
 
@@ -225,3 +228,78 @@ def test_follow_a_log_folder(world, tmp_path, capsys):
     (logs / "seg-0002.jsonl.partial").rename(logs / "seg-0002.jsonl")
     assert main(args(world, tmp_path, **follow)) == 0
     assert "promoted" in capsys.readouterr().out and store.current_version("sw") == 2
+
+
+def test_ctrl_c_between_polls_stops_following_cleanly(world, tmp_path, capsys, monkeypatch):
+    """follow=true runs 'until Ctrl-C': a Ctrl-C while it waits for the next poll is the normal
+    end (exit 0, summary printed, config.yaml written), not an interruption to resume."""
+    import lingualift.jobs.ecda as ecda_job
+
+    fresh_store(world, tmp_path)
+    logs = tmp_path / "logs"
+    write_log(logs / "seg-0001.jsonl", log_rows(draw(OLD, 60, 2)))
+
+    def ctrl_c(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ecda_job, "time", SimpleNamespace(sleep=ctrl_c))  # ecda's sleep only
+    follow = {"input": str(logs), "follow": "true", "max_polls": "null", "poll_seconds": 30}
+    assert main(args(world, tmp_path, **follow)) == 0
+    captured = capsys.readouterr()
+    assert "sw: 2 windows, 0 with drift" in captured.out
+    assert "stopped following" in captured.err and "interrupted" not in captured.err
+    assert (tmp_path / "out" / "config.yaml").is_file()
+
+
+def test_idle_polls_of_a_followed_folder_rewrite_nothing(world, tmp_path, monkeypatch):
+    """A poll that finds no new line neither redraws drift.png nor rewrites the state: with a
+    short poll_seconds an idle follower used to re-plot and re-save on every poll."""
+    from lingualift.jobs.monitor import MonitorRun
+
+    fresh_store(world, tmp_path)
+    logs = tmp_path / "logs"
+    write_log(logs / "seg-0001.jsonl", log_rows(draw(OLD, 60, 2)))
+    calls = {"report": 0, "save": 0}
+    real_report, real_save = MonitorRun.write_report, MonitorRun.save
+
+    def counted(name, real):
+        def wrapper(self):
+            calls[name] += 1
+            return real(self)
+
+        return wrapper
+
+    monkeypatch.setattr(MonitorRun, "write_report", counted("report", real_report))
+    monkeypatch.setattr(MonitorRun, "save", counted("save", real_save))
+    follow = {"input": str(logs), "follow": "true", "max_polls": 4, "poll_seconds": 0}
+    assert main(args(world, tmp_path, **follow)) == 0
+    assert calls == {"report": 1, "save": 1}
+    assert (tmp_path / "out/monitor/drift.png").is_file()
+    # A segment closed later is read, saved and reported by the next poll.
+    write_log(logs / "seg-0002.jsonl", log_rows(draw(OLD, 30, 4)))
+    assert main(args(world, tmp_path, **follow)) == 0
+    assert calls == {"report": 2, "save": 2}
+
+
+def test_sigterm_between_polls_stops_following_like_ctrl_c(world, tmp_path, capsys, monkeypatch):
+    """A supervisor's SIGTERM (kill, systemd, docker stop) ends 'lingualift ecda follow=true'
+    as cleanly as Ctrl-C; Python's default would end it on the spot, writing nothing."""
+    import lingualift.jobs.ecda as ecda_job
+
+    fresh_store(world, tmp_path)
+    logs = tmp_path / "logs"
+    write_log(logs / "seg-0001.jsonl", log_rows(draw(OLD, 60, 2)))
+
+    def sigterm(seconds):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs at the next bytecode boundary
+            pass
+
+    monkeypatch.setattr(ecda_job, "time", SimpleNamespace(sleep=sigterm))
+    before = signal.getsignal(signal.SIGTERM)
+    follow = {"input": str(logs), "follow": "true", "max_polls": "null", "poll_seconds": 30}
+    assert main(args(world, tmp_path, **follow)) == 0
+    captured = capsys.readouterr()
+    assert "sw: 2 windows, 0 with drift" in captured.out and "stopped following" in captured.err
+    assert (tmp_path / "out" / "config.yaml").is_file()
+    assert signal.getsignal(signal.SIGTERM) is before  # the verb's handler is gone again

@@ -1,9 +1,13 @@
-"""Helpers shared by verb modules: recipe + override arguments, JSON printing."""
+"""Helpers shared by verb modules: recipe + override arguments, JSON printing, SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from lingualift.config import describe, load_config
@@ -52,3 +56,26 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Inside, SIGTERM (``kill``, systemd, ``docker stop``) stops the verb as Ctrl-C does.
+
+    Python's default for SIGTERM ends the process at once, with no ``finally`` and no
+    clean stop; a long-running verb (``ecda follow=true``) should stop the same way
+    whichever signal a supervisor sends. Only the main thread can set handlers; elsewhere
+    this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lingualift.cli._common import add_verb, config_from_args
+from lingualift.cli._common import add_verb, config_from_args, sigterm_as_ctrl_c
 from lingualift.jobs.ecda import EcdaConfig
 
 
@@ -21,15 +21,18 @@ def register(subparsers: Any) -> None:
         "new usage with COMPASS, train the next version from the current one on the selection "
         "plus replay with an L2-SP or EWC penalty, score it against the current version on the "
         "old and new held-out sets, and promote it or keep the current one (recorded in the "
-        "store's history). follow=true keeps polling a log folder. Every step is a resumable "
-        "stage; 'lingualift adapters rollback <lang>' undoes a promotion.",
+        "store's history). follow=true keeps polling a log folder until max_polls, Ctrl-C or "
+        "SIGTERM. Every step is a resumable stage; 'lingualift adapters rollback <lang>' undoes "
+        "a promotion.",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from lingualift.jobs.ecda import run_ecda
 
-    result = run_ecda(config_from_args(args))
+    config = config_from_args(args)
+    with sigterm_as_ctrl_c():  # a supervisor's SIGTERM stops following as Ctrl-C does
+        result = run_ecda(config)
     for lang, info in result.summary["languages"].items():
         print(
             f"{lang}: {info['windows']} windows, {info['drift']} with drift; current reference "

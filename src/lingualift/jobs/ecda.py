@@ -479,11 +479,17 @@ def run_ecda(
         loop.settle()
         if run.paused:  # an update ran mid-log: go on reading against the new reference
             continue
-        run.write_report()
+        if run.report_stale:  # an idle poll of a followed folder redraws nothing
+            run.write_report()
         polls += 1
         if not config.follow or (config.max_polls is not None and polls >= config.max_polls):
             break
-        time.sleep(config.poll_seconds)
+        try:
+            time.sleep(config.poll_seconds)
+        except KeyboardInterrupt:  # Ctrl-C between polls: the documented way to stop following
+            if progress:
+                print("[ecda] stopped following the log", file=sys.stderr, flush=True)
+            break
     save_config(config, out / "config.yaml")
     updates = [{k: v for k, v in u.items() if k != "texts"} for u in run.extra["updates"]]
     return EcdaResult(out, updates, run.summary())

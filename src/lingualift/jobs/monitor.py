@@ -259,6 +259,7 @@ class MonitorRun:
         self.queries = 0
         self.seen_text_field = False
         self._items: Any = None
+        self._reported: tuple[int, int] | None = None
         self._load(overwrite)
 
     @property
@@ -345,7 +346,7 @@ class MonitorRun:
         reports = self.stream.flush() if final and self.settings.flush else []
         found.extend(reports)
         self._record(reports, on_reports)
-        if self.read or reports:
+        if since_save or reports:  # nothing new since the last save: leave the files alone
             self.cursor = position
             self.save()
         return found
@@ -417,7 +418,13 @@ class MonitorRun:
             "notes": notes,
         }
 
+    @property
+    def report_stale(self) -> bool:
+        """True when lines were read or windows tested since :meth:`write_report` last ran."""
+        return self._reported != (self.read, len(self.rows))
+
     def write_report(self) -> None:
+        self._reported = (self.read, len(self.rows))
         atomic_write_text(
             self.out / "summary.json", json.dumps(self.summary(), indent=2, ensure_ascii=False)
         )
