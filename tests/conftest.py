@@ -38,3 +38,17 @@ def tiny_lm(request):
 def tiny_model_dir(tmp_path_factory):
     """A tiny Llama-shaped model saved to disk, loadable as a local model path."""
     return save_tiny_causal_lm(tmp_path_factory.mktemp("tiny-llama"), "llama")
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    """Twelve Swahili text rows as JSONL (a tiny training set)."""
+    import json
+
+    rows = [
+        {"id": f"r{i}", "text": f"habari ya asubuhi rafiki yangu {i % 3}", "lang": "sw"}
+        for i in range(12)
+    ]
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    return path

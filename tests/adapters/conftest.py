@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from lingualift.testing import tiny_causal_lm
@@ -22,20 +20,6 @@ def adapters_on_one_thread(one_thread):
 def tiny():
     """(model, tokenizer): a 2-layer Llama with hidden size 32 and the byte tokenizer."""
     return tiny_causal_lm("llama", **TINY)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    return path
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    rows = [
-        {"id": f"r{i}", "text": f"habari ya asubuhi rafiki yangu {i % 3}", "lang": "sw"}
-        for i in range(12)
-    ]
-    return write_jsonl(tmp_path / "train.jsonl", rows)
 
 
 def random_adapter(model, seed: int, r: int = 4):

@@ -15,7 +15,7 @@ from lingualift.data import Record, write_records
 from lingualift.errors import LingualiftError
 from lingualift.testing import byte_tokenizer
 
-from .conftest import write_jsonl
+from ..helpers import write_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 SUBJECTS = ("astronomy", "world_religions")
@@ -23,12 +22,6 @@ def mcq_rows(n: int = 8, lang: str = "sw", n_options: int = 4, prefix: str = "q"
             row[f"option_{letter}"] = f"chaguo {letter} {i * j}"
         rows.append(row)
     return rows
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n")
-    return path
 
 
 def lm_eval_task(folder: Path, data: Path, name: str = "tiny_gmmlu") -> Path:

@@ -5,7 +5,8 @@ import pytest
 from lingualift.cli import main
 from lingualift.evaluation.report import report
 
-from .helpers import mcq_rows, write_jsonl
+from ..helpers import write_jsonl
+from .helpers import mcq_rows
 
 
 @pytest.fixture()

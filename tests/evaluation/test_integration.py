@@ -8,7 +8,8 @@ from lingualift.data import ParallelCorpus
 from lingualift.evaluation import perplexity_by_language
 from lingualift.evaluation.mcq import evaluate_mcq, load_mcq
 
-from .helpers import mcq_rows, write_jsonl
+from ..helpers import write_jsonl
+from .helpers import mcq_rows
 
 
 @pytest.mark.integration

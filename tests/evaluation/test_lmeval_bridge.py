@@ -6,7 +6,8 @@ from lingualift.errors import LingualiftError
 from lingualift.evaluation.loading import load_for_eval, shifcon_apply
 from lingualift.evaluation.mcq import evaluate_mcq, load_mcq
 
-from .helpers import lm_eval_task, mcq_rows, write_jsonl
+from ..helpers import write_jsonl
+from .helpers import lm_eval_task, mcq_rows
 
 lm_eval = pytest.importorskip("lm_eval")
 

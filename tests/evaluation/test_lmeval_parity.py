@@ -5,7 +5,8 @@ import pytest
 from lingualift.evaluation.mcq import evaluate_mcq, load_mcq
 from lingualift.models import load_causal_lm
 
-from .helpers import lm_eval_task, mcq_rows, write_jsonl
+from ..helpers import write_jsonl
+from .helpers import lm_eval_task, mcq_rows
 
 lm_eval = pytest.importorskip("lm_eval")
 

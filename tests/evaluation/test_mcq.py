@@ -13,7 +13,8 @@ from lingualift.evaluation.results import format_table, mcq_results, read_result
 from lingualift.evaluation.scoring import LoglikelihoodScorer
 from lingualift.testing import tiny_causal_lm
 
-from .helpers import mcq_rows, write_jsonl
+from ..helpers import write_jsonl
+from .helpers import mcq_rows
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import pytest
 from lingualift.cli import main
 from lingualift.evaluation.report import per_language
 
-from .helpers import mcq_rows, write_jsonl
+from ..helpers import write_jsonl
+from .helpers import mcq_rows
 
 lm_eval = pytest.importorskip("lm_eval")
 

@@ -13,21 +13,9 @@ from lingualift.jobs.train import TrainConfig, run_train
 from lingualift.testing import save_tiny_causal_lm, tiny_causal_lm
 from lingualift.training import LoraSettings, TrainingArgs
 
+from ..helpers import write_jsonl
+
 TINY = dict(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, initializer_range=0.2)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    return path
-
-
-@pytest.fixture
-def text_file(tmp_path):
-    rows = [
-        {"id": f"r{i}", "text": f"habari ya asubuhi rafiki yangu {i % 3}", "lang": "sw"}
-        for i in range(12)
-    ]
-    return write_jsonl(tmp_path / "train.jsonl", rows)
 
 
 def config(tmp_path, data, steps=4, **kw):

@@ -190,6 +190,20 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
+def _envelope(
+    obj: str, request_id: str, created: int, model: str, choices: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    """The fields every OpenAI response and stream chunk share."""
+    return {
+        "id": request_id,
+        "object": obj,
+        "created": created,
+        "model": model,
+        "choices": choices,
+        **extra,
+    }
+
+
 def completion_response(
     request_id: str,
     created: int,
@@ -199,15 +213,10 @@ def completion_response(
     token_usage: dict[str, int],
     info: dict[str, Any],
 ) -> dict[str, Any]:
-    return {
-        "id": request_id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
-        "usage": token_usage,
-        "lingualift": info,
-    }
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+    return _envelope(
+        "text_completion", request_id, created, model, [choice], usage=token_usage, lingualift=info
+    )
 
 
 def completion_chunk(
@@ -218,14 +227,8 @@ def completion_chunk(
     finish_reason: str | None,
     info: dict[str, Any],
 ) -> dict[str, Any]:
-    return {
-        "id": request_id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
-        "lingualift": info,
-    }
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+    return _envelope("text_completion", request_id, created, model, [choice], lingualift=info)
 
 
 def chat_response(
@@ -237,22 +240,15 @@ def chat_response(
     token_usage: dict[str, int],
     info: dict[str, Any],
 ) -> dict[str, Any]:
-    return {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
-        ],
-        "usage": token_usage,
-        "lingualift": info,
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "logprobs": None,
+        "finish_reason": finish_reason,
     }
+    return _envelope(
+        "chat.completion", request_id, created, model, [choice], usage=token_usage, lingualift=info
+    )
 
 
 def chat_chunk(
@@ -263,28 +259,15 @@ def chat_chunk(
     finish_reason: str | None,
     info: dict[str, Any],
 ) -> dict[str, Any]:
-    return {
-        "id": request_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        "lingualift": info,
-    }
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    return _envelope("chat.completion.chunk", request_id, created, model, [choice], lingualift=info)
 
 
 def usage_chunk(
     request_id: str, created: int, model: str, obj: str, token_usage: dict[str, int]
 ) -> dict[str, Any]:
     """The last chunk of a stream with ``stream_options.include_usage``: no choices, the usage."""
-    return {
-        "id": request_id,
-        "object": obj,
-        "created": created,
-        "model": model,
-        "choices": [],
-        "usage": token_usage,
-    }
+    return _envelope(obj, request_id, created, model, [], usage=token_usage)
 
 
 def sse(data: dict[str, Any] | str) -> bytes:
