@@ -8,7 +8,9 @@ server's event loop only tokenizes, :meth:`Engine.submit` s and awaits events.
 **Batching.** The worker takes the first waiting request, waits up to
 ``batch_wait_ms`` for more (up to ``max_batch_size``), and decodes them
 together: rows of several languages in one forward per step, each row through
-its own adapter (PEFT ``adapter_names``; one active adapter, or adapters off,
+its own adapter (every adapter's matrices stacked per layer and gathered per
+row, :mod:`~lingualift.serving.multilora`, or PEFT's ``adapter_names`` for
+adapter kinds that cannot be stacked; one active adapter, or adapters off,
 when every row agrees, so single-language traffic pays nothing for routing).
 The queue is bounded: :meth:`~Engine.submit` raises :class:`QueueFullError`
 instead of letting it grow (the server answers 429).
@@ -50,6 +52,7 @@ from typing import Any, Literal
 from lingualift.adapters.routing import BASE
 from lingualift.errors import first_line
 from lingualift.serving.decoding import SamplingParams, TextStream, next_tokens, row_generator
+from lingualift.serving.multilora import StackedLora
 from lingualift.serving.reload import AdapterRegistry, LoadedAdapter, adapter_names_for
 
 logger = logging.getLogger(__name__)
@@ -171,6 +174,9 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._next_poll = time.monotonic() + reload_interval_s
         self._active = 0
+        self.stacked = (
+            StackedLora(registry.model) if hasattr(registry.model, "peft_config") else None
+        )
         self.eos_ids = _eos_ids(registry.model, tokenizer)
         self.max_positions = _max_positions(registry.model)
 
@@ -456,6 +462,8 @@ class Engine:
                 stack.enter_context(model.disable_adapter())
             elif len(unique) == 1:
                 model.set_adapter(names[0])
+            elif self.stacked is not None and self.stacked.ready():
+                stack.enter_context(self.stacked.apply(names))
             else:
                 extra["adapter_names"] = names
         if self.shifcon is not None:

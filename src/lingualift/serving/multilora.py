@@ -1,0 +1,131 @@
+"""Mixed-adapter batches with one gathered matmul per layer instead of one per adapter.
+
+PEFT serves a batch whose rows use different adapters (``adapter_names``) by
+looping, in every LoRA layer, over the adapters present: a gather, two small
+matmuls and a scatter each. On a CPU, and in decoding where each row adds one
+token, those small operations cost more than the arithmetic, so a batch that
+mixes four languages decoded at about 0.75x the speed of a batch with one.
+
+:class:`StackedLora` keeps, per LoRA layer, every loaded adapter's matrices
+stacked into one tensor (``A: [n, r_max, in]``, ``B: [n, out, r_max]``, the
+adapter's scaling folded into ``B``, slot 0 all zeros for rows on the base
+model, smaller ranks padded with zeros, which changes nothing). For a batch it
+gathers each row's matrices and adds ``B[row] @ A[row] @ x`` with two batched
+matmuls, the idea of punica's and S-LoRA's gathered kernels, on top of the base
+layer's output (PEFT's own adapters switched off for the batch). The stacks
+are rebuilt when the set of loaded adapters changes (a hot reload).
+
+Only plain LoRA on ``nn.Linear`` layers is stacked; a model with other adapter
+kinds (DoRA, embeddings, convolutions) keeps PEFT's path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from lingualift.adapters.routing import BASE
+
+
+def _lora_linears(model: Any) -> list[Any]:
+    from peft.tuners.lora import Linear as LoraLinear
+
+    return [m for m in model.modules() if isinstance(m, LoraLinear)]
+
+
+def _plain_lora_only(model: Any) -> bool:
+    """Plain LoRA on linear layers only: no DoRA or other variants, no LoRA bias, no other layer kinds."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    linears = _lora_linears(model)
+    return (
+        bool(layers)
+        and len(layers) == len(linears)
+        and not any(
+            layer.lora_variant or any(layer.lora_bias.values()) or layer.fan_in_fan_out
+            for layer in linears
+        )
+    )
+
+
+class StackedLora:
+    """Every adapter of a PEFT model stacked per layer (see the module docstring)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._key: tuple[
+            tuple[str, int], ...
+        ] = ()  # (name, id(config)): a reload makes a new config
+        self._usable = False
+        self._slots: dict[str, int] = {}
+        self._stacks: dict[int, tuple[Any, Any]] = {}  # id(layer) -> (A, B)
+        self._layers: list[Any] = []
+
+    def ready(self) -> bool:
+        """Rebuild the stacks if the loaded adapters changed; False when one cannot be stacked."""
+        key = tuple((name, id(config)) for name, config in sorted(self.model.peft_config.items()))
+        if key != self._key:
+            self._usable = _plain_lora_only(self.model)
+            if self._usable:
+                self._build(tuple(name for name, _ in key))
+            self._key = key
+        return self._usable
+
+    def _build(self, names: tuple[str, ...]) -> None:
+        import torch
+
+        self._layers = _lora_linears(self.model)
+        self._slots = {name: i + 1 for i, name in enumerate(names)}
+        self._stacks = {}
+        for layer in self._layers:
+            present = [n for n in names if n in layer.lora_A]
+            if not present:
+                continue
+            first = layer.lora_A[present[0]].weight
+            rank = max(layer.lora_A[n].weight.shape[0] for n in present)
+            a = torch.zeros(len(names) + 1, rank, first.shape[1], dtype=first.dtype)
+            b = torch.zeros(len(names) + 1, layer.lora_B[present[0]].weight.shape[0], rank)
+            for name in present:
+                r = layer.lora_A[name].weight.shape[0]
+                a[self._slots[name], :r] = layer.lora_A[name].weight.detach()
+                b[self._slots[name], :, :r] = (
+                    layer.lora_B[name].weight.detach() * layer.scaling[name]
+                )
+            self._stacks[id(layer)] = (
+                a.to(first.device),
+                b.to(device=first.device, dtype=first.dtype),
+            )
+
+    @contextlib.contextmanager
+    def apply(self, adapter_names: Sequence[str]) -> Iterator[None]:
+        """Run the batch with row ``i`` on adapter ``adapter_names[i]`` (``__base__``: none)."""
+        import torch
+
+        if not self.ready():
+            raise ValueError("the loaded adapters are not all plain LoRA on linear layers")
+        unknown = sorted({n for n in adapter_names if n != BASE} - set(self._slots))
+        if unknown:
+            raise ValueError(f"adapters {unknown} are not loaded")
+        slots = torch.tensor([self._slots.get(n, 0) for n in adapter_names])
+        handles = []
+
+        def add_rows(layer: Any, args: tuple, output: Any) -> Any:
+            a, b = self._stacks[id(layer)]
+            x = args[0]
+            rows = slots.to(x.device)
+            flat = x.reshape(x.shape[0], -1, x.shape[-1]).to(a.dtype)
+            hidden = torch.bmm(flat, a[rows].transpose(1, 2))
+            delta = torch.bmm(hidden, b[rows].transpose(1, 2))
+            return output + delta.reshape(*output.shape).to(output.dtype)
+
+        try:
+            with self.model.disable_adapter():
+                for layer in self._layers:
+                    if id(layer) in self._stacks:
+                        handles.append(layer.register_forward_hook(add_rows))
+                yield
+        finally:
+            for handle in handles:
+                handle.remove()
