@@ -8,7 +8,7 @@ clients each send requests one after the other (greedy, ``ignore_eos``, exactly
 alternating over ``--rounds``:
 
 * mixed  - request ``i`` asks for language ``langs[i % len(langs)]``: every batch
-  mixes all adapters (PEFT ``adapter_names``);
+  mixes all adapters (stacked per layer, :mod:`lingualift.serving.multilora`);
 * single - every request asks for the first language: one adapter per batch;
 
 then, with the server stopped, the same prompts run through
@@ -24,8 +24,7 @@ holds one row per request, prints a table and writes JSON (``--out``).
 Everything stops by itself: ``--timeout-s`` bounds the whole run. With the
 defaults (8 clients, 16 requests of 32 tokens per mode and round, 2 rounds:
 2,048 server tokens, then 2 x 512 bare tokens) a run on the embedded 270M
-model should take 5-25 minutes on 2 CPU cores (an estimate from the 3-14
-tokens/s that docs/adapters.md measured for batches of 8; not measured here).
+model took about 2 minutes on 2 idle CPU cores (docs/serving.md).
 
     python benchmarks/serve_load.py --out docs/serve_load.json                  # embedded 270M
 
