@@ -171,7 +171,8 @@ def test_lm_eval_hf_with_peft_on_the_exported_base_matches_lingualift(machine_a,
     from lingualift.evaluation.loading import load_for_eval
     from lingualift.evaluation.mcq import evaluate_mcq, load_mcq
 
-    from .evaluation.helpers import lm_eval_task, mcq_rows, write_jsonl
+    from .evaluation.helpers import lm_eval_task, mcq_rows
+    from .helpers import write_jsonl
 
     root, adapter, _ = machine_a
     data = write_jsonl(tmp_path / "test.jsonl", mcq_rows(4, "sw"))
@@ -203,7 +204,8 @@ def test_lm_eval_steered_on_the_exported_base_matches_the_shift(machine_a, tmp_p
     from lingualift.shifcon import ShifCon, compute_language_vectors
     from lingualift.shifcon.export import export_steered
 
-    from .evaluation.helpers import lm_eval_task, mcq_rows, write_jsonl
+    from .evaluation.helpers import lm_eval_task, mcq_rows
+    from .helpers import write_jsonl
 
     root = machine_a[0]
     model, tokenizer = models.load_causal_lm(EMBEDDED)

@@ -103,7 +103,9 @@ def loss_fn(batch, backward):
     loss = loop.model(torch.ones(1, 2)).sum() * 0 + float(rank + 1)
     backward(loss)
     return {{"loss": loss}}
-print(json.dumps({{"rank": rank, "loss": loop.train_step([None], loss_fn)["loss"]}}))
+# One file per rank: two processes printing to one pipe can interleave their lines.
+report = {{"rank": rank, "loss": loop.train_step([None], loss_fn)["loss"]}}
+open({str(tmp_path)!r} + f"/rank{{rank}}.json", "w").write(json.dumps(report))
 """
     )
     import socket
@@ -118,7 +120,7 @@ print(json.dumps({{"rank": rank, "loss": loop.train_step([None], loss_fn)["loss"
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
-    reports = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    reports = [json.loads(path.read_text()) for path in tmp_path.glob("rank*.json")]
     assert sorted(r["rank"] for r in reports) == [0, 1]
     assert all(r["loss"] == pytest.approx(1.5) for r in reports)
 

@@ -196,10 +196,17 @@ def test_ecda_drift(tmp_path, tiny_model_dir):
     assert ecda["detection"]["delay"] is not None and ecda["updates"][0]["status"] in (
         "promoted", "kept",
     )  # fmt: skip
-    assert units["naive__sw__s0"]["train"]["steps"] == 1
+    update = next(u for u in ecda["updates"] if u["after_change"])
+    assert units["naive__sw__s0"]["train"]["steps"] == update["train"]["steps"] == 1
     assert units["full__sw__s0"]["train"]["steps"] == 2
     summary = data["summary"]["sw"]
     assert set(summary["systems"]) == {"none", "ecda", "naive", "full"}
+    assert set(summary["paired"]) == {"ecda-none", "naive-none", "full-none", "ecda-full"}
+    new = summary["paired"]["ecda-none"]["new"]
+    assert new["ci95"][0] <= new["difference"] <= new["ci95"][1]
+    assert summary["goals"]["compute_share"] == pytest.approx(
+        summary["systems"]["ecda"]["tokens"]["mean"] / summary["systems"]["full"]["tokens"]["mean"]
+    )
     assert all(s["new_nll"]["mean"] > 0 for s in summary["systems"].values())
     assert "| sw | ecda |" in result["table"] and "false alarms" in result["table"]
     assert result["plot"].stat().st_size > 0

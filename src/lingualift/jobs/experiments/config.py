@@ -187,7 +187,8 @@ class ExperimentConfig:
     replay_fraction: float = 0.5
     """ecda_drift: share of replayed D_tr examples in ECDA's update."""
     full_steps: int = 0
-    """ecda_drift: steps of the full retraining from scratch (0: twice train.max_steps)."""
+    """ecda_drift: steps of the full retraining from scratch (0: train.epochs over D_tr +
+    selection, or train.max_steps when that is set)."""
 
     def __post_init__(self) -> None:
         require(

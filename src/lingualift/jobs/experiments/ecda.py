@@ -15,15 +15,21 @@ of ``heldout_books``, the narrative usage) and the **new** one (verses of
   COMPASS selection, update from v1 with replay and the penalty, gate); the
   version current at the end is scored;
 - ``naive``: fine-tuning v1 on the same new selection, no replay, no penalty,
-  no gate (same steps);
+  no gate, for as many steps as ECDA's update (so only replay and the penalty
+  differ);
 - ``full``: a fresh adapter trained from scratch on ``D_tr`` + the same
-  selection (``full_steps``).
+  selection, ``train.epochs`` passes over it (or ``full_steps``).
 
 Reported: detection delay (windows after the change until the first drift
-flag), false alarms per 100 stable windows, NLL on the new and old sets, and
-compute (optimizer steps, training tokens). Every system of every seed is a
-resumable unit; ``naive`` and ``full`` reuse ECDA's selection (when ECDA
-detected nothing, they have nothing to train on and keep ``v1``).
+flag), false alarms per 100 stable windows, NLL on the new and old sets with
+paired differences against v1 (and ECDA against full) and their 95% bootstrap
+intervals over held-out verses and seeds, compute (optimizer steps, training
+tokens; ECDA's counts every update, a false alarm's too) and the issue's goals
+(share of full retraining's new-set gain ECDA recovers, its share of full's
+compute, the old set's relative change). Every system of every seed is a
+resumable unit; ``naive`` and ``full`` reuse the selection of the update the
+change triggered (when ECDA detected nothing, they have nothing to train on
+and keep ``v1``).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from typing import Any
 
 from lingualift.adapters.data import Example
 from lingualift.jobs.common import BaseModel
+from lingualift.jobs.experiments.stats import paired_difference, score_texts
 from lingualift.jobs.experiments.summary import mean_std, write_results
 from lingualift.jobs.experiments.units import Units
 from lingualift.stages import StageContext
@@ -67,14 +74,13 @@ def heldout(config: Any, lang: str) -> dict[str, list[Example]]:
 
 
 def score(model: Any, tokenizer: Any, sets: dict[str, list[Example]], config: Any) -> dict:
-    from lingualift.continual.gate import heldout_nll
-
-    return {
-        f"{role}_nll": heldout_nll(
-            model, tokenizer, examples, config.eval_max_length, config.eval_batch_size
-        )
-        for role, examples in sets.items()
-    }
+    """``{old,new}_nll`` and, for the paired statistics, ``{old,new}_per_text``."""
+    out: dict[str, Any] = {}
+    for role, examples in sets.items():
+        scored = score_texts(model, tokenizer, [e.text for e in examples],
+                             config.eval_max_length, config.eval_batch_size)  # fmt: skip
+        out[f"{role}_nll"], out[f"{role}_per_text"] = scored["nll"], scored["per_text"]
+    return out
 
 
 def deploy_v1(ctx: StageContext, config: Any, base: BaseModel, lang: str, out: Path) -> dict:
@@ -113,7 +119,11 @@ def write_stream(config: Any, lang: str, seed: int, path: Path) -> dict[str, Any
 
     exclude = {r.id for r in _texts(lang, config.drift_books, config.heldout_per_language,
                                      config.data_seed + 1)}  # fmt: skip
-    before = _texts(lang, config.stable_books, config.windows_before * config.window, 1000 + seed)
+    # The reference was built from these verses; replaying them would flatter the monitor.
+    reference = {r.id for r in _texts(lang, config.stable_books, config.usage_per_language,
+                                      config.data_seed + 2)}  # fmt: skip
+    before = _texts(lang, config.stable_books, config.windows_before * config.window, 1000 + seed,
+                    reference)  # fmt: skip
     after = _texts(
         lang, config.drift_books, config.windows_after * config.window, 2000 + seed, exclude
     )
@@ -155,11 +165,12 @@ def run_stream(ctx: StageContext, config: Any, base: BaseModel, lang: str, seed:
     store = AdapterStore(store_root)
     current = store.get(lang)
     model = base.with_adapter(current.path)
-    steps = tokens = 0
+    updates = []
     for update in result.updates:
-        metrics = json.loads((folder / "ecda/updates" / update["id"] / "train/metrics.json")
-                             .read_text())  # fmt: skip
-        steps, tokens = steps + metrics["steps"], tokens + metrics["tokens"]
+        metrics_file = folder / "ecda/updates" / update["id"] / "train/metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+        train = {k: metrics.get(k, 0) for k in ("steps", "tokens")}
+        updates.append({**update, "train": train, "after_change": max(update["windows"]) >= change})
     return {
         "system": "ecda", "lang": lang, "seed": seed,
         "metrics": score(model, base.tokenizer, heldout(config, lang), config),
@@ -169,34 +180,34 @@ def run_stream(ctx: StageContext, config: Any, base: BaseModel, lang: str, seed:
             "false_alarms": sum(r["drift"] for r in stable),
             "stable_windows": len(stable),
         },
-        "updates": result.updates,
+        "updates": updates,
         "current": current.name,
-        "train": {"steps": steps, "tokens": tokens},
+        # every update counts, a false alarm's too: that is what ECDA costs
+        "train": {k: sum(u["train"][k] for u in updates) for k in ("steps", "tokens")},
     }  # fmt: skip
 
 
 def run_baseline(ctx: StageContext, config: Any, base: BaseModel, lang: str, seed: int,
-                 system: str, out: Path) -> dict[str, Any]:  # fmt: skip
-    """naive (from v1, selection only) or full (fresh adapter on D_tr + selection)."""
+                 system: str, ecda: dict[str, Any], out: Path) -> dict[str, Any]:  # fmt: skip
+    """naive (from v1, the selection only, ECDA's steps) or full (fresh, D_tr + selection)."""
     from lingualift.adapters.store import AdapterStore
     from lingualift.jobs.train import TrainConfig, read_training_data, train_and_store
 
-    folder = out / "streams" / f"{lang}-s{seed}" / "ecda" / "updates"
-    updates = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    if not updates:  # ECDA saw no drift: nothing new to train on
+    update = next((u for u in ecda["updates"] if u["after_change"]), None)
+    if update is None or not update["train"]["steps"]:  # ECDA saw no drift: nothing to train on
         return {"system": system, "lang": lang, "seed": seed, "skipped": "no drift detected",
                 "train": {"steps": 0, "tokens": 0}}  # fmt: skip
-    selection = updates[0] / "select" / "selection.jsonl"
+    folder = out / "streams" / f"{lang}-s{seed}" / "ecda" / "updates" / update["id"]
     v1 = AdapterStore(out / "stores" / "base").get(lang, 1)
     full = system == "full"
-    train = dataclasses.replace(
-        config.train, seed=seed,
-        max_steps=(config.full_steps or 2 * config.train.max_steps) if full else config.train.max_steps,
-    )  # fmt: skip
+    # naive trains as long as ECDA's update did, so only replay and the penalty differ;
+    # full retraining passes over all of its data (train.epochs) unless full_steps says otherwise.
+    steps = config.full_steps if full else update["train"]["steps"]
     train_config = TrainConfig(
         lang=lang, model=base.spec, data=str(out / "data" / lang / "training.jsonl") if full else None,
-        data_format="text", selection=str(selection), lora=config.lora, train=train,
-        packing=True, eval_fraction=0.0,
+        data_format="text", selection=str(folder / "select" / "selection.jsonl"), lora=config.lora,
+        train=dataclasses.replace(config.train, seed=seed, max_steps=steps), packing=True,
+        eval_fraction=0.0,
     )  # fmt: skip
     trained, _ = train_and_store(
         ctx, train_config, read_training_data(train_config), base.fresh(), base.tokenizer, None,
@@ -205,7 +216,7 @@ def run_baseline(ctx: StageContext, config: Any, base: BaseModel, lang: str, see
     return {
         "system": system, "lang": lang, "seed": seed,
         "metrics": score(trained.model, base.tokenizer, heldout(config, lang), config),
-        "train": {k: trained.metrics[k] for k in ("steps", "tokens")},
+        "train": {k: trained.metrics[k] for k in ("steps", "tokens", "epochs")},
     }  # fmt: skip
 
 
@@ -221,21 +232,25 @@ def run_ecda_drift(config: Any, progress: bool = True) -> dict[str, Any]:
         pool = out / "data" / lang / "pool.jsonl"
         if not pool.is_file():
             spec = f"corpus:all-{lang}:{config.pool_books}:{config.pool_per_language}"
-            write_records(read_source(spec, seed=config.data_seed, role="pool"), pool)
+            # no translation of a held-out verse may be selected and trained on
+            held = {e.id for examples in heldout(config, lang).values() for e in examples}
+            records = read_source(spec, seed=config.data_seed, role="pool")
+            write_records([r for r in records if r.meta.get("verse") not in held], pool)
         v1 = units.run(
             f"v1__{lang}", lambda ctx, lang=lang: deploy_v1(ctx, config, base, lang, out)
         )
         results.append({**v1, "seed": None})
         for seed in config.seeds:
-            results.append(units.run(
+            ecda = units.run(
                 f"ecda__{lang}__s{seed}",
                 lambda ctx, lang=lang, seed=seed: run_stream(ctx, config, base, lang, seed, out),
-            ))  # fmt: skip
+            )
+            results.append(ecda)
             for system in ("naive", "full"):
                 results.append(units.run(
                     f"{system}__{lang}__s{seed}",
-                    lambda ctx, lang=lang, seed=seed, system=system: run_baseline(
-                        ctx, config, base, lang, seed, system, out),
+                    lambda ctx, lang=lang, seed=seed, system=system, ecda=ecda: run_baseline(
+                        ctx, config, base, lang, seed, system, ecda, out),
                 ))  # fmt: skip
     summary = summarize_ecda(results)
     table = format_ecda(summary)
@@ -245,27 +260,45 @@ def run_ecda_drift(config: Any, progress: bool = True) -> dict[str, Any]:
 
 
 def summarize_ecda(units: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per language and system: NLLs and compute over seeds; per language: detection."""
+    """Per language: each system's NLLs and compute, paired differences, detection, the goals."""
     out: dict[str, Any] = {}
     for lang in dict.fromkeys(u["lang"] for u in units):
         mine = [u for u in units if u["lang"] == lang]
         none = next(u for u in mine if u["system"] == "none")
+        seeds = sorted({u["seed"] for u in mine if u["seed"] is not None})
+        # a skipped system (no drift detected) keeps v1, and is scored as v1
+        runs = {system: {seed: next(u for u in mine if u["system"] == system and u["seed"] == seed)
+                         .get("metrics") or none["metrics"] for seed in seeds}
+                for system in SYSTEMS[1:]}  # fmt: skip
+        runs["none"] = {None: none["metrics"]}
         systems: dict[str, Any] = {}
         for system in SYSTEMS:
             group = [none] if system == "none" else [u for u in mine if u["system"] == system]
-            scored = [u.get("metrics") or none["metrics"] for u in group]  # skipped keeps v1
+            scored = list(runs[system].values())
             systems[system] = {
                 "new_nll": mean_std([m["new_nll"] for m in scored]),
                 "old_nll": mean_std([m["old_nll"] for m in scored]),
                 "steps": mean_std([u["train"]["steps"] for u in group]),
                 "tokens": mean_std([u["train"]["tokens"] for u in group]),
             }
+        paired = {
+            f"{a}-{b}": {
+                role: paired_difference(
+                    {k: m[f"{role}_per_text"] for k, m in runs[a].items()},
+                    {k: m[f"{role}_per_text"] for k, m in runs[b].items()},
+                )
+                for role in ("new", "old")
+            }
+            for a, b in (("ecda", "none"), ("naive", "none"), ("full", "none"), ("ecda", "full"))
+        }
         streams = [u for u in mine if u["system"] == "ecda"]
         delays = [u["detection"]["delay"] for u in streams]
         stable = sum(u["detection"]["stable_windows"] for u in streams)
         alarms = sum(u["detection"]["false_alarms"] for u in streams)
         out[lang] = {
             "systems": systems,
+            "paired": paired,
+            "goals": _goals(paired, systems),
             "detection": {
                 "delay": mean_std([d for d in delays if d is not None]),
                 "missed": sum(d is None for d in delays),
@@ -280,6 +313,28 @@ def summarize_ecda(units: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _goals(paired: dict[str, Any], systems: dict[str, Any]) -> dict[str, Any]:
+    """The issue's goals: >= 80% of full retraining's new-set gain, <= 30% of its compute,
+    old set at most 2% worse than v1."""
+    ecda_gain = -paired["ecda-none"]["new"]["difference"]
+    full_gain = -paired["full-none"]["new"]["difference"]
+    full_tokens = systems["full"]["tokens"]["mean"]
+    old_v1 = systems["none"]["old_nll"]["mean"]
+    recovered = ecda_gain / full_gain if full_gain > 0 else None
+    compute = systems["ecda"]["tokens"]["mean"] / full_tokens if full_tokens else None
+    old_change = paired["ecda-none"]["old"]["difference"] / old_v1
+    return {
+        "gain_recovered": recovered,
+        "compute_share": compute,
+        "old_relative_change": old_change,
+        "met": {
+            "gain_recovered >= 0.8": recovered is not None and recovered >= 0.8,
+            "compute_share <= 0.3": compute is not None and compute <= 0.3,
+            "old_relative_change <= 0.02": old_change <= 0.02,
+        },
+    }
+
+
 def _cell(stat: dict[str, Any], digits: int = 3) -> str:
     if stat.get("mean") is None:
         return "–"
@@ -287,17 +342,38 @@ def _cell(stat: dict[str, Any], digits: int = 3) -> str:
         f"{stat['mean']:.{digits}f}")  # fmt: skip
 
 
+def _diff(stat: dict[str, Any]) -> str:
+    low, high = stat["ci95"]
+    return f"{stat['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
 def format_ecda(summary: dict[str, Any]) -> str:
     lines = [
-        "| lang | system | new NLL ↓ | old NLL ↓ | steps | tokens |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| lang | system | new NLL ↓ | old NLL ↓ | Δ new vs v1 [95% CI] | Δ old vs v1 [95% CI] "
+        "| steps | tokens |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for lang, info in summary.items():
         for system, stats in info["systems"].items():
+            pair = info["paired"].get(f"{system}-none")
             lines.append(
                 f"| {lang} | {system} | {_cell(stats['new_nll'])} | {_cell(stats['old_nll'])} | "
+                f"{_diff(pair['new']) if pair else '–'} | {_diff(pair['old']) if pair else '–'} | "
                 f"{_cell(stats['steps'], 0)} | {_cell(stats['tokens'], 0)} |"
             )
+    lines += ["", "| lang | ECDA - full, new [95% CI] | gain recovered | compute share | "
+              "old vs v1 | goals met |", "| --- | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
+    for lang, info in summary.items():
+        goals = info["goals"]
+        recovered = goals["gain_recovered"]
+        compute = goals["compute_share"]
+        met = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in goals["met"].items())
+        lines.append(
+            f"| {lang} | {_diff(info['paired']['ecda-full']['new'])} | "
+            f"{'–' if recovered is None else f'{recovered:.0%}'} | "
+            f"{'–' if compute is None else f'{compute:.0%}'} | "
+            f"{goals['old_relative_change']:+.1%} | {met} |"
+        )
     lines += ["", "| lang | detection delay (windows) | missed | false alarms / 100 stable "
               "windows | promoted |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for lang, info in summary.items():

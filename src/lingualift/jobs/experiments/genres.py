@@ -37,7 +37,12 @@ import numpy as np
 from lingualift.data import CORPUS_LANGUAGES, ParallelCorpus, Record, parse_books, write_records
 from lingualift.data.corpus import GENRE_OF_BOOK, GENRES
 from lingualift.jobs.common import BaseModel, select_into
-from lingualift.jobs.experiments.stats import items_needed, mean_nll, paired_difference
+from lingualift.jobs.experiments.stats import (
+    items_needed,
+    mean_nll,
+    paired_difference,
+    score_texts,
+)
 from lingualift.jobs.experiments.summary import write_results
 from lingualift.jobs.experiments.units import Units
 from lingualift.stages import StageContext
@@ -140,16 +145,7 @@ def _genre_share(records: list[Record], genre: str) -> float:
 
 
 def _score(model: Any, tokenizer: Any, texts: list[str], config: Any) -> dict[str, Any]:
-    from lingualift.evaluation import perplexity
-
-    result = perplexity(
-        model,
-        tokenizer,
-        texts,
-        max_length=config.eval_max_length,
-        batch_size=config.eval_batch_size,
-    )
-    return {"nll": result.nll, "per_text": [[round(s, 6), c] for s, c in result.per_text]}
+    return score_texts(model, tokenizer, texts, config.eval_max_length, config.eval_batch_size)
 
 
 def _train_and_score(

@@ -30,6 +30,16 @@ PerText = Sequence[Sequence[float]]
 """``[(nll_sum, n_tokens), ...]`` of one system on one seed, one row per held-out item."""
 
 
+def score_texts(
+    model: Any, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int
+) -> dict[str, Any]:
+    """Mean NLL of ``texts`` and, for the paired statistics, each text's ``[nll_sum, n_tokens]``."""
+    from lingualift.evaluation import perplexity
+
+    result = perplexity(model, tokenizer, texts, max_length=max_length, batch_size=batch_size)
+    return {"nll": result.nll, "per_text": [[round(s, 6), c] for s, c in result.per_text]}
+
+
 def _matrix(runs: Mapping[Any, PerText]) -> tuple[np.ndarray, np.ndarray]:
     """``(sums[S, N], counts[N])`` of one system's seeds (items in the same order)."""
     seeds = sorted(runs, key=str)
