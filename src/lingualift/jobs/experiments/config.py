@@ -204,7 +204,8 @@ class ExperimentConfig:
         require(self.seeds, "Give at least one seed.")
         require(len(set(self.seeds)) == len(self.seeds), "seeds must be distinct.")
         require(
-            self.train.max_steps >= 1 or self.experiment == "compass_genres",
+            # compass_genres and ecda_drift derive their steps from epochs when max_steps is 0.
+            self.train.max_steps >= 1 or self.experiment in ("compass_genres", "ecda_drift"),
             "train.max_steps must be at least 1: every system trains the same steps.",
         )
         require(self.heldout_per_language >= 1, "heldout_per_language must be at least 1.")
