@@ -1,4 +1,4 @@
-"""``lingualift experiment``: run one of the issue-7 experiments from a recipe."""
+"""``lingualift experiment``: run one of the experiments of recipes/experiments/ from a recipe."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
-from lingualift.jobs.experiments.config import ExperimentConfig
+from lingualift.jobs.experiments.config import EXPERIMENTS, ExperimentConfig
 
 
 def register(subparsers: Any) -> None:
@@ -17,8 +17,8 @@ def register(subparsers: Any) -> None:
         run,
         config_cls=ExperimentConfig,
         description="Train and score every system of an experiment over several seeds "
-        "(compass_vs_baselines, shifcon_vs_lora, layer_area); finished runs are kept, so "
-        "a rerun resumes. Writes results.json, results.png and table.md to out_dir.",
+        f"({', '.join(EXPERIMENTS)}); finished runs are kept, so a rerun resumes. "
+        "Writes results.json, results.png and table.md to out_dir.",
     )
 
 
