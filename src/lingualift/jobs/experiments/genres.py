@@ -327,6 +327,8 @@ def summarize_genres(results: list[dict[str, Any]], settings: Any) -> dict[str, 
             row = {"nll": mean_nll(runs)}
             if "random" in systems and system not in ("random", "base"):
                 row["vs_random"] = paired_difference(runs, systems["random"])
+            if system == "compass" and "lang-similarity" in systems:  # the paper's own baseline
+                row["vs_lang_similarity"] = paired_difference(runs, systems["lang-similarity"])
             if "base" in systems and system != "base":
                 row["vs_base"] = paired_difference(runs, systems["base"])
             if selections:
@@ -345,12 +347,13 @@ def summarize_genres(results: list[dict[str, Any]], settings: Any) -> dict[str, 
                     k: float(np.mean([t[k] for t in trains])) for k in ("steps", "epochs", "tokens")
                 }
             rows[system] = row
-        random_vs_base = rows.get("random", {}).get("vs_base", {})
+        # How many held-out items an interval of +-0.02 nats (item part) would need, from the
+        # spread of the comparison the experiment is about (compass - random) where it ran.
+        spread = rows.get("compass", {}).get("vs_random") or rows.get("random", {}).get("vs_base")
         summary[f"{cond}/{lang}"] = {
             "systems": rows,
-            # How many held-out items an interval of +-0.02 nats (item part) would need.
-            "items_needed_for_0.02": items_needed(random_vs_base["item_sd"], 0.02)
-            if random_vs_base.get("item_sd")
+            "items_needed_for_0.02": items_needed(spread["item_sd"], 0.02)
+            if spread and spread.get("item_sd")
             else None,
         }
     return summary
