@@ -96,3 +96,21 @@ def test_per_text_sums_add_up_and_match_each_text_alone():
     for text, (total, count) in zip(texts, together.per_text, strict=True):
         alone = perplexity(model, tokenizer, [text], max_length=16, stride=8)
         assert (total, count) == (pytest.approx(alone.nll_sum, rel=1e-5), alone.n_tokens)
+
+
+def test_scores_without_dropout_and_restores_train_mode():
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = tiny_causal_lm("llama", hidden_size=32, num_layers=2)
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.5, target_modules=["q_proj", "v_proj"])
+    model = get_peft_model(model, config)
+    torch.nn.init.normal_(
+        model.base_model.model.model.layers[0].self_attn.q_proj.lora_B.default.weight
+    )
+    texts = ["Habari ya asubuhi, rafiki yangu.", "Hello world, a line of text."]
+    model.eval()
+    expected = perplexity(model, tokenizer, texts, max_length=64).nll_sum
+    model.train()  # as a model comes out of training
+    scores = [perplexity(model, tokenizer, texts, max_length=64).nll_sum for _ in range(2)]
+    assert scores == pytest.approx([expected, expected], rel=1e-6)
+    assert model.training

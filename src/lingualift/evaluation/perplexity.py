@@ -148,36 +148,42 @@ def perplexity(
     pad_id = getattr(tokenizer, "pad_token_id", None)
     pad_id = 0 if pad_id is None else pad_id
     device = next(model.parameters()).device
+    # A model straight out of training is in train mode: dropout would perturb the scores.
+    was_training = model.training
+    model.eval()
     batches = range(0, len(windows), batch_size)
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="perplexity", unit="batch")
-    with torch.inference_mode():
-        for start in batches:
-            chunk = windows[start : start + batch_size]
-            width = len(chunk[0][0])
-            input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            # -100 marks positions whose next token is context or padding.
-            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-            for row, (ids, skip, _) in enumerate(chunk):
-                tensor = torch.tensor(ids, dtype=torch.long)
-                input_ids[row, : len(ids)] = tensor
-                attention[row, : len(ids)] = 1
-                labels[row, skip : len(ids)] = tensor[skip:]
-            logits = model(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device)
-            ).logits.float()
-            targets = labels[:, 1:].to(device)
-            losses = F.cross_entropy(
-                logits[:, :-1].transpose(1, 2), targets, ignore_index=-100, reduction="none"
-            )
-            row_sums = losses.sum(dim=1).double().tolist()
-            row_counts = (targets != -100).sum(dim=1).tolist()
-            for (_, _, index), row_sum, count in zip(chunk, row_sums, row_counts, strict=True):
-                per_text[index][0] += row_sum
-                per_text[index][1] += count
+    try:
+        with torch.inference_mode():
+            for start in batches:
+                chunk = windows[start : start + batch_size]
+                width = len(chunk[0][0])
+                input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+                attention = torch.zeros((len(chunk), width), dtype=torch.long)
+                # -100 marks positions whose next token is context or padding.
+                labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+                for row, (ids, skip, _) in enumerate(chunk):
+                    tensor = torch.tensor(ids, dtype=torch.long)
+                    input_ids[row, : len(ids)] = tensor
+                    attention[row, : len(ids)] = 1
+                    labels[row, skip : len(ids)] = tensor[skip:]
+                logits = model(
+                    input_ids=input_ids.to(device), attention_mask=attention.to(device)
+                ).logits.float()
+                targets = labels[:, 1:].to(device)
+                losses = F.cross_entropy(
+                    logits[:, :-1].transpose(1, 2), targets, ignore_index=-100, reduction="none"
+                )
+                row_sums = losses.sum(dim=1).double().tolist()
+                row_counts = (targets != -100).sum(dim=1).tolist()
+                for (_, _, index), row_sum, count in zip(chunk, row_sums, row_counts, strict=True):
+                    per_text[index][0] += row_sum
+                    per_text[index][1] += count
+    finally:
+        model.train(was_training)
     nll_sum = sum(total for total, _ in per_text)
     n_tokens = sum(count for _, count in per_text)
     return PerplexityResult(nll_sum, n_tokens, len(texts), [(t, c) for t, c in per_text])
