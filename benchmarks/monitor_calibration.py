@@ -7,7 +7,9 @@ random windows of the stream's stable queries, tests each window
 
 * against the language's stored reference sample (what the monitor does), and
 * against as many *other* stable queries, drawn afresh for every window (a new reference
-  each time: the setting in which the permutation p-value is uniform).
+  each time: the setting in which the permutation p-value is uniform), and
+* with ``--fixed-rows N``, against one fixed sample of N other stable queries drawn once
+  (windows then come from the rest): how the rate given one reference depends on its size.
 
 If the reference were as good as any sample of its size, both columns would look alike
 (mean p about 0.5, about 5% at p <= 0.05). Embeddings come from the cache the run filled.
@@ -31,6 +33,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="which seed's stream")
     parser.add_argument("--windows", type=int, default=40)
     parser.add_argument("--permutations", type=int, default=200)
+    parser.add_argument("--fixed-rows", type=int, default=0, help="size of a fixed reference")
     parser.add_argument("--out", help="JSON file for the figures")
     args = parser.parse_args()
 
@@ -51,18 +54,30 @@ def main() -> int:
 
     rng = np.random.default_rng(0)
     size = config["window"]
-    fixed, fresh = [], []
+    held = rng.permutation(len(stream))
+    big, rest = stream[held[: args.fixed_rows]], stream[held[args.fixed_rows :]]
+    columns: dict[str, list[float]] = {"stored_reference": [], "fresh_reference": []}
+    if args.fixed_rows:
+        columns[f"fixed_{args.fixed_rows}_rows"] = []
     for _ in range(args.windows):
         order = rng.permutation(len(stream))
         window = stream[order[:size]]
-        fixed.append(mmd_test(window, ref, args.permutations, rng, 0.05).pvalue)
+        columns["stored_reference"].append(
+            mmd_test(window, ref, args.permutations, rng, 0.05).pvalue
+        )
         other = stream[order[size : size + len(ref)]]
-        fresh.append(mmd_test(window, other, args.permutations, rng, 0.05).pvalue)
+        columns["fresh_reference"].append(
+            mmd_test(window, other, args.permutations, rng, 0.05).pvalue
+        )
+        if args.fixed_rows:
+            window = rest[rng.permutation(len(rest))[:size]]
+            p = mmd_test(window, big, args.permutations, rng, 0.05).pvalue
+            columns[f"fixed_{args.fixed_rows}_rows"].append(p)
     figures = {
         "lang": args.lang, "seed": args.seed, "windows": args.windows, "window_size": size,
         "reference_rows": len(ref), "stable_queries": len(stream),
     }  # fmt: skip
-    for name, values in (("stored_reference", fixed), ("fresh_reference", fresh)):
+    for name, values in columns.items():
         values = np.asarray(values)
         figures[name] = {
             "mean_p": round(float(values.mean()), 3),
