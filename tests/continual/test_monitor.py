@@ -82,3 +82,15 @@ def test_small_windows_and_resample_counts_refused(mixture, reference):
         DriftMonitor(reference).update(window)
     with pytest.raises(LingualiftError, match="use at least 59"):
         DriftMonitor(reference, alpha=0.05, n_permutations=20)
+
+
+def test_a_small_reference_is_built_with_a_warning(mixture, caplog):
+    usage, texts = mixture.draw(200)
+    with caplog.at_level("WARNING", logger="lingualift.continual.reference"):
+        Reference.build(usage, "sw", texts=texts, n_clusters=6, seed=0)
+    assert "reference of 200 usage queries is small" in caplog.text
+    caplog.clear()
+    usage, texts = mixture.draw(900)
+    with caplog.at_level("WARNING", logger="lingualift.continual.reference"):
+        Reference.build(usage, "sw", texts=texts, n_clusters=6, seed=0)
+    assert "is small" not in caplog.text
