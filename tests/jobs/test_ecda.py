@@ -233,7 +233,8 @@ def test_follow_a_log_folder(world, tmp_path, capsys):
 def test_ctrl_c_between_polls_stops_following_cleanly(world, tmp_path, capsys, monkeypatch):
     """follow=true runs 'until Ctrl-C': a Ctrl-C while it waits for the next poll is the normal
     end (exit 0, summary printed, config.yaml written), not an interruption to resume."""
-    import lingualift.jobs.ecda as ecda_job
+    import contextlib
+    import importlib
 
     fresh_store(world, tmp_path)
     logs = tmp_path / "logs"
@@ -242,7 +243,10 @@ def test_ctrl_c_between_polls_stops_following_cleanly(world, tmp_path, capsys, m
     def ctrl_c(seconds):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ecda_job, "time", SimpleNamespace(sleep=ctrl_c))  # ecda's sleep only
+    # Ctrl-C while the verb waits for its next poll (and only there).
+    waiting = SimpleNamespace(wait=ctrl_c)
+    verb = importlib.import_module("lingualift.cli.ecda")
+    monkeypatch.setattr(verb, "sigterm_requests_stop", lambda: contextlib.nullcontext(waiting))
     follow = {"input": str(logs), "follow": "true", "max_polls": "null", "poll_seconds": 30}
     assert main(args(world, tmp_path, **follow)) == 0
     captured = capsys.readouterr()
@@ -281,21 +285,26 @@ def test_idle_polls_of_a_followed_folder_rewrite_nothing(world, tmp_path, monkey
     assert calls == {"report": 2, "save": 2}
 
 
-def test_sigterm_between_polls_stops_following_like_ctrl_c(world, tmp_path, capsys, monkeypatch):
+def test_sigterm_during_a_poll_stops_following_at_the_next_pause(
+    world, tmp_path, capsys, monkeypatch
+):
     """A supervisor's SIGTERM (kill, systemd, docker stop) ends 'lingualift ecda follow=true'
-    as cleanly as Ctrl-C; Python's default would end it on the spot, writing nothing."""
+    cleanly even when it lands in the middle of reading a window: the loop stops at the next
+    pause between polls. Python's default would end it on the spot, writing nothing."""
     import lingualift.jobs.ecda as ecda_job
 
     fresh_store(world, tmp_path)
     logs = tmp_path / "logs"
     write_log(logs / "seg-0001.jsonl", log_rows(draw(OLD, 60, 2)))
+    poll = ecda_job.MonitorRun.poll
 
-    def sigterm(seconds):
-        os.kill(os.getpid(), signal.SIGTERM)
+    def poll_then_sigterm(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while this poll is still running
         for _ in range(1000):  # the handler runs at the next bytecode boundary
             pass
+        return poll(self, *args, **kwargs)
 
-    monkeypatch.setattr(ecda_job, "time", SimpleNamespace(sleep=sigterm))
+    monkeypatch.setattr(ecda_job.MonitorRun, "poll", poll_then_sigterm)
     before = signal.getsignal(signal.SIGTERM)
     follow = {"input": str(logs), "follow": "true", "max_polls": "null", "poll_seconds": 30}
     assert main(args(world, tmp_path, **follow)) == 0

@@ -59,23 +59,21 @@ def print_json(data: Any) -> None:
 
 
 @contextlib.contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
-    """Inside, SIGTERM (``kill``, systemd, ``docker stop``) stops the verb as Ctrl-C does.
+def sigterm_requests_stop() -> Iterator[threading.Event]:
+    """Inside, SIGTERM (``kill``, systemd, ``docker stop``) sets the event it yields.
 
     Python's default for SIGTERM ends the process at once, with no ``finally`` and no
-    clean stop; a long-running verb (``ecda follow=true``) should stop the same way
-    whichever signal a supervisor sends. Only the main thread can set handlers; elsewhere
-    this does nothing.
+    clean stop. A long-running verb (``ecda follow=true``) checks the event where stopping
+    is safe (between two polls), so a supervisor's SIGTERM never lands in the middle of a
+    window or an update, however short the poll interval. Only the main thread can set
+    handlers; elsewhere the event is simply never set by a signal.
     """
+    stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     try:
-        yield
+        yield stop
     finally:
         signal.signal(signal.SIGTERM, previous)

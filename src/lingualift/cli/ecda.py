@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lingualift.cli._common import add_verb, config_from_args, sigterm_as_ctrl_c
+from lingualift.cli._common import add_verb, config_from_args, sigterm_requests_stop
 from lingualift.jobs.ecda import EcdaConfig
 
 
@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from lingualift.jobs.ecda import run_ecda
 
     config = config_from_args(args)
-    with sigterm_as_ctrl_c():  # a supervisor's SIGTERM stops following as Ctrl-C does
-        result = run_ecda(config)
+    with sigterm_requests_stop() as stop:  # a supervisor's SIGTERM stops between two polls
+        result = run_ecda(config, stop=stop)
     for lang, info in result.summary["languages"].items():
         print(
             f"{lang}: {info['windows']} windows, {info['drift']} with drift; current reference "

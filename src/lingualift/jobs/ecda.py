@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -445,9 +445,17 @@ class EcdaLoop:
 
 
 def run_ecda(
-    config: EcdaConfig, progress: bool = True, encoder: Any = None, base: BaseModel | None = None
+    config: EcdaConfig,
+    progress: bool = True,
+    encoder: Any = None,
+    base: BaseModel | None = None,
+    stop: threading.Event | None = None,
 ) -> EcdaResult:
-    """``lingualift ecda`` (see the module docstring)."""
+    """``lingualift ecda`` (see the module docstring).
+
+    ``stop``, once set (the verb sets it on SIGTERM), ends ``follow=true`` at the next
+    point between two polls, as Ctrl-C while waiting for the next poll does.
+    """
     require(config.input, "Set input=<log file, folder or -> (the production queries).")
     require(config.pool, "Set pool=<file or corpus:...> (the candidates COMPASS selects from).")
     store = AdapterStore(config.store)
@@ -485,8 +493,10 @@ def run_ecda(
         if not config.follow or (config.max_polls is not None and polls >= config.max_polls):
             break
         try:
-            time.sleep(config.poll_seconds)
+            stopped = (stop or threading.Event()).wait(config.poll_seconds)
         except KeyboardInterrupt:  # Ctrl-C between polls: the documented way to stop following
+            stopped = True
+        if stopped:
             if progress:
                 print("[ecda] stopped following the log", file=sys.stderr, flush=True)
             break
