@@ -165,30 +165,16 @@ def test_export_base_refuses_what_needs_no_export_and_foreign_folders(tmp_path, 
 
 
 def test_lm_eval_hf_with_peft_on_the_exported_base_matches_lingualift(machine_a, tmp_path):
-    lm_eval = pytest.importorskip("lm_eval")
-    from lm_eval.tasks import TaskManager
-
+    pytest.importorskip("lm_eval")
     from lingualift.evaluation.loading import load_for_eval
     from lingualift.evaluation.mcq import evaluate_mcq, load_mcq
 
-    from .evaluation.helpers import lm_eval_task, mcq_rows
-    from .helpers import write_jsonl
+    from .evaluation.helpers import lm_eval_loglikelihoods
 
     root, adapter, _ = machine_a
-    data = write_jsonl(tmp_path / "test.jsonl", mcq_rows(4, "sw"))
-    tasks = lm_eval_task(tmp_path / "tasks", data)
-    out = lm_eval.simple_evaluate(
-        model="hf",
-        model_args=f"pretrained={root / 'exported'},peft={adapter},dtype=float32",
-        tasks=["tiny_gmmlu"],
-        task_manager=TaskManager(include_path=str(tasks)),
-        log_samples=True,
-        batch_size=4,
-        device="cpu",
+    data, _, theirs = lm_eval_loglikelihoods(
+        tmp_path, "hf", f"pretrained={root / 'exported'},peft={adapter},dtype=float32"
     )
-    theirs = {
-        s["doc"]["sample_id"]: [r[0][0] for r in s["resps"]] for s in out["samples"]["tiny_gmmlu"]
-    }
     model, tokenizer, _ = load_for_eval(EMBEDDED, str(adapter))
     samples = evaluate_mcq(model, tokenizer, load_mcq(data), progress=False)
     for s in samples:
@@ -196,16 +182,13 @@ def test_lm_eval_hf_with_peft_on_the_exported_base_matches_lingualift(machine_a,
 
 
 def test_lm_eval_steered_on_the_exported_base_matches_the_shift(machine_a, tmp_path):
-    lm_eval = pytest.importorskip("lm_eval")
-    from lm_eval.tasks import TaskManager
-
+    pytest.importorskip("lm_eval")
     from lingualift.evaluation.loading import shifcon_apply
     from lingualift.evaluation.mcq import evaluate_mcq, load_mcq
     from lingualift.shifcon import ShifCon, compute_language_vectors
     from lingualift.shifcon.export import export_steered
 
-    from .evaluation.helpers import lm_eval_task, mcq_rows
-    from .helpers import write_jsonl
+    from .evaluation.helpers import lm_eval_loglikelihoods
 
     root = machine_a[0]
     model, tokenizer = models.load_causal_lm(EMBEDDED)
@@ -220,21 +203,10 @@ def test_lm_eval_steered_on_the_exported_base_matches_the_shift(machine_a, tmp_p
     assert manifest["base_model"] == identity.name_or_path
     assert manifest["revision"] == identity.revision and manifest["base_spec"] == EMBEDDED
     assert manifest["base_weights"]["gguf_sha256"] == identity.weights["gguf_sha256"]
-    data = write_jsonl(tmp_path / "test.jsonl", mcq_rows(4, "sw"))
-    tasks = lm_eval_task(tmp_path / "tasks", data)
-    out = lm_eval.simple_evaluate(
-        model="steered",
-        model_args=f"pretrained={root / 'exported'},steer_path={tmp_path / 'steered' / 'sw.pt'},"
-        "dtype=float32",
-        tasks=["tiny_gmmlu"],
-        task_manager=TaskManager(include_path=str(tasks)),
-        log_samples=True,
-        batch_size=4,
-        device="cpu",
+    steer = tmp_path / "steered" / "sw.pt"
+    data, _, theirs = lm_eval_loglikelihoods(
+        tmp_path, "steered", f"pretrained={root / 'exported'},steer_path={steer},dtype=float32"
     )
-    theirs = {
-        s["doc"]["sample_id"]: [r[0][0] for r in s["resps"]] for s in out["samples"]["tiny_gmmlu"]
-    }
     samples = evaluate_mcq(
         model, tokenizer, load_mcq(data), apply=shifcon_apply(shifcon, model), progress=False
     )

@@ -30,3 +30,33 @@ def lm_eval_task(folder: Path, data: Path, name: str = "tiny_gmmlu") -> Path:
 
     write_lmeval_task(data, folder, name)
     return folder
+
+
+def lm_eval_loglikelihoods(
+    folder: Path, model: str, model_args: str, n: int = 4, lang: str = "sw"
+) -> tuple[Path, dict, dict[str, list[float]]]:
+    """lm-eval's ``simple_evaluate`` of ``model`` on ``n`` local MCQ rows written to ``folder``.
+
+    Returns the data file (for lingualift to score the same rows), lm-eval's output and
+    its per-sample option log-likelihoods by ``sample_id``.
+    """
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from ..helpers import write_jsonl
+
+    data = write_jsonl(folder / "test.jsonl", mcq_rows(n, lang))
+    tasks = lm_eval_task(folder / "tasks", data)
+    out = lm_eval.simple_evaluate(
+        model=model,
+        model_args=model_args,
+        tasks=["tiny_gmmlu"],
+        task_manager=TaskManager(include_path=str(tasks)),
+        log_samples=True,
+        batch_size=4,
+        device="cpu",
+    )
+    theirs = {
+        s["doc"]["sample_id"]: [r[0][0] for r in s["resps"]] for s in out["samples"]["tiny_gmmlu"]
+    }
+    return data, out, theirs
