@@ -75,3 +75,16 @@ def test_apply_overrides_does_not_mutate_input():
     data = {"inner": {"rank": 1}}
     apply_overrides(data, ["inner.rank=2"])
     assert data == {"inner": {"rank": 1}}
+
+
+def test_yaml_builds_no_python_objects(tmp_path):
+    import yaml
+
+    from lingualift.config import parse_yaml
+
+    marker = tmp_path / "ran"
+    text = f"x: !!python/object/apply:os.system ['touch {marker}']\n"
+    with pytest.raises(yaml.constructor.ConstructorError):
+        parse_yaml(text)
+    assert not marker.exists()
+    assert parse_yaml("lang: no\nflag: true\n") == {"lang": "no", "flag": True}

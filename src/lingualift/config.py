@@ -57,16 +57,16 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML with the 1.2 core schema's booleans: only true/false, so ``lang: no`` (Norwegian)
-    stays a string instead of becoming False."""
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (plain data only: no tag can build a Python object) with the 1.2
+    core schema's booleans: only true/false, so ``lang: no`` (Norwegian) stays a string."""
 
 
-_Loader.yaml_implicit_resolvers = {
+_SafeLoader.yaml_implicit_resolvers = {
     key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver(
+_SafeLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool",
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
@@ -74,8 +74,8 @@ _Loader.add_implicit_resolver(
 
 
 def parse_yaml(text: str) -> Any:
-    """Parse YAML text (1.2 booleans, see :class:`_Loader`)."""
-    return yaml.load(text, Loader=_Loader)
+    """Parse YAML text as plain data (1.2 booleans, see :class:`_SafeLoader`)."""
+    return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: runs no code
 
 
 class _Override(str):
