@@ -55,13 +55,11 @@ class StackedLora:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self._key: tuple[
-            tuple[str, int], ...
-        ] = ()  # (name, id(config)): a reload makes a new config
+        # (name, id(config)) of every loaded adapter: a reload makes a new config.
+        self._key: tuple[tuple[str, int], ...] = ()
         self._usable = False
         self._slots: dict[str, int] = {}
-        self._stacks: dict[int, tuple[Any, Any]] = {}  # id(layer) -> (A, B)
-        self._layers: list[Any] = []
+        self._stacks: list[tuple[Any, Any, Any]] = []  # (LoRA layer, A, B)
 
     def ready(self) -> bool:
         """Rebuild the stacks if the loaded adapters changed; False when one cannot be stacked."""
@@ -76,10 +74,9 @@ class StackedLora:
     def _build(self, names: tuple[str, ...]) -> None:
         import torch
 
-        self._layers = _lora_linears(self.model)
         self._slots = {name: i + 1 for i, name in enumerate(names)}
-        self._stacks = {}
-        for layer in self._layers:
+        self._stacks = []
+        for layer in _lora_linears(self.model):
             present = [n for n in names if n in layer.lora_A]
             if not present:
                 continue
@@ -95,9 +92,12 @@ class StackedLora:
                 b[self._slots[name], :r] = (
                     layer.lora_B[name].weight.detach() * layer.scaling[name]
                 ).T
-            self._stacks[id(layer)] = (
-                a.to(device=first.device, dtype=first.dtype),
-                b.to(device=first.device, dtype=first.dtype),
+            self._stacks.append(
+                (
+                    layer,
+                    a.to(device=first.device, dtype=first.dtype),
+                    b.to(device=first.device, dtype=first.dtype),
+                )
             )
 
     @contextlib.contextmanager
@@ -113,8 +113,8 @@ class StackedLora:
         slots = torch.tensor([self._slots.get(n, 0) for n in adapter_names])
         # Gathered once per batch (rows change only between batches), not once per step.
         rows = {
-            key: (a[slots.to(a.device)], b[slots.to(b.device)])
-            for key, (a, b) in self._stacks.items()
+            id(layer): (a[slots.to(a.device)], b[slots.to(b.device)])
+            for layer, a, b in self._stacks
         }
         handles = []
 
@@ -127,9 +127,8 @@ class StackedLora:
 
         try:
             with self.model.disable_adapter():
-                for layer in self._layers:
-                    if id(layer) in self._stacks:
-                        handles.append(layer.register_forward_hook(add_rows))
+                for layer, _, _ in self._stacks:
+                    handles.append(layer.register_forward_hook(add_rows))
                 yield
         finally:
             for handle in handles:
