@@ -43,13 +43,13 @@ from lingualift.errors import LingualiftError, require
 FORMAT = "lingualift.continual.reference/1"
 FOLDER = "reference"
 MIN_REFERENCE = 20
+"""Fewest usage rows a reference can be built from (clusters, sample and calibration split)."""
 # Every window is tested against this one sample, so its own deviation from the usage counts
 # as drift: at 200 rows the ecda_drift experiment saw 12.5 false alarms per 100 stable windows
 # (alpha 0.05); at 800 rows the MMD p-values were no longer skewed low (docs/continual.md).
 SMALL_REFERENCE = 800
 
 logger = logging.getLogger(__name__)
-"""Fewest usage rows a reference can be built from (clusters, sample and calibration split)."""
 
 
 @dataclasses.dataclass
