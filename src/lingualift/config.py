@@ -75,7 +75,12 @@ _SafeLoader.add_implicit_resolver(
 
 def parse_yaml(text: str) -> Any:
     """Parse YAML text as plain data (1.2 booleans, see :class:`_SafeLoader`)."""
-    return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: runs no code
+    # Built directly rather than through yaml.load, so no reader has to check which loader it got.
+    loader = _SafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 class _Override(str):
