@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from lingualift.jobs.experiments.stats import items_needed, mean_nll, paired_difference
+from lingualift.jobs.experiments.stats import (
+    difference_in_differences,
+    items_needed,
+    mean_nll,
+    paired_difference,
+)
 
 
 def runs(rng, shift=0.0, seeds=3, items=150, tokens=40):
@@ -44,3 +49,16 @@ def test_a_seedless_baseline_pairs_with_every_seed_and_mismatches_are_refused():
     with pytest.raises(ValueError, match="different items"):
         paired_difference(system, runs(rng, items=10), n_boot=10)
     assert items_needed(0.1, 0.02) == 97
+
+
+def test_difference_in_differences_finds_an_effect_only_one_condition_has():
+    rng = np.random.default_rng(2)
+    gap = (runs(rng, shift=-0.05), runs(rng))
+    control = (runs(rng, items=80), runs(rng, items=80))
+    result = difference_in_differences(gap, control, n_boot=1000)
+    assert result["difference"] == pytest.approx(-0.05, abs=0.03)
+    assert result["ci95"][0] < result["difference"] < result["ci95"][1] < 0
+    same = difference_in_differences(gap, (runs(rng, shift=-0.05), runs(rng)), n_boot=1000)
+    assert same["verdict"] == "no difference shown"
+    with pytest.raises(ValueError, match="same seeds"):
+        difference_in_differences(gap, (runs(rng, seeds=2), runs(rng, seeds=2)), n_boot=10)

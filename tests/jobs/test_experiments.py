@@ -77,6 +77,19 @@ def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
     assert shift_vs_base["ci95"][0] <= shift_vs_base["difference"] <= shift_vs_base["ci95"][1]
     assert "en/nll/shifcon - lora" in data["paired"] and result["curve"].stat().st_size > 0
 
+    # Ablations (ShifCon with one part only) join the finished runs without redoing them.
+    lora_unit = tmp_path / "tuned" / "units" / "lora__s0" / "stage.json"
+    before = lora_unit.stat().st_mtime_ns
+    ablated = ExperimentConfig(
+        **{**vars(tuned), "ablations": ["shift-trained", "contrastive-only"]}
+    )
+    data = json.loads(run_experiment(ablated, progress=False)["results"].read_text())
+    assert lora_unit.stat().st_mtime_ns == before
+    assert {"shift-trained", "contrastive-only"} <= set(data["summary"])
+    assert "sw/nll/contrastive-only - lora" in data["paired"]
+    with pytest.raises(LingualiftError, match="Unknown ablations"):
+        run_experiment(ExperimentConfig(**{**vars(tuned), "ablations": ["shift"]}), progress=False)
+
     # layer_area reuses the vectors of the first run and sweeps two bands.
     la = ExperimentConfig(
         experiment="layer_area",
@@ -164,6 +177,9 @@ def test_compass_genres_gap_control_realistic_with_paired_intervals(tmp_path, ti
     assert lo <= gap["compass"]["vs_random"]["difference"] <= hi
     assert 0 <= gap["compass"]["precision"] <= 1
     assert set(data["summary"]["control/sw"]["systems"]) == {"base", "compass", "random", "oracle"}
+    effect = data["gap_minus_control"]["sw"]  # what of compass - random belongs to the gap
+    assert effect["ci95"][0] <= effect["difference"] <= effect["ci95"][1]
+    assert "gap − control" in result["table"]
     units = [u for u in data["units"] if u["system"] not in ("base",)]
     steps = {u["condition"]: u["train"]["steps"] for u in units}
     # Equal steps inside a condition, at least one epoch over its largest training set ('all').

@@ -27,6 +27,7 @@ share of the selection drawn from the usage genre) is reported beside it.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections import Counter
 from pathlib import Path
@@ -38,6 +39,7 @@ from lingualift.data import CORPUS_LANGUAGES, ParallelCorpus, Record, parse_book
 from lingualift.data.corpus import GENRE_OF_BOOK, GENRES
 from lingualift.jobs.common import BaseModel, select_into
 from lingualift.jobs.experiments.stats import (
+    difference_in_differences,
     items_needed,
     mean_nll,
     paired_difference,
@@ -295,13 +297,14 @@ def run_compass_genres(config: Any, progress: bool = True) -> dict[str, Any]:
                         unit | {"system": system, "condition": name, "lang": lang, "seed": seed}
                     )
     summary = summarize_genres(results, settings)
-    table = genre_table(summary, lr, steps)
+    effects = gap_effects(results)
+    table = genre_table(summary, lr, steps) + effects_table(effects)
     plot = plot_genres(summary, out / "results.png")
     path = write_results(
         out,
         config,
         {"lr": lr, "lr_sweep": {f"{k:g}": v["nll"] for k, v in sweep.items()}, "steps": steps,
-         "summary": summary, "table": table, "units": results},
+         "summary": summary, "gap_minus_control": effects, "table": table, "units": results},
     )  # fmt: skip
     return {"results": path, "plot": plot, "table": table}
 
@@ -359,6 +362,36 @@ def summarize_genres(results: list[dict[str, Any]], settings: Any) -> dict[str, 
     return summary
 
 
+def gap_effects(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per language: (compass - random) in the gap minus (compass - random) in the control.
+
+    What of COMPASS's advantage belongs to the gap: anything it gains in the
+    control (no gap) comes from elsewhere, e.g. drawing more of the usage's
+    genre or of languages the target learns from.
+    """
+    runs: dict[tuple[str, str, str], dict[Any, Any]] = {}
+    for unit in results:
+        key = (unit["condition"], unit["lang"], unit["system"])
+        runs.setdefault(key, {})[unit["seed"]] = unit["per_text"]
+    langs = sorted({lang for _, lang, _ in runs})
+    return {
+        lang: difference_in_differences(
+            (runs["gap", lang, "compass"], runs["gap", lang, "random"]),
+            (runs["control", lang, "compass"], runs["control", lang, "random"]),
+        )
+        for lang in langs
+        if all((c, lang, m) in runs for c in ("gap", "control") for m in ("compass", "random"))
+    }
+
+
+def effects_table(effects: dict[str, Any]) -> str:
+    if not effects:
+        return ""
+    lines = ["", "", "| lang | (compass − random) gap − control [95% CI] |", "| --- | ---: |"]
+    lines += [f"| {lang} | {_interval(d)} |" for lang, d in effects.items()]
+    return "\n".join(lines)
+
+
 def _interval(d: dict[str, Any] | None) -> str:
     if not d:
         return "–"
@@ -393,13 +426,22 @@ def genre_table(summary: dict[str, Any], lr: float, steps: dict[str, int]) -> st
 
 
 def plot_genres(summary: dict[str, Any], path: Path) -> Path:
-    """Each system's NLL difference to random with its 95% interval, one panel per condition/lang."""
+    """Each system's NLL difference to random with its 95% interval: a row per language, a
+    column per condition."""
     from lingualift.plotting import pyplot, save_figure
 
     plt = pyplot()
-    keys = list(summary)
-    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.6), squeeze=False)
-    for ax, key in zip(axes[0], keys, strict=True):
+    conditions = list(dict.fromkeys(key.split("/")[0] for key in summary))
+    langs = list(dict.fromkeys(key.split("/")[1] for key in summary))
+    fig, axes = plt.subplots(
+        len(langs), len(conditions), figsize=(3.6 * len(conditions), 3.2 * len(langs)),
+        squeeze=False,
+    )  # fmt: skip
+    for (row, lang), (col, cond) in itertools.product(enumerate(langs), enumerate(conditions)):
+        ax, key = axes[row][col], f"{cond}/{lang}"
+        if key not in summary:
+            ax.set_visible(False)
+            continue
         rows = {s: r for s, r in summary[key]["systems"].items() if "vs_random" in r}
         names = list(rows)
         diffs = [rows[s]["vs_random"]["difference"] for s in names]

@@ -12,6 +12,8 @@ every seed.
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,24 @@ def language_area(config: Any, base: BaseModel, out: Path):
     )
 
 
+ABLATIONS = ("shift-trained", "contrastive-only")
+"""ShifCon with one of its two parts: the shift with generation training only (beta 0,
+alpha 1), or the contrastive loss without the shift (published alpha and beta)."""
+
+
+def objective_of(config: Any, system: str):
+    """The loss a system trains with: plain LoRA, ShifCon, or one of :data:`ABLATIONS`."""
+    from lingualift.shifcon.loss import ShifConObjective
+
+    shift, alpha, beta = {
+        "lora": (False, 1.0, 0.0),
+        "shifcon": (True, config.alpha, config.beta),
+        "shift-trained": (True, 1.0, 0.0),
+        "contrastive-only": (False, config.alpha, config.beta),
+    }[system]
+    return ShifConObjective(alpha=alpha, beta=beta, tau=config.tau, shift=shift)
+
+
 def _train(
     ctx: StageContext,
     config: Any,
@@ -58,18 +78,12 @@ def _train(
     shifcon: Any,
     pairs: list[Any],
     seed: int,
-    shift: bool,
+    system: str,
     lr: float | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    from lingualift.shifcon.loss import ShifConObjective
     from lingualift.shifcon.trainer import ShifConTrainer
 
-    objective = ShifConObjective(
-        alpha=config.alpha if shift else 1.0,
-        beta=config.beta if shift else 0.0,
-        tau=config.tau,
-        shift=shift,
-    )
+    objective = objective_of(config, system)
     trainer = ShifConTrainer(
         base.fresh(),
         base.tokenizer,
@@ -120,11 +134,12 @@ def choose_learning_rates(config, units, base, shifcon, pairs) -> dict[str, Any]
     validation = HeldoutSet(_validation(config))
     sweep: dict[str, dict[str, float]] = {}
     chosen: dict[str, Any] = {}
-    for system, shift in (("lora", False), ("shifcon", True)):
+    for system in ("lora", "shifcon"):
         for lr in config.lr_grid:
 
-            def tune(ctx, shift=shift, lr=lr):
-                model, _ = _train(ctx, config, base, shifcon, pairs, 0, shift, lr)
+            def tune(ctx, system=system, lr=lr):
+                model, _ = _train(ctx, config, base, shifcon, pairs, 0, system, lr)
+                shift = objective_of(config, system).shift
                 scores = evaluate(
                     model, base.tokenizer, validation, config, shifcon if shift else None
                 )
@@ -138,7 +153,15 @@ def choose_learning_rates(config, units, base, shifcon, pairs) -> dict[str, Any]
 
 
 def run_shifcon_vs_lora(config: Any, progress: bool = True) -> dict[str, Any]:
-    """ShifCon vs plain LoRA (+ base, base with the shift) over the seeds, paired per item."""
+    """ShifCon vs plain LoRA (+ base, base with the shift) over the seeds, paired per item.
+
+    ``config.ablations`` adds ShifCon with one part only (:data:`ABLATIONS`), trained at
+    ShifCon's learning rate: which part makes ShifCon differ from LoRA.
+    """
+    from lingualift.errors import require
+
+    unknown = sorted(set(config.ablations) - set(ABLATIONS))
+    require(not unknown, f"Unknown ablations {unknown}; choose from {list(ABLATIONS)}.")
     out = Path(config.run_dir)
     units = Units(out, config, progress)
     base = BaseModel(config.model)
@@ -160,28 +183,31 @@ def run_shifcon_vs_lora(config: Any, progress: bool = True) -> dict[str, Any]:
             ),
         ),
     ]
+    trained = ["lora", "shifcon", *config.ablations]
     for seed in config.seeds:
-        for system, shift in (("lora", False), ("shifcon", True)):
+        for system in trained:
+            lr = rates[system if system in rates else "shifcon"]
 
-            def compute(ctx, system=system, shift=shift, seed=seed):
-                model, train = _train(ctx, config, base, shifcon, pairs, seed, shift, rates[system])
+            def compute(ctx, system=system, seed=seed, lr=lr):
+                model, train = _train(ctx, config, base, shifcon, pairs, seed, system, lr)
+                shift = objective_of(config, system).shift
                 metrics = evaluate(model, base.tokenizer, sets, config, shifcon if shift else None)
                 return _unit(system, seed, metrics, train=train)
 
             # Without a sweep the rate is train.lr, already in the fingerprint: old units stay.
-            extra = {"lr": rates[system]} if config.lr_grid else {}
+            extra = {"lr": lr} if config.lr_grid else {}
             results.append(units.run(f"{system}__s{seed}", compute, **extra))
-    systems = ["base", "base + shift (no training)", "lora", "shifcon"]
+    systems = ["base", "base + shift (no training)", *trained]
     summary = summarize(results)
     table = format_table(summary, systems)
-    paired = paired_comparisons(results, config.langs)
+    paired = paired_comparisons(results, config.langs, config.ablations)
     args = config.train
     title = (
         f"ShifCon vs LoRA, {args.max_steps} steps x {args.batch_size} pairs, area "
         f"[{shifcon.a}, {shifcon.b}], {len(config.seeds)} seeds (error bars: std)"
     )
     plot = plot_bars(summary, systems, out / "results.png", title)
-    curve = plot_contrastive_curve(results, out / "contrastive.png")
+    curve = plot_contrastive_curve(results, out / "contrastive.png", config.train.batch_size)
     path = write_results(
         out,
         config,
@@ -202,9 +228,11 @@ def run_shifcon_vs_lora(config: Any, progress: bool = True) -> dict[str, Any]:
     }
 
 
-def paired_comparisons(results: list[dict[str, Any]], langs: list[str]) -> dict[str, Any]:
+def paired_comparisons(
+    results: list[dict[str, Any]], langs: list[str], ablations: Sequence[str] = ()
+) -> dict[str, Any]:
     """Per language: ShifCon vs LoRA and each vs base on held-out NLL, the shift alone vs base
-    on NLL and cloze, each a paired difference with its 95% bootstrap interval."""
+    on NLL and cloze, each ablation vs LoRA; paired differences with 95% bootstrap intervals."""
     from lingualift.jobs.experiments.stats import paired_difference
 
     def runs(system: str, lang: str, key: str) -> dict[Any, Any]:
@@ -221,6 +249,7 @@ def paired_comparisons(results: list[dict[str, Any]], langs: list[str]) -> dict[
         "shifcon - base": ("shifcon", "base"),
         "lora - base": ("lora", "base"),
         "shift only - base": ("base + shift (no training)", "base"),
+        **{f"{name} - lora": (name, "lora") for name in ablations},
     }
     paired: dict[str, Any] = {}
     for lang in [*langs, "en"]:
@@ -246,8 +275,11 @@ def paired_table(paired: dict[str, Any], rates: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_contrastive_curve(results: list[dict[str, Any]], path: Path) -> Path | None:
-    """The contrastive (and generation) loss of each ShifCon run against the step."""
+def plot_contrastive_curve(
+    results: list[dict[str, Any]], path: Path, batch_size: int
+) -> Path | None:
+    """The contrastive (and generation) loss of each ShifCon run against the step, with the
+    contrastive loss of a model that cannot tell the batch's pairs apart (ln batch_size)."""
     from lingualift.plotting import pyplot, save_figure
 
     runs = [u for u in results if u["system"] == "shifcon" and u.get("train", {}).get("loss_log")]
@@ -262,6 +294,7 @@ def plot_contrastive_curve(results: list[dict[str, Any]], path: Path) -> Path | 
         gen_ax.plot(steps, [e["gen"] for e in log], lw=1, label=f"seed {unit['seed']}")
     con_ax.set_title("contrastive loss (InfoNCE over the area)", fontsize=9)
     gen_ax.set_title("generation loss (shifted forward)", fontsize=9)
+    con_ax.axhline(math.log(batch_size), color="grey", ls="--", lw=0.8, label="chance")
     for ax in (con_ax, gen_ax):
         ax.set_xlabel("optimizer step")
         ax.grid(alpha=0.3)
@@ -308,7 +341,7 @@ def run_layer_area(config: Any, progress: bool = True) -> dict[str, Any]:
         for band, sc in shifcons.items():
 
             def compute(ctx, band=band, sc=sc, seed=seed):
-                model, train = _train(ctx, config, base, sc, pairs, seed, True)
+                model, train = _train(ctx, config, base, sc, pairs, seed, "shifcon")
                 metrics = evaluate(model, base.tokenizer, sets, config, sc)
                 return _unit(f"[{band[0]},{band[1]}]", seed, metrics, band=list(band), train=train)
 

@@ -51,23 +51,37 @@ def _matrix(runs: Mapping[Any, PerText]) -> tuple[np.ndarray, np.ndarray]:
     return sums, counts
 
 
+def _resample_weights(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """``[n_boot, n]`` multiplicities of a draw of ``n`` out of ``n`` with replacement."""
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(n_boot)])
+
+
+def _resampled_means(
+    values: np.ndarray, counts: np.ndarray, seed_weights: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``sum(values) / (S * sum(counts))`` under each seed draw, with a fresh draw of items."""
+    S, N = values.shape
+    item_weights = _resample_weights(rng, N, len(seed_weights))
+    totals = np.einsum("bs,si,bi->b", seed_weights, values, item_weights)
+    return totals / (S * (item_weights @ counts))
+
+
+def _verdict(low: float, high: float) -> str:
+    return "lower" if high < 0 else "higher" if low > 0 else "no difference shown"
+
+
+def _point(values: np.ndarray, counts: np.ndarray) -> float:
+    return float(values.sum() / (len(values) * counts.sum()))
+
+
 def _bootstrap(
     values: np.ndarray, counts: np.ndarray, n_boot: int, seed: int
 ) -> tuple[float, float, float]:
     """Mean, 2.5% and 97.5% of ``sum(values) / (S * sum(counts))`` over resampled seeds and items."""
-    S, N = values.shape
     rng = np.random.default_rng(seed)
-    seed_weights = np.stack(
-        [np.bincount(rng.integers(0, S, S), minlength=S) for _ in range(n_boot)]
-    )
-    item_weights = np.stack(
-        [np.bincount(rng.integers(0, N, N), minlength=N) for _ in range(n_boot)]
-    )
-    totals = np.einsum("bs,si,bi->b", seed_weights, values, item_weights)
-    stats = totals / (S * (item_weights @ counts))
-    point = float(values.sum() / (S * counts.sum()))
+    stats = _resampled_means(values, counts, _resample_weights(rng, len(values), n_boot), rng)
     low, high = np.percentile(stats, [2.5, 97.5])
-    return point, float(low), float(high)
+    return _point(values, counts), float(low), float(high)
 
 
 def mean_nll(runs: Mapping[Any, PerText], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
@@ -75,6 +89,19 @@ def mean_nll(runs: Mapping[Any, PerText], n_boot: int = 2000, seed: int = 0) -> 
     sums, counts = _matrix(runs)
     point, low, high = _bootstrap(sums, counts, n_boot, seed)
     return {"mean": point, "ci95": [low, high], "seeds": len(sums), "items": len(counts)}
+
+
+def _paired(a: Mapping[Any, PerText], b: Mapping[Any, PerText]) -> tuple[np.ndarray, np.ndarray]:
+    """``(sums_a - sums_b [S, N], counts [N])``; a single run of ``b`` pairs with every seed of ``a``."""
+    sums_a, counts = _matrix(a)
+    sums_b, counts_b = _matrix(b)
+    if counts_b.tolist() != counts.tolist():
+        raise ValueError("the two systems were scored on different items")
+    if len(sums_b) == 1 and len(sums_a) > 1:
+        sums_b = np.repeat(sums_b, len(sums_a), axis=0)
+    if sums_a.shape != sums_b.shape:
+        raise ValueError("pair the same seeds of both systems")
+    return sums_a - sums_b, counts
 
 
 def paired_difference(
@@ -88,15 +115,7 @@ def paired_difference(
     ``b`` may have a single run (a system without seeds, e.g. the base model);
     it is then compared with every seed of ``a``.
     """
-    sums_a, counts = _matrix(a)
-    sums_b, counts_b = _matrix(b)
-    if counts_b.tolist() != counts.tolist():
-        raise ValueError("the two systems were scored on different items")
-    if len(sums_b) == 1 and len(sums_a) > 1:
-        sums_b = np.repeat(sums_b, len(sums_a), axis=0)
-    if sums_a.shape != sums_b.shape:
-        raise ValueError("pair the same seeds of both systems")
-    diff = sums_a - sums_b
+    diff, counts = _paired(a, b)
     point, low, high = _bootstrap(diff, counts, n_boot, seed)
     per_seed = (diff.sum(axis=1) / counts.sum()).tolist()
     per_item = diff.sum(axis=0) / (len(diff) * counts)
@@ -105,10 +124,40 @@ def paired_difference(
         "ci95": [low, high],
         "per_seed": per_seed,
         "item_sd": float(np.std(per_item, ddof=1)) if len(per_item) > 1 else None,
-        "verdict": "lower" if high < 0 else "higher" if low > 0 else "no difference shown",
+        "verdict": _verdict(low, high),
     }
 
 
 def items_needed(item_sd: float, difference: float, z: float = 1.96) -> int:
     """Held-out items for the item part of a 95% interval to be ``difference`` wide on each side."""
     return math.ceil((z * item_sd / difference) ** 2)
+
+
+def difference_in_differences(
+    first: tuple[Mapping[Any, PerText], Mapping[Any, PerText]],
+    second: tuple[Mapping[Any, PerText], Mapping[Any, PerText]],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """``(NLL(a) - NLL(b)) - (NLL(c) - NLL(d))`` for ``first = (a, b)``, ``second = (c, d)``.
+
+    How much more ``a`` beats ``b`` in one condition than in another (a gap
+    against its control), each condition scored on its own held-out items. The
+    same seeds trained both conditions, so a bootstrap draw resamples seeds once
+    for both and items independently per condition.
+    """
+    diff_1, counts_1 = _paired(*first)
+    diff_2, counts_2 = _paired(*second)
+    if len(diff_1) != len(diff_2):
+        raise ValueError("both conditions need the same seeds")
+    rng = np.random.default_rng(seed)
+    seed_weights = _resample_weights(rng, len(diff_1), n_boot)
+    stats = _resampled_means(diff_1, counts_1, seed_weights, rng) - _resampled_means(
+        diff_2, counts_2, seed_weights, rng
+    )
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return {
+        "difference": _point(diff_1, counts_1) - _point(diff_2, counts_2),
+        "ci95": [float(low), float(high)],
+        "verdict": _verdict(low, high),
+    }

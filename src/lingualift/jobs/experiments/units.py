@@ -22,7 +22,9 @@ from lingualift.stages import Job, StageContext
 from lingualift.training import without_tracking
 
 # Keys that do not change what a unit computes (where it goes, which units exist).
-_BOOKKEEPING = {"out_dir", "seeds", "methods", "langs", "bands", "shift_only", "experiment"}
+_BOOKKEEPING = {
+    "out_dir", "seeds", "methods", "langs", "bands", "shift_only", "ablations", "experiment",
+}  # fmt: skip
 _GROUP_BOOKKEEPING = {"genres": {"conditions", "methods", "side_methods", "oracle"}}
 
 
