@@ -38,10 +38,10 @@ def test_info_nce_matches_a_hand_computed_value():
     )
 
 
-def test_gradients_reach_the_lora_weights_of_layers_before_b():
+def _lora_model(arch: str = "llama"):
     from peft import LoraConfig, get_peft_model
 
-    model, tokenizer = tiny_causal_lm("llama", hidden_size=32, num_layers=4)
+    model, tokenizer = tiny_causal_lm(arch, hidden_size=32, num_layers=4)
     shifcon = ShifCon.from_vectors(random_vectors(model), 1, 3)
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
     # lora_B starts at zero, which blocks the gradient of lora_A; give B a value.
@@ -49,6 +49,11 @@ def test_gradients_reach_the_lora_weights_of_layers_before_b():
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.02)
+    return model, tokenizer, shifcon
+
+
+def test_gradients_reach_the_lora_weights_of_layers_before_b():
+    model, tokenizer, shifcon = _lora_model()
     pairs = [Pair("sw", f"habari {i} za leo", f"news {i} of today") for i in range(4)]
     losses = shifcon_losses(model, tokenizer, shifcon, pairs, alpha=0.0, beta=1.0, tau=0.1)
     losses["loss"].backward()
@@ -74,3 +79,22 @@ def test_mixed_batch_path_gives_the_same_losses_as_two_passes():
         one = shifcon_losses(model, tokenizer, shifcon, pairs, mixed_batch=True)
     for key in ("gen", "con", "loss"):
         assert float(one[key]) == pytest.approx(float(two[key]), rel=1e-4, abs=1e-5)
+
+
+def test_fixed_anchors_take_the_english_side_out_of_the_gradient_on_both_paths():
+    model, tokenizer, shifcon = _lora_model()
+    pairs = [Pair("sw", f"habari {i} za leo{'!' * i}", f"news {i} of today") for i in range(3)]
+
+    def grads(**kwargs):
+        model.zero_grad()
+        shifcon_losses(model, tokenizer, shifcon, pairs, alpha=0.0, beta=1.0, tau=0.1, **kwargs)[
+            "loss"
+        ].backward()
+        return torch.cat([p.grad.flatten() for n, p in model.named_parameters() if "lora_" in n])
+
+    fixed, fixed_mixed = grads(train_anchors=False), grads(train_anchors=False, mixed_batch=True)
+    trained = grads()
+    # The same gradient whichever path runs; without the English side's share it differs.
+    assert torch.allclose(fixed, fixed_mixed, rtol=1e-3, atol=1e-6)
+    assert not torch.allclose(fixed, trained, rtol=1e-3, atol=1e-6)
+    assert float(fixed.abs().sum()) > 0

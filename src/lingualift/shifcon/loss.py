@@ -55,6 +55,10 @@ class ShifConObjective:
     """InfoNCE temperature (ours; the paper does not state one)."""
     shift: bool = True
     """Apply the shift hooks during training (false with beta 0 = the plain LoRA baseline)."""
+    train_anchors: bool = True
+    """Let the contrastive loss move the dominant side too. False makes the dominant states
+    fixed targets (no gradient), so pairs without a dominant-language generation target
+    cannot pull the dominant language's own representations away."""
 
     def __post_init__(self) -> None:
         require(self.alpha >= 0 and self.beta >= 0, "alpha and beta must not be negative.")

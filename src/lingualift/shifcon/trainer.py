@@ -132,6 +132,7 @@ def shifcon_losses(
     shift: bool = True,
     max_length: int = 128,
     mixed_batch: bool = False,
+    train_anchors: bool = True,
     backward: Backward | None = None,
 ) -> dict[str, Any]:
     """``{'loss', 'gen', 'con'}`` of one single-language batch; ``backward(loss)`` if given.
@@ -175,14 +176,16 @@ def shifcon_losses(
                 )
             reps = [masked_token_mean(states[i], all_mask) for i in indices]
             gen = out.loss
-            con = contrastive_loss([r[n:] for r in reps], [r[:n] for r in reps], tau)
+            anchors = [r[n:] if train_anchors else r[n:].detach() for r in reps]
+            con = contrastive_loss(anchors, [r[:n] for r in reps], tau)
             loss = alpha * gen + beta * con
             if backward is not None:
                 backward(loss)
     else:
         en_reps = None
         if use_con:
-            en_states = layer_states(model, en_ids, en_mask, indices)
+            with torch.set_grad_enabled(train_anchors and torch.is_grad_enabled()):
+                en_states = layer_states(model, en_ids, en_mask, indices)
             en_reps = [masked_token_mean(en_states[i], en_mask) for i in indices]
         with context(lang):
             with capture_states(model, indices) as states:
@@ -311,6 +314,7 @@ class ShifConTrainer:
             shift=objective.shift,
             max_length=self.args.max_length,
             mixed_batch=self.args.gradient_checkpointing,
+            train_anchors=objective.train_anchors,
             backward=backward,
         )
 

@@ -160,7 +160,8 @@ class ExperimentConfig:
     each system then trains at its best. Empty: both use train.lr."""
     ablations: list[str] = dataclasses.field(default_factory=list)
     """shifcon_vs_lora: also train ShifCon with one part only, at ShifCon's learning rate:
-    'shift-trained' (the shift, no contrastive loss) and/or 'contrastive-only' (no shift)."""
+    'shift-trained' (the shift, no contrastive loss), 'contrastive-only' (no shift) and/or
+    'fixed-anchors' (ShifCon whose contrastive loss does not move the English side)."""
     validation_per_language: int = 100
     """shifcon_vs_lora with lr_grid: validation verses per language (train_books verses after
     the training pairs, never the held-out books)."""

@@ -53,9 +53,10 @@ def language_area(config: Any, base: BaseModel, out: Path):
     )
 
 
-ABLATIONS = ("shift-trained", "contrastive-only")
+ABLATIONS = ("shift-trained", "contrastive-only", "fixed-anchors")
 """ShifCon with one of its two parts: the shift with generation training only (beta 0,
-alpha 1), or the contrastive loss without the shift (published alpha and beta)."""
+alpha 1), or the contrastive loss without the shift (published alpha and beta); or whole
+ShifCon with the English side of the contrastive loss as fixed targets (no gradient)."""
 
 
 def objective_of(config: Any, system: str):
@@ -67,8 +68,12 @@ def objective_of(config: Any, system: str):
         "shifcon": (True, config.alpha, config.beta),
         "shift-trained": (True, 1.0, 0.0),
         "contrastive-only": (False, config.alpha, config.beta),
+        "fixed-anchors": (True, config.alpha, config.beta),
     }[system]
-    return ShifConObjective(alpha=alpha, beta=beta, tau=config.tau, shift=shift)
+    return ShifConObjective(
+        alpha=alpha, beta=beta, tau=config.tau, shift=shift,
+        train_anchors=system != "fixed-anchors",
+    )  # fmt: skip
 
 
 def _train(
