@@ -38,10 +38,10 @@ def test_info_nce_matches_a_hand_computed_value():
     )
 
 
-def _lora_model(arch: str = "llama"):
+def _lora_model():
     from peft import LoraConfig, get_peft_model
 
-    model, tokenizer = tiny_causal_lm(arch, hidden_size=32, num_layers=4)
+    model, tokenizer = tiny_causal_lm("llama", hidden_size=32, num_layers=4)
     shifcon = ShifCon.from_vectors(random_vectors(model), 1, 3)
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
     # lora_B starts at zero, which blocks the gradient of lora_A; give B a value.

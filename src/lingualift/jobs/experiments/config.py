@@ -24,6 +24,12 @@ EXPERIMENTS = (
 )
 
 
+SHIFCON_ABLATIONS = ("shift-trained", "contrastive-only", "fixed-anchors")
+"""ShifCon with one of its two parts: the shift with generation training only (beta 0,
+alpha 1), or the contrastive loss without the shift (published alpha and beta); or whole
+ShifCon with the English side of the contrastive loss as fixed targets (no gradient)."""
+
+
 def _experiment_training() -> TrainingArgs:
     return TrainingArgs(lr=2e-4, max_steps=16, batch_size=4, max_length=64, warmup_steps=0.1)
 
@@ -221,6 +227,8 @@ class ExperimentConfig:
             if m not in METHODS
         ]
         require(not unknown, f"Unknown method(s) {', '.join(unknown)}; use {', '.join(METHODS)}.")
+        unknown = sorted(set(self.ablations) - set(SHIFCON_ABLATIONS))
+        require(not unknown, f"Unknown ablations {unknown}; choose from {list(SHIFCON_ABLATIONS)}.")
         for band in self.bands:
             require(
                 len(band) == 2 and band[0] < band[1],

@@ -312,14 +312,21 @@ def run_compass_genres(config: Any, progress: bool = True) -> dict[str, Any]:
 # -- summary --------------------------------------------------------------------------------
 
 
-def summarize_genres(results: list[dict[str, Any]], settings: Any) -> dict[str, Any]:
-    """Per condition and language: each system's NLL and its paired difference to random and base."""
+def _per_text_runs(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(condition, lang): {system: {seed: per_text}}}``, the input of the paired statistics."""
     groups: dict[tuple[str, str], dict[str, dict[Any, Any]]] = {}
-    extras: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for unit in results:
         key = (unit["condition"], unit["lang"])
         groups.setdefault(key, {}).setdefault(unit["system"], {})[unit["seed"]] = unit["per_text"]
-        extras.setdefault((*key, unit["system"]), []).append(unit)
+    return groups
+
+
+def summarize_genres(results: list[dict[str, Any]], settings: Any) -> dict[str, Any]:
+    """Per condition and language: each system's NLL and its paired difference to random and base."""
+    groups = _per_text_runs(results)
+    extras: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for unit in results:
+        extras.setdefault((unit["condition"], unit["lang"], unit["system"]), []).append(unit)
     summary: dict[str, Any] = {}
     for (cond, lang), systems in groups.items():
         rows = {}
@@ -369,18 +376,17 @@ def gap_effects(results: list[dict[str, Any]]) -> dict[str, Any]:
     control (no gap) comes from elsewhere, e.g. drawing more of the usage's
     genre or of languages the target learns from.
     """
-    runs: dict[tuple[str, str, str], dict[Any, Any]] = {}
-    for unit in results:
-        key = (unit["condition"], unit["lang"], unit["system"])
-        runs.setdefault(key, {})[unit["seed"]] = unit["per_text"]
-    langs = sorted({lang for _, lang, _ in runs})
+    groups = _per_text_runs(results)
+    pairs = {
+        (cond, lang): (systems["compass"], systems["random"])
+        for (cond, lang), systems in groups.items()
+        if "compass" in systems and "random" in systems
+    }
+    langs = sorted({lang for _, lang in pairs})
     return {
-        lang: difference_in_differences(
-            (runs["gap", lang, "compass"], runs["gap", lang, "random"]),
-            (runs["control", lang, "compass"], runs["control", lang, "random"]),
-        )
+        lang: difference_in_differences(pairs["gap", lang], pairs["control", lang])
         for lang in langs
-        if all((c, lang, m) in runs for c in ("gap", "control") for m in ("compass", "random"))
+        if ("gap", lang) in pairs and ("control", lang) in pairs
     }
 
 
