@@ -23,6 +23,7 @@ on the folder closes it (its torn last line cut) so the monitor sees it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -43,12 +44,57 @@ from lingualift.data.traffic import (
     closed_name,
     segment_name,
     segment_seq,
+    traffic_row,
 )
 from lingualift.errors import LingualiftError
 
 logger = logging.getLogger(__name__)
 
 _CLOSE = object()
+
+
+@dataclasses.dataclass
+class RequestRecord:
+    """What is known about one generation request, filled in as it runs (the server and the
+    routing front both keep one); :meth:`row` is its traffic-log row when it ends."""
+
+    request_id: str
+    route: str
+    """The API path ('/v1/completions'), the label of its latency metric."""
+    received: dt.datetime = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    model: str | None = None
+    text: str | None = None
+    """The prompt, for chat the last user message (what routing read)."""
+    lang: str | None = None
+    lang_detected: bool = False
+    lang_confidence: float | None = None
+    adapter: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    status: int = 200
+
+    @property
+    def latency_s(self) -> float:
+        """Seconds since the request arrived."""
+        return time.perf_counter() - self.started
+
+    def row(self, log_text: bool) -> dict[str, Any]:
+        return traffic_row(
+            request_id=self.request_id,
+            received=self.received,
+            model=self.model,
+            lang=self.lang,
+            lang_detected=self.lang_detected,
+            lang_confidence=self.lang_confidence,
+            adapter=self.adapter,
+            text=self.text,
+            log_text=log_text,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            latency_ms=self.latency_s * 1000.0,
+            status=self.status,
+        )
 
 
 class TrafficLog:
