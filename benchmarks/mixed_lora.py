@@ -44,8 +44,8 @@ def main() -> int:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from lingualift.models import load_causal_lm
     from lingualift.adapters.multilora import StackedLora
+    from lingualift.models import load_causal_lm
 
     model, _ = load_causal_lm(args.model)
     names = [f"lang{i}" for i in range(args.adapters)]

@@ -3,7 +3,7 @@
 * :mod:`~lingualift.serving.engine`: the batching worker (bounded queue,
   mixed-language batches through the adapter registry, per-row sampling,
   streaming, ShifCon per row);
-* :mod:`~lingualift.serving.routes`: the OpenAI route table, one router that
+* :mod:`~lingualift.serving.api_router`: the OpenAI route table, one router that
   the server (:mod:`~lingualift.serving.app`) and the routing front
   (:mod:`~lingualift.serving.front`) both include; :mod:`~lingualift.serving.http`
   the plumbing they share (key, body limit, errors, request counting);

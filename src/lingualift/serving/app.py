@@ -1,6 +1,6 @@
 """The OpenAI-compatible HTTP API (FastAPI) in front of the batching engine.
 
-Routes (:mod:`~lingualift.serving.routes`, shared with the routing front):
+Routes (:mod:`~lingualift.serving.api_router`, shared with the routing front):
 ``POST /v1/completions``, ``POST /v1/chat/completions`` (both with ``stream``),
 ``GET /v1/models`` and ``/v1/models/{id}``, ``GET /health`` and ``GET /metrics``
 (Prometheus). Every answer is JSON in OpenAI's shapes, errors included
@@ -30,6 +30,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from lingualift.langid import LanguageIdentifier
 from lingualift.serving import protocol as oa
+from lingualift.serving.api_router import (
+    ADAPTER_HEADER,
+    CHAT_COMPLETIONS,
+    COMPLETIONS,
+    openai_app,
+)
 from lingualift.serving.decoding import SamplingParams
 from lingualift.serving.engine import (
     Engine,
@@ -44,12 +50,6 @@ from lingualift.serving.engine import (
 )
 from lingualift.serving.http import check_bearer, read_limited_body
 from lingualift.serving.metrics import ServingMetrics
-from lingualift.serving.routes import (
-    ADAPTER_HEADER,
-    CHAT_COMPLETIONS,
-    COMPLETIONS,
-    openai_app,
-)
 from lingualift.serving.routing import AUTO, choose_language
 from lingualift.serving.traffic import RequestRecord, TrafficLog
 
@@ -72,7 +72,7 @@ class AsyncEvents:
 
 
 class ServingApp:
-    """The API's handlers (an :class:`~lingualift.serving.routes.OpenAIHandler`) and the
+    """The API's handlers (an :class:`~lingualift.serving.api_router.OpenAIHandler`) and the
     components they use (build it with :func:`create_app`)."""
 
     def __init__(

@@ -8,7 +8,7 @@ language's adapter id when the upstream serves one (it reads the upstream's
 forwards the request unchanged otherwise, streaming the answer back byte for
 byte. Requests that name a language are passed through as they are.
 
-It answers the same routes as the server (:mod:`~lingualift.serving.routes`),
+It answers the same routes as the server (:mod:`~lingualift.serving.api_router`),
 with the same key, body limit and error shapes, counts its requests in its own
 ``/metrics`` (requests, latency, languages, adapters, log rows), and writes the
 same traffic log as the server, so the drift monitor works at scale too. The adapter of a row is the upstream's ``X-Lingualift-Adapter``
@@ -36,15 +36,15 @@ from lingualift.errors import LingualiftError
 from lingualift.langid import LanguageIdentifier
 from lingualift.languages import normalize_language
 from lingualift.serving import protocol as oa
-from lingualift.serving.http import check_bearer, read_limited_body
-from lingualift.serving.metrics import ServingMetrics
-from lingualift.serving.routes import (
+from lingualift.serving.api_router import (
     ADAPTER_HEADER,
     CHAT_COMPLETIONS,
     COMPLETIONS,
     MODELS,
     openai_app,
 )
+from lingualift.serving.http import check_bearer, read_limited_body
+from lingualift.serving.metrics import ServingMetrics
 from lingualift.serving.routing import AUTO, IDENTIFY_CHARS
 from lingualift.serving.traffic import RequestRecord, TrafficLog
 
@@ -54,7 +54,7 @@ _MAX_TEED = 4 * 1024 * 1024  # bytes of an answer kept to read its usage for the
 
 
 class RoutingFront:
-    """The front's state and handlers (an :class:`~lingualift.serving.routes.OpenAIHandler`;
+    """The front's state and handlers (an :class:`~lingualift.serving.api_router.OpenAIHandler`;
     build its app with :func:`create_front_app`)."""
 
     def __init__(
