@@ -249,7 +249,8 @@ def serve(config: ServeConfig) -> int:
     if config.engine == "vllm":
         return _vllm(config)
     # Reloads, refusals and crash recoveries are what operators watch for: show them at log_level.
-    logging.getLogger("lingualift.serving").setLevel(config.log_level.upper())
+    for name in ("lingualift.serving", "lingualift.adapters.registry"):
+        logging.getLogger(name).setLevel(config.log_level.upper())
     from lingualift.serving.server import bind_socket, run_app, socket_url
 
     sock = bind_socket(config.host, config.port)  # fail on a busy port before loading anything
