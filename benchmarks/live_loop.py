@@ -532,7 +532,7 @@ def history_events(store_root: Path, lang: str) -> list[dict[str, Any]]:
 def wait_for_monitor(ecda_out: Path, log_dir: Path, child: Child, timeout: float) -> bool:
     """Wait until ecda's cursor is at the last line of the last closed segment (True), or
     ``timeout`` seconds (False)."""
-    from lingualift.serving.traffic import list_segments
+    from lingualift.data.traffic import list_segments
 
     segments = list_segments(log_dir)
     if not segments:
@@ -985,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
                 child.stop(timeout=30)
         raise
 
-    from lingualift.serving.traffic import list_segments, read_segments
+    from lingualift.data.traffic import list_segments, read_segments
 
     rows = list(read_segments(log_dir))
     drift_path = ecda_out / "monitor" / "drift.jsonl"

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
-from lingualift.serving.config import ServeConfig
+from lingualift.jobs.serve import ServeConfig
 
 
 def register(subparsers: Any) -> None:
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lingualift.serving.job import serve
+    from lingualift.jobs.serve import serve
 
     flags = [f"engine={args.engine}"] if args.engine else []
     flags += [f"upstream={args.upstream}"] if args.upstream else []
