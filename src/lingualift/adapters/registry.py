@@ -113,6 +113,10 @@ class AdapterRegistry:
         self._raise_failures = strict
         self.on_event = on_event
         self.failures: dict[str, str] = {}
+        # The version each failure is about: a store version never changes once written, so a
+        # refused one is reported once, however many times the store's files move (a promote
+        # appends the history, then rewrites `current`: a poll may fall between the two).
+        self._refused: dict[str, int] = {}
         """Language -> why its newest current version was refused (kept until one loads)."""
         self._lock = threading.Lock()  # guards the dicts read by other threads
         self._current: dict[str, LoadedAdapter] = {}
@@ -247,9 +251,13 @@ class AdapterRegistry:
             version = self.store.current_version(lang)
             if version is None or (loaded is not None and loaded.version == version):
                 return False
+            if self._refused.get(lang) == version:
+                return False
             label = f"{lang}/v{version}"
             adapter = self._load_version(lang, version)
         except LingualiftError as exc:
+            if label != lang:
+                self._refused[lang] = version
             self._fail(lang, label, str(exc))
             return False
         self._install(lang, adapter)
@@ -263,6 +271,7 @@ class AdapterRegistry:
                 loaded.retired = True
                 self._retired.append(loaded)
         self.failures.pop(lang, None)
+        self._refused.pop(lang, None)
         was = f" (was {loaded.label})" if loaded else ""
         logger.info("serving %s%s", adapter.label, was)
         self._emit("loaded", lang, adapter.label)
