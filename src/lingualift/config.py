@@ -53,7 +53,9 @@ folder is ``out_dir``, its output file ``out``. :func:`from_dict` refuses an old
 first new name the config has."""
 
 
-def bookkeeping(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING):
+def bookkeeping(
+    default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING
+) -> Any:
     """A dataclass field that does not change what a run computes, kept out of fingerprints.
 
     For keys that say where outputs go (``out_dir``, ``store``), how a run is shown or
@@ -66,7 +68,7 @@ def bookkeeping(default: Any = dataclasses.MISSING, *, default_factory: Any = da
     )
 
 
-def is_bookkeeping(field: dataclasses.Field) -> bool:
+def is_bookkeeping(field: dataclasses.Field[Any]) -> bool:
     """Whether ``field`` was made with :func:`bookkeeping`."""
     return bool(field.metadata.get(BOOKKEEPING))
 
