@@ -282,7 +282,7 @@ def prepare_store(args: argparse.Namespace, prep: Path, data: dict[str, Any]) ->
         train=TrainingArgs(lr=args.lr, max_steps=args.v1_steps, batch_size=args.batch_size,
                            max_length=args.max_length, save_every=max(1, args.v1_steps // 2),
                            warmup_steps=0, seed=args.seed),
-        store=str(store_root), output_dir=str(prep / f"train-{args.lang}"),
+        store=str(store_root), out_dir=str(prep / f"train-{args.lang}"),
     )  # fmt: skip
     result = run_train(config)
     store = AdapterStore(store_root)
