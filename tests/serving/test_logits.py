@@ -17,13 +17,13 @@ def test_logit_bias_adds_to_the_named_tokens_only():
 
 def test_repetition_penalty_leaves_unseen_tokens_alone():
     scores = torch.tensor([2.0, -2.0, 2.0, -2.0])
-    seen = torch.tensor([True, True, False, False])
+    seen = torch.tensor([0, 1])
     assert lp.penalize_repetition(scores, seen, 2.0).tolist() == [1.0, -4.0, 2.0, -2.0]
 
 
 def test_frequency_and_presence_penalties_read_counts():
-    counts = torch.tensor([0.0, 1.0, 3.0])
-    scores = lp.penalize_frequency_presence(torch.zeros(3), counts, 0.5, 0.25)
+    ids, counts = torch.tensor([1, 2]), torch.tensor([1, 3])
+    scores = lp.penalize_frequency_presence(torch.zeros(3), ids, counts, 0.5, 0.25)
     assert scores.tolist() == [0.0, -0.75, -1.75]
 
 

@@ -22,6 +22,7 @@ whole batch, so plain traffic pays nothing for the parameters it does not use.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -244,8 +245,9 @@ class RowState:
         stoppers = [] if params.ignore_eos else list(eos_ids)
         self.end_ids = tuple(dict.fromkeys([*stoppers, *params.stop_token_ids]))
         self.eos_ids = tuple(eos_ids)
-        self._counts: Any = None  # per-token count of generated tokens (penalties)
-        self._seen: Any = None  # tokens of the prompt or the output (repetition penalty)
+        # Distinct tokens so far, for the penalties (sparse: a step touches only these ids).
+        self._counts: Counter[int] = Counter()  # generated tokens, times each
+        self._seen: set[int] = set(self.prompt_ids)  # prompt or generated tokens
 
     @classmethod
     def with_generator(cls, params: SamplingParams, generator: Any) -> RowState:
@@ -254,7 +256,7 @@ class RowState:
         row.params, row.prompt_ids, row.output_ids = params, [], []
         row.generator, row.constraint = generator, None
         row.end_ids, row.eos_ids = params.stop_token_ids, ()
-        row._counts = row._seen = None
+        row._counts, row._seen = Counter(), set()
         return row
 
     def stops_on(self, token: int) -> bool:
@@ -263,31 +265,18 @@ class RowState:
             not self.params.ignore_eos and token in self.eos_ids
         )
 
-    def _penalty_state(self, vocab_size: int, device: Any) -> tuple[Any, Any]:
-        import torch
-
-        if self._counts is None:
-            self._counts = torch.zeros(vocab_size, device=device)
-            self._seen = torch.zeros(vocab_size, dtype=torch.bool, device=device)
-            history = [t for t in (*self.prompt_ids, *self.output_ids) if 0 <= t < vocab_size]
-            if history:
-                self._seen[history] = True
-            for token in self.output_ids:
-                if 0 <= token < vocab_size:
-                    self._counts[token] += 1
-        return self._counts, self._seen
-
     def record(self, token: int) -> None:
         """Take ``token`` as this row's next one."""
         self.output_ids.append(token)
-        if self._counts is not None and 0 <= token < self._counts.shape[0]:
-            self._counts[token] += 1
-            self._seen[token] = True
+        self._counts[token] += 1
+        self._seen.add(token)
         if self.constraint is not None:
             self.constraint.accept(token)
 
     def process(self, raw: Any) -> Any:
         """This row's scores from its raw logits: constraint, min_tokens, bias, penalties."""
+        import torch
+
         params = self.params
         scores = raw.float().clone()
         vocab = scores.shape[-1]
@@ -296,11 +285,15 @@ class RowState:
         if len(self.output_ids) < params.min_tokens:
             lp.mask_tokens(scores, [t for t in self.end_ids if 0 <= t < vocab])
         lp.add_logit_bias(scores, params.logit_bias)
-        if params.repetition_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
-            counts, seen = self._penalty_state(vocab, scores.device)
-            scores = lp.penalize_repetition(scores, seen, params.repetition_penalty)
-            scores = lp.penalize_frequency_presence(
-                scores, counts, params.frequency_penalty, params.presence_penalty
+        if params.repetition_penalty != 1.0:
+            seen = torch.tensor([t for t in self._seen if 0 <= t < vocab], dtype=torch.long)
+            lp.penalize_repetition(scores, seen.to(scores.device), params.repetition_penalty)
+        if params.frequency_penalty or params.presence_penalty:
+            counted = [(t, c) for t, c in self._counts.items() if 0 <= t < vocab]
+            ids = torch.tensor([t for t, _ in counted], dtype=torch.long, device=scores.device)
+            counts = torch.tensor([c for _, c in counted], device=scores.device)
+            lp.penalize_frequency_presence(
+                scores, ids, counts, params.frequency_penalty, params.presence_penalty
             )
         return scores
 

@@ -39,22 +39,22 @@ def add_logit_bias(scores: Any, bias: Sequence[tuple[int, float]]) -> Any:
     return scores
 
 
-def penalize_repetition(scores: Any, seen: Any, penalty: float) -> Any:
-    """CTRL's repetition penalty on the tokens where the bool mask ``seen`` is true."""
+def penalize_repetition(scores: Any, ids: Any, penalty: float) -> Any:
+    """CTRL's repetition penalty on the tokens ``ids`` (a long tensor of distinct ids)."""
     import torch
 
-    if penalty != 1.0:
-        penalized = torch.where(scores > 0, scores / penalty, scores * penalty)
-        scores = torch.where(seen, penalized, scores)
+    if penalty != 1.0 and ids.numel():
+        values = scores[ids]
+        scores[ids] = torch.where(values > 0, values / penalty, values * penalty)
     return scores
 
 
-def penalize_frequency_presence(scores: Any, counts: Any, frequency: float, presence: float) -> Any:
-    """OpenAI's penalties from ``counts``, the number of times each token was generated."""
-    if frequency:
-        scores -= frequency * counts
-    if presence:
-        scores -= presence * (counts > 0).to(scores.dtype)
+def penalize_frequency_presence(
+    scores: Any, ids: Any, counts: Any, frequency: float, presence: float
+) -> Any:
+    """OpenAI's penalties on the generated tokens ``ids`` (distinct), ``counts`` times each."""
+    if (frequency or presence) and ids.numel():
+        scores[ids] -= frequency * counts.to(scores.dtype) + presence
     return scores
 
 
