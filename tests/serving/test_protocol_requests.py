@@ -8,6 +8,7 @@ import typing
 import openai.types.chat.completion_create_params as openai_chat
 import openai.types.completion_create_params as openai_completions
 import pytest
+from fastapi import FastAPI, Request
 
 from lingualift.serving import protocol as oa
 from lingualift.serving.decoding import SamplingDefaults
@@ -502,3 +503,23 @@ def test_the_request_bodies_have_an_openapi_schema_without_references(kind):
     assert "$ref" not in json.dumps(schema) and "$defs" not in schema
     assert schema["properties"]["max_tokens"]["description"]
     assert kind.model_json_schema()["title"] == kind.__name__
+
+
+def test_a_fastapi_route_publishes_the_body_in_its_openapi_document():
+    app = FastAPI()
+
+    @app.post(
+        "/v1/completions",
+        openapi_extra={"requestBody": oa.openapi_request_body(oa.CompletionRequest)},
+    )
+    async def completions(request: Request) -> dict:
+        return {}
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: oa.ChatCompletionRequest) -> dict:  # the typed-parameter way
+        return {}
+
+    paths = app.openapi()["paths"]
+    body = paths["/v1/completions"]["post"]["requestBody"]["content"]["application/json"]
+    assert "logit_bias" in body["schema"]["properties"]
+    assert paths["/v1/chat/completions"]["post"]["requestBody"]["required"] is True
