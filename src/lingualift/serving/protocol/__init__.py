@@ -11,7 +11,8 @@ unknown parameters are refused too. How a server uses it::
     # choice i decodes with params.for_choice(i); answers: envelope(...), completion_choice(...)
 
 Modules: :mod:`~.errors` (``ApiError``), :mod:`~.requests` (the typed bodies and their
-classification), :mod:`~.parsing` (bytes to a body), :mod:`~.sampling` (a body to
+classification), :mod:`~.parts` (prompts, messages, response formats), :mod:`~.parsing`
+(bytes to a body), :mod:`~.sampling` (a body to
 ``SamplingParams``), :mod:`~.responses` (answers, chunks, logprobs).
 """
 
@@ -23,17 +24,15 @@ from lingualift.serving.protocol.parsing import (
     read_json,
     validation_error,
 )
+from lingualift.serving.protocol.parts import ChatMessage, ResponseFormat, StreamOptions
 from lingualift.serving.protocol.requests import (
     MAX_CHOICES,
     MAX_LOGPROBS,
     ChatCompletionRequest,
-    ChatMessage,
     CompletionRequest,
     OpenAIRequest,
     PromptRow,
     Refused,
-    ResponseFormat,
-    StreamOptions,
     openapi_request_body,
 )
 from lingualift.serving.protocol.responses import (
