@@ -16,8 +16,8 @@ and requests for it get a 400 saying why.
 JSON is written with ``", "`` and ``": "`` between items and no other
 whitespace, so a model cannot spend its tokens on indentation.
 
-:class:`JsonConstraints` is built once per tokenizer (about 6 s for Gemma 3's
-vocabulary; milliseconds for small ones) and compiles each request's schema
+:class:`JsonConstraints` is built once per tokenizer (6 to 16 s for Gemma 3's
+vocabulary on a 2-core machine; milliseconds for small ones) and compiles each request's schema
 into a :class:`JsonGrammar`; each row starts its own matcher from it
 (:class:`~lingualift.serving.decoding.RowState`).
 """
@@ -25,8 +25,8 @@ into a :class:`JsonGrammar`; each row starts its own matcher from it
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,16 +36,16 @@ JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separ
 """How llguidance writes JSON: compact, with json.dumps' separators."""
 
 
-class ConstraintError(LingualiftError):
-    """JSON mode is off on this server, or a schema cannot be enforced."""
-
-
-def _bit_table() -> Any:
-    """(256, 8) bools: bit b of byte value v, to unpack llguidance's 32-bit-word masks."""
+@functools.cache
+def _shifts() -> Any:
+    """0..31 as int32, to unpack the 32 tokens of a mask word (made once; torch loads lazily)."""
     import torch
 
-    values = torch.arange(256, dtype=torch.int32)[:, None]
-    return ((values >> torch.arange(8, dtype=torch.int32)) & 1).bool()
+    return torch.arange(32, dtype=torch.int32)
+
+
+class ConstraintError(LingualiftError):
+    """JSON mode is off on this server, or a schema cannot be enforced."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -54,7 +54,6 @@ class JsonRowState:
 
     matcher: Any
     vocab_words: int
-    table: Any
 
     def allowed(self, vocab_size: int, device: Any) -> Any:
         """The tokens the grammar allows next, as a bool tensor of ``vocab_size``."""
@@ -62,12 +61,8 @@ class JsonRowState:
 
         words = torch.empty(self.vocab_words, dtype=torch.int32)
         self.matcher.unsafe_compute_mask_ptr(words.data_ptr(), self.vocab_words * 4)
-        if sys.byteorder == "little":
-            # Token t is bit t % 32 of word t // 32: bit t % 8 of byte t // 8 of that memory.
-            bits = self.table[words.view(torch.uint8).long()].flatten()
-        else:
-            shifts = torch.arange(32, dtype=torch.int32)
-            bits = ((words[:, None] >> shifts) & 1).bool().flatten()
+        # Token t is bit t % 32 of word t // 32.
+        bits = ((words[:, None] >> _shifts()) & 1).bool().flatten()
         if bits.shape[0] < vocab_size:  # ids the tokenizer does not have are never allowed
             bits = torch.cat([bits, bits.new_zeros(vocab_size - bits.shape[0])])
         return bits[:vocab_size].to(device)
@@ -90,13 +85,12 @@ class JsonGrammar:
     tokenizer: Any
     grammar: str
     vocab_words: int
-    table: Any
 
     def start(self) -> JsonRowState:
         import llguidance
 
         matcher = llguidance.LLMatcher(self.tokenizer, self.grammar, log_level=0)
-        return JsonRowState(matcher, self.vocab_words, self.table)
+        return JsonRowState(matcher, self.vocab_words)
 
 
 class JsonConstraints:
@@ -131,7 +125,6 @@ class JsonConstraints:
         self.vocab_size = vocab_size
         self.reason = ""
         self._words = (self.tokenizer.vocab_size + 31) // 32
-        self._table = _bit_table()
 
     def compile(self, schema: dict[str, Any]) -> JsonGrammar:
         """The grammar of JSON following ``schema`` (``{"type": "object"}``: any JSON object).
@@ -155,7 +148,7 @@ class JsonConstraints:
             lines = messages[0].strip().splitlines() if messages else []
             reason = lines[0][:200] if lines else "no reason given"
             raise ConstraintError(f"The JSON Schema cannot be enforced ({reason}).")
-        return JsonGrammar(self.tokenizer, grammar, self._words, self._table)
+        return JsonGrammar(self.tokenizer, grammar, self._words)
 
 
 class NoJsonConstraints:
