@@ -252,13 +252,16 @@ def test_bad_chat_messages_are_400s_naming_the_message(messages, param):
     assert (caught.value.status, caught.value.param) == (400, param)
 
 
-def test_missing_required_fields_are_named():
+def test_missing_and_inconsistent_fields_are_named():
     with pytest.raises(oa.ApiError) as caught:
         parse(oa.CompletionRequest, {"model": "sw"})
     assert caught.value.param == "prompt" and "Missing" in caught.value.message
     with pytest.raises(oa.ApiError) as caught:
         parse(oa.ChatCompletionRequest, {"model": "sw", "messages": CHAT, "top_logprobs": 2})
     assert caught.value.param == "top_logprobs"
+    with pytest.raises(oa.ApiError) as caught:
+        parse(oa.ChatCompletionRequest, {"model": "sw", "messages": CHAT, "max_tokens": 0})
+    assert caught.value.param == "max_tokens"
 
 
 # -- bad bytes -------------------------------------------------------------------------------

@@ -414,11 +414,13 @@ class ChatCompletionRequest(OpenAIRequest):
     """Refused: no moderation."""
 
     @model_validator(mode="after")
-    def _top_logprobs_need_logprobs(self) -> ChatCompletionRequest:
+    def _consistent(self) -> ChatCompletionRequest:
         if self.top_logprobs and not self.logprobs:
             raise bad_request(
                 "top_logprobs needs logprobs: true; set both or neither.", param="top_logprobs"
             )
+        if self.max_tokens == 0:  # completions allow 0 with echo; a chat has no echo
+            raise bad_request("max_tokens must be at least 1.", param="max_tokens")
         return self
 
     def requested_max_tokens(self) -> int | None:
