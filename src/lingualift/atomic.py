@@ -107,12 +107,6 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``target`` atomically."""
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
 def recover_swap(target: str | os.PathLike[str]) -> None:
     """Finish a folder swap that a crash interrupted (see the module docstring)."""
     target = Path(target)
