@@ -39,12 +39,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.atomic import atomic_dir, atomic_write_text, check_replaceable, path_lock
+from lingualift.atomic import atomic_dir, atomic_write_text, check_replaceable, exclusive
 from lingualift.errors import LingualiftError
 
 STAGE_FILE = "stage.json"
 JOB_FILE = "job.json"
 FORMAT = "lingualift-stage/1"
+WORK_STAMP = ".fingerprint"
+"""The file in a work folder naming the fingerprint its partial work belongs to."""
 
 
 @dataclasses.dataclass
@@ -200,30 +202,34 @@ class Job:
             stage = Stage(name, path, fp, result, 0.0)
             self.stages[name] = stage
             return stage
-        with path_lock(path):
-            self._prepare_work(work, fp)
-            self.barrier()
-            self._say(name, describe)
-            began = time.perf_counter()
-            with atomic_dir(path, overwrite=True) as tmp:
-                ctx = StageContext(name, tmp, work, settings, fp)
-                result = fn(ctx) or {}
-                seconds = round(time.perf_counter() - began, 2)
-                marker = {
-                    "format": FORMAT,
-                    "job": self.label,
-                    "stage": name,
-                    "fingerprint": fp,
-                    "after": {s.name: s.fingerprint for s in after},
-                    "settings": settings,
-                    "result": result,
-                    "seconds": seconds,
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
-                (tmp / STAGE_FILE).write_text(
-                    json.dumps(marker, indent=2, ensure_ascii=False, default=str) + "\n",
-                    encoding="utf-8",
-                )
+        with exclusive(path):  # no lock file is left behind, whatever happens
+            try:
+                self._prepare_work(work, fp)
+                self.barrier()
+                self._say(name, describe)
+                began = time.perf_counter()
+                with atomic_dir(path, overwrite=True) as tmp:
+                    ctx = StageContext(name, tmp, work, settings, fp)
+                    result = fn(ctx) or {}
+                    seconds = round(time.perf_counter() - began, 2)
+                    marker = {
+                        "format": FORMAT,
+                        "job": self.label,
+                        "stage": name,
+                        "fingerprint": fp,
+                        "after": {s.name: s.fingerprint for s in after},
+                        "settings": settings,
+                        "result": result,
+                        "seconds": seconds,
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    }
+                    (tmp / STAGE_FILE).write_text(
+                        json.dumps(marker, indent=2, ensure_ascii=False, default=str) + "\n",
+                        encoding="utf-8",
+                    )
+            except BaseException:
+                self._drop_work_without_progress(work)
+                raise
             shutil.rmtree(work, ignore_errors=True)
             self.barrier()
         result = json.loads(json.dumps(result, default=str))
@@ -235,11 +241,22 @@ class Job:
     @staticmethod
     def _prepare_work(work: Path, fp: str) -> None:
         """Keep partial work made with the same fingerprint; start afresh otherwise."""
-        stamp = work / ".fingerprint"
+        stamp = work / WORK_STAMP
         if work.exists() and (not stamp.is_file() or stamp.read_text().strip() != fp):
             shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
         atomic_write_text(stamp, fp + "\n")
+
+    @staticmethod
+    def _drop_work_without_progress(work: Path) -> None:
+        """After a failure, remove a work folder that holds nothing to resume from.
+
+        A stage refused on bad input (or killed before its first checkpoint) leaves only
+        the fingerprint stamp there; any other file is partial work a rerun resumes.
+        """
+        stamp = work / WORK_STAMP
+        if work.is_dir() and not any(p != stamp and not p.is_dir() for p in work.rglob("*")):
+            shutil.rmtree(work, ignore_errors=True)
 
     def finished(self, name: str, path: str | Path | None = None) -> Stage | None:
         """A stage that finished in an earlier run, read without running anything."""

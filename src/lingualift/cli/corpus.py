@@ -33,9 +33,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lingualift.atomic import check_file_target
     from lingualift.data import ParallelCorpus, write_records
+    from lingualift.data.corpus import check_limit
+    from lingualift.data.io import FORMATS
     from lingualift.errors import LingualiftError
 
+    check_limit(args.limit, "--limit")
+    check_file_target(args.out, "corpus export", FORMATS)
     corpus = ParallelCorpus()
     if args.parallel:
         if len(args.langs) != 2:

@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
     from lingualift.adapters.routing import Router
     from lingualift.errors import LingualiftError
 
+    if args.out:  # refused before the model loads, not after generating
+        from lingualift.atomic import check_file_target
+        from lingualift.data.io import FORMATS
+
+        check_file_target(args.out, "generations", FORMATS)
     prompts: list[str] = list(args.prompts)
     langs: list[str | None] | None = [args.lang] * len(prompts) if args.lang else None
     if args.input:
