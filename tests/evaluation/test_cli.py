@@ -26,7 +26,7 @@ def test_eval_mcq_then_report(tiny_model_dir, data, capsys):
             f"model={tiny_model_dir}",
             f"data={data / 'gm'}",
             "num_fewshot=1",
-            f"output={out}",
+            f"out={out}",
             "log_samples=true",
         ]
     )
@@ -64,7 +64,7 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
                 f"model={tiny_model_dir}",
                 f"data={recs}",
                 "max_length=32",
-                f"output={out}",
+                f"out={out}",
             ]
         )
         == 0
@@ -80,7 +80,7 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
                 f"model={tiny_model_dir}",
                 f"data={recs}",
                 "langs=yo",
-                f"output={data / 'x.json'}",
+                f"out={data / 'x.json'}",
             ]
         )
         == 2
@@ -94,7 +94,7 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
                 f"model={tiny_model_dir}",
                 f"data={data / 'gm'}",
                 "langs=fr",
-                f"output={data / 'y.json'}",
+                f"out={data / 'y.json'}",
             ]
         )
         == 2

@@ -20,7 +20,7 @@ def test_results_and_samples_read_by_lm_eval_tools(tiny_model_dir, tmp_path, cap
     write_jsonl(tmp_path / "gm" / "sw_test.jsonl", mcq_rows(4, "sw"))
     write_jsonl(tmp_path / "gm" / "yo_test.jsonl", mcq_rows(2, "yo"))
     out = tmp_path / "runs" / "base.json"
-    argv = ["eval", f"model={tiny_model_dir}", f"data={tmp_path / 'gm'}", f"output={out}"]
+    argv = ["eval", f"model={tiny_model_dir}", f"data={tmp_path / 'gm'}", f"out={out}"]
     assert main([*argv, "log_samples=true"]) == 0
     results = json.loads(out.read_text())
     assert set(EvalResults.__annotations__) - {"samples"} <= set(results)
@@ -80,7 +80,7 @@ def test_lm_eval_backend_names_the_run_and_writes_sample_files(
     tasks = lm_eval_task(tmp_path / "tasks", data, name="tiny_gmmlu_sw")
     out = tmp_path / "runs" / "lm.json"
     argv = ["eval", "backend=lm-eval", f"model={tiny_model_dir}", f"adapters={adapter}"]
-    argv += ["lm_eval_tasks=tiny_gmmlu_sw", f"lm_eval_include_path={tasks}", f"output={out}"]
+    argv += ["lm_eval_tasks=tiny_gmmlu_sw", f"lm_eval_include_path={tasks}", f"out={out}"]
     assert main([*argv, "log_samples=true", "device=cpu"]) == 0
     results = json.loads(out.read_text())
     assert results["model_name"] == str(adapter) and "samples" not in results

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lingualift.atomic import check_file_target
-from lingualift.config import to_dict
+from lingualift.config import bookkeeping, to_dict
 from lingualift.errors import LingualiftError, require
 
 
@@ -73,7 +73,7 @@ class EvalConfig:
     """Backend lm-eval: comma-separated lm-eval task names."""
     lm_eval_include_path: str | None = None
     """Backend lm-eval: folder of extra task YAMLs (local tasks)."""
-    output: str = "results/eval.json"
+    out: str = bookkeeping("results/eval.json")
     """Results JSON (lm-eval shaped), written atomically."""
     log_samples: bool = False
     """Keep every scored sample (prompt, log-likelihoods, prediction) in the results."""
@@ -107,7 +107,7 @@ class ClozeConfig:
     """Shortest verse used, in words (characters for zh/ja)."""
     window: int = 8
     """Distractors are drawn among this many endings nearest in length."""
-    output: str = "data/cloze_sw_test.jsonl"
+    out: str = bookkeeping("data/cloze_sw_test.jsonl")
     """Where the Global-MMLU-format rows go (.jsonl, .csv, .tsv or .parquet)."""
 
 
@@ -116,11 +116,11 @@ def run_cloze(config: ClozeConfig) -> tuple[list[dict[str, Any]], Path]:
     from lingualift.data.io import FORMATS
     from lingualift.evaluation.cloze import build_cloze, write_cloze
 
-    check_file_target(config.output, "cloze set", FORMATS)
+    check_file_target(config.out, "cloze set", FORMATS)
     rows = build_cloze(
         config.lang, config.books, config.n, config.seed, config.min_units, config.window
     )
-    return rows, write_cloze(rows, config.output)
+    return rows, write_cloze(rows, config.out)
 
 
 def _model_args(config: EvalConfig) -> str:
@@ -146,7 +146,7 @@ def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
         write_results,
     )
 
-    check_file_target(config.output, "results")  # before the model loads
+    check_file_target(config.out, "results")  # before the model loads
     if config.backend == "lm-eval":
         return _run_lm_eval(config, print_table)
     started, began = time.time(), time.perf_counter()
@@ -171,10 +171,10 @@ def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
         seed=config.seed,
     )
     results = finish_results(results, meta)
-    write_results(results, config.output)
+    write_results(results, config.out)
     if print_table:
         print(format_table(results))
-        print(f"\nwrote {config.output}")
+        print(f"\nwrote {config.out}")
     return results
 
 
@@ -411,10 +411,10 @@ def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
             task: [_tracker_sample(s) for s in samples[task]] for task in out["configs"]
         }
     out["config"]["lingualift_config"] = to_dict(config)
-    write_results(out, Path(config.output))
+    write_results(out, Path(config.out))
     if print_table:
         print(make_table(out))
-        print(f"wrote {config.output}")
+        print(f"wrote {config.out}")
     return out
 
 

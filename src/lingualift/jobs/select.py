@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lingualift.compass.baselines import METHODS
-from lingualift.config import save_config, to_dict
+from lingualift.config import bookkeeping, save_config, settings_of
 from lingualift.data import FieldMap, Record, fingerprint
 from lingualift.data.sources import read_source
 from lingualift.errors import LingualiftError, require
@@ -71,26 +71,27 @@ class SelectConfig:
     """Number of nearest languages for method 'lang-similarity'."""
     seed: int = 0
     """Seed for clustering, corpus sampling and the random baselines."""
-    target_fields: FieldMap = dataclasses.field(default_factory=FieldMap)
+    # Column mappings enter fingerprints as fields_settings(), in one normalised form.
+    target_fields: FieldMap = bookkeeping(default_factory=FieldMap)
     """Columns of the target file: text, id, lang, and default_lang for rows (or a file)
     without a language, e.g. target_fields.text=question target_fields.default_lang=sw."""
-    training_fields: FieldMap = dataclasses.field(default_factory=FieldMap)
+    training_fields: FieldMap = bookkeeping(default_factory=FieldMap)
     """Columns of the training file (text, id, lang, default_lang)."""
-    pool_fields: FieldMap = dataclasses.field(default_factory=FieldMap)
+    pool_fields: FieldMap = bookkeeping(default_factory=FieldMap)
     """Columns of the pool file (text, id, lang, default_lang); every pool item needs a
     language (a column, or default_lang for a monolingual pool) unless method=random."""
-    text_field: str | None = None
+    text_field: str | None = bookkeeping(None)
     """Earlier form: the text column of all three inputs (where their own group keeps the
     default)."""
-    lang_field: str | None = None
+    lang_field: str | None = bookkeeping(None)
     """Earlier form: the language column of all three inputs."""
-    id_field: str | None = None
+    id_field: str | None = bookkeeping(None)
     """Earlier form: the id column of all three inputs."""
-    out_dir: str = "runs/select"
+    out_dir: str = bookkeeping("runs/select")
     """Output folder (selection, report.json, report.png, profile, config.yaml)."""
     format: Literal["parquet", "jsonl"] = "parquet"
     """File format of the selection."""
-    overwrite: bool = False
+    overwrite: bool = bookkeeping(False)
     """Replace an out_dir made with other settings."""
 
     def __post_init__(self) -> None:
@@ -177,9 +178,7 @@ def run_select(config: SelectConfig) -> SelectResult:
         f"method {config.method!r} needs a budget; set budget=<number>.",
     )
     target, training, pool = read_inputs(config)
-    mappings = ("target_fields", "training_fields", "pool_fields", "text_field", "lang_field")
-    skip = ("out_dir", "overwrite", "id_field", *mappings)
-    settings = {k: v for k, v in to_dict(config).items() if k not in skip}
+    settings = settings_of(config)
     settings.update(config.fields_settings())
     if config.use_gpu == "auto":  # where FAISS runs, unless asked for, is not a setting
         settings.pop("use_gpu")
