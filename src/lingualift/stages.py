@@ -14,7 +14,8 @@ every stage the same three guarantees:
 - **resumable**: a stage that can be interrupted (training) keeps its partial
   work in ``ctx.work`` (``.<stage>.work/`` beside the stage folder), which
   survives a crash, is wiped when the settings change and removed once the
-  stage lands.
+  stage lands (or fails with nothing in it to resume from: no lock file or
+  empty work folder outlives a stage refused on bad input).
 
 Reusing a finished stage costs one small JSON read, so a rerun of a finished
 job takes seconds, and a job interrupted anywhere resumes at the stage (and,
@@ -28,6 +29,7 @@ inside training, the checkpoint) where it stopped::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,7 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,22 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         return []
     shorten = lambda v: s if len(s := json.dumps(v, default=str)) <= 40 else s[:37] + "..."  # noqa: E731
     return [f"{prefix or 'settings'}: {shorten(old)} -> {shorten(new)}"]
+
+
+@contextlib.contextmanager
+def _work_kept_only_with_progress(work: Path) -> Iterator[None]:
+    """On a failure inside, remove the work folder if it holds nothing to resume from.
+
+    A stage refused on bad input (or killed before its first checkpoint) leaves only
+    the fingerprint stamp there; any other file is partial work a rerun resumes.
+    """
+    try:
+        yield
+    except BaseException:
+        stamp = work / WORK_STAMP
+        if work.is_dir() and not any(p != stamp and not p.is_dir() for p in work.rglob("*")):
+            shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 class Job:
@@ -202,34 +220,31 @@ class Job:
             stage = Stage(name, path, fp, result, 0.0)
             self.stages[name] = stage
             return stage
-        with exclusive(path):  # no lock file is left behind, whatever happens
-            try:
-                self._prepare_work(work, fp)
-                self.barrier()
-                self._say(name, describe)
-                began = time.perf_counter()
-                with atomic_dir(path, overwrite=True) as tmp:
-                    ctx = StageContext(name, tmp, work, settings, fp)
-                    result = fn(ctx) or {}
-                    seconds = round(time.perf_counter() - began, 2)
-                    marker = {
-                        "format": FORMAT,
-                        "job": self.label,
-                        "stage": name,
-                        "fingerprint": fp,
-                        "after": {s.name: s.fingerprint for s in after},
-                        "settings": settings,
-                        "result": result,
-                        "seconds": seconds,
-                        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    }
-                    (tmp / STAGE_FILE).write_text(
-                        json.dumps(marker, indent=2, ensure_ascii=False, default=str) + "\n",
-                        encoding="utf-8",
-                    )
-            except BaseException:
-                self._drop_work_without_progress(work)
-                raise
+        # Whatever happens, no lock file is left, nor a work folder without progress.
+        with exclusive(path), _work_kept_only_with_progress(work):
+            self._prepare_work(work, fp)
+            self.barrier()
+            self._say(name, describe)
+            began = time.perf_counter()
+            with atomic_dir(path, overwrite=True) as tmp:
+                ctx = StageContext(name, tmp, work, settings, fp)
+                result = fn(ctx) or {}
+                seconds = round(time.perf_counter() - began, 2)
+                marker = {
+                    "format": FORMAT,
+                    "job": self.label,
+                    "stage": name,
+                    "fingerprint": fp,
+                    "after": {s.name: s.fingerprint for s in after},
+                    "settings": settings,
+                    "result": result,
+                    "seconds": seconds,
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+                (tmp / STAGE_FILE).write_text(
+                    json.dumps(marker, indent=2, ensure_ascii=False, default=str) + "\n",
+                    encoding="utf-8",
+                )
             shutil.rmtree(work, ignore_errors=True)
             self.barrier()
         result = json.loads(json.dumps(result, default=str))
@@ -246,17 +261,6 @@ class Job:
             shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)
         atomic_write_text(stamp, fp + "\n")
-
-    @staticmethod
-    def _drop_work_without_progress(work: Path) -> None:
-        """After a failure, remove a work folder that holds nothing to resume from.
-
-        A stage refused on bad input (or killed before its first checkpoint) leaves only
-        the fingerprint stamp there; any other file is partial work a rerun resumes.
-        """
-        stamp = work / WORK_STAMP
-        if work.is_dir() and not any(p != stamp and not p.is_dir() for p in work.rglob("*")):
-            shutil.rmtree(work, ignore_errors=True)
 
     def finished(self, name: str, path: str | Path | None = None) -> Stage | None:
         """A stage that finished in an earlier run, read without running anything."""
