@@ -1,6 +1,6 @@
 import pytest
 
-from lingualift.atomic import atomic_dir, atomic_path, atomic_write_text
+from lingualift.atomic import atomic_dir, atomic_path, atomic_write_text, exclusive
 
 
 def test_atomic_file_replaces_only_on_success(tmp_path):
@@ -118,3 +118,73 @@ def test_a_foreign_non_empty_folder_is_not_replaced_without_overwrite(tmp_path):
     check_replaceable(folder, "stage.json", overwrite=True)
     (folder / "stage.json").write_text("{}")
     check_replaceable(folder, "stage.json", overwrite=False)  # ours: fine
+
+
+def test_exclusive_leaves_no_lock_file_and_removes_the_folders_it_made_only_if_empty(tmp_path):
+    target = tmp_path / "a" / "b" / "out"
+    with pytest.raises(RuntimeError), exclusive(target):
+        assert (tmp_path / "a" / "b" / ".out.lock").is_file()
+        raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+    with exclusive(target):
+        target.mkdir()
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["out"]
+
+
+def test_exclusive_still_excludes_when_the_holder_removes_the_lock_file_and_its_folder(
+    tmp_path, monkeypatch
+):
+    import threading
+
+    from lingualift import atomic
+
+    target = tmp_path / "new" / "out"
+    tried, first_gone = threading.Event(), threading.Event()
+    second_locks, inside, events = [], threading.Lock(), []
+    real_path_lock = atomic.path_lock
+
+    class PausingLock:
+        """The second's lock: after its first failed try it waits until the first is gone."""
+
+        def __init__(self, lock):
+            self.lock, self.lock_file = lock, lock.lock_file
+
+        def acquire(self):
+            def pause_once():
+                if not tried.is_set():
+                    tried.set()
+                    first_gone.wait(10)
+                return False
+
+            self.lock.acquire(cancel_check=pause_once)
+
+        def release(self):
+            self.lock.release()
+
+    def path_lock(target, timeout=-1):
+        lock = real_path_lock(target, timeout)
+        if threading.current_thread() is threading.main_thread():
+            return lock
+        second_locks.append(lock)
+        return PausingLock(lock)
+
+    monkeypatch.setattr(atomic, "path_lock", path_lock)
+
+    def second():
+        with exclusive(target):
+            assert inside.acquire(blocking=False), "two holders at once"
+            events.append("second")
+            inside.release()
+
+    with pytest.raises(RuntimeError), exclusive(target):
+        inside.acquire()
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert tried.wait(10)  # the second waits for the lock
+        events.append("first")
+        inside.release()
+        raise RuntimeError  # the first fails: it removes the lock file and new/, then releases
+    first_gone.set()
+    thread.join(10)
+    assert events == ["first", "second"] and list(tmp_path.iterdir()) == []
+    assert len(second_locks) == 2  # the second found new/ gone, made it again, then locked

@@ -1,5 +1,4 @@
 import multiprocessing
-import time
 
 import pytest
 import torch
@@ -46,30 +45,46 @@ def test_decoder_layers_rejects_non_decoders():
 
 
 def _fake_convert(target):
-    """Stands in for GGUF dequantisation: slow, and writes a real tiny model."""
+    """Stands in for GGUF dequantisation: writes a real tiny model and leaves a trace."""
     (target.parent / f"started-{multiprocessing.current_process().pid}").touch()
-    time.sleep(0.5)
     save_tiny_causal_lm(target, "qwen2")
 
 
-def _materialize(home, results):
+def _materialize(home, results, all_found_no_cache):
     import os
 
     os.environ["LINGUALIFT_HOME"] = home
     models._convert_embedded = lambda name, tmp: _fake_convert(tmp)
-    results.put(str(models.materialize_embedded("gemma-3-270m")))
+    real_lock = models.path_lock
+    waited = []
+
+    def lock_once_every_process_found_no_cache(target, *args, **kwargs):
+        # Each process calls this after its first look found no cache; none takes the lock
+        # (and so none can convert) before all three got that far: the race is forced.
+        all_found_no_cache.wait(60)
+        waited.append(True)
+        return real_lock(target, *args, **kwargs)
+
+    models.path_lock = lock_once_every_process_found_no_cache
+    results.put((str(models.materialize_embedded("gemma-3-270m")), bool(waited)))
 
 
 def test_concurrent_first_loads_convert_once(tmp_path, monkeypatch):
     monkeypatch.setenv("LINGUALIFT_HOME", str(tmp_path))
     ctx = multiprocessing.get_context("fork")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_materialize, args=(str(tmp_path), results)) for _ in range(3)]
+    all_found_no_cache = ctx.Barrier(3)
+    procs = [
+        ctx.Process(target=_materialize, args=(str(tmp_path), results, all_found_no_cache))
+        for _ in range(3)
+    ]
     for proc in procs:
         proc.start()
     for proc in procs:
         proc.join(60)
-    paths = {results.get(timeout=5) for _ in procs}
+    outcomes = [results.get(timeout=5) for _ in procs]
+    assert all(waited for _, waited in outcomes)  # every process raced past the first look
+    paths = {path for path, _ in outcomes}
     assert len(paths) == 1
     cache = tmp_path / "models" / "gemma-3-270m"
     assert len(list((tmp_path / "models").glob("started-*"))) == 1  # converted exactly once

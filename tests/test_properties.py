@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lingualift.config import load_config
+from lingualift.config import load_config, save_config
 from lingualift.data import Record, read_records, write_records
 from lingualift.errors import LingualiftError
 
@@ -52,14 +52,32 @@ def test_whole_numbers_parse_and_fractions_are_refused(number):
         load_config(Probe, None, [f"count={number}.5"])
 
 
+# What a parsed value of each typed field must be.
+OF_THE_FIELDS_TYPE = {
+    "count": lambda v: type(v) is int,
+    "ratio": lambda v: type(v) is float,
+    "flag": lambda v: type(v) is bool,
+    "items": lambda v: type(v) is list and all(type(x) is str for x in v),
+}
+
+
 @FAST
 @given(text)
-def test_any_text_for_a_typed_field_is_a_value_or_one_clear_error(value):
-    for key in ("count", "ratio", "flag", "items"):
+@example("~").via("a null word, which only an optional key may take")
+@example("[null]").via("a null inside a list of text")
+@example("1e3").via("a number in exponent notation")
+def test_any_text_for_a_typed_field_is_a_value_or_one_clear_error(tmp_path_factory, value):
+    recipe = tmp_path_factory.mktemp("recipe") / "probe.yaml"
+    for key, is_of_type in OF_THE_FIELDS_TYPE.items():
         try:
-            load_config(Probe, None, [f"{key}={value}"])
+            config = load_config(Probe, None, [f"{key}={value}"])
         except LingualiftError as exc:
-            assert key in str(exc)
+            assert key in str(exc) and "\n" not in str(exc)
+            continue
+        parsed = getattr(config, key)
+        assert is_of_type(parsed), f"{key}={value!r} gave {parsed!r}"
+        save_config(config, recipe)  # what a run records reads back as the same value
+        assert getattr(load_config(Probe, recipe), key) == parsed
 
 
 @FAST

@@ -85,3 +85,35 @@ def test_a_foreign_folder_is_refused_and_progress_is_printed(tmp_path, capsys):
     Job(tmp_path, label="quickstart", total=2).run("fresh", {}, writer([]))
     err = capsys.readouterr().err
     assert "[quickstart 1/2] fresh: running" in err and "done in" in err
+
+
+def leftovers(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_a_stage_refused_on_bad_input_leaves_no_lock_no_work_and_no_new_folder(tmp_path):
+    def refuse(ctx):
+        raise LingualiftError("bad.jsonl:2: malformed JSON; fix or remove that line.")
+
+    with pytest.raises(LingualiftError, match="malformed"):
+        Job(tmp_path, quiet=True).run("train", {}, refuse, path=tmp_path / "runs" / "a" / "train")
+    assert leftovers(tmp_path) == []  # no .train.lock, no .train.work/, no runs/a/
+
+
+def test_a_failed_stage_keeps_the_work_it_can_resume_and_drops_only_the_lock(tmp_path):
+    def checkpoint_then_fail(ctx):
+        (ctx.work / "checkpoints").mkdir()
+        (ctx.work / "checkpoints" / "step-3.pt").write_text("state")
+        raise LingualiftError("out of disk space")
+
+    with pytest.raises(LingualiftError):
+        Job(tmp_path, quiet=True).run("train", {"lr": 1}, checkpoint_then_fail)
+    assert leftovers(tmp_path) == [
+        ".train.work", ".train.work/.fingerprint", ".train.work/checkpoints",
+        ".train.work/checkpoints/step-3.pt",
+    ]  # fmt: skip
+    seen = []
+    Job(tmp_path, quiet=True).run(
+        "train", {"lr": 1}, lambda ctx: seen.append((ctx.work / "checkpoints").is_dir())
+    )
+    assert seen == [True] and leftovers(tmp_path) == ["train", "train/stage.json"]

@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from filelock import FileLock
@@ -107,12 +107,6 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``target`` atomically."""
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
-
-
 def recover_swap(target: str | os.PathLike[str]) -> None:
     """Finish a folder swap that a crash interrupted (see the module docstring)."""
     target = Path(target)
@@ -181,8 +175,73 @@ def check_replaceable(
     )
 
 
+def check_file_target(
+    target: str | os.PathLike[str], what: str = "output", suffixes: Iterable[str] = ()
+) -> Path:
+    """Refuse, before any work, an output file path that cannot be written.
+
+    An existing folder (the rename would fail with ``IsADirectoryError`` only after the
+    work), a path under an existing file, and, with ``suffixes``, a suffix that picks
+    no format. Returns the path.
+    """
+    target = Path(target)
+    suffixes = [s.lower() for s in suffixes]
+    if target.is_dir():
+        example = target / f"{target.name or 'out'}{suffixes[0] if suffixes else '.json'}"
+        raise LingualiftError(
+            f"{target} is a folder; give a file path for the {what}, e.g. {example}."
+        )
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise LingualiftError(
+            f"{blocking} is a file, so the {what} {target} cannot be written under it; "
+            "choose another path."
+        )
+    if suffixes and target.suffix.lower() not in suffixes:
+        raise LingualiftError(
+            f"Cannot write the {what} {target}: end its name with one of {', '.join(suffixes)}."
+        )
+    return target
+
+
 def path_lock(target: str | os.PathLike[str], timeout: float = -1) -> FileLock:
     """An inter-process lock guarding work that produces ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(target.parent / f".{target.name}.lock"), timeout=timeout)
+
+
+@contextlib.contextmanager
+def exclusive(target: str | os.PathLike[str], timeout: float = -1) -> Iterator[None]:
+    """Hold :func:`path_lock` of ``target`` for the block and leave no trace of it.
+
+    On the way out, success or failure, the lock file is removed while still held,
+    and so are the folders that had to be created for it if nothing landed in them.
+    Removing a held lock file keeps mutual exclusion with filelock (pinned): a waiter
+    that then gets the lock on the removed file sees its link count at 0 and starts
+    over on a fresh file, which a newcomer may create meanwhile but only one can hold.
+    """
+    target = Path(target)
+    created: set[Path] = set()
+    while True:
+        created |= {f for f in (target.parent, *target.parent.parents) if not f.exists()}
+        lock = path_lock(target, timeout)  # makes the folders
+        try:
+            lock.acquire()
+            break
+        except FileNotFoundError:
+            if target.parent.is_dir():
+                raise
+            # The holder we waited for failed and removed the folder it had made: make it again.
+    try:
+        yield
+    finally:
+        try:
+            Path(lock.lock_file).unlink(missing_ok=True)
+            for folder in sorted(created, key=lambda f: len(f.parts), reverse=True):
+                try:
+                    folder.rmdir()  # only while empty: an output that landed keeps it
+                except OSError:
+                    break
+        finally:
+            lock.release()

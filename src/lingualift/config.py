@@ -167,7 +167,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         else:
             value = raw
     if value is None:
-        return None
+        if optional or tp is Any:
+            return None
+        # A typed key set to null would reach the run as None and fail there with a traceback.
+        raise LingualiftError(
+            f"{where} cannot be null (only optional keys can); give it a value or leave the "
+            "key out to keep its default."
+        )
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise LingualiftError(f"{where} must be a mapping of {tp.__name__} fields.")

@@ -14,7 +14,8 @@ every stage the same three guarantees:
 - **resumable**: a stage that can be interrupted (training) keeps its partial
   work in ``ctx.work`` (``.<stage>.work/`` beside the stage folder), which
   survives a crash, is wiped when the settings change and removed once the
-  stage lands.
+  stage lands (or fails with nothing in it to resume from: no lock file or
+  empty work folder outlives a stage refused on bad input).
 
 Reusing a finished stage costs one small JSON read, so a rerun of a finished
 job takes seconds, and a job interrupted anywhere resumes at the stage (and,
@@ -28,6 +29,7 @@ inside training, the checkpoint) where it stopped::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,16 +37,18 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.atomic import atomic_dir, atomic_write_text, check_replaceable, path_lock
+from lingualift.atomic import atomic_dir, atomic_write_text, check_replaceable, exclusive
 from lingualift.errors import LingualiftError
 
 STAGE_FILE = "stage.json"
 JOB_FILE = "job.json"
 FORMAT = "lingualift-stage/1"
+WORK_STAMP = ".fingerprint"
+"""The file in a work folder naming the fingerprint its partial work belongs to."""
 
 
 @dataclasses.dataclass
@@ -108,6 +112,22 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         return []
     shorten = lambda v: s if len(s := json.dumps(v, default=str)) <= 40 else s[:37] + "..."  # noqa: E731
     return [f"{prefix or 'settings'}: {shorten(old)} -> {shorten(new)}"]
+
+
+@contextlib.contextmanager
+def _work_kept_only_with_progress(work: Path) -> Iterator[None]:
+    """On a failure inside, remove the work folder if it holds nothing to resume from.
+
+    A stage refused on bad input (or killed before its first checkpoint) leaves only
+    the fingerprint stamp there; any other file is partial work a rerun resumes.
+    """
+    try:
+        yield
+    except BaseException:
+        stamp = work / WORK_STAMP
+        if work.is_dir() and not any(p != stamp and not p.is_dir() for p in work.rglob("*")):
+            shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 class Job:
@@ -200,7 +220,8 @@ class Job:
             stage = Stage(name, path, fp, result, 0.0)
             self.stages[name] = stage
             return stage
-        with path_lock(path):
+        # Whatever happens, no lock file is left, nor a work folder without progress.
+        with exclusive(path), _work_kept_only_with_progress(work):
             self._prepare_work(work, fp)
             self.barrier()
             self._say(name, describe)
@@ -235,7 +256,7 @@ class Job:
     @staticmethod
     def _prepare_work(work: Path, fp: str) -> None:
         """Keep partial work made with the same fingerprint; start afresh otherwise."""
-        stamp = work / ".fingerprint"
+        stamp = work / WORK_STAMP
         if work.exists() and (not stamp.is_file() or stamp.read_text().strip() != fp):
             shutil.rmtree(work)
         work.mkdir(parents=True, exist_ok=True)

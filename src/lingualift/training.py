@@ -514,10 +514,6 @@ class TrainingLoop:
         logger.info("Resumed from %s", folder)
         return saved["state"]
 
-    def discard_checkpoints(self) -> None:
-        """Remove every checkpoint (a finished run's outputs replace them)."""
-        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
-
 
 def _rng_state() -> dict[str, Any]:
     """The RNG states as tensors and plain lists, which ``torch.load(weights_only=True)`` reads."""

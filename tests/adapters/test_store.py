@@ -184,3 +184,89 @@ def test_stored_files_are_readable_by_other_users(tmp_path):
         os.umask(mask)
     modes = {p.name: p.stat().st_mode & 0o777 for p in version.path.iterdir() if p.is_file()}
     assert modes and set(modes.values()) == {0o644}, modes
+
+
+def three_versions_v3_current(root):
+    """sw v1 saved (current), v2 and v3 saved aside, then v3 promoted."""
+    store = AdapterStore(root)
+    for tag in ("1", "2", "3"):
+        store.save("sw", writer=lambda d, t=tag: fake_adapter(d, t), promote=tag == "1")
+    store.promote("sw", 3)
+    return store, root / "sw" / "history.jsonl"
+
+
+def test_a_torn_history_line_that_moved_the_pointer_is_refused_until_a_promote_settles_it(
+    tmp_path,
+):
+    store, history = three_versions_v3_current(tmp_path)
+    whole = history.read_bytes()
+    history.write_bytes(whole[:-20])  # the promote of v3 cut off mid-line
+    # Before: the torn line was skipped and v1 became current while `current` said v3.
+    with pytest.raises(LingualiftError, match=r"history.jsonl:2 is cut off.*makes v1 current "
+                       r"while .*current says v3.*adapters promote sw v3"):  # fmt: skip
+        store.current_version("sw")
+    with pytest.raises(LingualiftError, match="is cut off"):
+        store.rollback("sw")
+    with pytest.raises(LingualiftError, match="is cut off"):
+        store.record("sw", {"action": "keep"})
+    assert store.promote("sw", 3).current
+    assert history.read_bytes().endswith(b"\n") and len(store.history("sw")) == 2
+    assert store.history("sw")[-1]["previous"] == 1
+    assert store.rollback("sw").version == 1
+
+
+def test_a_torn_history_line_the_current_file_agrees_with_is_ignored_with_a_warning(
+    tmp_path, caplog
+):
+    store, history = three_versions_v3_current(tmp_path)
+    store.record("sw", {"action": "keep", "candidate": 2})
+    whole = history.read_bytes()
+    history.write_bytes(whole[: whole.rindex(b"candidate")])  # the gate's line cut off
+    with caplog.at_level("WARNING"):
+        assert store.current_version("sw") == 3
+    assert "history.jsonl:3 is cut off" in caplog.text and "makes v3 current" in caplog.text
+    assert [e["action"] for e in store.history("sw")] == ["save", "promote"]
+    store.record("sw", {"action": "keep", "candidate": 2})  # the next write drops the torn line
+    assert [e["action"] for e in store.history("sw")] == ["save", "promote", "keep"]
+    assert history.read_bytes().endswith(b"\n")
+
+
+def test_an_unreadable_history_line_or_byte_is_named_by_line(tmp_path):
+    store, history = three_versions_v3_current(tmp_path)
+    lines = history.read_bytes().splitlines(keepends=True)
+    history.write_bytes(lines[0] + b'{"action": "promote", "version": 2\n' + lines[1])
+    with pytest.raises(LingualiftError, match=r"history.jsonl:2: not a history entry"):
+        store.current_version("sw")
+    history.write_bytes(lines[0] + b'{"action": "promote", "caf\xe9": 2}\n' + lines[1])
+    with pytest.raises(LingualiftError, match=r"history.jsonl:2: byte \d+ .* is not UTF-8"):
+        store.list("sw")
+    history.write_bytes(lines[0] + b"[1, 2]\n")  # whole, but not an entry
+    with pytest.raises(LingualiftError, match=r"history.jsonl:2: not a history entry"):
+        store.history("sw")
+
+
+def test_a_version_that_links_out_of_the_store_is_refused(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    fake_adapter(outside, "outside")
+    store = AdapterStore(tmp_path / "store")
+    store.save("sw", writer=lambda d: fake_adapter(d, "1"))
+    (tmp_path / "store" / "sw" / "v2").symlink_to(outside, target_is_directory=True)
+    assert store.versions("sw") == [1, 2]
+    with pytest.raises(LingualiftError, match=r"v2 links to .*elsewhere, outside the store"):
+        store.promote("sw", 2)
+    with pytest.raises(LingualiftError, match="outside the store"):
+        store.get("sw", 2)
+    rows = {v.version: v for v in store.list("sw")}
+    assert rows[1].problem is None and "outside the store" in rows[2].problem
+    assert rows[2].card == {}  # nothing read from outside
+    # A file inside a real version folder that links out is refused the same way.
+    v3 = store.save("sw", writer=lambda d: fake_adapter(d, "3"), promote=False)
+    (v3.path / "adapter_model.safetensors").unlink()
+    (v3.path / "adapter_model.safetensors").symlink_to(outside / "adapter_model.safetensors")
+    with pytest.raises(LingualiftError, match="adapter_model.safetensors links to"):
+        store.path("sw", 3)
+    # A link that stays inside the store is only a second name for a stored version.
+    (tmp_path / "store" / "sw" / "v4").symlink_to("v1", target_is_directory=True)
+    assert tag_of(store.path("sw", 4)) == "1"
+    assert store.current_version("sw") == 1

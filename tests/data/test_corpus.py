@@ -52,6 +52,9 @@ def test_multilingual_ids_are_unique(corpus):
         (lambda c: c.monolingual("en", "70"), "between 1 and 66"),
         (lambda c: c.monolingual("en", "psalms"), "Unknown book selection"),
         (lambda c: c.monolingual("en", translation="h"), "not a 'en' translation"),
+        (lambda c: c.monolingual("sw", "43", limit=-3), "limit must be .* at least 1, got -3"),
+        (lambda c: c.parallel("en", "sw", "43", limit=0), "limit must be .* at least 1, got 0"),
+        (lambda c: c.multilingual(["sw"], "43", per_language=-1), "per_language must be"),
     ],
 )
 def test_bad_requests(corpus, call, message):

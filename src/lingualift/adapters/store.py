@@ -20,6 +20,16 @@ the history file is replaced atomically in one step. The ``current`` file is
 rewritten after it for tools that read it; a crash between the two leaves the
 history right, and the history wins. So a rollback always returns to a version
 that really was current.
+
+A history line cut off at the end of the file (a power loss on a file system that
+persisted the rename before the data, or a copy that stopped short) is the one
+damage a reader repairs: when the rest of the history and the ``current`` file
+agree on the current version, the torn line is ignored with a warning and the next
+write drops it; when they disagree, the torn line may have held the last pointer
+move, so the store refuses until ``adapters promote`` records which version is
+current. Any other unreadable line, and a byte that is not UTF-8, is refused by
+file and line. A version folder, or a file in it, that links out of the store is
+refused: the store only serves what it holds.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import re
 import shutil
 from collections.abc import Callable
@@ -40,11 +51,16 @@ from lingualift.languages import normalize_language
 from lingualift.models import model_signature
 from lingualift.paths import lingualift_home
 from lingualift.portable import base_identity
+from lingualift.textio import decode
 
 CARD_NAME = "card.json"
 CARD_FORMAT = "lingualift-adapter-card/1"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
 _VERSION = re.compile(r"^v(\d+)$")
+HISTORY_NAME = "history.jsonl"
+POINTER_NAME = "current"
+
+logger = logging.getLogger(__name__)
 
 
 def default_store_root() -> Path:
@@ -151,38 +167,31 @@ class AdapterStore:
 
     def current_version(self, lang: str) -> int | None:
         """The current version (None when nothing is promoted); the history decides."""
-        currents = self._currents(lang)
-        if currents:
-            return currents[-1]
-        pointer = self.root / lang / "current"  # a store written by hand or by an old version
+        code = normalize_language(lang)
+        return self._current(code, self._read_history(code, repair=False))
+
+    def _current(self, code: str, entries: list[dict[str, Any]]) -> int | None:
+        currents = _currents(entries)
+        return currents[-1] if currents else self._pointer(code)
+
+    def _pointer(self, code: str) -> int | None:
+        """The version the ``current`` file names (None without one)."""
+        pointer = self.root / code / POINTER_NAME
         if not pointer.is_file():
             return None
-        match = _VERSION.match(pointer.read_text("utf-8").strip())
+        match = _VERSION.match(decode(pointer.read_bytes(), pointer).strip())
         if not match:
             raise LingualiftError(
-                f"{pointer} is corrupt; repair it with 'lingualift adapters promote {lang} <version>'."
+                f"{pointer} is corrupt; repair it with 'lingualift adapters promote {code} <version>'."
             )
         return int(match.group(1))
-
-    def _currents(self, lang: str) -> list[int]:
-        """The undo stack of current versions: pointer moves push, rollbacks pop."""
-        stack: list[int] = []
-        for entry in self.history(lang):
-            action = entry.get("action")
-            if action not in _POINTER_ACTIONS:
-                continue
-            if action == "rollback" and stack:
-                stack.pop()
-            current = entry.get("current", entry.get("version"))
-            if current is not None and (not stack or stack[-1] != current):
-                stack.append(int(current))
-        return stack
 
     def path(self, lang: str, version: int | str | None = None) -> Path:
         """Folder of a PEFT adapter (the current version by default), checked to be loadable."""
         code = normalize_language(lang)
         number = self._resolve(code, version)
         folder = self.root / code / f"v{number}"
+        self._check_inside(folder)
         missing = [name for name in PEFT_FILES if not (folder / name).is_file()]
         if not folder.is_dir() or missing:
             raise LingualiftError(
@@ -196,6 +205,16 @@ class AdapterStore:
                 f"{folder / 'adapter_config.json'} is corrupt; promote another version or retrain."
             ) from None
         return folder
+
+    def _check_inside(self, folder: Path) -> None:
+        """Refuse a version folder, or a file in it, that links out of the store."""
+        root = self.root.resolve()
+        for item in (folder, *(folder / name for name in (*PEFT_FILES, CARD_NAME))):
+            if (item.exists() or item.is_symlink()) and not item.resolve().is_relative_to(root):
+                raise LingualiftError(
+                    f"{item} links to {item.resolve()}, outside the store {self.root}; "
+                    "replace the link with a copy of the adapter, or remove it."
+                )
 
     def check_weights(self, lang: str, version: int | str | None = None) -> Path:
         """:meth:`path`, and the weights file must be whole (its header and size agree)."""
@@ -238,14 +257,15 @@ class AdapterStore:
             for number in self.versions(code):
                 folder = self.root / code / f"v{number}"
                 try:
-                    card = json.loads((folder / CARD_NAME).read_text("utf-8"))
-                except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-                    card = {}
-                try:
                     self.check_weights(code, number)
                     problem = None
                 except LingualiftError as exc:
                     problem = str(exc)
+                try:
+                    self._check_inside(folder)  # never read a card from outside the store
+                    card = json.loads((folder / CARD_NAME).read_text("utf-8"))
+                except (LingualiftError, OSError, json.JSONDecodeError, UnicodeDecodeError):
+                    card = {}
                 out.append(AdapterVersion(code, number, folder, number == current, card, problem))
         return out
 
@@ -360,7 +380,7 @@ class AdapterStore:
         code = normalize_language(lang)
         with path_lock(self.root / code):
             current = self._resolve(code, None)
-            stack = self._currents(code)[:-1]
+            stack = _currents(self.history(code))[:-1]
             previous = None
             for candidate in reversed(stack):
                 if candidate == current:
@@ -385,40 +405,99 @@ class AdapterStore:
         if entry.get("action") in _POINTER_ACTIONS:
             raise ValueError("use promote() or rollback() to move the current pointer")
         with path_lock(self.root / code):
-            self._append(code, {"time": _now(), **entry, "current": self.current_version(code)})
+            entries = self._read_history(code, repair=False)
+            current = self._current(code, entries)
+            self._write_history(code, [*entries, {"time": _now(), **entry, "current": current}])
 
     def history(self, lang: str) -> list[dict[str, Any]]:
         """Every change of the current pointer and every recorded decision, oldest first."""
-        path = self.root / normalize_language(lang) / "history.jsonl"
+        return self._read_history(normalize_language(lang), repair=False)
+
+    def _read_history(self, code: str, repair: bool) -> list[dict[str, Any]]:
+        """The history's entries; a torn last line is dropped as the module docstring says.
+
+        ``repair`` is for writers, which rewrite the file without the torn line: they
+        drop it even when the ``current`` file disagrees, since the write they are
+        about to make (a promote) is what settles which version is current.
+        """
+        path = self.root / code / HISTORY_NAME
         if not path.is_file():
             return []
-        out = []
-        for line in path.read_text("utf-8").splitlines():
+        data = path.read_bytes()
+        lines = decode(data, path).splitlines()
+        entries = []
+        for line_no, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
             try:
-                out.append(json.loads(line))
+                entry = json.loads(line)
             except json.JSONDecodeError:
-                continue  # cannot happen with atomic rewrites; tolerate a hand-edited file
-        return out
+                entry = None
+            if isinstance(entry, dict):
+                entries.append(entry)
+                continue
+            if line_no < len(lines) or data.endswith(b"\n"):
+                raise LingualiftError(
+                    f"{path}:{line_no}: not a history entry (a JSON object); restore or remove "
+                    f"that line, then check the current version with 'lingualift adapters list "
+                    f"{code}'."
+                )
+            self._torn(path, line_no, code, entries, repair)
+        return entries
 
-    def _append(self, code: str, entry: dict[str, Any]) -> None:
-        lines = [json.dumps(e, ensure_ascii=False, default=str) for e in self.history(code)]
-        lines.append(json.dumps(entry, ensure_ascii=False, default=str))
-        atomic_write_text(self.root / code / "history.jsonl", "\n".join(lines) + "\n")
+    def _torn(
+        self, path: Path, line_no: int, code: str, entries: list[dict[str, Any]], repair: bool
+    ) -> None:
+        """Decide about a history cut off in its last line (see the module docstring)."""
+        currents, pointer = _currents(entries), self._pointer(code)
+        before = currents[-1] if currents else pointer
+        if repair or pointer is None or pointer == before:
+            logger.warning(
+                "%s:%d is cut off (an interrupted write); ignoring it (the rest of the history "
+                "makes %s current)", path, line_no, f"v{before}" if before else "no version",
+            )  # fmt: skip
+            return
+        raise LingualiftError(
+            f"{path}:{line_no} is cut off, and the history before it makes "
+            f"{f'v{before}' if before else 'no version'} current while "
+            f"{path.with_name(POINTER_NAME)} says v{pointer}; record which one is current with "
+            f"'lingualift adapters promote {code} v{pointer}' (or another version)."
+        )
+
+    def _write_history(self, code: str, entries: list[dict[str, Any]]) -> None:
+        """Replace the history in one atomic step (which drops a torn last line for good)."""
+        lines = [json.dumps(e, ensure_ascii=False, default=str) for e in entries]
+        atomic_write_text(self.root / code / HISTORY_NAME, "\n".join(lines) + "\n")
 
     def _set_current(
         self, code: str, number: int, action: str, evidence: dict[str, Any] | None = None
     ) -> None:
-        previous = self.current_version(code)
+        entries = self._read_history(code, repair=True)
         entry = {
             "action": action,
             "version": number,
             "current": number,
-            "previous": previous,
+            "previous": self._current(code, entries),
             "time": _now(),
             **(evidence or {}),
         }
-        self._append(code, entry)  # the commit point
-        atomic_write_text(self.root / code / "current", f"v{number}\n")
+        self._write_history(code, [*entries, entry])  # the commit point
+        atomic_write_text(self.root / code / POINTER_NAME, f"v{number}\n")
+
+
+def _currents(entries: list[dict[str, Any]]) -> list[int]:
+    """The undo stack of current versions: pointer moves push, rollbacks pop."""
+    stack: list[int] = []
+    for entry in entries:
+        action = entry.get("action")
+        if action not in _POINTER_ACTIONS:
+            continue
+        if action == "rollback" and stack:
+            stack.pop()
+        current = entry.get("current", entry.get("version"))
+        if current is not None and (not stack or stack[-1] != current):
+            stack.append(int(current))
+    return stack
 
 
 _POINTER_ACTIONS = ("save", "promote", "rollback")

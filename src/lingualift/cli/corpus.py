@@ -59,9 +59,12 @@ def register(subparsers: Any, verb: Verb) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lingualift.atomic import check_file_target
     from lingualift.data import ParallelCorpus, write_records
+    from lingualift.data.io import FORMATS
 
     config = config_from_args(args)
+    check_file_target(config.out, "corpus export", FORMATS)  # before the corpus is read
     corpus = ParallelCorpus()
     if config.parallel:
         source_lang, target_lang = config.langs

@@ -82,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
     from lingualift.adapters.routing import Router
 
     config = config_from_args(args)
+    if config.out:  # refused before the model loads, not after generating
+        from lingualift.atomic import check_file_target
+        from lingualift.data.io import FORMATS
+
+        check_file_target(config.out, "generations", FORMATS)
     prompts: list[str] = list(config.prompts)
     langs: list[str | None] | None = [config.lang] * len(prompts) if config.lang else None
     if config.input:

@@ -128,9 +128,3 @@ def similarities(target: str, langs: Sequence[str]) -> dict[str, float]:
     """Similarity of each language in ``langs`` to ``target``."""
     _load_features([uriel_code(x) for x in (target, *langs)])
     return {lang: typological_similarity(target, lang) for lang in dict.fromkeys(langs)}
-
-
-def nearest_languages(target: str, langs: Sequence[str], k: int) -> list[str]:
-    """The ``k`` languages of ``langs`` most similar to ``target`` (ties by code)."""
-    sims = similarities(target, langs)
-    return sorted(sims, key=lambda lang: (-sims[lang], lang))[:k]

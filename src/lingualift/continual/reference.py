@@ -312,7 +312,3 @@ def nearest(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.
     cosine = np.asarray(vectors, dtype=np.float32) @ np.asarray(centroids, dtype=np.float32).T
     labels = cosine.argmax(axis=1)
     return labels, cosine[np.arange(len(labels)), labels]
-
-
-def has_reference(version_folder: str | Path) -> bool:
-    return (Path(version_folder) / FOLDER / "reference.json").is_file()

@@ -137,6 +137,15 @@ def parse_books(books: str | int | Iterable[int | str] | None) -> tuple[int, ...
     return tuple(dict.fromkeys(numbers))
 
 
+def check_limit(limit: int | None, name: str = "limit") -> None:
+    """Refuse a verse limit below 1 (slicing would silently read ``-3`` as "all but 3")."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise LingualiftError(
+            f"{name} must be a whole number of verses, at least 1, got {limit!r}; "
+            "leave it out to take every verse."
+        )
+
+
 class ParallelCorpus:
     """Read access to the embedded verse-aligned corpus."""
 
@@ -175,6 +184,7 @@ class ParallelCorpus:
         limit: int | None = None,
     ) -> list[Record]:
         """Verses of one language as records (id ``book.chapter.verse``), in canonical order."""
+        check_limit(limit)
         code = normalize_language(lang)
         trans = self.translation(code, translation)
         verses = self._verses(trans, parse_books(books))
@@ -198,6 +208,7 @@ class ParallelCorpus:
         limit: int | None = None,
     ) -> list[tuple[Record, Record]]:
         """Aligned verse pairs present (non-empty) in both languages."""
+        check_limit(limit)
         source = {r.id: r for r in self.monolingual(source_lang, books)}
         pairs = [(source[r.id], r) for r in self.monolingual(target_lang, books) if r.id in source]
         return pairs[:limit] if limit is not None else pairs
@@ -209,6 +220,7 @@ class ParallelCorpus:
         per_language: int | None = None,
     ) -> list[Record]:
         """Verses of several languages, ids prefixed by language so they stay unique."""
+        check_limit(per_language, "per_language")
         records = []
         for lang in langs:
             for record in self.monolingual(lang, books, limit=per_language):
