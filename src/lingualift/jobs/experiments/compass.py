@@ -17,10 +17,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lingualift.jobs.common import BaseModel
 from lingualift.jobs.experiments.summary import format_table, plot_bars, summarize, write_results
 from lingualift.jobs.experiments.units import Units, evaluate, heldout_sets
 from lingualift.stages import StageContext
+from lingualift.workflows.base import LoadedBase
 
 
 def write_inputs(config: Any, lang: str, out: Path) -> dict[str, Path]:
@@ -47,22 +47,21 @@ def select(
     config: Any, lang: str, method: str, seed: int, inputs: dict[str, Path], out: Path
 ) -> Path:
     """A selection folder (kept, with its report and cluster profile, for inspection)."""
-    from lingualift.jobs.select import SelectConfig, run_select
+    from lingualift.data.sources import read_source
+    from lingualift.workflows.selection import select_stage
 
     folder = out / "selections" / f"{method}-{lang}-s{seed}"
-    run_select(
-        SelectConfig(
-            target=str(inputs["usage"]),
-            training=str(inputs["training"]),
-            pool=str(inputs["pool"]),
-            target_lang=lang,
-            method=method,
-            budget=None if method == "all" else config.budget,
-            encoder=config.encoder,
-            seed=seed,
-            out_dir=str(folder),
-            format="jsonl",
-        )
+    select_stage(
+        folder,
+        method,
+        read_source(str(inputs["usage"]), seed=seed, role="target"),
+        read_source(str(inputs["training"]), seed=seed, role="training"),
+        read_source(str(inputs["pool"]), seed=seed, role="pool"),
+        None if method == "all" else config.budget,
+        fmt="jsonl",
+        encoder=config.encoder,
+        seed=seed,
+        target_lang=lang,
     )
     return folder
 
@@ -70,14 +69,14 @@ def select(
 def train_adapter(
     ctx: StageContext,
     config: Any,
-    base: BaseModel,
+    base: LoadedBase,
     lang: str,
     seed: int,
     data: Path,
     selection: Path,
 ):
     """LoRA on D_tr(t) + selection with the train job's stage body; returns (model, metrics)."""
-    from lingualift.jobs.train import TrainConfig, read_training_data, train_and_store
+    from lingualift.workflows.training import TrainConfig, read_training_data, train_and_store
 
     train_config = TrainConfig(
         lang=lang,
@@ -100,7 +99,7 @@ def train_adapter(
 def run_compass_vs_baselines(config: Any, progress: bool = True) -> dict[str, Any]:
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = BaseModel(config.model)
+    base = LoadedBase(config.model)
     sets = heldout_sets(config, config.langs, english=False)
     results = [
         units.run(

@@ -37,7 +37,6 @@ import numpy as np
 
 from lingualift.data import CORPUS_LANGUAGES, ParallelCorpus, Record, parse_books, write_records
 from lingualift.data.corpus import GENRE_OF_BOOK, GENRES
-from lingualift.jobs.common import BaseModel, select_into
 from lingualift.jobs.experiments.stats import (
     difference_in_differences,
     items_needed,
@@ -48,6 +47,8 @@ from lingualift.jobs.experiments.stats import (
 from lingualift.jobs.experiments.summary import write_results
 from lingualift.jobs.experiments.units import Units
 from lingualift.stages import StageContext
+from lingualift.workflows.base import LoadedBase
+from lingualift.workflows.selection import select_into
 
 
 @dataclasses.dataclass
@@ -153,7 +154,7 @@ def _score(model: Any, tokenizer: Any, texts: list[str], config: Any) -> dict[st
 def _train_and_score(
     ctx: StageContext,
     config: Any,
-    base: BaseModel,
+    base: LoadedBase,
     lang: str,
     data_dir: Path,
     extra: Path | None,
@@ -163,7 +164,7 @@ def _train_and_score(
     texts: list[str],
 ) -> dict[str, Any]:
     """LoRA on D_tr(t) + ``extra`` (a selection or the oracle's verses); held-out NLL per verse."""
-    from lingualift.jobs.train import TrainConfig, read_training_data, train_and_store
+    from lingualift.workflows.training import TrainConfig, read_training_data, train_and_store
 
     train_config = TrainConfig(
         lang=lang,
@@ -191,7 +192,7 @@ def run_compass_genres(config: Any, progress: bool = True) -> dict[str, Any]:
     settings = config.genres
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = BaseModel(config.model)
+    base = LoadedBase(config.model)
     conds = conditions(settings)
     folders: dict[tuple[str, str], Path] = {}
     steps: dict[str, int] = {}
