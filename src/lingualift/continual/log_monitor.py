@@ -137,6 +137,30 @@ def resolve_encoder(
     return encoder
 
 
+def damaged(path: Path, why: str) -> LingualiftError:
+    """The one sentence for a monitor state that cannot be read back."""
+    return LingualiftError(
+        f"{path} is damaged ({why}); delete it to monitor the log afresh, or use another out_dir."
+    )
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """A monitor's saved state (None when there is none), or one sentence when it is damaged."""
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise damaged(path, f"byte {exc.start} is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise damaged(path, f"line {exc.lineno}: {exc.msg}") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise LingualiftError(f"{path} is not a monitor state; use a new out_dir.")
+    if "settings" not in state:
+        raise damaged(path, "no settings")
+    return state
+
+
 OnReports = Callable[[list[WindowReport]], bool | None]
 """Sees the reports of the windows a line closed, before the state is saved; True pauses."""
 
@@ -217,19 +241,16 @@ class LogMonitor:
         A state made with another fingerprint is refused in one sentence unless
         ``overwrite`` (then the monitor starts afresh); a damaged one is refused.
         """
-        monitor = cls(folder, source, references, settings, fingerprint, **options)
-        state = monitor._read_state()
-        if state is None:
-            return monitor
-        if state["settings"] != fingerprint:
-            if overwrite:
-                return monitor
+        state = read_state(Path(folder) / STATE_FILE)  # a damaged state fails before any loading
+        if state is not None and state["settings"] != fingerprint and not overwrite:
             diffs = describe_differences(state["settings"], fingerprint)
             raise LingualiftError(
-                f"{monitor.folder} was monitored with other settings ({'; '.join(diffs[:3])}); "
+                f"{folder} was monitored with other settings ({'; '.join(diffs[:3])}); "
                 "use another out_dir or pass overwrite=true to start afresh."
             )
-        monitor.restore(state)
+        monitor = cls(folder, source, references, settings, fingerprint, **options)
+        if state is not None and state["settings"] == fingerprint:
+            monitor.restore(state)
         return monitor
 
     # -- state -----------------------------------------------------------------------------
@@ -273,25 +294,7 @@ class LogMonitor:
         atomic_write_text(self.state_path, json.dumps(self.state(), ensure_ascii=False) + "\n")
 
     def _damaged(self, why: str) -> LingualiftError:
-        return LingualiftError(
-            f"{self.state_path} is damaged ({why}); delete it to monitor the log afresh, or use "
-            "another out_dir."
-        )
-
-    def _read_state(self) -> dict[str, Any] | None:
-        if not self.state_path.is_file():
-            return None
-        try:
-            state = json.loads(self.state_path.read_text("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise self._damaged(f"byte {exc.start} is not UTF-8") from None
-        except json.JSONDecodeError as exc:
-            raise self._damaged(f"line {exc.lineno}: {exc.msg}") from None
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise LingualiftError(f"{self.state_path} is not a monitor state; use a new out_dir.")
-        if "settings" not in state:
-            raise self._damaged("no settings")
-        return state
+        return damaged(self.state_path, why)
 
     def _read_rows(self, n_windows: int) -> list[dict[str, Any]]:
         path = self.folder / DRIFT_FILE

@@ -298,7 +298,10 @@ class EcdaLoop:
                 monitor.set_reference(lang, load_reference(self.store, lang))
             else:
                 monitor.reset_recent(lang)
-                self._cooldown[lang] = monitor.windows_closed(lang) + self.settings.cooldown_windows
+                # Counted from the windows the loop has seen: after a crash between a plan
+                # and the monitor's save, the monitor is behind and reads them again.
+                seen = max(self._next_window.get(lang, 0), monitor.windows_closed(lang))
+                self._cooldown[lang] = seen + self.settings.cooldown_windows
             monitor.save()  # first the monitor: applying an outcome twice changes nothing
             update.status, update.candidate = outcome.status, outcome.candidate
             update.current, update.reason = outcome.current, outcome.reason

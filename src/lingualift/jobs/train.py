@@ -95,4 +95,6 @@ def run_train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
         return TrainResult(None, out.get("metrics", {}), config.run_dir)
     metrics = out.get("metrics") or json.loads((config.run_dir / "metrics.json").read_text())
     version = store.get(config.lang, found.result["version"])
+    if config.promote and not version.current:  # a finished run, promoted when asked again
+        version = store.promote(config.lang, version.version)
     return TrainResult(version, metrics, config.run_dir, reused=found.reused)
