@@ -41,6 +41,7 @@ from lingualift.continual.monitor import DriftMonitor, WindowReport
 from lingualift.continual.reference import Reference
 from lingualift.continual.report import plot_drift
 from lingualift.continual.stream import StreamMonitor
+from lingualift.embed import Encoder
 from lingualift.errors import LingualiftError, require
 from lingualift.stages import describe_differences
 
@@ -115,8 +116,8 @@ def drift_monitor(reference: Reference, settings: MonitorSettings) -> DriftMonit
 
 
 def resolve_encoder(
-    settings: MonitorSettings, references: dict[str, Reference], encoder: Any = None
-) -> Any:
+    settings: MonitorSettings, references: dict[str, Reference], encoder: Encoder | None = None
+) -> Encoder:
     """The encoder of the windows: the references' own, the one named, or the object given."""
     from lingualift.embed import get_encoder
 
@@ -187,7 +188,7 @@ class LogMonitor:
         settings: MonitorSettings,
         fingerprint: dict[str, Any],
         *,
-        encoder: Any = None,
+        encoder: Encoder | None = None,
         keep_recent: int = 3,
         progress: bool = True,
     ) -> None:

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 from lingualift.config import save_config
+from lingualift.embed import Encoder
 from lingualift.workflows.base import LoadedBase
 from lingualift.workflows.ecda import EcdaConfig, EcdaResult, ecda_over_log
 
@@ -38,7 +38,7 @@ __all__ = ["EcdaConfig", "EcdaResult", "run_ecda"]
 def run_ecda(
     config: EcdaConfig,
     progress: bool = True,
-    encoder: Any = None,
+    encoder: Encoder | None = None,
     base: LoadedBase | None = None,
     stop: threading.Event | None = None,
 ) -> EcdaResult:

@@ -24,6 +24,7 @@ from lingualift.continual.deployed import build_reference, load_reference, monit
 from lingualift.continual.log_monitor import LogMonitor, MonitorSettings
 from lingualift.continual.logs import STDIN, check_source
 from lingualift.continual.monitor import WindowReport
+from lingualift.embed import Encoder
 from lingualift.errors import require
 
 
@@ -67,7 +68,9 @@ NOT_SETTINGS = (
 """MonitorConfig keys a resumed out_dir may change (how it runs, not what it computes)."""
 
 
-def run_monitor(config: MonitorConfig, progress: bool = True, encoder: Any = None) -> MonitorResult:
+def run_monitor(
+    config: MonitorConfig, progress: bool = True, encoder: Encoder | None = None
+) -> MonitorResult:
     """``lingualift monitor`` (see the module docstring); ``encoder`` overrides the spec."""
     require(config.input or config.build_reference, "Set input=<log file, folder or ->.")
     store = AdapterStore(config.store)

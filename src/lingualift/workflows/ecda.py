@@ -31,6 +31,7 @@ from lingualift.continual.logs import STDIN, check_source
 from lingualift.continual.loop import LOOP_FILE, EcdaLoop, LoopSettings
 from lingualift.continual.update import UpdateSettings, lineage_data
 from lingualift.data.sources import read_source
+from lingualift.embed import Encoder
 from lingualift.errors import require
 from lingualift.models import DEFAULT_MODEL
 from lingualift.training import TrainingArgs
@@ -128,7 +129,7 @@ NOT_SETTINGS = ("out_dir", "overwrite", "follow", "poll_seconds", "max_polls", "
 def ecda_over_log(
     config: EcdaConfig,
     progress: bool = True,
-    encoder: Any = None,
+    encoder: Encoder | None = None,
     base: LoadedBase | None = None,
     stop: threading.Event | None = None,
 ) -> EcdaResult:

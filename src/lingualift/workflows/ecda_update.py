@@ -47,6 +47,7 @@ from lingualift.continual.update import (
     usage_records,
 )
 from lingualift.data import Record, fingerprint, read_records, write_records
+from lingualift.embed import Encoder
 from lingualift.errors import require
 from lingualift.stages import Job, Stage, StageContext
 from lingualift.training import TrainingArgs
@@ -59,6 +60,9 @@ from lingualift.workflows.training import (
     train_and_store,
     train_settings,
 )
+
+NEW_HELDOUT_FILE = "heldout.jsonl"
+"""The usage stage's split of the new usage that the gate scores (records, never selected from)."""
 
 
 @dataclasses.dataclass
@@ -115,7 +119,7 @@ class EcdaUpdater:
         store: AdapterStore,
         pool: list[Record],
         base: LoadedBase,
-        encoder: Any,
+        encoder: Encoder,
         encoder_spec: str | None,
         *,
         overwrite: bool = False,
@@ -200,7 +204,7 @@ class EcdaUpdater:
         target, held = split_usage(texts, self.recipe.heldout_fraction, self.recipe.seed)
         require(target and held, f"The drifted windows of {lang} hold too few distinct queries.")
         write_records(usage_records(target, lang, "target-"), ctx.out / "target.jsonl")
-        write_records(usage_records(held, lang, "heldout-"), ctx.out / "heldout.jsonl")
+        write_records(usage_records(held, lang, "heldout-"), ctx.out / NEW_HELDOUT_FILE)
         return {"target": len(target), "heldout": len(held)}
 
     def _select(
@@ -280,7 +284,7 @@ class EcdaUpdater:
         old = read_heldout(current.path, current.name, recipe.old_heldout)
         new = [
             Example(id=r.id, kind="text", text=r.text)
-            for r in read_records(usage / "heldout.jsonl")
+            for r in read_records(usage / NEW_HELDOUT_FILE)
         ]
         length, batch = recipe.train.max_length, recipe.train.batch_size
         scores = {}
