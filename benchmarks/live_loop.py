@@ -271,7 +271,7 @@ def prepare_data(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 def prepare_store(args: argparse.Namespace, prep: Path, data: dict[str, Any]) -> Path:
     """``<prep>/store`` with ``<lang>/v1``: trained (or reused), held-out set kept, reference."""
     from lingualift.adapters import AdapterStore
-    from lingualift.jobs.monitor import build_reference
+    from lingualift.continual.deployed import build_reference
     from lingualift.jobs.train import TrainConfig, run_train
     from lingualift.training import LoraSettings, TrainingArgs
 

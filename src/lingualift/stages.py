@@ -100,13 +100,13 @@ def read_stage(path: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+def describe_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Readable ``key: old -> new`` lines between two settings mappings."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for key in sorted(set(old) | set(new), key=str):
             name = f"{prefix}.{key}" if prefix else str(key)
-            out += _differences(old.get(key, "<unset>"), new.get(key, "<unset>"), name)
+            out += describe_differences(old.get(key, "<unset>"), new.get(key, "<unset>"), name)
         return out
     if json.dumps(old, sort_keys=True, default=str) == json.dumps(new, sort_keys=True, default=str):
         return []
@@ -202,7 +202,7 @@ class Job:
             self.stages[name] = stage
             return stage
         if found is not None and not self.overwrite:
-            diffs = _differences(found.get("settings"), settings)
+            diffs = describe_differences(found.get("settings"), settings)
             if not diffs:
                 diffs = [f"an earlier stage it reads changed ({', '.join(s.name for s in after)})"]
             raise LingualiftError(

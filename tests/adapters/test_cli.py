@@ -1,4 +1,5 @@
 import json
+import shlex
 
 from lingualift.cli import main
 
@@ -19,11 +20,21 @@ def test_train_then_list_show_promote_rollback_and_generate(
             f"out_dir={tmp_path / f'run{i}'}",
         ]  # fmt: skip
         assert main(args) == 0
-    assert "stored sw/v2" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # The first version becomes current; the second is stored with the command that promotes it.
+    assert "stored sw/v2" in out and "sw/v2 is not current" in out
+    command = out.strip().splitlines()[-1].split("to serve it: ")[1]
+    assert command == f"lingualift adapters promote sw v2 store={store}"
 
-    assert main(["adapters", "--store", store, "list", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [(r["version"], r["current"]) for r in rows] == [(1, False), (2, True)]
+    def current_versions():
+        assert main(["adapters", "--store", store, "list", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        return [(r["version"], r["current"]) for r in rows]
+
+    assert current_versions() == [(1, True), (2, False)]
+    assert main(shlex.split(command)[1:]) == 0
+    assert "sw/v2 is now current" in capsys.readouterr().out
+    assert current_versions() == [(1, False), (2, True)]
     assert main(["adapters", "--store", store, "show", "sw", "v1"]) == 0
     card = json.loads(capsys.readouterr().out)
     assert card["base_model"]["spec"] == str(tiny_model_dir) and card["metrics"]["steps"] == 2

@@ -130,3 +130,21 @@ def test_packed_documents_see_only_themselves(tok, arch, attn, one_thread):
     assert starts.sum() >= 5
     # The model's loss over the packed batch is the mean of the documents' losses alone.
     assert float(out.loss) == pytest.approx(alone_loss / alone_tokens, abs=1e-5)
+
+
+def test_held_out_examples_round_trip_and_a_damaged_line_is_named(tmp_path):
+    from lingualift.adapters.data import HELDOUT_FILE, read_examples_file, write_examples
+
+    examples = [
+        Example(id="a", kind="text", text="habari", source="d.jsonl"),
+        Example(id="b", kind="prompt_completion", prompt="Q:", completion=" jambo"),
+        Example(id="c", kind="chat", messages=[{"role": "assistant", "content": "sawa"}]),
+    ]
+    path = write_examples(examples, tmp_path / HELDOUT_FILE)
+    assert read_examples_file(path) == examples
+    path.write_text(path.read_text() + "{oops\n")
+    with pytest.raises(LingualiftError, match=r"heldout.jsonl:4: malformed JSON"):
+        read_examples_file(path)
+    path.write_text('{"text": "no id or kind"}\n')
+    with pytest.raises(LingualiftError, match=r"heldout.jsonl:1: not an example"):
+        read_examples_file(path)

@@ -92,6 +92,7 @@ def world(tmp_path_factory):
         saved.encode() + b'{"action": "keep", "reason": "caf\xe9"}\n'
     )
     (root / "linked-store/sw/history.jsonl").write_text(saved)
+    monitor_fixtures(root)
     import socket
 
     busy = socket.socket()
@@ -103,6 +104,42 @@ def world(tmp_path_factory):
         "store": root / "store", "truncated": truncated, "adapter": version.path,
         "broken": broken.version,
     }  # fmt: skip
+
+
+def monitor_fixtures(root: Path) -> None:
+    """A store whose sw/v1 has a reference (e5-nano's name on random vectors: the monitor
+    loads that small encoder quietly and embeds nothing here), logs no line of which the
+    monitor can read (bad JSON, an unknown language, invalid UTF-8), and an out_dir whose
+    state.json is damaged."""
+    import numpy as np
+
+    from lingualift.adapters import AdapterStore
+    from lingualift.compass.embedding import EmbeddedSet
+    from lingualift.continual.reference import Reference
+    from lingualift.embed import get_encoder
+    from tests.continual.helpers import fake_peft
+
+    store = AdapterStore(root / "monitor-store")
+    version = store.save("sw", writer=fake_peft, promote=True)
+    name = get_encoder("e5-nano", cache=False).name
+    vectors = np.random.default_rng(0).normal(size=(60, 384))
+    usage = [f"habari {i}" for i in range(60)]
+    Reference.build(
+        EmbeddedSet.from_vectors(vectors, name), "sw", texts=usage, n_clusters=2,
+        encoder_spec="e5-nano", version=version.name,
+    ).save(version.path)  # fmt: skip
+    row = {"id": "1", "ts": "2026-01-01T00:00:00Z", "lang": "sw", "text": "habari"}
+    (root / "log-malformed.jsonl").write_text('{"id": 1, "text": oops}\n{"id": 2\n')
+    (root / "log-klingon.jsonl").write_text(json.dumps({**row, "lang": "xx-klingon"}) + "\n")
+    (root / "log-latin1.jsonl").write_bytes(b'{"id": "1", "lang": "sw", "text": "caf\xe9"}\n')
+    (root / "monitor-out").mkdir()
+    (root / "monitor-out" / "state.json").write_text('{"format": "lingualift-monitor-state/1", ')
+    (root / "log-good.jsonl").write_text(json.dumps(row) + "\n")
+
+
+def monitor(x, log: str, out: str = "monitor-new") -> list[str]:
+    return ["monitor", f"input={w(x, log)}", "langs=[sw]", f"store={w(x, 'monitor-store')}",
+            f"out_dir={w(x, out)}"]  # fmt: skip
 
 
 def w(world, key: str) -> str:
@@ -182,6 +219,11 @@ CASES = [
     ("export-base-hub-id", lambda x: ["export-base", "model=google/gemma-3-270m", f"out_dir={w(x, 'b')}"], "needs no export"),
     ("export-base-unknown", lambda x: ["export-base", "model=embedded:llama-9000", f"out_dir={w(x, 'b')}"], "Unknown embedded model 'llama-9000'"),
     ("export-base-foreign-out", lambda x: ["export-base", f"out_dir={w(x, 'foreign')}"], "did not write"),
+    # monitor
+    ("monitor-damaged-state", lambda x: monitor(x, "log-good.jsonl", "monitor-out"), "monitor-out/state.json is damaged (line 1"),
+    ("monitor-unreadable-log", lambda x: monitor(x, "log-malformed.jsonl"), "has no readable line: all 2 lines were skipped (first: log-malformed.jsonl:1: malformed JSON"),
+    ("monitor-unknown-language", lambda x: monitor(x, "log-klingon.jsonl"), "log-klingon.jsonl:1: unknown language 'xx-klingon'"),
+    ("monitor-invalid-utf8", lambda x: monitor(x, "log-latin1.jsonl"), "log-latin1.jsonl:1: byte 38 (b'\\xe9') is not UTF-8"),
     # serve
     ("serve-empty-store", lambda x: ["serve", f"store={w(x, 'empty-store')}", "port=0", f"model={w(x, 'llama')}"], "holds no current adapter"),
     ("serve-missing-store", lambda x: ["serve", f"store={w(x, 'no-store')}", "port=0", f"model={w(x, 'llama')}"], "does not exist"),

@@ -103,10 +103,9 @@ def test_ecda_promotes_v2_and_records_the_decision(world, tmp_path, capsys):
         assert (v2 / name).is_file(), name
     # Windows after the promotion are compared with v2's reference; a rerun adds nothing.
     assert all(r["reference"] == "sw/v2" for r in rows[3:])
-    lines_before_rerun = len(store.history("sw"))
+    history = store.history("sw")
     assert main(args(world, tmp_path)) == 0
-    assert len(store.history("sw")) == lines_before_rerun
-    assert store.history("sw")[-1] == last
+    assert store.history("sw") == history and store.versions("sw") == [1, 2]
     # Rollback stays one command.
     assert main(["adapters", "--store", str(tmp_path / "store"), "rollback", "sw"]) == 0
     assert store.current_version("sw") == 1
@@ -143,11 +142,11 @@ def test_gate_refuses_a_candidate_worse_on_the_old_set(world, tmp_path):
     """A candidate built to be worse (large random LoRA weights) is refused by the real scores."""
     from lingualift.adapters.data import Example
     from lingualift.continual.gate import heldout_nll, read_heldout
-    from lingualift.jobs.common import BaseModel
+    from lingualift.workflows.base import LoadedBase
     from tests.adapters.conftest import random_adapter
 
     store = fresh_store(world, tmp_path)
-    base = BaseModel(str(world["model"]))
+    base = LoadedBase(str(world["model"]))
     import torch
 
     bad = random_adapter(base.fresh(), seed=5, r=8)
@@ -258,13 +257,13 @@ def test_ctrl_c_between_polls_stops_following_cleanly(world, tmp_path, capsys, m
 def test_idle_polls_of_a_followed_folder_rewrite_nothing(world, tmp_path, monkeypatch):
     """A poll that finds no new line neither redraws drift.png nor rewrites the state: with a
     short poll_seconds an idle follower used to re-plot and re-save on every poll."""
-    from lingualift.jobs.monitor import MonitorRun
+    from lingualift.continual.log_monitor import LogMonitor
+    from lingualift.continual.loop import EcdaLoop
 
     fresh_store(world, tmp_path)
     logs = tmp_path / "logs"
     write_log(logs / "seg-0001.jsonl", log_rows(draw(OLD, 60, 2)))
-    calls = {"report": 0, "save": 0}
-    real_report, real_save = MonitorRun.write_report, MonitorRun.save
+    calls = {"report": 0, "save": 0, "loop": 0}
 
     def counted(name, real):
         def wrapper(self):
@@ -273,16 +272,17 @@ def test_idle_polls_of_a_followed_folder_rewrite_nothing(world, tmp_path, monkey
 
         return wrapper
 
-    monkeypatch.setattr(MonitorRun, "write_report", counted("report", real_report))
-    monkeypatch.setattr(MonitorRun, "save", counted("save", real_save))
+    monkeypatch.setattr(LogMonitor, "write_report", counted("report", LogMonitor.write_report))
+    monkeypatch.setattr(LogMonitor, "save", counted("save", LogMonitor.save))
+    monkeypatch.setattr(EcdaLoop, "save", counted("loop", EcdaLoop.save))
     follow = {"input": str(logs), "follow": "true", "max_polls": 4, "poll_seconds": 0}
     assert main(args(world, tmp_path, **follow)) == 0
-    assert calls == {"report": 1, "save": 1}
+    assert calls == {"report": 1, "save": 1, "loop": 2}  # the loop saves once per window
     assert (tmp_path / "out/monitor/drift.png").is_file()
     # A segment closed later is read, saved and reported by the next poll.
     write_log(logs / "seg-0002.jsonl", log_rows(draw(OLD, 30, 4)))
     assert main(args(world, tmp_path, **follow)) == 0
-    assert calls == {"report": 2, "save": 2}
+    assert calls == {"report": 2, "save": 2, "loop": 3}
 
 
 def test_sigterm_during_a_poll_stops_following_at_the_next_pause(
@@ -291,12 +291,12 @@ def test_sigterm_during_a_poll_stops_following_at_the_next_pause(
     """A supervisor's SIGTERM (kill, systemd, docker stop) ends 'lingualift ecda follow=true'
     cleanly even when it lands in the middle of reading a window: the loop stops at the next
     pause between polls. Python's default would end it on the spot, writing nothing."""
-    import lingualift.jobs.ecda as ecda_job
+    from lingualift.continual.log_monitor import LogMonitor
 
     fresh_store(world, tmp_path)
     logs = tmp_path / "logs"
     write_log(logs / "seg-0001.jsonl", log_rows(draw(OLD, 60, 2)))
-    poll = ecda_job.MonitorRun.poll
+    poll = LogMonitor.poll
 
     def poll_then_sigterm(self, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while this poll is still running
@@ -304,7 +304,7 @@ def test_sigterm_during_a_poll_stops_following_at_the_next_pause(
             pass
         return poll(self, *args, **kwargs)
 
-    monkeypatch.setattr(ecda_job.MonitorRun, "poll", poll_then_sigterm)
+    monkeypatch.setattr(LogMonitor, "poll", poll_then_sigterm)
     before = signal.getsignal(signal.SIGTERM)
     follow = {"input": str(logs), "follow": "true", "max_polls": "null", "poll_seconds": 30}
     assert main(args(world, tmp_path, **follow)) == 0

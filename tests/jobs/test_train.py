@@ -60,6 +60,32 @@ def test_trains_stores_with_a_card_and_reuses_a_finished_run(tmp_path, text_file
     assert child.adapter.card["parent"] == "sw/v1" and child.adapter.version == 2
 
 
+def test_only_the_first_version_is_promoted_unless_promote_is_given(tmp_path, text_file):
+    """A retrained adapter is a candidate, not the served version: promotion is a decision."""
+    store = AdapterStore(tmp_path / "store")
+
+    def train(run, **kw):
+        return run_train(config(tmp_path, text_file, steps=2, output_dir=str(tmp_path / run),
+                                **kw), *tiny())  # fmt: skip
+
+    first = train("r1")
+    assert first.adapter.current and first.promote_command is None
+    second = train("r2", train=TrainingArgs(max_steps=2, batch_size=4, seed=1))
+    assert not second.adapter.current and store.current_version("sw") == 1
+    assert second.promote_command == (
+        f"lingualift adapters promote sw v2 store={tmp_path / 'store'}"
+    )
+    third = train("r3", train=TrainingArgs(max_steps=2, batch_size=4, seed=2), promote=True)
+    assert third.adapter.current and store.current_version("sw") == 3
+    # promote=false keeps even a language's first version out of service.
+    fr = train("r4", lang="fr", promote=False)
+    assert not fr.adapter.current and store.current_version("fr") is None
+    # Reusing a finished run promotes it only when asked to.
+    assert not train("r2", train=TrainingArgs(max_steps=2, batch_size=4, seed=1)).adapter.current
+    again = train("r2", train=TrainingArgs(max_steps=2, batch_size=4, seed=1), promote=True)
+    assert again.reused and again.adapter.current and store.current_version("sw") == 2
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path, text_file, monkeypatch):
     checkpoints = dict(save_every=3, max_steps=6, batch_size=4, lr=1e-2, schedule="constant")
     straight = run_train(

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from lingualift.jobs.shifcon import corpus_texts
 from lingualift.models import load_causal_lm
 from lingualift.shifcon import ShifCon
+from lingualift.shifcon.corpus import corpus_texts
 from lingualift.shifcon.vectors import compute_language_vectors
 
 pytestmark = pytest.mark.integration

@@ -266,6 +266,51 @@ def split_heldout(
     return train, heldout
 
 
+HELDOUT_FILE = "heldout.jsonl"
+"""The held-out examples kept in a version folder (the set a later update's gate scores it on)."""
+
+
+def write_examples(examples: Sequence[Example], path: str | Path) -> Path:
+    """Examples as JSONL (one object per example, every field), atomically."""
+    import json
+
+    from lingualift.atomic import atomic_write_text
+
+    lines = "".join(
+        json.dumps(dataclasses.asdict(ex), ensure_ascii=False) + "\n" for ex in examples
+    )
+    atomic_write_text(Path(path), lines)
+    return Path(path)
+
+
+def read_examples_file(path: str | Path) -> list[Example]:
+    """Examples written by :func:`write_examples`; a damaged line is named by file and line."""
+    import json
+
+    from lingualift.textio import read_text
+
+    path = Path(path)
+    lines = read_text(path).splitlines()
+    fields = {f.name for f in dataclasses.fields(Example)}
+    examples = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LingualiftError(
+                f"{path}:{number}: malformed JSON ({exc.msg}); fix or remove that line."
+            ) from None
+        if not isinstance(row, dict) or "id" not in row or "kind" not in row:
+            raise LingualiftError(
+                f"{path}:{number}: not an example (an object with id, kind and its text); "
+                "fix or remove that line."
+            )
+        examples.append(Example(**{k: v for k, v in row.items() if k in fields}))
+    return examples
+
+
 def _encode(tokenizer, text: str, special: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 

@@ -2,10 +2,11 @@
 
 :class:`LoraTrainer` takes a model, a tokenizer, :class:`~lingualift.training.TrainingArgs`
 and the examples, and returns a :class:`TrainedAdapter`; storing it is a separate
-call (:meth:`lingualift.adapters.AdapterStore.save`), and the job that does both
-is :func:`lingualift.jobs.train.run_train`. The same code runs under
-``accelerate launch`` (DDP/FSDP across GPUs or machines): accelerate reads the
-launch environment, and each process takes its own slice of every global batch.
+call (:meth:`lingualift.adapters.AdapterStore.save`), and the shared step that does
+both is :func:`lingualift.workflows.training.train_and_store` (the ``train`` job's
+body). The same code runs under ``accelerate launch`` (DDP/FSDP across GPUs or
+machines): accelerate reads the launch environment, and each process takes its own
+slice of every global batch.
 
 The data order is a pure function of (seed, step): step ``s`` reads positions
 ``s*G .. (s+1)*G`` of an endless stream of per-epoch permutations, ``G`` being
@@ -34,6 +35,7 @@ from lingualift.adapters.data import (
     token_count,
     tokenize_examples,
 )
+from lingualift.adapters.heldout import nll_totals
 from lingualift.adapters.store import base_model_signature
 from lingualift.config import settings_of, to_dict
 from lingualift.errors import LingualiftError
@@ -188,29 +190,17 @@ class LoraTrainer:
 
     def evaluate(self, batch_size: int | None = None) -> float | None:
         """Token-weighted mean loss on the held-out rows (None when there are none)."""
-        import torch
-
         if not self.eval_rows:
             return None
         accelerator = self.accelerator
-        batch_size = batch_size or self.args.batch_size
         rows = self.eval_rows[accelerator.process_index :: accelerator.num_processes]
-        totals = torch.zeros(2, device=accelerator.device, dtype=torch.float64)
-        self.model.eval()
-        with torch.no_grad():
-            for start in range(0, len(rows), batch_size):
-                batch = collate(rows[start : start + batch_size], self.tokenizer.pad_token_id)
-                inputs = model_inputs(batch, accelerator.device)
-                labels = inputs.pop("labels")[:, 1:]
-                logits = self.model(**inputs).logits[:, :-1]
-                loss = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.size(-1)).float(),
-                    labels.reshape(-1),
-                    ignore_index=-100,
-                    reduction="sum",
-                )
-                totals[0] += loss.double()
-                totals[1] += (labels != -100).sum()
+        totals = nll_totals(
+            self.model,
+            rows,
+            self.tokenizer.pad_token_id,
+            batch_size or self.args.batch_size,
+            accelerator.device,
+        )
         self.model.train()
         totals = accelerator.reduce(totals, reduction="sum")
         return float(totals[0] / totals[1].clamp(min=1))

@@ -25,9 +25,11 @@ def register(subparsers: Any, verb: Verb) -> None:
         config_cls=TrainConfig,
         description="Train a PEFT LoRA adapter for one target language on text, prompt/completion "
         "or chat data, optionally mixed with a COMPASS selection; evaluate on a held-out split; "
-        "store it as <store>/<lang>/v<N> with a card. An interrupted run resumes from its last "
-        "checkpoint when started again with the same settings; a finished one is not retrained. "
-        "Runs under 'accelerate launch' unchanged.",
+        "store it as <store>/<lang>/v<N> with a card. Only a language's first version becomes "
+        "current unless promote=true; a later one is stored and the command that promotes it is "
+        "printed. An interrupted run resumes from its last checkpoint when started again with "
+        "the same settings; a finished one is not retrained. Runs under 'accelerate launch' "
+        "unchanged.",
     )
     parser.add_argument(
         "--resume",
@@ -49,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
             f"{verb} {result.adapter.name} at {result.adapter.path} "
             f"({m['steps']} steps, {held}{m['tokens_per_s']} tok/s); run folder {result.run_dir}"
         )
+        if result.promote_command:
+            print(
+                f"{result.adapter.name} is not current (only a language's first version is "
+                f"promoted unless promote=true); to serve it: {result.promote_command}"
+            )
     return 0
 
 

@@ -54,7 +54,8 @@ VERBS: tuple[Verb, ...] = (
     ),
     Verb(
         "train",
-        "train a LoRA adapter for one language and store it as a new version",
+        "train a LoRA adapter for one language and store it as a new version (current only when it is "
+        "the language's first, or with promote=true)",
         "lingualift.cli.train",
         "docs/adapters.md",
     ),

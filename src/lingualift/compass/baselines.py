@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lingualift.compass.sampler import BaseSampler, GapSampler, _Space
+from lingualift.compass.sampler import BaseSampler, GapSampler, SelectionSpace
 from lingualift.errors import LingualiftError, require
 
 
@@ -22,7 +22,9 @@ class RandomSampler(BaseSampler):
 
     method = "random"
 
-    def _choose(self, space: _Space, budget: float) -> tuple[Any, list[str], dict[str, Any]]:
+    def _choose(
+        self, space: SelectionSpace, budget: float
+    ) -> tuple[Any, list[str], dict[str, Any]]:
         order = np.random.default_rng(self.seed).permutation(len(space.pool))
         taken, _ = self._take_in_order(space, order, budget)
         return taken, ["uniform random sample of the pool"] * len(taken), {}
@@ -65,7 +67,9 @@ class LangSimilaritySampler(BaseSampler):
         ranked = sorted(sims.items(), key=lambda kv: (-kv[1], kv[0]))
         return ranked[: self.k_languages]
 
-    def _choose(self, space: _Space, budget: float) -> tuple[Any, list[str], dict[str, Any]]:
+    def _choose(
+        self, space: SelectionSpace, budget: float
+    ) -> tuple[Any, list[str], dict[str, Any]]:
         langs = sorted(set(space.pool_langs.tolist()) - {"und"})
         require(langs, "lang-similarity needs a language for each pool item; none has one.")
         nearest = self.nearest(langs)
@@ -87,7 +91,9 @@ class AllSampler(BaseSampler):
 
     method = "all"
 
-    def _choose(self, space: _Space, budget: float) -> tuple[Any, list[str], dict[str, Any]]:
+    def _choose(
+        self, space: SelectionSpace, budget: float
+    ) -> tuple[Any, list[str], dict[str, Any]]:
         rows = np.arange(len(space.pool))
         return rows, ["whole pool (method 'all')"] * len(rows), {}
 

@@ -92,7 +92,7 @@ class Selection:
 
 
 @dataclasses.dataclass
-class _Space:
+class SelectionSpace:
     """Everything a sampler needs after embedding and clustering."""
 
     target: EmbeddedSet
@@ -250,13 +250,13 @@ class BaseSampler:
         )
         return pool.costs
 
-    def _space(self, pool: EmbeddedSet, unit: str) -> _Space:
+    def _space(self, pool: EmbeddedSet, unit: str) -> SelectionSpace:
         t0 = time.perf_counter()
         pool_view = self.profile_.view(pool)
         pool_labels, pool_scores = self.profile_.assign(pool, self.anchors_, self.progress)
         self.timings_["assign"] = time.perf_counter() - t0
         langs = pool.langs if pool.langs is not None else np.full(len(pool), "und")
-        return _Space(
+        return SelectionSpace(
             self.target_, self.training_, pool, self.profile_.n_clusters, self.target_labels_,
             self.training_labels_, pool_labels, pool_scores, langs, self._costs(pool, unit),
             pool_view,
@@ -296,7 +296,9 @@ class BaseSampler:
             pool_records=pool_set.records,
         )
 
-    def _choose(self, space: _Space, budget: float) -> tuple[Any, list[str], dict[str, Any]]:
+    def _choose(
+        self, space: SelectionSpace, budget: float
+    ) -> tuple[Any, list[str], dict[str, Any]]:
         raise NotImplementedError
 
     def settings(self) -> dict[str, Any]:
@@ -311,7 +313,7 @@ class BaseSampler:
         }
 
     def _report(
-        self, space: _Space, rows: np.ndarray, budget: float | None, unit: str, extra: dict
+        self, space: SelectionSpace, rows: np.ndarray, budget: float | None, unit: str, extra: dict
     ) -> SelectionReport:
         k = space.n_clusters
         selected_labels = space.pool_labels[rows]
@@ -365,7 +367,7 @@ class BaseSampler:
         return np.inf if self.language_cap is None else self.language_cap * budget
 
     def _take_in_order(
-        self, space: _Space, order: np.ndarray, budget: float
+        self, space: SelectionSpace, order: np.ndarray, budget: float
     ) -> tuple[list[int], float]:
         """Take rows in ``order`` while they fit the budget and the language cap."""
         cap = self._language_budget(budget)
@@ -442,7 +444,9 @@ class GapSampler(BaseSampler):
         sims = similarities(self.target_lang, list(unique))
         return np.array([sims[lang] for lang in unique])[inverse]
 
-    def _choose(self, space: _Space, budget: float) -> tuple[Any, list[str], dict[str, Any]]:
+    def _choose(
+        self, space: SelectionSpace, budget: float
+    ) -> tuple[Any, list[str], dict[str, Any]]:
         k = space.n_clusters
         p_t = cluster_shares(space.target_labels, k)
         p_tr = cluster_shares(space.training_labels, k)
@@ -509,7 +513,7 @@ class _ClusterQueue:
 class _Filler:
     """Takes ranked rows into a cluster's quota, skipping near-duplicates and capped languages."""
 
-    def __init__(self, space: _Space, threshold: float | None, lang_cap: float) -> None:
+    def __init__(self, space: SelectionSpace, threshold: float | None, lang_cap: float) -> None:
         self.space = space
         self.threshold = threshold if threshold is not None and threshold < 1 else None
         self.lang_cap = lang_cap

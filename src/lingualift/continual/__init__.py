@@ -12,15 +12,22 @@
   p-value, combined by Holm-Bonferroni at ``alpha``; grown and shrunk clusters);
 * :class:`StreamMonitor`: routing by language, count or time windows, embedding;
   :func:`read_log` reads traffic logs (segments, files, stdin);
+* :class:`LogMonitor`: a log read after its cursor, windowed and tested per language,
+  with its own state (``state()`` / ``restore()``, ``state.json``) and drift rows;
+* :class:`EcdaLoop`: drifting windows -> planned updates (its own state, ``loop.json``),
+  carried out by an updater, talking to the monitor through its public methods;
 * :mod:`~lingualift.continual.update` (lineage data, replay), :mod:`~lingualift.continual.penalty`
   (L2-SP, EWC through the training loop's loss hook), :class:`Gate` (promote or keep).
 
-The jobs are :func:`lingualift.jobs.monitor.run_monitor` (``lingualift monitor``) and
+The five-stage update is :class:`lingualift.workflows.ecda_update.EcdaUpdater`; the jobs
+are :func:`lingualift.jobs.monitor.run_monitor` (``lingualift monitor``) and
 :func:`lingualift.jobs.ecda.run_ecda` (``lingualift ecda``).
 """
 
 from lingualift.continual.gate import Gate, GateDecision, heldout_nll
+from lingualift.continual.log_monitor import LogMonitor, MonitorSettings
 from lingualift.continual.logs import Problem, Query, read_log
+from lingualift.continual.loop import EcdaLoop, LoopSettings, PlannedUpdate, UpdateOutcome
 from lingualift.continual.monitor import DriftMonitor, WindowReport
 from lingualift.continual.reference import Reference
 from lingualift.continual.stats import holm, mmd2_unbiased
@@ -29,12 +36,18 @@ from lingualift.continual.update import UpdateSettings
 
 __all__ = [
     "DriftMonitor",
+    "EcdaLoop",
     "Gate",
     "GateDecision",
+    "LogMonitor",
+    "LoopSettings",
+    "MonitorSettings",
+    "PlannedUpdate",
     "Problem",
     "Query",
     "Reference",
     "StreamMonitor",
+    "UpdateOutcome",
     "UpdateSettings",
     "WindowReport",
     "heldout_nll",

@@ -1,8 +1,9 @@
 """The gate: promote a candidate version only if it helps the new usage and keeps the old.
 
 Both the candidate and the current version are scored by held-out NLL
-(nats per token, the mean over every label token, as the trainer's eval loss)
-on two sets:
+(nats per token, the mean over every label token:
+:func:`lingualift.adapters.heldout.heldout_nll`, the trainer's eval loss) on
+two sets:
 
 - the **old** set: the held-out examples kept with the current version
   (``heldout.jsonl`` in its folder, written when the version was created);
@@ -22,51 +23,20 @@ version is kept and the reason is recorded.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.adapters.data import Example, collate, model_inputs, tokenize_examples
-from lingualift.errors import LingualiftError, require
+from lingualift.adapters.data import HELDOUT_FILE, Example, read_examples, read_examples_file
+from lingualift.adapters.heldout import heldout_nll
+from lingualift.errors import LingualiftError
 
-HELDOUT_FILE = "heldout.jsonl"
-
-
-def heldout_nll(
-    model: Any, tokenizer: Any, examples: Sequence[Example], max_length: int, batch_size: int = 8
-) -> float:
-    """Mean NLL per label token (nats) of ``examples`` (text, prompt/completion or chat)."""
-    import torch
-
-    rows = tokenize_examples(examples, tokenizer, max_length)
-    require(rows, "No held-out example has a token to score; check the held-out set.")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    total, count = 0.0, 0
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            inputs = model_inputs(collate(rows[start : start + batch_size], pad), device)
-            labels = inputs.pop("labels")[:, 1:]
-            logits = model(**inputs).logits[:, :-1]
-            total += float(
-                torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.size(-1)).float(),
-                    labels.reshape(-1),
-                    ignore_index=-100,
-                    reduction="sum",
-                )
-            )
-            count += int((labels != -100).sum())
-    return total / max(count, 1)
+__all__ = ["Gate", "GateDecision", "heldout_nll", "read_heldout"]
 
 
 def read_heldout(
     version_folder: str | Path, name: str, fallback: str | None = None
 ) -> list[Example]:
     """The old held-out set kept with a version (or ``fallback``), or one clear error."""
-    from lingualift.jobs.train import read_examples_file
-
     path = Path(fallback) if fallback else Path(version_folder) / HELDOUT_FILE
     if not path.is_file():
         raise LingualiftError(
@@ -75,8 +45,6 @@ def read_heldout(
             "old_heldout=<file>."
         )
     if fallback:
-        from lingualift.adapters.data import read_examples
-
         return read_examples(str(path))[0]
     return read_examples_file(path)
 

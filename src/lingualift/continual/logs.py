@@ -10,8 +10,9 @@ row -> :class:`Query` parse, segment naming) is :mod:`lingualift.data.traffic`.
   (the line is the row number);
 - ``-``: standard input (no cursor: a pipe is read once).
 
-A line that is not a JSON object, or whose ``ts`` cannot be read, is yielded
-as a problem (named by file and line) for the caller to count and skip.
+A line that is not valid UTF-8, not a JSON object, whose ``ts`` cannot be
+read or whose ``lang`` names no language is yielded as a problem (named by
+file and line) for the caller to count and skip; nothing is replaced silently.
 """
 
 from __future__ import annotations
@@ -49,8 +50,18 @@ def format_ts(seconds: float | None) -> str | None:
 
 
 def _lines(handle: Any, source: str, after: int) -> Iterator[Query | Problem]:
+    """The lines of a text or binary handle; a binary line that is not UTF-8 is a problem."""
     for number, raw in enumerate(handle, start=1):
-        if number <= after or not raw.strip():
+        if number <= after:
+            continue
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                bad = raw[exc.start : exc.start + 1]
+                yield Problem(source, number, f"byte {exc.start} ({bad!r}) is not UTF-8")
+                continue
+        if not raw.strip():
             continue
         try:
             row = json.loads(raw)
@@ -82,8 +93,8 @@ def check_source(source: str, allow_empty: bool = False) -> None:
 
 def read_log(source: str, after: tuple[str, int] | None = None) -> Iterator[Query | Problem]:
     """Every query (or problem) after the cursor ``(name, line)``, in order (module docstring)."""
-    if source == STDIN:
-        yield from _lines(sys.stdin, STDIN, 0)
+    if source == STDIN:  # bytes where the stream has them, so bad UTF-8 is named, not replaced
+        yield from _lines(getattr(sys.stdin, "buffer", sys.stdin), STDIN, 0)
         return
     path = Path(source)
     if path.is_dir():
@@ -91,7 +102,7 @@ def read_log(source: str, after: tuple[str, int] | None = None) -> Iterator[Quer
             if after is not None and segment.name < after[0]:
                 continue
             skip = after[1] if after is not None and segment.name == after[0] else 0
-            with segment.open(encoding="utf-8", errors="replace") as handle:
+            with segment.open("rb") as handle:
                 yield from _lines(handle, segment.name, skip)
         return
     skip = after[1] if after is not None and after[0] == path.name else 0
@@ -106,5 +117,5 @@ def read_log(source: str, after: tuple[str, int] | None = None) -> Iterator[Quer
             if number > skip:
                 yield parse_row(row, path.name, number)
         return
-    with path.open(encoding="utf-8", errors="replace") as handle:
+    with path.open("rb") as handle:
         yield from _lines(handle, path.name, skip)

@@ -182,6 +182,14 @@ class StreamMonitor:
         self.monitors[lang] = monitor
         self.recent[lang].clear()
 
+    def reset_recent(self, lang: str) -> None:
+        """Forget ``lang``'s last windows (their queries have been acted on)."""
+        self.recent[lang].clear()
+
+    def windows_closed(self, lang: str) -> int:
+        """How many windows of ``lang`` have closed (the next window's number)."""
+        return self.index[lang]
+
     # -- state -----------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:

@@ -33,6 +33,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lingualift.errors import LingualiftError
+from lingualift.languages import normalize_language
+
 ROW_FIELDS = (
     "id",
     "ts",
@@ -189,6 +192,11 @@ def parse_row(row: Any, source: str, line: int) -> Query | Problem:
     if text is not None and not isinstance(text, str):
         return Problem(source, line, "text is not a string")
     lang = row.get("lang")
+    if lang:
+        try:
+            normalize_language(str(lang))
+        except LingualiftError:
+            return Problem(source, line, f"unknown language {str(lang)[:40]!r}")
     return Query(
         id=str(row.get("id") or f"{source}:{line}"),
         text=text if text is None or text.strip() else None,

@@ -80,11 +80,19 @@ class CachedEncoder:
 
     def __init__(self, encoder: Encoder, cache: EmbeddingCache | None = None) -> None:
         self.encoder = encoder
-        self.cache = cache or EmbeddingCache()
+        self._cache = cache
         self.name = encoder.name
         self.dim = encoder.dim
         self.hits = 0
         self.misses = 0
+
+    @property
+    def cache(self) -> EmbeddingCache:
+        """The cache, opened on first use: building an encoder writes nothing (bad input that
+        fails before any text is embedded leaves no cache file behind)."""
+        if self._cache is None:
+            self._cache = EmbeddingCache()
+        return self._cache
 
     def encode(self, texts: Sequence[str], progress: bool = True) -> np.ndarray:
         texts = list(texts)

@@ -49,7 +49,7 @@ def per_language(results: dict[str, Any], metric: str | None = None, task: str |
     A language no such row covers falls back to the first row (not nested deeper
     than one level) whose name holds its code after the benchmark's name.
     """
-    from lingualift.evaluation.results import _depths
+    from lingualift.evaluation.results import row_depths
 
     keys = [metric] if metric else list(METRICS)
     rows = [
@@ -68,7 +68,7 @@ def per_language(results: dict[str, Any], metric: str | None = None, task: str |
         lang = _as_language(tokens[-1]) if len(tokens) > 1 else None
         if lang and lang not in out and value(metrics) is not None:
             out[lang] = value(metrics)
-    depth = _depths(results)
+    depth = row_depths(results)
     for name, metrics in rows:
         lang = _language_of(name)
         if lang and lang not in out and depth.get(name, 0) <= 1 and value(metrics) is not None:

@@ -453,7 +453,7 @@ def format_table(results: dict[str, Any], max_depth: int = 1) -> str:
     ``group_subtasks`` (lm-eval's layout) or, in older files, from the alias's
     indentation.
     """
-    depth = _depths(results)
+    depth = row_depths(results)
     n_samples = results.get("n-samples") or {}
     rows = ["| Task | n | Metric | Value | | Stderr |", "|---|---:|---|---:|---|---:|"]
     for name, metrics in results["results"].items():
@@ -477,7 +477,7 @@ def format_table(results: dict[str, Any], max_depth: int = 1) -> str:
     return "\n".join(rows)
 
 
-def _depths(results: dict[str, Any]) -> dict[str, int]:
+def row_depths(results: dict[str, Any]) -> dict[str, int]:
     """Depth of each row: from ``group_subtasks`` when present, else the alias's indentation."""
     subtasks = results.get("group_subtasks") or {}
     if subtasks:

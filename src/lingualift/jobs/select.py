@@ -25,9 +25,9 @@ from lingualift.config import bookkeeping, save_config, settings_of
 from lingualift.data import FieldMap, Record, fingerprint
 from lingualift.data.sources import read_source
 from lingualift.errors import LingualiftError, require
-from lingualift.jobs.common import select_into
 from lingualift.languages import normalize_language
 from lingualift.stages import Job, StageContext
+from lingualift.workflows.selection import select_into
 
 
 @dataclasses.dataclass

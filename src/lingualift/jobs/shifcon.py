@@ -61,17 +61,6 @@ class VectorsConfig:
         require(self.subspace_rank >= 0, "subspace_rank must not be negative.")
 
 
-def corpus_texts(
-    langs: Sequence[str], books: str = "ot", per_language: int = 256
-) -> dict[str, list[str]]:
-    """The first ``per_language`` verses of ``books`` per language, the dominant one included."""
-    from lingualift.data import ParallelCorpus
-
-    corpus = ParallelCorpus()
-    codes = list(dict.fromkeys([DOMINANT_LANGUAGE, *(normalize_language(x) for x in langs)]))
-    return {c: [r.text for r in corpus.monolingual(c, books, limit=per_language)] for c in codes}
-
-
 def texts_from_records(source: str, langs: Sequence[str] | None = None) -> dict[str, list[str]]:
     """Group a records file's texts by language (optionally only ``langs``)."""
     from lingualift.data.sources import read_source
@@ -105,6 +94,8 @@ def run_vectors(config: VectorsConfig, progress: bool = True):
         texts = {k: v[: config.per_language] for k, v in texts.items()}
         source = f"{config.data} (first {config.per_language} per language)"
     else:
+        from lingualift.shifcon.corpus import corpus_texts
+
         texts = corpus_texts(config.langs, config.books, config.per_language)
         source = f"embedded corpus books={config.books} first {config.per_language} verses"
     settings = settings_of(config)
@@ -137,35 +128,6 @@ def run_vectors(config: VectorsConfig, progress: bool = True):
     job = Job(out.parent, label="shifcon vectors", overwrite=config.overwrite)
     job.run("vectors", settings, compute, path=out, describe="computing language vectors")
     return LanguageVectors.load(out), out / VECTORS_FILE
-
-
-def build_shifcon(
-    model: Any,
-    tokenizer: Any,
-    base_spec: str,
-    texts: dict[str, list[str]],
-    folder: Path,
-    *,
-    batch_size: int = 16,
-    max_length: int = 128,
-    subspace_rank: int = 16,
-    source: str = "",
-    progress: bool = True,
-):
-    """Vectors, the curve's layer area and ``layers.png`` in one go; saves the ShifCon folder."""
-    from lingualift.shifcon.area import choose_area, plot_curve
-    from lingualift.shifcon.core import ShifCon
-    from lingualift.shifcon.vectors import compute_language_vectors
-
-    vectors = compute_language_vectors(
-        model, tokenizer, texts, base_model=base_spec, batch_size=batch_size,
-        max_length=max_length, subspace_rank=subspace_rank, source=source, progress=progress,
-    )  # fmt: skip
-    a, b, record = choose_area(vectors)
-    shifcon = ShifCon(vectors, a, b, curve=record)
-    shifcon.save(folder)
-    plot_curve(record, folder / "layers.png", title=f"{base_spec}: distance to English")
-    return shifcon
 
 
 # -- layers -------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +22,7 @@ from lingualift.languages import normalize_language
 from lingualift.shifcon.loss import ShifConObjective
 from lingualift.stages import Job, StageContext
 from lingualift.training import LoraSettings, TrainingArgs
+from lingualift.workflows.training import keep_tracker_logs
 
 
 def _shifcon_training_defaults() -> TrainingArgs:
@@ -68,19 +68,6 @@ class ShifConTrainConfig:
         require(self.per_language >= 1, "per_language must be at least 1.")
 
 
-def corpus_pairs(langs: Sequence[str], books: str, per_language: int, dominant: str = "en"):
-    """ShifCon pairs from the embedded corpus: each language's verse and its dominant parallel."""
-    from lingualift.data import ParallelCorpus
-    from lingualift.shifcon.trainer import Pair
-
-    corpus = ParallelCorpus()
-    return [
-        Pair(target.lang, target.text, source.text)
-        for lang in langs
-        for source, target in corpus.parallel(dominant, lang, books, limit=per_language)
-    ]
-
-
 def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict[str, Any]:
     """Train (resuming from a checkpoint of the same settings) and write the outputs."""
     from lingualift.shifcon.core import ShifCon
@@ -106,6 +93,8 @@ def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict
         for pair in pairs:
             shifcon.vectors.vector(pair.lang)
     else:
+        from lingualift.shifcon.corpus import corpus_pairs
+
         pairs = corpus_pairs(langs, config.books, config.per_language, dominant)
     require(pairs, "No training pairs; widen books/per_language or check the data.")
     out = Path(config.out_dir)
@@ -118,7 +107,6 @@ def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict
 
     def train(ctx: StageContext) -> dict[str, Any]:
         from lingualift.adapters.trainer import plot_losses
-        from lingualift.jobs.train import keep_tracker_logs
         from lingualift.models import load_causal_lm
         from lingualift.shifcon.trainer import ShifConTrainer
 

@@ -5,7 +5,12 @@ selection) before any model loads, holds out a split, trains with
 :class:`~lingualift.adapters.LoraTrainer` (from a fresh adapter, or from a
 stored version with ``parent``), writes ``metrics.json`` and ``loss.png`` to
 ``out_dir``, and stores the adapter as a new version with its card (base
-model, data and selection fingerprints, parent, settings, metrics, software).
+model, data and selection fingerprints, parent, settings, metrics, software)
+through :func:`lingualift.workflows.training.train_and_store`.
+
+Promotion is a decision: the language's first version becomes current; a later
+one is stored but not promoted unless ``promote=true`` (``promote=false`` never
+promotes), and :attr:`TrainResult.promote_command` is the command that promotes it.
 
 It is one stage of the stage engine: checkpoints (``save_every``) live in
 ``.<out_dir>.work/`` until the run lands, so an interrupted run resumes
@@ -17,112 +22,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from lingualift.adapters.data import (
-    DataSummary,
-    Example,
-    examples_from_records,
-    read_examples,
-    read_selection,
-    selection_report,
-    split_heldout,
-)
 from lingualift.adapters.store import AdapterStore, AdapterVersion
-from lingualift.atomic import atomic_write_text
-from lingualift.config import bookkeeping, save_config, settings_of, to_dict
-from lingualift.data.sources import is_corpus_spec, read_source
-from lingualift.errors import require
-from lingualift.languages import normalize_language
-from lingualift.models import DEFAULT_MODEL
 from lingualift.stages import Job, StageContext
-from lingualift.training import LoraSettings, TrainingArgs
+from lingualift.workflows.training import (
+    TrainConfig,
+    find_parent,
+    read_training_data,
+    train_and_store,
+    train_settings,
+)
 
-
-@dataclasses.dataclass
-class TrainConfig:
-    """One LoRA training run for one target language."""
-
-    lang: str = "sw"
-    """Target language of the adapter (any ISO 639 code or English name)."""
-    model: str = DEFAULT_MODEL
-    """Base model: an embedded name, a hub id or a local folder."""
-    data: str | None = None
-    """Training data: a JSONL/CSV/TSV/Parquet file, 'hf:<dataset>', or verses of the embedded
-    corpus as 'corpus:<lang>[:<books>[:<n>]]' (e.g. 'corpus:sw:nt:2000': 2000 New Testament
-    verses drawn with the seed). Optional when a selection is given."""
-    data_format: Literal["auto", "text", "prompt_completion", "chat"] = "auto"
-    """How rows become examples: plain text (loss on every token), prompt/completion (loss on the
-    completion only), chat messages (the tokenizer's chat template, loss on assistant turns), or
-    'auto' to pick from the fields of the first row."""
-    text_field: str = "text"
-    """Field holding the text of plain-text rows."""
-    prompt_field: str = "prompt"
-    """Field holding the prompt of prompt/completion rows."""
-    completion_field: str = "completion"
-    """Field holding the completion of prompt/completion rows."""
-    messages_field: str = "messages"
-    """Field holding a list of {role, content} messages in chat rows."""
-    selection: str | None = None
-    """A COMPASS selection (JSONL/Parquet of records written by 'lingualift select') mixed into
-    the training data as plain text."""
-    selection_limit: int | None = None
-    """Use at most this many selected records (in file order, i.e. best first)."""
-    data_limit: int | None = None
-    """Use at most this many rows of 'data' (handy for smoke runs)."""
-    lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
-    """The LoRA adapter: rank, alpha, dropout, target modules (ignored when starting from a
-    parent version, whose shape is kept)."""
-    train: TrainingArgs = dataclasses.field(default_factory=TrainingArgs)
-    """Optimisation: lr, schedule, warm-up, steps or epochs, batch, precision, checkpoints, seed."""
-    packing: bool = False
-    """Concatenate examples into full max_length rows (no padding waste)."""
-    eval_fraction: float = 0.05
-    """Share of the examples held out for the eval loss (at least one when there are two or more)."""
-    eval_every: int = 0
-    """Evaluate every this many steps (0: before and after training only)."""
-    parent: str | None = None
-    """Start from a stored version of this language ('current' or e.g. 'v3') instead of a
-    fresh adapter."""
-    out_dir: str | None = bookkeeping(None)
-    """Run folder for metrics.json and loss.png (default runs/train-<lang>); checkpoints live
-    beside it in .<name>.work/ until the run lands."""
-    store: str | None = bookkeeping(None)
-    """Adapter store root (default $LINGUALIFT_HOME/adapters)."""
-    promote: bool = bookkeeping(True)
-    """Make the new version the language's current one."""
-    overwrite: bool = bookkeeping(False)
-    """Redo a run whose out_dir was made with other settings."""
-
-    def __post_init__(self) -> None:
-        self.lang = normalize_language(self.lang)
-        require(
-            self.data is not None or self.selection is not None,
-            "No training data; set data=<file> (or data=corpus:<lang>) and/or selection=<file>.",
-        )
-        require(
-            0 <= self.eval_fraction < 1,
-            f"eval_fraction must be in [0, 1), got {self.eval_fraction}.",
-        )
-        for name in ("data_limit", "selection_limit"):
-            value = getattr(self, name)
-            require(value is None or value >= 1, f"{name} must be at least 1, got {value}.")
-        require(self.eval_every >= 0, f"eval_every must not be negative, got {self.eval_every}.")
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.out_dir or f"runs/train-{self.lang}")
-
-
-@dataclasses.dataclass
-class TrainingData:
-    """The examples of a run, read (and checked) before any model is loaded."""
-
-    examples: list[Example]
-    summaries: list[DataSummary]
-    selection: dict[str, Any] | None
+__all__ = ["TrainConfig", "TrainResult", "run_train"]
 
 
 @dataclasses.dataclass
@@ -136,34 +50,16 @@ class TrainResult:
     reused: bool = False
     """True when an earlier run with the same settings had already trained and stored it."""
 
-
-def read_training_data(config: TrainConfig) -> TrainingData:
-    """Read the data and the COMPASS selection named by ``config``."""
-    examples: list[Example] = []
-    summaries: list[DataSummary] = []
-    selection = None
-    if config.data is not None:
-        if is_corpus_spec(config.data):
-            records = read_source(config.data, seed=config.train.seed, role="data")
-            found, summary = examples_from_records(records[: config.data_limit], config.data)
-        else:
-            found, summary = read_examples(
-                config.data,
-                config.data_format,
-                config.text_field,
-                config.prompt_field,
-                config.completion_field,
-                config.messages_field,
-                limit=config.data_limit,
-            )
-        examples.extend(found)
-        summaries.append(summary)
-    if config.selection is not None:
-        found, summary = read_selection(config.selection, config.selection_limit)
-        examples.extend(found)
-        summaries.append(summary)
-        selection = {**dataclasses.asdict(summary), "report": selection_report(summary.path)}
-    return TrainingData(examples, summaries, selection)
+    @property
+    def promote_command(self) -> str | None:
+        """The command that makes the stored version current (None when it already is)."""
+        if self.adapter is None or self.adapter.current:
+            return None
+        store = self.adapter.path.parent.parent
+        return (
+            f"lingualift adapters promote {self.adapter.lang} v{self.adapter.version} "
+            f"store={shlex.quote(str(store))}"
+        )
 
 
 def run_train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> TrainResult:
@@ -199,165 +95,6 @@ def run_train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
         return TrainResult(None, out.get("metrics", {}), config.run_dir)
     metrics = out.get("metrics") or json.loads((config.run_dir / "metrics.json").read_text())
     version = store.get(config.lang, found.result["version"])
-    return TrainResult(version, metrics, config.run_dir, reused=found.reused)
-
-
-def train_settings(
-    config: TrainConfig, data: TrainingData, parent: AdapterVersion | None
-) -> dict[str, Any]:
-    """What a training stage's fingerprint covers: the config but where outputs go, the data."""
-    return {
-        **settings_of(config),
-        "data_fingerprints": [s.fingerprint for s in data.summaries],
-        "parent": parent.name if parent else None,
-    }
-
-
-def train_and_store(
-    ctx: StageContext,
-    config: TrainConfig,
-    data: TrainingData,
-    model: Any,
-    tokenizer: Any,
-    store: AdapterStore | None,
-    parent: AdapterVersion | None = None,
-    progress: bool = True,
-    prepare: Callable[[Any], dict[str, Any]] | None = None,
-    extra_files: Callable[[Path], None] | None = None,
-) -> tuple[Any, dict[str, Any]]:
-    """The body of a training stage: train from ``model``, write the run outputs, store.
-
-    Checkpoints go to ``ctx.work`` (a rerun resumes them); ``metrics.json``,
-    ``loss.png`` and ``config.yaml`` to ``ctx.out``; the adapter to ``store``
-    (once per fingerprint) unless ``store`` is None, with the held-out examples
-    as ``heldout.jsonl`` beside it (the set a later update's gate scores it on).
-    ``prepare(trainer)`` runs before training (a continual update adds its
-    penalty there) and returns what the card should say about it;
-    ``extra_files(folder)`` writes more files into the version folder (a
-    reference profile). Returns the trained adapter and the stage result.
-    """
-    from accelerate import PartialState
-
-    from lingualift.adapters.trainer import LoraTrainer
-
-    require(tokenizer is not None, "Pass the tokenizer together with the model.")
-    train, heldout = split_heldout(data.examples, config.eval_fraction, config.train.seed)
-    trainer = LoraTrainer(
-        model,
-        tokenizer,
-        config.train,
-        config.lora,
-        run_dir=ctx.work,
-        init_adapter=parent.path if parent else None,
-        base_spec=config.model,
-    )
-    trainer.load_data(train, heldout, data.summaries, config.packing)
-    extra_card = prepare(trainer) if prepare is not None else {}
-    trained = trainer.fit(eval_every=config.eval_every, progress=progress)
-    if not PartialState().is_main_process:
-        return trained, {}
-    keep_tracker_logs(ctx)
-    title = f"LoRA adapter for {config.lang}"
-    atomic_write_text(ctx.out / "metrics.json", json.dumps(trained.metrics, indent=2))
-    trained.plot(ctx.out / "loss.png", title)
-    save_config(config, ctx.out / "config.yaml")
-    result = _brief(trained.metrics)
-    if store is None:
-        return trained, result
-    version = store.find_run(config.lang, ctx.fingerprint)
-    if version is None:
-        card = {
-            **adapter_card(trained, config, data.selection, parent, ctx.fingerprint),
-            **extra_card,
-        }
-
-        def write(folder: Path) -> None:
-            trained.model.save_pretrained(str(folder))
-            trained.plot(folder / "loss.png", title)
-            if heldout:
-                write_examples(heldout, folder / HELDOUT_FILE)
-            if extra_files is not None:
-                extra_files(folder)
-
-        version = store.save(config.lang, writer=write, card=card, promote=config.promote)
-    elif config.promote and not version.current:
+    if config.promote and not version.current:  # a finished run, promoted when asked again
         version = store.promote(config.lang, version.version)
-    return trained, {
-        "adapter": version.name,
-        "version": version.version,
-        "path": str(version.path),
-        **result,
-    }
-
-
-HELDOUT_FILE = "heldout.jsonl"
-
-
-def write_examples(examples: list[Example], path: Path) -> Path:
-    """Examples as JSONL (one object per example, every field), atomically."""
-    lines = "".join(
-        json.dumps(dataclasses.asdict(ex), ensure_ascii=False) + "\n" for ex in examples
-    )
-    atomic_write_text(path, lines)
-    return path
-
-
-def read_examples_file(path: Path) -> list[Example]:
-    """Examples written by :func:`write_examples`."""
-    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-    return [Example(**row) for row in rows]
-
-
-def keep_tracker_logs(ctx: StageContext) -> None:
-    """Move the trackers' logs (TensorBoard, MLflow) from the work folder into the run folder,
-    which lands with the stage (the work folder is removed then)."""
-    import shutil
-
-    logs = ctx.work / "logs"
-    if logs.is_dir() and any(logs.iterdir()):
-        shutil.copytree(logs, ctx.out / "logs", dirs_exist_ok=True)
-
-
-def find_parent(store: AdapterStore, config: TrainConfig) -> AdapterVersion | None:
-    """The stored version ``config.parent`` names (None to start from a fresh adapter)."""
-    if config.parent is None:
-        return None
-    version = None if config.parent == "current" else config.parent
-    store.check_weights(config.lang, version)
-    return store.get(config.lang, version)
-
-
-def adapter_card(
-    trained: Any,
-    config: TrainConfig,
-    selection: dict[str, Any] | None,
-    parent: AdapterVersion | None,
-    fingerprint: str,
-) -> dict[str, Any]:
-    """The card stored beside an adapter (the store adds lang, version and time)."""
-    import peft
-    import torch
-    import transformers
-
-    import lingualift
-
-    return {
-        "base_model": trained.base_model,
-        "parent": parent.name if parent else None,
-        "data": [dataclasses.asdict(s) for s in trained.data],
-        "selection": selection,
-        "config": to_dict(config),
-        "metrics": trained.metrics,
-        "run": {"fingerprint": fingerprint, "output_dir": str(config.run_dir)},
-        "software": {
-            "lingualift": lingualift.__version__,
-            "peft": peft.__version__,
-            "transformers": transformers.__version__,
-            "torch": torch.__version__,
-        },
-    }
-
-
-def _brief(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = ("steps", "epochs", "train_rows", "eval_rows", "eval_loss_before", "eval_loss")
-    return {k: metrics.get(k) for k in keys} | {"train_seconds": metrics.get("train_seconds")}
+    return TrainResult(version, metrics, config.run_dir, reused=found.reused)

@@ -59,6 +59,41 @@ class ShifCon:
     ) -> ShifCon:
         return cls(vectors, a, b, dominant)
 
+    @classmethod
+    def build(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        texts: dict[str, list[str]],
+        folder: str | Path,
+        *,
+        base_spec: str,
+        batch_size: int = 16,
+        max_length: int = 128,
+        subspace_rank: int = 16,
+        source: str = "",
+        progress: bool = True,
+    ) -> ShifCon:
+        """Vectors of ``texts`` (per language), the curve's layer area, saved with ``layers.png``.
+
+        The one-call form of ``lingualift shifcon vectors`` + ``layers``: computes the
+        language vectors and principal subspaces, chooses the area by the documented
+        rule (:func:`lingualift.shifcon.area.choose_area`), saves the ShifCon folder and
+        draws the distance curve into it.
+        """
+        from lingualift.shifcon.area import choose_area, plot_curve
+        from lingualift.shifcon.vectors import compute_language_vectors
+
+        vectors = compute_language_vectors(
+            model, tokenizer, texts, base_model=base_spec, batch_size=batch_size,
+            max_length=max_length, subspace_rank=subspace_rank, source=source, progress=progress,
+        )  # fmt: skip
+        a, b, record = choose_area(vectors)
+        shifcon = cls(vectors, a, b, curve=record)
+        shifcon.save(folder)
+        plot_curve(record, Path(folder) / "layers.png", title=f"{base_spec}: distance to English")
+        return shifcon
+
     # ---- properties ---------------------------------------------------------
     @property
     def languages(self) -> list[str]:

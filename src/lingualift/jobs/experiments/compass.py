@@ -17,11 +17,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lingualift.jobs.common import BaseModel
 from lingualift.jobs.experiments.config import CompassVsBaselinesConfig
 from lingualift.jobs.experiments.summary import format_table, plot_bars, summarize, write_results
 from lingualift.jobs.experiments.units import Units, evaluate, heldout_sets
 from lingualift.stages import StageContext
+from lingualift.workflows.base import LoadedBase
 
 
 def write_inputs(config: CompassVsBaselinesConfig, lang: str, out: Path) -> dict[str, Path]:
@@ -53,22 +53,21 @@ def select(
     out: Path,
 ) -> Path:
     """A selection folder (kept, with its report and cluster profile, for inspection)."""
-    from lingualift.jobs.select import SelectConfig, run_select
+    from lingualift.data.sources import read_source
+    from lingualift.workflows.selection import select_stage
 
     folder = out / "selections" / f"{method}-{lang}-s{seed}"
-    run_select(
-        SelectConfig(
-            target=str(inputs["usage"]),
-            training=str(inputs["training"]),
-            pool=str(inputs["pool"]),
-            target_lang=lang,
-            method=method,
-            budget=None if method == "all" else config.budget,
-            encoder=config.encoder,
-            seed=seed,
-            out_dir=str(folder),
-            format="jsonl",
-        )
+    select_stage(
+        folder,
+        method,
+        read_source(str(inputs["usage"]), seed=seed, role="target"),
+        read_source(str(inputs["training"]), seed=seed, role="training"),
+        read_source(str(inputs["pool"]), seed=seed, role="pool"),
+        None if method == "all" else config.budget,
+        fmt="jsonl",
+        encoder=config.encoder,
+        seed=seed,
+        target_lang=lang,
     )
     return folder
 
@@ -76,14 +75,14 @@ def select(
 def train_adapter(
     ctx: StageContext,
     config: CompassVsBaselinesConfig,
-    base: BaseModel,
+    base: LoadedBase,
     lang: str,
     seed: int,
     data: Path,
     selection: Path,
 ):
     """LoRA on D_tr(t) + selection with the train job's stage body; returns (model, metrics)."""
-    from lingualift.jobs.train import TrainConfig, read_training_data, train_and_store
+    from lingualift.workflows.training import TrainConfig, read_training_data, train_and_store
 
     train_config = TrainConfig(
         lang=lang,
@@ -108,7 +107,7 @@ def run_compass_vs_baselines(
 ) -> dict[str, Any]:
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = BaseModel(config.model)
+    base = LoadedBase(config.model)
     sets = heldout_sets(config, config.langs, english=False)
     results = [
         units.run(

@@ -11,7 +11,7 @@ of ``heldout_books``, the narrative usage) and the **new** one (verses of
 ``drift_books`` that never enter the stream):
 
 - ``none``: ``v1`` kept (no update);
-- ``ecda``: :func:`lingualift.jobs.ecda.run_ecda` over the stream (monitor,
+- ``ecda``: :func:`lingualift.workflows.ecda.ecda_over_log` over the stream (monitor,
   COMPASS selection, update from v1 with replay and the penalty, gate); the
   version current at the end is scored;
 - ``naive``: fine-tuning v1 on the same new selection, no replay, no penalty,
@@ -44,12 +44,12 @@ from typing import Any
 import numpy as np
 
 from lingualift.adapters.data import Example
-from lingualift.jobs.common import BaseModel
 from lingualift.jobs.experiments.config import EcdaDriftConfig
 from lingualift.jobs.experiments.stats import paired_difference, score_texts
 from lingualift.jobs.experiments.summary import mean_std, write_results
 from lingualift.jobs.experiments.units import Units
 from lingualift.stages import StageContext
+from lingualift.workflows.base import LoadedBase
 
 SYSTEMS = ("none", "ecda", "naive", "full")
 
@@ -87,13 +87,13 @@ def score(
 
 
 def deploy_v1(
-    ctx: StageContext, config: EcdaDriftConfig, base: BaseModel, lang: str, out: Path
+    ctx: StageContext, config: EcdaDriftConfig, base: LoadedBase, lang: str, out: Path
 ) -> dict:
     """v1 in ``out/stores/base``: trained on D_tr, held-out split kept, reference built."""
     from lingualift.adapters.store import AdapterStore
+    from lingualift.continual.deployed import build_reference
     from lingualift.data import write_records
-    from lingualift.jobs.monitor import build_reference
-    from lingualift.jobs.train import TrainConfig, read_training_data, train_and_store
+    from lingualift.workflows.training import TrainConfig, read_training_data, train_and_store
 
     data_dir = out / "data" / lang
     training = _texts(lang, config.training_books, config.training_per_language, config.data_seed)
@@ -146,12 +146,12 @@ def write_stream(config: EcdaDriftConfig, lang: str, seed: int, path: Path) -> d
     return {"change_window": len(before) // config.window, "queries": len(rows)}
 
 
-def run_stream(ctx: StageContext, config: EcdaDriftConfig, base: BaseModel, lang: str, seed: int,
+def run_stream(ctx: StageContext, config: EcdaDriftConfig, base: LoadedBase, lang: str, seed: int,
                out: Path) -> dict[str, Any]:  # fmt: skip
     """ECDA over one seed's stream, in a copy of the base store; scores the final current version."""
     from lingualift.adapters.store import AdapterStore
     from lingualift.continual.update import UpdateSettings
-    from lingualift.jobs.ecda import EcdaConfig, run_ecda
+    from lingualift.workflows.ecda import EcdaConfig, ecda_over_log
 
     folder = out / "streams" / f"{lang}-s{seed}"
     store_root = folder / "store"
@@ -167,7 +167,7 @@ def run_stream(ctx: StageContext, config: EcdaDriftConfig, base: BaseModel, lang
                               penalty=config.penalty, penalty_lambda=config.penalty_lambda),
         train=dataclasses.replace(config.train, seed=seed), eval_fraction=0.1,
     )  # fmt: skip
-    result = run_ecda(ecda, progress=False, base=base)
+    result = ecda_over_log(ecda, progress=False, base=base)
     rows = [json.loads(x) for x in (folder / "ecda/monitor/drift.jsonl").read_text().splitlines()]
     change = stream["change_window"]
     stable = [r for r in rows if r["window"] < change]
@@ -197,11 +197,11 @@ def run_stream(ctx: StageContext, config: EcdaDriftConfig, base: BaseModel, lang
     }  # fmt: skip
 
 
-def run_baseline(ctx: StageContext, config: EcdaDriftConfig, base: BaseModel, lang: str, seed: int,
+def run_baseline(ctx: StageContext, config: EcdaDriftConfig, base: LoadedBase, lang: str, seed: int,
                  system: str, ecda: dict[str, Any], out: Path) -> dict[str, Any]:  # fmt: skip
     """naive (from v1, the selection only, ECDA's steps) or full (fresh, D_tr + selection)."""
     from lingualift.adapters.store import AdapterStore
-    from lingualift.jobs.train import TrainConfig, read_training_data, train_and_store
+    from lingualift.workflows.training import TrainConfig, read_training_data, train_and_store
 
     update = next((u for u in ecda["updates"] if u["after_change"]), None)
     if update is None or not update["train"]["steps"]:  # ECDA saw no drift: nothing to train on
@@ -236,7 +236,7 @@ def run_ecda_drift(config: EcdaDriftConfig, progress: bool = True) -> dict[str, 
 
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = BaseModel(config.model)
+    base = LoadedBase(config.model)
     results: list[dict[str, Any]] = []
     for lang in config.langs:
         pool = out / "data" / lang / "pool.jsonl"

@@ -37,7 +37,6 @@ import numpy as np
 
 from lingualift.data import CORPUS_LANGUAGES, ParallelCorpus, Record, parse_books, write_records
 from lingualift.data.corpus import GENRE_OF_BOOK, GENRES
-from lingualift.jobs.common import BaseModel, select_into
 from lingualift.jobs.experiments.config import CompassGenresConfig, GenreSettings
 from lingualift.jobs.experiments.stats import (
     difference_in_differences,
@@ -49,6 +48,8 @@ from lingualift.jobs.experiments.stats import (
 from lingualift.jobs.experiments.summary import write_results
 from lingualift.jobs.experiments.units import Units
 from lingualift.stages import StageContext
+from lingualift.workflows.base import LoadedBase
+from lingualift.workflows.selection import select_into
 
 
 @dataclasses.dataclass
@@ -158,7 +159,7 @@ def _score(
 def _train_and_score(
     ctx: StageContext,
     config: CompassGenresConfig,
-    base: BaseModel,
+    base: LoadedBase,
     lang: str,
     data_dir: Path,
     extra: Path | None,
@@ -168,7 +169,7 @@ def _train_and_score(
     texts: list[str],
 ) -> dict[str, Any]:
     """LoRA on D_tr(t) + ``extra`` (a selection or the oracle's verses); held-out NLL per verse."""
-    from lingualift.jobs.train import TrainConfig, read_training_data, train_and_store
+    from lingualift.workflows.training import TrainConfig, read_training_data, train_and_store
 
     train_config = TrainConfig(
         lang=lang,
@@ -196,7 +197,7 @@ def run_compass_genres(config: CompassGenresConfig, progress: bool = True) -> di
     settings = config.genres
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = BaseModel(config.model)
+    base = LoadedBase(config.model)
     conds = conditions(settings)
     folders: dict[tuple[str, str], Path] = {}
     steps: dict[str, int] = {}

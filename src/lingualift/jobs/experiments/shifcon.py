@@ -17,21 +17,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.jobs.common import BaseModel
 from lingualift.jobs.experiments.config import LayerAreaConfig, ShifConSetup, ShifConVsLoraConfig
 from lingualift.jobs.experiments.summary import format_table, plot_bars, summarize, write_results
 from lingualift.jobs.experiments.units import Units, evaluate, heldout_sets
 from lingualift.stages import StageContext
+from lingualift.workflows.base import LoadedBase
 
 ShifConExperiment = ShifConVsLoraConfig | LayerAreaConfig
 """The experiments that train ShifCon on parallel pairs."""
 
 
-def language_area(config: ShifConExperiment, base: BaseModel, out: Path):
+def language_area(config: ShifConExperiment, base: LoadedBase, out: Path):
     """The ShifCon object (vectors + curve-chosen band): read from config.shifcon or out/shifcon."""
     from lingualift.errors import LingualiftError
-    from lingualift.jobs.shifcon import build_shifcon, corpus_texts
     from lingualift.shifcon import ShifCon
+    from lingualift.shifcon.corpus import corpus_texts
 
     folder = Path(config.shifcon) if config.shifcon else out / "shifcon"
     if (folder / "shifcon.json").is_file():
@@ -45,12 +45,12 @@ def language_area(config: ShifConExperiment, base: BaseModel, out: Path):
                 f"{folder} has no vectors for {', '.join(missing)}; compute them or drop shifcon=."
             )
     print(f"[experiment] language vectors for {['en', *config.langs]} -> {folder}", flush=True)
-    return build_shifcon(
+    return ShifCon.build(
         base.model,
         base.tokenizer,
-        base.spec,
         corpus_texts(config.langs, config.vector_books, config.vector_per_language),
         folder,
+        base_spec=base.spec,
         batch_size=config.eval_batch_size,
         max_length=config.train.max_length,
         source=f"embedded corpus books={config.vector_books} first {config.vector_per_language}",
@@ -77,7 +77,7 @@ def objective_of(config: ShifConSetup, system: str):
 def _train(
     ctx: StageContext,
     config: ShifConExperiment,
-    base: BaseModel,
+    base: LoadedBase,
     shifcon: Any,
     pairs: list[Any],
     seed: int,
@@ -113,7 +113,7 @@ def _score(
 
 
 def _pairs(config: ShifConExperiment) -> list[Any]:
-    from lingualift.jobs.shifcon_train import corpus_pairs
+    from lingualift.shifcon.corpus import corpus_pairs
 
     return corpus_pairs(config.langs, config.train_books, config.pairs_per_language)
 
@@ -137,7 +137,7 @@ def _validation(config: ShifConVsLoraConfig) -> dict[str, list[str]]:
 
 
 def choose_learning_rates(
-    config: ShifConVsLoraConfig, units: Units, base: BaseModel, shifcon: Any, pairs: list[Any]
+    config: ShifConVsLoraConfig, units: Units, base: LoadedBase, shifcon: Any, pairs: list[Any]
 ) -> dict[str, Any]:
     """Each system's learning rate: the lowest validation NLL over ``lr_grid`` at seed 0."""
     from lingualift.evaluation.heldout import HeldoutSet
@@ -170,7 +170,7 @@ def run_shifcon_vs_lora(config: ShifConVsLoraConfig, progress: bool = True) -> d
     """
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = BaseModel(config.model)
+    base = LoadedBase(config.model)
     shifcon = language_area(config, base, out)
     sets = heldout_sets(config, config.langs, english=config.english)
     pairs = _pairs(config)
@@ -314,7 +314,7 @@ def run_layer_area(config: LayerAreaConfig, progress: bool = True) -> dict[str, 
 
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = BaseModel(config.model)
+    base = LoadedBase(config.model)
     chosen = language_area(config, base, out)
     sets = heldout_sets(config, config.langs, english=False)
     pairs = _pairs(config)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lingualift.atomic import atomic_write_text
 from lingualift.config import to_dict
+from lingualift.jobs.quickstart.config import QuickstartConfig
 from lingualift.languages import language_name
 from lingualift.stages import Stage
-
-if TYPE_CHECKING:  # the job imports this module; the config is only a type here
-    from lingualift.jobs.quickstart import QuickstartConfig
 
 _VARIANT_NAMES = {
     "base": "base model",

@@ -27,111 +27,18 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from lingualift.adapters.portable import stamp_adapter
 from lingualift.atomic import atomic_write_text
-from lingualift.config import bookkeeping, settings_of, to_dict
-from lingualift.data import CORPUS_LANGUAGES, parse_books
+from lingualift.config import settings_of, to_dict
+from lingualift.data import parse_books
 from lingualift.errors import require
+from lingualift.jobs.quickstart.config import QuickstartConfig
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
-from lingualift.models import DEFAULT_MODEL
 from lingualift.portable import base_identity
 from lingualift.stages import Job, Stage, StageContext
-from lingualift.training import LoraSettings, TrainingArgs
-
-
-def _quickstart_training() -> TrainingArgs:
-    # 8 sequences of 128 tokens a step as 2 micro-batches of 4: Gemma 3's 262k-token
-    # vocabulary makes the logits the largest activation (8 x 128 in one pass peaks at
-    # ~7 GB, 4 x 128 at ~4 GB).
-    return TrainingArgs(
-        lr=3e-4, max_steps=20, batch_size=4, grad_accum=2, max_length=128, warmup_steps=0.1,
-        save_every=5,
-    )  # fmt: skip
-
-
-@dataclasses.dataclass
-class QuickstartConfig:
-    """Settings of the quickstart job (defaults finish in under 10 minutes on 2 CPU cores)."""
-
-    lang: str = "sw"
-    """Target (non-English) language, any code or name the embedded corpus has."""
-    model: str = DEFAULT_MODEL
-    """Base model: an embedded name, a hub id or a local folder."""
-    encoder: str = "e5-nano"
-    """Sentence encoder of COMPASS (see lingualift.embed.get_encoder)."""
-    out_dir: str = bookkeeping("runs/quickstart")
-    """Where every stage's outputs and the report go."""
-    seed: int = 0
-    """Seed of the data draws, the selections and the cloze set."""
-    train_books: str = "1-17"
-    """Corpus books of the target-language training data (Genesis to Esther)."""
-    n_train: int = 300
-    """Target-language training verses (drawn from train_books)."""
-    usage_books: str = "19,40,41"
-    """Books the target-usage sample comes from (Psalms, Matthew, Mark)."""
-    n_usage: int = 200
-    """Verses in the target-usage sample COMPASS aims at."""
-    heldout_books: str = "20,43"
-    """Held-out books (Proverbs, John): never in training, pool or usage sample."""
-    n_heldout: int = 60
-    """Held-out verses scored for NLL, in the target language and in English."""
-    n_cloze: int = 80
-    """Cloze multiple-choice questions built from the held-out books."""
-    cloze_letters: bool = False
-    """Also score the cloze set as Global-MMLU answer letters (slower; small models sit near
-    chance there, so the completion log-likelihood is the default measure)."""
-    pool_langs: str = "all"
-    """Pool languages: 'all' (every corpus language but the target) or a comma list."""
-    pool_per_language: int = 70
-    """Pool verses per language (from every book but the held-out ones)."""
-    budget: int = 300
-    """Items every selection method may choose (equal budget)."""
-    baselines: list[str] = dataclasses.field(default_factory=lambda: ["random", "lang-similarity"])
-    """Selection baselines compared with COMPASS (random, lang-similarity, all)."""
-    lora: LoraSettings = dataclasses.field(default_factory=LoraSettings)
-    """The LoRA adapter (rank 8, alpha 16, all linear layers)."""
-    train: TrainingArgs = dataclasses.field(default_factory=_quickstart_training)
-    """LoRA training: 20 steps of 8 x 128 packed tokens (micro-batches of 4), lr 3e-4."""
-    shifcon_langs: list[str] = dataclasses.field(default_factory=lambda: ["fr", "hi", "zh"])
-    """Extra languages in the ShifCon layer curve (English and the target are always in)."""
-    vector_sentences: int = 96
-    """Sentences per language for the ShifCon vectors and subspaces."""
-    subspace_rank: int = 16
-    """Principal directions per language and layer in the layer curve."""
-    shifcon_train: Literal["auto", "always", "never"] = "auto"
-    """Brief ShifCon training: 'auto' runs it only if the time budget allows."""
-    shifcon_train_steps: int = 8
-    """Optimizer steps of the brief ShifCon training (lr, rank and batch as the adapter's;
-    the contrastive loss needs a step's sequences in one batch)."""
-    shifcon_pairs: int = 64
-    """Target/English verse pairs for ShifCon training (from train_books)."""
-    eval_batch_size: int = 16
-    """Sequences per forward pass in evaluation."""
-    time_budget_min: float = 10.0
-    """Wall-clock budget; optional stages are skipped when they would not fit."""
-    overwrite: bool = bookkeeping(False)
-    """Redo stages whose outputs were made with other settings."""
-
-    def __post_init__(self) -> None:
-        from lingualift.compass import METHODS
-
-        self.lang = normalize_language(self.lang)
-        require(
-            self.lang != DOMINANT_LANGUAGE,
-            f"The quickstart lifts a non-dominant language; choose lang other than {self.lang!r}.",
-        )
-        require(
-            self.lang in CORPUS_LANGUAGES,
-            f"The embedded corpus has no {self.lang!r} text; choose one of "
-            f"{', '.join(CORPUS_LANGUAGES)}.",
-        )
-        for name in ("n_train", "n_usage", "n_heldout", "n_cloze", "budget", "pool_per_language"):
-            require(getattr(self, name) >= 1, f"{name} must be at least 1.")
-        bad = [m for m in self.baselines if m not in METHODS or m == "compass"]
-        require(not bad, f"Unknown baseline {bad[:1]}; use {', '.join(METHODS[1:])}.")
-
+from lingualift.workflows.base import LoadedBase
 
 # -- stages -----------------------------------------------------------------------------
 
@@ -216,8 +123,8 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     """Run (or resume) every stage; returns the path of ``report.md``."""
     from lingualift.adapters import AdapterStore
     from lingualift.evaluation.heldout import score_heldout
-    from lingualift.jobs.common import BaseModel, select_into
-    from lingualift.jobs.train import (
+    from lingualift.workflows.selection import select_into
+    from lingualift.workflows.training import (
         TrainConfig,
         read_training_data,
         train_and_store,
@@ -230,7 +137,7 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     methods = ["compass", *dict.fromkeys(config.baselines)]
     job = Job(out, label="quickstart", overwrite=config.overwrite, total=len(methods) + 9)
     job.claim()
-    base = BaseModel(config.model)
+    base = LoadedBase(config.model)
     specs = {
         "train": f"corpus:{lang}:{config.train_books}:{config.n_train}",
         "usage": f"corpus:{lang}:{config.usage_books}:{config.n_usage}",
@@ -341,24 +248,25 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     if "eval" in brief.result:
         results["shifcon-trained"] = brief.result["eval"]
     job.announce("report", "writing report.md, report.json, results.png")
-    from lingualift.jobs.quickstart_report import write_report
+    from lingualift.jobs.quickstart.report import write_report
 
     return write_report(config, out, job.stages, results, time.perf_counter() - started)
 
 
-def _merged(trained_now: dict[str, Any], base: Any, adapter: Stage) -> Any:
+def _merged(trained_now: dict[str, Any], base: LoadedBase, adapter: Stage) -> Any:
     """The adapter merged into the base weights: the model just trained, or the stored one."""
     if "model" in trained_now:
         return trained_now.pop("model").merge_and_unload()
     return base.with_adapter(adapter.result["path"])
 
 
-def _shifcon_stage(config: QuickstartConfig, langs: list[str], base: Any, ctx: StageContext):
-    from lingualift.jobs.shifcon import build_shifcon, corpus_texts
+def _shifcon_stage(config: QuickstartConfig, langs: list[str], base: LoadedBase, ctx: StageContext):
+    from lingualift.shifcon import ShifCon
+    from lingualift.shifcon.corpus import corpus_texts
 
     texts = corpus_texts(langs, config.train_books, config.vector_sentences)
-    shifcon = build_shifcon(
-        base.model, base.tokenizer, config.model, texts, ctx.out,
+    shifcon = ShifCon.build(
+        base.model, base.tokenizer, texts, ctx.out, base_spec=config.model,
         batch_size=config.eval_batch_size, max_length=64, subspace_rank=config.subspace_rank,
     )  # fmt: skip
     return {
@@ -372,7 +280,7 @@ def _shifcon_stage(config: QuickstartConfig, langs: list[str], base: Any, ctx: S
 
 def _shifcon_train(config, job, base, shifcon, lang, evaluate, started, adapter, evals) -> Stage:
     """Brief ShifCon training, when it fits in what is left of the time budget."""
-    from lingualift.jobs.shifcon_train import corpus_pairs
+    from lingualift.shifcon.corpus import corpus_pairs
     from lingualift.shifcon.trainer import ShifConTrainer
 
     args = dataclasses.replace(

@@ -10,8 +10,7 @@ from lingualift.cli import main
 from lingualift.errors import LingualiftError
 from lingualift.jobs.monitor import MonitorConfig, run_monitor
 from tests.compass.conftest import ToyEncoder
-
-from .helpers import TOPICS, log_rows, store_with_reference, texts, write_log
+from tests.continual.helpers import TOPICS, log_rows, store_with_reference, texts, write_log
 
 WINDOW = 40
 
@@ -123,8 +122,7 @@ def test_bad_input_one_sentence_nothing_written(tmp_path):
 
 def test_language_without_reference(tmp_path, capsys):
     from lingualift.adapters.store import AdapterStore
-
-    from .helpers import fake_peft
+    from tests.continual.helpers import fake_peft
 
     AdapterStore(tmp_path / "store").save("hi", writer=fake_peft, promote=True)
     log = write_log(tmp_path / "log.jsonl", log_rows(texts(TOPICS, 50), lang="hi"))

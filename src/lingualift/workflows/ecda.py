@@ -1,0 +1,173 @@
+"""COMPASS-ECDA over a traffic log: the monitor, the loop and the updates, composed.
+
+:func:`ecda_over_log` checks every input first (log, store, references, old
+held-out sets, lineage data, pool: a bad one fails in one sentence before
+anything is written), then composes
+
+- a :class:`~lingualift.continual.log_monitor.LogMonitor` in ``<out_dir>/monitor``
+  (its own state: cursor, windows, drift rows),
+- an :class:`~lingualift.continual.loop.EcdaLoop` with its own state in
+  ``<out_dir>/loop.json`` (planned updates, streaks, cooldowns),
+- an :class:`~lingualift.workflows.ecda_update.EcdaUpdater` whose updates are
+  five-stage jobs under ``<out_dir>/updates/<lang>-w<window>/``,
+
+and runs the loop once over the log or follows it. ``lingualift ecda``
+(:mod:`lingualift.jobs.ecda`) and the ``ecda_drift`` experiment both run it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Any
+
+from lingualift.adapters.store import AdapterStore
+from lingualift.config import bookkeeping, settings_of
+from lingualift.continual.deployed import load_reference, monitored_languages
+from lingualift.continual.gate import Gate, read_heldout
+from lingualift.continual.log_monitor import LogMonitor, MonitorSettings
+from lingualift.continual.logs import STDIN, check_source
+from lingualift.continual.loop import LOOP_FILE, EcdaLoop, LoopSettings
+from lingualift.continual.update import UpdateSettings, lineage_data
+from lingualift.data.sources import read_source
+from lingualift.embed import Encoder
+from lingualift.errors import require
+from lingualift.models import DEFAULT_MODEL
+from lingualift.training import TrainingArgs
+from lingualift.workflows.base import LoadedBase
+from lingualift.workflows.ecda_update import EcdaUpdater, UpdateRecipe
+
+
+def _update_training() -> TrainingArgs:
+    return TrainingArgs(lr=1e-4, max_steps=20, batch_size=8, max_length=128, save_every=5)
+
+
+@dataclasses.dataclass
+class EcdaConfig(MonitorSettings):
+    """Settings of ``lingualift ecda``."""
+
+    input: str = ""
+    """Production queries: a traffic-log file, a folder of log segments, or '-' (stdin)."""
+    langs: list[str] = dataclasses.field(default_factory=list)
+    """Languages to keep fresh; empty: every language of the store with a current version."""
+    store: str | None = None
+    """Adapter store root (default $LINGUALIFT_HOME/adapters)."""
+    model: str = DEFAULT_MODEL
+    """Base model of the adapters."""
+    pool: str = ""
+    """Candidate pool for COMPASS (a data file with a language column, or corpus:...)."""
+    # Read by content where used (the gate's and the lineage's fingerprints cover them).
+    training_data: str | None = bookkeeping(None)
+    """The first version's training data, when its card names data that is not readable here."""
+    old_heldout: str | None = bookkeeping(None)
+    """Old held-out set for the gate when the current version keeps none (heldout.jsonl)."""
+    out_dir: str = bookkeeping("runs/ecda")
+    """Output folder: monitor/ (drift.jsonl, drift.png, state), loop.json (the loop's
+    state) and updates/<lang>-w<N>/."""
+    follow: bool = bookkeeping(False)
+    """Keep following the log (a folder of segments) instead of reading it once."""
+    poll_seconds: float = bookkeeping(60.0)
+    """Seconds between two reads of the log when following it."""
+    max_polls: int | None = bookkeeping(None)
+    """Stop following after this many reads (None: until Ctrl-C)."""
+    trigger_windows: int = 1
+    """Consecutive drifting windows of a language that start an update."""
+    usage_windows: int = 3
+    """Recent windows kept; the drifted ones among them become the new target usage."""
+    cooldown_windows: int = 2
+    """Windows to wait after a kept (not promoted) update before another can start."""
+    heldout_fraction: float = 0.2
+    """Share of the new usage held out for the gate (never used to select)."""
+    n_clusters: int | None = None
+    """COMPASS clusters (None: the rule on the target size)."""
+    update: UpdateSettings = dataclasses.field(default_factory=UpdateSettings)
+    """Selection budget, replay fraction, penalty (l2sp, ewc, none) and its lambda."""
+    train: TrainingArgs = dataclasses.field(default_factory=_update_training)
+    """Optimisation of an update (it starts from the current version's adapter)."""
+    packing: bool = True
+    """Pack training examples into full max_length rows."""
+    eval_fraction: float = 0.1
+    """Share of an update's training mix held out (kept as the new version's heldout.jsonl)."""
+    gate: Gate = dataclasses.field(default_factory=Gate)
+    """Promotion rule: min_gain on the new usage, tolerance on the old set (nats or relative)."""
+    overwrite: bool = bookkeeping(False)
+    """Start afresh in an out_dir made with other settings."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.loop_settings()  # trigger, usage and cooldown windows are checked there
+        require(0 < self.heldout_fraction < 1, "heldout_fraction must be in (0, 1).")
+        require(0 < self.eval_fraction < 1, "eval_fraction must be in (0, 1) (the gate needs it).")
+        require(self.poll_seconds >= 0, "poll_seconds must not be negative.")
+
+    def loop_settings(self) -> LoopSettings:
+        return LoopSettings(self.trigger_windows, self.usage_windows, self.cooldown_windows)
+
+    def recipe(self) -> UpdateRecipe:
+        return UpdateRecipe(
+            model=self.model, store=self.store, update=self.update, train=self.train,
+            gate=self.gate, packing=self.packing, eval_fraction=self.eval_fraction,
+            heldout_fraction=self.heldout_fraction, n_clusters=self.n_clusters,
+            training_data=self.training_data, old_heldout=self.old_heldout,
+            backend=self.backend, seed=self.seed,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass
+class EcdaResult:
+    out_dir: Path
+    updates: list[dict[str, Any]]
+    """Every update of this folder: id, language, windows, status (promoted/kept), versions."""
+    summary: dict[str, Any]
+
+
+def ecda_over_log(
+    config: EcdaConfig,
+    progress: bool = True,
+    encoder: Encoder | None = None,
+    base: LoadedBase | None = None,
+    stop: threading.Event | None = None,
+) -> EcdaResult:
+    """Check the inputs, then run (or resume) the loop over ``config.input`` (module docstring).
+
+    ``encoder`` overrides the references' encoder spec; ``base`` shares an already
+    loaded base model; ``stop``, once set, ends ``follow=true`` at the next point
+    between two polls.
+    """
+    require(config.input, "Set input=<log file, folder or -> (the production queries).")
+    require(config.pool, "Set pool=<file or corpus:...> (the candidates COMPASS selects from).")
+    store = AdapterStore(config.store)
+    langs = monitored_languages(store, config.langs)
+    check_source(config.input, allow_empty=config.follow)
+    # Every bad input fails here, before anything is written.
+    references = {lang: load_reference(store, lang) for lang in langs}
+    for lang in langs:
+        current = store.get(lang)
+        read_heldout(current.path, current.name, config.old_heldout)
+        lineage_data(store, current, config.training_data)
+    pool = read_source(config.pool, role="pool")
+    require(all(r.lang for r in pool), "Every pool item needs a language (a 'lang' column).")
+    fingerprint = settings_of(config)
+    fingerprint["langs"] = langs
+    if config.input == STDIN:
+        fingerprint["input"] = STDIN
+    out = Path(config.out_dir)
+    monitor = LogMonitor.open(
+        out / "monitor", config.input, references, config, fingerprint,
+        overwrite=config.overwrite, progress=progress, encoder=encoder,
+        keep_recent=config.usage_windows,
+    )  # fmt: skip
+    loop = EcdaLoop.open(
+        out / LOOP_FILE, config.loop_settings(), store, fingerprint,
+        overwrite=config.overwrite, progress=progress,
+    )  # fmt: skip
+    updater = EcdaUpdater(
+        out / "updates", config.recipe(), store, pool, base or LoadedBase(config.model),
+        monitor.encoder, monitor.encoder_spec, overwrite=config.overwrite, progress=progress,
+    )  # fmt: skip
+    loop.run(
+        monitor, updater, follow=config.follow, poll_seconds=config.poll_seconds,
+        max_polls=config.max_polls, stop=stop,
+    )  # fmt: skip
+    return EcdaResult(out, loop.updates, monitor.summary())
