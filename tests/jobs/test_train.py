@@ -65,7 +65,7 @@ def test_only_the_first_version_is_promoted_unless_promote_is_given(tmp_path, te
     store = AdapterStore(tmp_path / "store")
 
     def train(run, **kw):
-        return run_train(config(tmp_path, text_file, steps=2, output_dir=str(tmp_path / run),
+        return run_train(config(tmp_path, text_file, steps=2, out_dir=str(tmp_path / run),
                                 **kw), *tiny())  # fmt: skip
 
     first = train("r1")
