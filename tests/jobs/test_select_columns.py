@@ -19,7 +19,7 @@ def test_columns_apply_to_every_input_and_each_group_overrides(tmp_path):
         target_fields={"id": "qid", "default_lang": "swa"}, pool_fields={"lang": "language"},
     )  # fmt: skip
     got_target, training, got_pool = read_inputs(config)
-    assert [(r.id, r.text, r.lang) for r in got_target][0] == ("q0", "Swali 0", "sw")
+    assert (got_target[0].id, got_target[0].text, got_target[0].lang) == ("q0", "Swali 0", "sw")
     assert [(r.text, r.lang) for r in got_pool] == [("Une phrase", "fr"), ("Ein Satz", "de")]
     assert training == []
 
