@@ -83,6 +83,9 @@ def test_json_errors_say_what_was_found_and_what_was_expected(tmp_path):
         r"JSON Lines .* or a JSON array of objects; .* jq '.data'",
     ):
         read_records(document)
+    document.write_text(json.dumps({"version": 1, "data": [{"text": "a"}]}))  # on one line
+    with pytest.raises(LingualiftError, match=r"doc.json holds one JSON object"):
+        read_records(document)
     scalar = tmp_path / "s.jsonl"
     scalar.write_text('{"text": "a"}\n"just text"\n')
     with pytest.raises(LingualiftError, match=r"s.jsonl:2: a JSON str where read as JSON Lines"):

@@ -202,6 +202,8 @@ def _json_rows(
                         "fix or remove that line",
                     )
                     continue
+                if number == 1 and fmt.kind == "json" and _holds_records(row):
+                    _explain_json_document(path, fmt)  # one object wrapping the records
                 if not isinstance(row, dict):
                     _bad(
                         path,
@@ -254,6 +256,13 @@ def _json_array_rows(
             )
             continue
         yield number, item
+
+
+def _holds_records(row: Any) -> bool:
+    """An object with a list of objects inside: likely a wrapper such as {"data": [...]}."""
+    return isinstance(row, dict) and any(
+        isinstance(v, list) and v and all(isinstance(x, dict) for x in v) for v in row.values()
+    )
 
 
 def _explain_json_document(path: Path, fmt: FileFormat) -> None:
