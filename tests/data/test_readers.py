@@ -240,3 +240,27 @@ def test_bad_lines_can_be_counted_and_skipped(tmp_path):
     assert [line for line, _ in seen] == [2, 3] and "malformed JSON" in seen[0][1]
     with pytest.raises(LingualiftError, match=r"log.jsonl:2: malformed JSON .* fix or remove"):
         list(iter_rows(path))
+
+
+def test_rows_for_the_monitor_parse_as_queries(tmp_path):
+    """What the monitor's log reader gets for a file that is not a traffic log: mapped rows
+    that its own ``parse_row`` turns into queries, bad lines reported instead of raised."""
+    from lingualift.continual.logs import Problem, Query, parse_row
+
+    path = tmp_path / "usage.csv.gz"
+    path.write_bytes(
+        gzip.compress(
+            b"query,language,time\nHabari ya leo,sw,2026-01-01T00:00:00\n"
+            b"Bonjour,fr,2026-01-01T00:00:00,extra\nJambo,sw,2026-01-01T00:00:01\n"
+        )
+    )
+    columns = Columns(text="query", lang="language", ts="time", id=None)
+    out: list = []
+    for where, line, row in iter_rows(
+        path, columns, on_error=lambda w, n, reason: out.append(Problem(w, n, reason))
+    ):
+        out.append(parse_row(row, where, line))
+    assert [type(x) for x in out] == [Query, Problem, Query]
+    assert (out[0].text, out[0].lang, out[0].ts) == ("Habari ya leo", "sw", 1767225600.0)
+    assert out[1].line == 3 and "more fields than the header" in out[1].reason
+    assert (out[2].id, out[2].where) == (f"{path}:4", f"{path}:4")
