@@ -36,7 +36,8 @@ class SelectConfig:
     """Settings of ``lingualift select``."""
 
     target: str = ""
-    """Target usage sample: a data file, 'hf:<dataset>' or 'corpus:<langs>[:<books>[:<n>]]'."""
+    """Target usage sample: a data file or folder (docs/data.md), 'hf:<dataset>' or
+    'corpus:<langs>[:<books>[:<n>]]'."""
     training: str | None = None
     """Data the model or adapter was already tuned on (same forms; empty or None = none)."""
     pool: str = ""
