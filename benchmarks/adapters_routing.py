@@ -6,9 +6,10 @@ prompts is generated three ways, interleaved round by round so machine load
 hits all alike:
 
 * single  - every row through one adapter (the plain PEFT ``set_adapter`` path);
-* routed  - each row through its language's adapter in one mixed batch (PEFT
-  ``adapter_names``), with one row in a language with no adapter (base model),
-  languages identified by py3langid;
+* routed  - each row through its language's adapter in one mixed batch (stacked
+  LoRA through the adapter registry, :mod:`lingualift.adapters.multilora`), with
+  one row in a language with no adapter (base model), languages identified by
+  py3langid;
 * base    - the base model alone, for reference.
 
     python benchmarks/adapters_routing.py                 # embedded Gemma 3 270M

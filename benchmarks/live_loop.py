@@ -282,7 +282,7 @@ def prepare_store(args: argparse.Namespace, prep: Path, data: dict[str, Any]) ->
         train=TrainingArgs(lr=args.lr, max_steps=args.v1_steps, batch_size=args.batch_size,
                            max_length=args.max_length, save_every=max(1, args.v1_steps // 2),
                            warmup_steps=0, seed=args.seed),
-        store=str(store_root), output_dir=str(prep / f"train-{args.lang}"),
+        store=str(store_root), out_dir=str(prep / f"train-{args.lang}"),
     )  # fmt: skip
     result = run_train(config)
     store = AdapterStore(store_root)
@@ -532,7 +532,7 @@ def history_events(store_root: Path, lang: str) -> list[dict[str, Any]]:
 def wait_for_monitor(ecda_out: Path, log_dir: Path, child: Child, timeout: float) -> bool:
     """Wait until ecda's cursor is at the last line of the last closed segment (True), or
     ``timeout`` seconds (False)."""
-    from lingualift.serving.traffic import list_segments
+    from lingualift.data.traffic import list_segments
 
     segments = list_segments(log_dir)
     if not segments:
@@ -985,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
                 child.stop(timeout=30)
         raise
 
-    from lingualift.serving.traffic import list_segments, read_segments
+    from lingualift.data.traffic import list_segments, read_segments
 
     rows = list(read_segments(log_dir))
     drift_path = ecda_out / "monitor" / "drift.jsonl"

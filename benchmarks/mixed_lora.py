@@ -8,9 +8,9 @@ tokens are decoded on the KV cache, timed per step:
 * single  - every row on one adapter (PEFT's active adapter);
 * peft    - row ``i`` on adapter ``i % adapters`` through PEFT ``adapter_names``
   (per layer: a loop over the adapters present, gather, two matmuls, scatter);
-* stacked - the same rows through :class:`lingualift.serving.multilora.StackedLora`
+* stacked - the same rows through :class:`lingualift.adapters.multilora.StackedLora`
   (per layer: two batched matmuls on each row's gathered matrices), which the
-  server uses for mixed batches.
+  server and the Router use for mixed batches.
 
 The three are interleaved ``--reps`` times so that a noisy machine slows them
 alike; the median seconds per step of each and the ratios to ``single`` are
@@ -44,8 +44,8 @@ def main() -> int:
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from lingualift.adapters.multilora import StackedLora
     from lingualift.models import load_causal_lm
-    from lingualift.serving.multilora import StackedLora
 
     model, _ = load_causal_lm(args.model)
     names = [f"lang{i}" for i in range(args.adapters)]

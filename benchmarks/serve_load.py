@@ -8,7 +8,7 @@ clients each send requests one after the other (greedy, ``ignore_eos``, exactly
 alternating over ``--rounds``:
 
 * mixed  - request ``i`` asks for language ``langs[i % len(langs)]``: every batch
-  mixes all adapters (stacked per layer, :mod:`lingualift.serving.multilora`);
+  mixes all adapters (stacked per layer, :mod:`lingualift.adapters.multilora`);
 * single - every request asks for the first language: one adapter per batch;
 
 then, with the server stopped, the same prompts run through
@@ -278,7 +278,7 @@ def main() -> int:
             server.kill()
             server.wait()
 
-    from lingualift.serving.traffic import list_segments, read_segments
+    from lingualift.data.traffic import list_segments, read_segments
 
     rows = list(read_segments(log_dir))
     assert not list(log_dir.glob("*.partial")), "the server left an open segment"

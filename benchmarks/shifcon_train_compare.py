@@ -76,8 +76,8 @@ def main() -> None:
     )  # fmt: skip
     plain = ShifConObjective(shift=False, alpha=1.0, beta=0.0)
     configs = {
-        "lora": ShifConTrainConfig(out=f"{args.runs}/lora", objective=plain, **common),
-        "shifcon": ShifConTrainConfig(out=f"{args.runs}/shifcon", **common),
+        "lora": ShifConTrainConfig(out_dir=f"{args.runs}/lora", objective=plain, **common),
+        "shifcon": ShifConTrainConfig(out_dir=f"{args.runs}/shifcon", **common),
     }
     result = {"args": vars(args), "a": shifcon.a, "b": shifcon.b, "train": {}, "heldout_nll": {}}
     model, tokenizer = load_causal_lm(shifcon.base_model)

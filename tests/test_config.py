@@ -2,7 +2,17 @@ import dataclasses
 
 import pytest
 
-from lingualift.config import apply_overrides, describe, field_docs, load_config, save_config
+from lingualift.config import (
+    RENAMED_KEYS,
+    apply_overrides,
+    bookkeeping,
+    describe,
+    field_docs,
+    load_config,
+    save_config,
+    settings_of,
+    to_dict,
+)
 from lingualift.errors import LingualiftError
 
 
@@ -88,3 +98,59 @@ def test_yaml_builds_no_python_objects(tmp_path):
         parse_yaml(text)
     assert not marker.exists()
     assert parse_yaml("lang: no\nflag: true\n") == {"lang": "no", "flag": True}
+
+
+@dataclasses.dataclass
+class Shown:
+    rank: int = 8
+    """A setting."""
+    log_every: int = bookkeeping(1)
+    """How often to log."""
+
+
+@dataclasses.dataclass
+class Job:
+    inner: Shown = dataclasses.field(default_factory=Shown)
+    """Nested section with a bookkeeping key."""
+    out_dir: str = bookkeeping("runs/x")
+    """Output folder."""
+    seeds: list[int] = bookkeeping(default_factory=lambda: [0, 1])
+    """Which units run."""
+    out: str | None = None
+    """Output file."""
+    lr: float = 1e-3
+    """A setting."""
+
+
+def test_settings_of_drops_bookkeeping_at_every_level():
+    job = Job(out_dir="elsewhere", seeds=[3], inner=Shown(rank=2, log_every=9))
+    assert settings_of(job) == {"inner": {"rank": 2}, "out": None, "lr": 1e-3}
+    assert to_dict(job)["inner"]["log_every"] == 9 and to_dict(job)["seeds"] == [3]
+    assert Job().seeds is not Job().seeds  # default_factory still gives each its own list
+    assert "out_dir = 'runs/x'" in describe(Job) and "Output folder." in describe(Job)
+    with pytest.raises(TypeError, match="dataclass instance"):
+        settings_of(Job)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("output_dir", "out_dir"), ("output", "out"), ("inner.output", None)]
+)
+def test_old_output_spellings_are_refused_with_the_new_name(old, new):
+    with pytest.raises(LingualiftError) as info:
+        load_config(Job, None, [f"{old}=x"])
+    message = str(info.value)
+    if new is None:  # Shown has neither out nor out_dir: plainly unknown
+        assert "Unknown key 'output'" in message
+    else:
+        assert message.startswith(f"{old} is now {new} (") and message.count(". ") == 0
+
+
+def test_out_is_out_dir_where_a_verb_writes_a_folder():
+    @dataclasses.dataclass
+    class Folder:
+        out_dir: str = "x"
+        """Output folder."""
+
+    with pytest.raises(LingualiftError, match="out is now out_dir"):
+        load_config(Folder, None, ["out=y"])
+    assert RENAMED_KEYS["output_dir"] == ("out_dir",)

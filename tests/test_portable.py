@@ -51,11 +51,11 @@ def machine_a(tmp_path_factory):
                 data=str(data),
                 train=TrainingArgs(max_steps=3, batch_size=4, max_length=32, lr=1e-2),
                 lora=LoraSettings(r=4, dropout=0.0),
-                output_dir=str(root / "runs" / "train-sw"),
+                out_dir=str(root / "runs" / "train-sw"),
                 store=str(root / "store"),
             )
         )
-        assert main(["export-base", f"out={root / 'exported'}"]) == 0
+        assert main(["export-base", f"out_dir={root / 'exported'}"]) == 0
         yield root, result.adapter.path, mp
 
 
@@ -112,7 +112,7 @@ from lingualift import models
 from lingualift.testing import convert_tiny_embedded
 models._convert_embedded = convert_tiny_embedded
 from lingualift.cli import main
-assert main(["export-base", "out={tmp_path / "exported"}"]) == 0
+assert main(["export-base", "out_dir={tmp_path / "exported"}"]) == 0
 model = AutoPeftModelForCausalLM.from_pretrained(adapter)
 with torch.no_grad():
     print(json.dumps(model(input_ids=torch.tensor({IDS})).logits.tolist()))
@@ -152,14 +152,14 @@ def test_exported_base_is_the_embedded_weights(machine_a):
 def test_export_base_refuses_what_needs_no_export_and_foreign_folders(tmp_path, capsys):
     from lingualift.cli import main
 
-    assert main(["export-base", f"out={tmp_path / 'x'}", "model=google/gemma-3-270m"]) == 2
+    assert main(["export-base", f"out_dir={tmp_path / 'x'}", "model=google/gemma-3-270m"]) == 2
     assert "needs no export" in capsys.readouterr().err
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(models, "_convert_embedded", convert_tiny_embedded)
-        assert main(["export-base", f"out={foreign}"]) == 2
+        assert main(["export-base", f"out_dir={foreign}"]) == 2
     assert "did not write" in capsys.readouterr().err
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
 

@@ -6,6 +6,14 @@ so ``lingualift <verb> --help`` and ``lingualift config <verb>`` can show them.
 
 A recipe is a YAML mapping with the same keys; nested dataclasses are nested
 mappings, and overrides use dots: ``train.lr=1e-4``.
+
+Two conventions hold for every config:
+
+- a field made with :func:`bookkeeping` says where outputs go or how a run is
+  shown, not what it computes; :func:`settings_of` (what stage fingerprints
+  cover) leaves such fields out, at every level of nesting;
+- a verb's output folder is ``out_dir`` and its output file ``out``; the old
+  spellings in :data:`RENAMED_KEYS` are refused with the new name.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import re
 import textwrap
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +39,38 @@ from lingualift.errors import LingualiftError
 from lingualift.textio import read_text
 
 C = TypeVar("C")
+
+BOOKKEEPING = "lingualift.bookkeeping"
+"""The ``dataclasses.field`` metadata key that :func:`bookkeeping` sets."""
+
+RENAMED_KEYS: dict[str, tuple[str, ...]] = {
+    "output_dir": ("out_dir",),
+    "output": ("out", "out_dir"),
+    "out": ("out_dir",),
+}
+"""Old spellings of the output keys -> their names now, in order of preference: a verb's output
+folder is ``out_dir``, its output file ``out``. :func:`from_dict` refuses an old spelling with the
+first new name the config has."""
+
+
+def bookkeeping(
+    default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING
+) -> Any:
+    """A dataclass field that does not change what a run computes, kept out of fingerprints.
+
+    For keys that say where outputs go (``out_dir``, ``store``), how a run is shown or
+    paced (``report_to``, ``follow``), which units of a job exist when each unit's name
+    already says it (an experiment's ``seeds``), or an input a job fingerprints by its
+    content elsewhere. :func:`settings_of` drops them.
+    """
+    return dataclasses.field(
+        default=default, default_factory=default_factory, metadata={BOOKKEEPING: True}
+    )
+
+
+def is_bookkeeping(field: dataclasses.Field[Any]) -> bool:
+    """Whether ``field`` was made with :func:`bookkeeping`."""
+    return bool(field.metadata.get(BOOKKEEPING))
 
 
 @functools.cache
@@ -185,12 +225,24 @@ def _number(value: Any, tp: type, where: str) -> int | float:
     return int(number)
 
 
+def _refuse_renamed(unknown: Sequence[str], fields: Sequence[str], where: str) -> None:
+    """Name the new spelling of an old output key (``output_dir`` -> ``out_dir``)."""
+    for old in unknown:
+        new = next((n for n in RENAMED_KEYS.get(old, ()) if n in fields), None)
+        if new is not None:
+            raise LingualiftError(
+                f"{old} is now {new} (every verb names its output folder out_dir and its output "
+                f"file out); rename the key in {where}."
+            )
+
+
 def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys by name."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
+        _refuse_renamed(unknown, list(fields), where)
         nested = {
             sub.name: f"{name}.{sub.name}"
             for name in fields
@@ -207,19 +259,42 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "config") -> C:
     return cls(**kwargs)
 
 
-def to_dict(config: Any) -> dict[str, Any]:
-    """A plain, YAML-safe mapping of a dataclass config."""
+def _plain(value: Any) -> Any:
+    """``value`` as YAML/JSON-safe data: paths as text, tuples as lists."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
-    def plain(value: Any) -> Any:
-        if isinstance(value, Path):
-            return str(value)
+
+def to_dict(config: object) -> dict[str, Any]:
+    """A plain, YAML-safe mapping of a dataclass config (every field)."""
+    return {k: _plain(v) for k, v in dataclasses.asdict(config).items()}  # type: ignore[call-overload]
+
+
+def settings_of(config: object) -> dict[str, Any]:
+    """What a config says about what is computed: :func:`to_dict` without :func:`bookkeeping`
+    fields, at every level of nesting. Stage fingerprints are taken over this."""
+
+    def settings(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {
+                f.name: settings(getattr(value, f.name))
+                for f in dataclasses.fields(value)
+                if not is_bookkeeping(f)
+            }
         if isinstance(value, tuple | list):
-            return [plain(v) for v in value]
+            return [settings(v) for v in value]
         if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        return value
+            return {k: settings(v) for k, v in value.items()}
+        return _plain(value)
 
-    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"settings_of takes a dataclass instance, got {type(config).__name__}")
+    return settings(config)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -263,23 +338,32 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(cls: type[C], path: str | Path | None = None, overrides: Sequence[str] = ()) -> C:
-    """Build config ``cls`` from an optional recipe plus ``key=value`` overrides."""
+def load_config(
+    cls: type[C],
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    values: Mapping[str, Any] | None = None,
+) -> C:
+    """Build config ``cls`` from an optional recipe plus ``key=value`` overrides; ``values``
+    (e.g. a verb's positional words, taken as written) are set last."""
     data = read_yaml(path) if path else {}
     where = str(path) if path else cls.__name__
-    return from_dict(cls, apply_overrides(data, overrides), where=where)
+    return from_dict(cls, {**apply_overrides(data, overrides), **(values or {})}, where=where)
 
 
-def save_config(config: Any, path: str | Path) -> None:
-    """Write a config as YAML, atomically."""
-    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
+def save_config(config: object, path: str | Path, prefix: Mapping[str, Any] | None = None) -> None:
+    """Write a config as YAML, atomically; ``prefix`` keys come first (e.g. which experiment)."""
+    data = {**(prefix or {}), **to_dict(config)}
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
-def describe(cls: type) -> str:
-    """Human-readable list of the fields of ``cls`` with defaults and docs."""
+def describe(cls: type, omit: Sequence[str] = ()) -> str:
+    """Human-readable list of the fields of ``cls`` with defaults and docs (less ``omit``)."""
     docs = field_docs(cls)
     lines = []
     for f in dataclasses.fields(cls):
+        if f.name in omit:
+            continue
         if f.default is not dataclasses.MISSING:
             default = repr(f.default)
         elif f.default_factory is not dataclasses.MISSING:

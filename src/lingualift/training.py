@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lingualift.atomic import atomic_dir
+from lingualift.config import bookkeeping
 from lingualift.errors import LingualiftError, first_line, require
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,6 @@ _CHECKPOINT = re.compile(r"^step-(\d+)$")
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 REPORT_TO = ("auto", "none", *TRACKERS)
-TRACKING_KEYS = ("report_to",)
-"""TrainingArgs keys that change where curves go, not what a run computes (kept out of
-fingerprints)."""
 
 
 def resolve_trackers(report_to: str) -> list[str]:
@@ -74,13 +72,6 @@ def resolve_trackers(report_to: str) -> list[str]:
             "report_to=none.",
         )
     return names
-
-
-def without_tracking(settings: Any) -> Any:
-    """``settings`` (a nested mapping) without the tracker keys, for fingerprints."""
-    if isinstance(settings, dict):
-        return {k: without_tracking(v) for k, v in settings.items() if k not in TRACKING_KEYS}
-    return settings
 
 
 @dataclasses.dataclass
@@ -112,16 +103,18 @@ class TrainingArgs:
     """Training precision (mixed precision through accelerate for bf16/fp16)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, more compute."""
-    save_every: int = 0
+    # Checkpoint cadence and logging change neither the weights nor a resumed run's result
+    # (bookkeeping: kept out of fingerprints, so a resume may change them).
+    save_every: int = bookkeeping(0)
     """Write a resumable checkpoint every this many steps (0: never; an interrupted run then
     restarts from step 0)."""
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = bookkeeping(2)
     """How many recent checkpoints to keep."""
-    log_every: int = 1
+    log_every: int = bookkeeping(1)
     """Record the training loss every this many steps."""
     seed: int = 0
     """Seed of the data order, the adapter initialisation and dropout."""
-    report_to: str = "auto"
+    report_to: str = bookkeeping("auto")
     """Experiment trackers for the training curves (accelerate's): 'auto' (TensorBoard when it
     is installed, else none), 'none', or tensorboard, wandb, mlflow (several joined by commas).
     TensorBoard and MLflow write into the run's logs/ folder; W&B follows its own settings

@@ -30,3 +30,24 @@ def random_adapter(model, seed: int, r: int = 4):
     torch.manual_seed(seed)
     config = LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear", init_lora_weights=False)
     return get_peft_model(model, config)
+
+
+def add_version(store, lang: str, seed: int, promote: bool = True, **shape):
+    """Store a random (non-zero) adapter for ``lang`` with a card naming its base model
+    (the tiny Llama of :data:`TINY`, or another ``shape`` of it)."""
+    from lingualift.adapters import base_model_signature
+
+    model, _ = tiny_causal_lm("llama", **{**TINY, **shape})
+    peft_model = random_adapter(model, seed)
+    card = {"base_model": base_model_signature(peft_model)}
+    return store.save(lang, peft_model, card=card, promote=promote)
+
+
+def make_store(root):
+    """A store holding sw/v1 and fr/v1, random adapters on the tiny model."""
+    from lingualift.adapters import AdapterStore
+
+    store = AdapterStore(root)
+    add_version(store, "sw", 1)
+    add_version(store, "fr", 2)
+    return store

@@ -16,7 +16,7 @@ def test_train_then_list_show_promote_rollback_and_generate(
     for i in range(2):
         args = [
             "train", "lang=sw", *common, "train.max_steps=2", f"train.seed={i}",
-            f"output_dir={tmp_path / f'run{i}'}",
+            f"out_dir={tmp_path / f'run{i}'}",
         ]  # fmt: skip
         assert main(args) == 0
     assert "stored sw/v2" in capsys.readouterr().out
@@ -51,7 +51,7 @@ def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path, tiny_model_dir, 
     bad.write_text('{"body": "no text"}\n')
     store = tmp_path / "store"
     argv = ["train", "lang=sw", f"model={tiny_model_dir}", f"data={bad}", f"store={store}"]
-    assert main([*argv, f"output_dir={tmp_path / 'run'}"]) == 2
+    assert main([*argv, f"out_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "has none of the fields 'text'" in err
     assert len(err.splitlines()) == 1

@@ -17,7 +17,7 @@ def test_embedded_gemma_trains_a_swahili_adapter_and_routes_to_it(tmp_path):
         train=TrainingArgs(max_steps=3, batch_size=2, max_length=64, lr=1e-3),
         packing=True,
         eval_fraction=0.1,
-        output_dir=str(tmp_path / "run"),
+        out_dir=str(tmp_path / "run"),
         store=str(tmp_path / "store"),
     )
     result = run_train(config)

@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from lingualift.adapters import AdapterStore, Router
+from lingualift.adapters import Router
 from lingualift.errors import LingualiftError
 from lingualift.testing import tiny_causal_lm
 
-from .conftest import TINY, random_adapter
+from .conftest import TINY, make_store
 
 SWAHILI = "Habari ya asubuhi rafiki yangu, ninakwenda sokoni leo kununua matunda."
 FRENCH = "Bonjour mon ami, je vais au marché aujourd'hui pour acheter des fruits."
@@ -17,14 +17,7 @@ ENGLISH = "Good morning my friend, I am going to the market today to buy some fr
 @pytest.fixture
 def store(tmp_path):
     """A store with random (non-zero) sw and fr adapters on the tiny model."""
-    store = AdapterStore(tmp_path / "store")
-    for lang, seed in (("sw", 1), ("fr", 2)):
-        model, _ = tiny_causal_lm("llama", **TINY)
-        peft_model = random_adapter(model, seed)
-        from lingualift.adapters import base_model_signature
-
-        store.save(lang, peft_model, card={"base_model": base_model_signature(peft_model)})
-    return store
+    return make_store(tmp_path / "store")
 
 
 def alone(store, lang, texts):
@@ -48,10 +41,15 @@ def test_mixed_batch_routes_each_row_to_its_adapter(store):
     assert [r.lang for r in routes] == ["sw", "fr", "en", "fr"]
     assert [r.adapter for r in routes] == ["sw/v1", "fr/v1", None, "fr/v1"]
     assert routes[2].note and "no adapter for 'en'" in routes[2].note
+    # The rows mix two adapters and the base model: the registry runs them as stacked LoRA.
+    with router.registry.batch([router.registry.current(r.lang) for r in routes]) as extra:
+        assert extra == {}
     mixed = router.logits(texts)
     for row, lang in enumerate(["sw", "fr", None, "fr"]):
         expected, mask = alone(store, lang, texts)
-        torch.testing.assert_close(mixed[row][mask[row]], expected[row][mask[row]])
+        torch.testing.assert_close(
+            mixed[row][mask[row]], expected[row][mask[row]], rtol=1e-5, atol=1e-5
+        )
     # The adapters really differ, so the comparison above can fail.
     sw_logits, mask = alone(store, "sw", texts)
     assert not torch.allclose(mixed[1][mask[1]], sw_logits[1][mask[1]])
@@ -76,16 +74,16 @@ def test_bad_adapters_are_one_clear_sentence(store, tmp_path):
         Router(*other_base, store=store, langs=["sw"])
     with pytest.raises(LingualiftError, match="No adapter for language 'yo'"):
         Router(*tiny_causal_lm("llama", **TINY), store=store, langs=["yo"])
-    # A PEFT folder without a card, for another model: PEFT's shape error becomes one sentence.
+    # A PEFT folder without a card, for another model: refused from its weights' shapes.
     card_less = tmp_path / "copied"
     card_less.mkdir()
     for f in store.path("sw").iterdir():
         if f.name != "card.json":
             (card_less / f.name).write_bytes(f.read_bytes())
-    with pytest.raises(LingualiftError, match="does not load on this base model"):
+    with pytest.raises(LingualiftError, match="does not fit this base model"):
         Router(*tiny_causal_lm("llama", hidden_size=48, num_layers=2), adapters={"sw": card_less})
     (store.path("fr") / "adapter_model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(LingualiftError, match=r"Adapter fr/v1 has corrupt weights"):
+    with pytest.raises(LingualiftError, match=r"fr/v1/adapter_model.safetensors is damaged"):
         Router(*tiny_causal_lm("llama", **TINY), store=store, langs=["fr"])
     cfg = json.loads((store.path("sw") / "adapter_config.json").read_text())
     assert cfg["peft_type"] == "LORA"  # a plain PEFT folder

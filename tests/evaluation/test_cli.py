@@ -27,7 +27,7 @@ def test_eval_mcq_then_report(tiny_model_dir, data, capsys):
             f"model={tiny_model_dir}",
             f"data={data / 'gm'}",
             "num_fewshot=1",
-            f"output={results_dir}",
+            f"out_dir={results_dir}",
             "log_samples=true",
         ]
     )
@@ -69,7 +69,7 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
                 f"model={tiny_model_dir}",
                 f"data={recs}",
                 "max_length=32",
-                f"output={out}",
+                f"out_dir={out}",
             ]
         )
         == 0
@@ -85,7 +85,7 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
                 f"model={tiny_model_dir}",
                 f"data={recs}",
                 "langs=yo",
-                f"output={data / 'x'}",
+                f"out_dir={data / 'x'}",
             ]
         )
         == 2
@@ -99,7 +99,7 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
                 f"model={tiny_model_dir}",
                 f"data={data / 'gm'}",
                 "langs=fr",
-                f"output={data / 'y'}",
+                f"out_dir={data / 'y'}",
             ]
         )
         == 2

@@ -78,7 +78,7 @@ def test_bad_input_fails_clearly(tmp_path):
 
 def test_cli_builds_from_the_embedded_corpus(tmp_path, capsys):
     out = tmp_path / "sw.jsonl"
-    assert main(["cloze", "lang=sw", "books=57", "n=5", f"output={out}"]) == 0
+    assert main(["cloze", "lang=sw", "books=57", "n=5", f"out={out}"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 5 and all(r["subject"] == "philemon" for r in rows)
     assert "5 sw cloze questions" in capsys.readouterr().out

@@ -39,6 +39,6 @@ def test_perplexity_data_takes_the_column_mapping(tiny_model_dir, tmp_path):
     held.write_bytes(gzip.compress(b"body,language\nMaandishi ya kwanza,sw\nHabari,sw\n"))
     out = tmp_path / "ppl"
     argv = ["eval", "task=perplexity", f"model={tiny_model_dir}", f"data={held}"]
-    argv += ["columns.text=body", "columns.lang=language", "max_length=16", f"output={out}"]
+    argv += ["columns.text=body", "columns.lang=language", "max_length=16", f"out_dir={out}"]
     assert main(argv) == 0
     assert read_results(out)["results"]["perplexity_sw"]["sample_len"] == 2

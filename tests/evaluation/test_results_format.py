@@ -51,7 +51,7 @@ def test_lm_eval_discovers_the_results_and_samples(tiny_model_dir, adapter, tmp_
     write_jsonl(tmp_path / "gm" / "yo_test.jsonl", mcq_rows(2, "yo"))
     out = tmp_path / "results"
     argv = ["eval", f"model={tiny_model_dir}", f"adapters={adapter}", f"data={tmp_path / 'gm'}"]
-    assert main([*argv, f"output={out}", "log_samples=true"]) == 0
+    assert main([*argv, f"out_dir={out}", "log_samples=true"]) == 0
     files = listing(out)
     (first,) = get_results_filenames(files)
     model_folder = sanitize_model_name(str(adapter))  # lm-eval names the run after peft=
@@ -85,7 +85,7 @@ def test_lm_eval_discovers_the_results_and_samples(tiny_model_dir, adapter, tmp_
         "yo": results["results"]["global_mmlu_full_yo"]["acc,none"],
     }
 
-    assert main([*argv, f"output={out}"]) == 0  # a second run lands beside the first
+    assert main([*argv, f"out_dir={out}"]) == 0  # a second run lands beside the first
     runs = get_results_filenames(listing(out))
     assert len(runs) == 2 and first in runs
     newest = get_latest_filename(runs)
@@ -105,7 +105,7 @@ def test_lm_eval_builds_its_results_card_from_lingualift_files(
 
     write_jsonl(tmp_path / "gm" / "sw_test.jsonl", mcq_rows(2, "sw"))
     out = tmp_path / "results"
-    argv = ["eval", f"model={tiny_model_dir}", f"data={tmp_path / 'gm'}", f"output={out}"]
+    argv = ["eval", f"model={tiny_model_dir}", f"data={tmp_path / 'gm'}", f"out_dir={out}"]
     assert main([*argv, "log_samples=true"]) == 0
 
     class Repo:  # the hub repo lm-eval would list: lingualift's output folder
@@ -153,7 +153,7 @@ def test_lm_eval_backend_lands_in_the_same_layout(tiny_model_dir, adapter, tmp_p
     tasks = lm_eval_task(tmp_path / "tasks", data, name="tiny_gmmlu_sw")
     out = tmp_path / "results"
     argv = ["eval", "backend=lm-eval", f"model={tiny_model_dir}", f"adapters={adapter}"]
-    argv += ["lm_eval_tasks=tiny_gmmlu_sw", f"lm_eval_include_path={tasks}", f"output={out}"]
+    argv += ["lm_eval_tasks=tiny_gmmlu_sw", f"lm_eval_include_path={tasks}", f"out_dir={out}"]
     assert main([*argv, "log_samples=true", "device=cpu"]) == 0
     (found,) = get_results_filenames(listing(out))
     assert Path(found).parent.name == sanitize_model_name(str(adapter))
@@ -171,9 +171,9 @@ def test_a_file_as_output_and_ambiguous_folders_are_refused(tmp_path):
     from lingualift.jobs.eval import EvalConfig
 
     with pytest.raises(
-        LingualiftError, match=r"output='r/base.json' names a file, .* output=r/base\.$"
+        LingualiftError, match=r"out_dir='r/base.json' names a file, .* out_dir=r/base\.$"
     ):
-        EvalConfig(output="r/base.json")
+        EvalConfig(out_dir="r/base.json")
     for model in ("a", "b"):
         (tmp_path / model).mkdir()
         (tmp_path / model / "results_2026-01-01T00-00-00.000001.json").write_text('{"results": {}}')

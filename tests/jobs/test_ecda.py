@@ -55,7 +55,7 @@ def world(tmp_path_factory):
     torch.set_num_threads(1)
     run_train(TrainConfig(
         lang="sw", model=str(model), data=str(train), eval_fraction=0.2, store=str(store),
-        output_dir=str(root / "runs" / "train"),
+        out_dir=str(root / "runs" / "train"),
         train=TrainingArgs(max_steps=2, batch_size=4, max_length=48),
     ))  # fmt: skip
     run_monitor(MonitorConfig(build_reference=str(usage), langs=["sw"], store=str(store),

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
 import pytest
 
 from lingualift.errors import LingualiftError
-from lingualift.jobs.experiments import ExperimentConfig, run_experiment
+from lingualift.jobs.experiments import (
+    CompassGenresConfig,
+    CompassVsBaselinesConfig,
+    EcdaDriftConfig,
+    GenreSettings,
+    LayerAreaConfig,
+    ShifConVsLoraConfig,
+    experiment_name,
+    load_experiment,
+    run_experiment,
+)
 from lingualift.jobs.experiments.summary import mean_std
 from lingualift.training import TrainingArgs
 
@@ -20,9 +31,8 @@ TINY = dict(
     cloze_per_language=4,
     eval_batch_size=4,
     eval_max_length=32,
-    vector_per_language=20,
-    pairs_per_language=6,
 )
+SHIFCON = dict(vector_per_language=20, pairs_per_language=6)
 
 
 def _units(out):
@@ -31,9 +41,7 @@ def _units(out):
 
 def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
     out = tmp_path / "sl"
-    config = ExperimentConfig(
-        experiment="shifcon_vs_lora", model=str(tiny_model_dir), out_dir=str(out), **TINY
-    )
+    config = ShifConVsLoraConfig(model=str(tiny_model_dir), out_dir=str(out), **TINY, **SHIFCON)
     result = run_experiment(config, progress=False)
     data = json.loads(result["results"].read_text())
     assert _units(out) == [
@@ -51,6 +59,7 @@ def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
         assert 0 <= data["summary"][system]["sw"]["cloze_acc_norm"]["mean"] <= 1
     assert "cloze" not in json.dumps(data["summary"]["lora"]["en"])  # no English cloze set
     assert result["plot"].stat().st_size > 0 and "| shifcon | sw |" in result["table"]
+    assert load_experiment(out / "config.yaml") == config  # the saved config is a recipe
 
     # Resume: a deleted unit is recomputed, the others are read back unchanged.
     before = (out / "units" / "lora__s0" / "stage.json").read_text()
@@ -62,10 +71,10 @@ def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
     # Other settings in the same folder are refused, in one sentence.
     with pytest.raises(LingualiftError, match="other settings"):
         other = TrainingArgs(max_steps=3, batch_size=2, max_length=24)
-        run_experiment(ExperimentConfig(**{**vars(config), "train": other}), progress=False)
+        run_experiment(ShifConVsLoraConfig(**{**vars(config), "train": other}), progress=False)
 
     # With a learning-rate grid each system is tuned on validation verses; pairs get intervals.
-    tuned = ExperimentConfig(
+    tuned = ShifConVsLoraConfig(
         **{**vars(config), "out_dir": str(tmp_path / "tuned"), "seeds": [0], "lr_grid": [1e-3, 1e-2],
            "validation_per_language": 4, "shifcon": str(out / "shifcon")}
     )  # fmt: skip
@@ -80,7 +89,7 @@ def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
     # Ablations (ShifCon with one part only) join the finished runs without redoing them.
     lora_unit = tmp_path / "tuned" / "units" / "lora__s0" / "stage.json"
     before = lora_unit.stat().st_mtime_ns
-    ablated = ExperimentConfig(
+    ablated = ShifConVsLoraConfig(
         **{**vars(tuned), "ablations": ["shift-trained", "contrastive-only"]}
     )
     data = json.loads(run_experiment(ablated, progress=False)["results"].read_text())
@@ -88,17 +97,17 @@ def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
     assert {"shift-trained", "contrastive-only"} <= set(data["summary"])
     assert "sw/nll/contrastive-only - lora" in data["paired"]
     with pytest.raises(LingualiftError, match="Unknown ablations"):
-        run_experiment(ExperimentConfig(**{**vars(tuned), "ablations": ["shift"]}), progress=False)
+        ShifConVsLoraConfig(**{**vars(tuned), "ablations": ["shift"]})
 
     # layer_area reuses the vectors of the first run and sweeps two bands.
-    la = ExperimentConfig(
-        experiment="layer_area",
+    la = LayerAreaConfig(
         model=str(tiny_model_dir),
         out_dir=str(tmp_path / "la"),
         shifcon=str(out / "shifcon"),
         bands=[[0, 1]],
         shift_only=False,
         **{**TINY, "seeds": [0]},
+        **SHIFCON,
     )
     result = run_experiment(la, progress=False)
     data = json.loads(result["results"].read_text())
@@ -108,8 +117,7 @@ def test_shifcon_vs_lora_and_layer_area_resume(tmp_path, tiny_model_dir):
 
 def test_compass_vs_baselines(tmp_path, tiny_model_dir):
     out = tmp_path / "cb"
-    config = ExperimentConfig(
-        experiment="compass_vs_baselines",
+    config = CompassVsBaselinesConfig(
         model=str(tiny_model_dir),
         out_dir=str(out),
         encoder=f"lm:{tiny_model_dir}",
@@ -138,21 +146,46 @@ def test_compass_vs_baselines(tmp_path, tiny_model_dir):
 
 def test_bad_config_and_mean_std():
     with pytest.raises(LingualiftError, match="drop 'en'"):
-        ExperimentConfig(langs=["en"])
+        EcdaDriftConfig(langs=["en"])
     with pytest.raises(LingualiftError, match="Unknown method"):
-        ExperimentConfig(methods=["compass", "best"])
+        CompassVsBaselinesConfig(methods=["compass", "best"])
+    with pytest.raises(LingualiftError, match="Unknown method"):
+        GenreSettings(side_methods=["best"])
     with pytest.raises(LingualiftError, match="a < b"):
-        ExperimentConfig(bands=[[5, 3]])
+        LayerAreaConfig(bands=[[5, 3]])
+    with pytest.raises(LingualiftError, match="heldout_per_language must be at least 1"):
+        ShifConVsLoraConfig(heldout_per_language=0)
+    with pytest.raises(LingualiftError, match="max_steps must be at least 1"):
+        ShifConVsLoraConfig(train=TrainingArgs(max_steps=0))
+    CompassGenresConfig(train=TrainingArgs(max_steps=0))  # its steps come from the epochs
     stat = mean_std([1.0, 2.0, 3.0])
     assert stat["mean"] == 2.0 and stat["std"] == pytest.approx(1.0) and stat["n"] == 3
 
 
-def test_compass_genres_gap_control_realistic_with_paired_intervals(tmp_path, tiny_model_dir):
-    from lingualift.jobs.experiments.config import GenreSettings
+def test_registry_loads_each_experiment_with_only_its_keys(tmp_path):
+    from lingualift.config import field_docs, settings_of
+    from lingualift.jobs.experiments import EXPERIMENTS
 
+    for name, experiment in EXPERIMENTS.items():
+        config = load_experiment(None, [f"experiment={name}", "seeds=[4]"])
+        assert type(config) is experiment.config and experiment_name(config) == name
+        fields = [f.name for f in dataclasses.fields(experiment.config)]
+        assert set(fields) <= set(field_docs(experiment.config)), name  # every key documented
+        # which units run and where they go stay out of the fingerprints
+        assert not {"out_dir", "seeds", "langs"} & set(settings_of(config))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("experiment: compass_genres\nbands: [[1, 2]]\n")
+    with pytest.raises(LingualiftError, match="Unknown key 'bands' in .*r.yaml"):
+        load_experiment(recipe)
+    with pytest.raises(LingualiftError, match="must name the experiment .* got 'shifcon'"):
+        load_experiment(None, ["experiment=shifcon"])
+    genres = settings_of(CompassGenresConfig())["genres"]
+    assert "conditions" not in genres and genres["budget"] == 60
+
+
+def test_compass_genres_gap_control_realistic_with_paired_intervals(tmp_path, tiny_model_dir):
     out = tmp_path / "genres"
-    config = ExperimentConfig(
-        experiment="compass_genres",
+    config = CompassGenresConfig(
         model=str(tiny_model_dir),
         out_dir=str(out),
         encoder=f"lm:{tiny_model_dir}",
@@ -195,8 +228,8 @@ def test_compass_genres_gap_control_realistic_with_paired_intervals(tmp_path, ti
 def test_ecda_drift(tmp_path, tiny_model_dir):
     """The ECDA experiment end to end on a tiny model: a few windows, one or two steps."""
     out = tmp_path / "ecda"
-    config = ExperimentConfig(
-        experiment="ecda_drift", model=str(tiny_model_dir), out_dir=str(out),
+    config = EcdaDriftConfig(
+        model=str(tiny_model_dir), out_dir=str(out),
         encoder=f"lm:{tiny_model_dir}", langs=["sw"], seeds=[0],
         train=TrainingArgs(max_steps=1, batch_size=2, max_length=24),
         window=24, windows_before=3, windows_after=2, stable_books="40-42", drift_books="19",

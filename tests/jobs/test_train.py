@@ -26,7 +26,7 @@ def config(tmp_path, data, steps=4, **kw):
         lora=LoraSettings(r=4, alpha=8, dropout=0.0),
         train=TrainingArgs(max_steps=steps, batch_size=4, lr=1e-2, schedule="constant"),
         eval_fraction=0.25,
-        output_dir=str(tmp_path / "run"),
+        out_dir=str(tmp_path / "run"),
         store=str(tmp_path / "store"),
     )
     base.update(kw)
@@ -54,7 +54,7 @@ def test_trains_stores_with_a_card_and_reuses_a_finished_run(tmp_path, text_file
     with pytest.raises(LingualiftError, match=r"other settings \(train.max_steps: 20 -> 21\)"):
         run_train(config(tmp_path, text_file, steps=21), *tiny())
     child = run_train(
-        config(tmp_path, text_file, steps=2, parent="current", output_dir=str(tmp_path / "r2")),
+        config(tmp_path, text_file, steps=2, parent="current", out_dir=str(tmp_path / "r2")),
         *tiny(),
     )
     assert child.adapter.card["parent"] == "sw/v1" and child.adapter.version == 2
@@ -126,7 +126,7 @@ def test_cli_under_accelerate_launch_single_cpu_process(tmp_path, text_file):
         sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "1",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", "lingualift.cli.train", "lang=sw", f"model={model_dir}", f"data={text_file}",
-        "train.max_steps=2", "train.batch_size=2", "lora.r=2", f"output_dir={tmp_path / 'run'}",
+        "train.max_steps=2", "train.batch_size=2", "lora.r=2", f"out_dir={tmp_path / 'run'}",
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -8,12 +8,11 @@ import threading
 import pytest
 import torch
 
-from lingualift.adapters import AdapterStore, base_model_signature
-from lingualift.serving import ServeConfig
+from lingualift.jobs.serve import ServeConfig
 from lingualift.serving.engine import Event, Failed, Finished, Started, TextDelta
-from lingualift.testing import save_tiny_causal_lm, tiny_causal_lm
+from lingualift.testing import save_tiny_causal_lm
 
-from ..adapters.conftest import TINY, random_adapter
+from ..adapters.conftest import TINY, make_store
 
 SWAHILI = "Habari ya asubuhi rafiki yangu, ninakwenda sokoni leo kununua matunda."
 FRENCH = "Bonjour mon ami, je vais au marché aujourd'hui pour acheter des fruits."
@@ -29,21 +28,6 @@ def serving_on_one_thread(one_thread):
 def model_dir(tmp_path_factory):
     """The tiny Llama of the adapter tests, saved as a local model folder."""
     return save_tiny_causal_lm(tmp_path_factory.mktemp("serving-model"), "llama", **TINY)
-
-
-def add_version(store: AdapterStore, lang: str, seed: int, promote: bool = True, **shape):
-    """Store a random (non-zero) adapter for ``lang`` with a card naming its base model."""
-    model, _ = tiny_causal_lm("llama", **{**TINY, **shape})
-    peft_model = random_adapter(model, seed)
-    card = {"base_model": base_model_signature(peft_model)}
-    return store.save(lang, peft_model, card=card, promote=promote)
-
-
-def make_store(root) -> AdapterStore:
-    store = AdapterStore(root)
-    add_version(store, "sw", 1)
-    add_version(store, "fr", 2)
-    return store
 
 
 @pytest.fixture
@@ -67,7 +51,7 @@ def serve_config(model_dir, store, tmp_path, **overrides) -> ServeConfig:
 @contextlib.contextmanager
 def live_server(config: ServeConfig):
     """Build a server from ``config`` and serve it on a free localhost port."""
-    from lingualift.serving.job import build_server
+    from lingualift.jobs.serve import build_server
     from lingualift.serving.server import ServerThread
 
     parts = build_server(config)

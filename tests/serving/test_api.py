@@ -215,7 +215,7 @@ def test_an_api_key_guards_every_route_but_health(model_dir, store, tmp_path, mo
 
 
 def test_a_full_queue_answers_429_and_queued_requests_are_served_later(model_dir, store, tmp_path):
-    from lingualift.serving.job import build_server
+    from lingualift.jobs.serve import build_server
 
     parts = build_server(serve_config(model_dir, store, tmp_path, max_queue=1))
     body = {"model": "sw", "prompt": "jambo", "max_tokens": 3}

@@ -10,8 +10,7 @@ import pytest
 from lingualift.cli import main
 from lingualift.config import load_config
 from lingualift.errors import LingualiftError
-from lingualift.serving import ServeConfig
-from lingualift.serving.job import check_store
+from lingualift.jobs.serve import ServeConfig, check_store
 
 RECIPE = Path(__file__).parents[2] / "recipes" / "serve.yaml"
 

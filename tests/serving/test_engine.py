@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lingualift.adapters.registry import AdapterRegistry
 from lingualift.models import load_causal_lm
 from lingualift.serving.decoding import SamplingParams
 from lingualift.serving.engine import (
@@ -14,7 +15,6 @@ from lingualift.serving.engine import (
     QueueFullError,
     TextDelta,
 )
-from lingualift.serving.reload import AdapterRegistry
 
 from .conftest import Collector, greedy_alone
 

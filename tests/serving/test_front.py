@@ -7,10 +7,11 @@ import openai
 import pytest
 from fastapi import FastAPI, Request
 
+from lingualift.data.traffic import read_segments
 from lingualift.langid import LanguageIdentifier
 from lingualift.serving.front import RoutingFront, create_front_app
 from lingualift.serving.server import ServerThread, bind_socket
-from lingualift.serving.traffic import TrafficLog, read_segments
+from lingualift.serving.traffic import TrafficLog
 
 from .conftest import ENGLISH, FRENCH, SWAHILI, live_server, openai_client, serve_config
 
@@ -29,7 +30,8 @@ def front_server(upstream: str, traffic=None, api_key=None) -> ServerThread:
 def test_the_front_routes_by_language_and_forwards_unchanged(model_dir, store, tmp_path):
     config = serve_config(model_dir, store, tmp_path, log_traffic=False)
     traffic = TrafficLog(tmp_path / "front-log")
-    with live_server(config) as (_, upstream), front_server(upstream, traffic) as front:
+    with live_server(config) as (parts, upstream), front_server(upstream, traffic) as front:
+        assert route_table(front.app) == route_table(parts.app)  # one route table, two apps
         client = openai_client(front.url)
         assert [m.id for m in client.models.list().data] == ["tiny", "fr", "sw", "auto"]
         cases = [(FRENCH, "fr", "fr/v1"), (SWAHILI, "sw", "sw/v1"), (ENGLISH, "tiny", "base")]
@@ -122,3 +124,31 @@ def test_in_front_of_vllm_the_log_names_the_adapter_id_it_routed_to(tmp_path):
         ("sw", "sw", 2),
         ("en", None, 2),
     ]
+
+
+def route_table(app) -> set[tuple[str, str]]:
+    """(path, method) of every route an app answers, as its OpenAPI schema lists them."""
+    return {(path, method) for path, ops in app.openapi()["paths"].items() for method in ops}
+
+
+def test_the_front_answers_the_servers_route_table_with_its_own_metrics(tmp_path):
+    app, _ = fake_vllm()
+    with ServerThread(app) as upstream, front_server(upstream.url) as front:
+        client = openai_client(front.url)
+        assert client.models.retrieve("auto").id == "auto"
+        assert client.models.retrieve("sw").id == "sw"  # as the upstream lists it
+        with pytest.raises(openai.NotFoundError):
+            client.models.retrieve("zz")
+        client.completions.create(model="auto", prompt=SWAHILI, max_tokens=2)
+        metrics = httpx.get(f"{front.url}/metrics").text
+    assert 'lingualift_requests_total{route="/v1/completions",status="200"} 1.0' in metrics
+    assert 'lingualift_requests_by_language_total{lang="sw"} 1.0' in metrics
+    assert 'lingualift_requests_by_adapter_total{adapter="sw"} 1.0' in metrics
+    assert route_table(front.app) == {
+        ("/health", "get"),
+        ("/metrics", "get"),
+        ("/v1/models", "get"),
+        ("/v1/models/{model_id}", "get"),
+        ("/v1/completions", "post"),
+        ("/v1/chat/completions", "post"),
+    }

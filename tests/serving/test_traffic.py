@@ -1,4 +1,5 @@
-"""The traffic log: the schema, rotation, whole segments only, never blocking, crash leftovers."""
+"""The traffic-log writer: server rows, rotation, whole segments only, never blocking, crash
+leftovers, and the monitor reading what it wrote (the schema: tests/data/test_traffic.py)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,18 @@ import threading
 
 import pytest
 
+from lingualift.continual.logs import Query, read_log
+from lingualift.data.traffic import ROW_FIELDS, list_segments, read_segments, traffic_row
 from lingualift.errors import LingualiftError
-from lingualift.serving.traffic import (
-    ROW_FIELDS,
-    TrafficLog,
-    list_segments,
-    read_segments,
-    traffic_row,
-)
+from lingualift.serving.traffic import TrafficLog
 
 from .conftest import ENGLISH, FRENCH, live_server, openai_client, serve_config, wait_for
 
 
-def row(i: int) -> dict:
+def row(i: int, received: dt.datetime | None = None) -> dict:
     return traffic_row(
         request_id=f"r{i}",
-        received=dt.datetime.now(dt.UTC),
+        received=received or dt.datetime.now(dt.UTC),
         model="auto",
         lang="sw",
         lang_detected=True,
@@ -141,3 +138,19 @@ def test_a_crashed_writers_partial_segment_is_closed_with_its_torn_line_cut(tmp_
 def test_two_writers_on_one_folder_are_refused(tmp_path):
     with TrafficLog(tmp_path), pytest.raises(LingualiftError, match="own log_dir"):
         TrafficLog(tmp_path)
+
+
+def test_the_monitor_reads_what_the_writer_wrote(tmp_path):
+    received = dt.datetime(2026, 12, 3, 11, 5, 1, 250_000, tzinfo=dt.UTC)
+    with TrafficLog(tmp_path, max_bytes=600) as log:
+        for i in range(5):
+            log.write(row(i, received + dt.timedelta(seconds=i)))
+    segments = [p.name for p in list_segments(tmp_path)]
+    assert len(segments) >= 2  # rotated, so the reader crosses segments
+    queries = list(read_log(str(tmp_path)))
+    assert all(isinstance(q, Query) for q in queries)
+    assert [(q.id, q.text, q.lang) for q in queries] == [
+        (f"r{i}", f"habari {i}", "sw") for i in range(5)
+    ]
+    assert [q.ts for q in queries] == [received.timestamp() + i for i in range(5)]
+    assert sorted({q.source for q in queries}) == segments

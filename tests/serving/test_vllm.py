@@ -19,7 +19,7 @@ from lingualift.serving.vllm import (
     vllm_plan,
 )
 
-from .conftest import add_version
+from ..adapters.conftest import add_version
 
 
 def test_the_command_names_every_current_adapter_after_one_lora_modules_flag(model_dir, store):

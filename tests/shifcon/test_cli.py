@@ -50,7 +50,7 @@ def test_the_whole_workflow(workdir, capsys):
             [
                 "shifcon",
                 "vectors",
-                f"out={sc}",
+                f"out_dir={sc}",
                 f"model={model}",
                 f"data={root / 'mono.jsonl'}",
                 "langs=[sw,fr]",
@@ -72,7 +72,7 @@ def test_the_whole_workflow(workdir, capsys):
                 "train",
                 f"shifcon={sc}",
                 f"data={root / 'pairs.jsonl'}",
-                f"out={out}",
+                f"out_dir={out}",
                 "train.batch_size=3",
                 "train.max_steps=3",
                 "train.lr=1e-3",
@@ -111,7 +111,7 @@ def test_the_whole_workflow(workdir, capsys):
         == 0
     )
     assert "[sw]" in capsys.readouterr().out
-    assert main(["shifcon", "export", f"shifcon={sc}", f"out={root / 'steered'}"]) == 0
+    assert main(["shifcon", "export", f"shifcon={sc}", f"out_dir={root / 'steered'}"]) == 0
     assert (root / "steered" / "sw.pt").is_file() and (root / "steered" / "steered.json").is_file()
 
 
@@ -134,7 +134,7 @@ def test_training_resumes_from_its_checkpoint(workdir, monkeypatch):
 
     def config(out):
         return ShifConTrainConfig(
-            out=str(root / out),
+            out_dir=str(root / out),
             shifcon=str(sc),
             data=str(root / "pairs.jsonl"),
             langs=["sw"],
@@ -170,7 +170,8 @@ def test_bad_input_exits_2_with_one_sentence(workdir, capsys):
     assert main(["shifcon", "layers", f"shifcon={root / 'sc'}", "a=4", "b=2"]) == 2
     assert "needs a < b" in capsys.readouterr().err
     assert (
-        main(["shifcon", "train", f"shifcon={root / 'sc'}", "langs=[hi]", f"out={root / 'x'}"]) == 2
+        main(["shifcon", "train", f"shifcon={root / 'sc'}", "langs=[hi]", f"out_dir={root / 'x'}"])
+        == 2
     )
     assert "No language vector for 'hi'" in capsys.readouterr().err
     assert not (root / "x").exists()

@@ -7,7 +7,10 @@
 * :class:`AdapterStore` keeps ``<root>/<lang>/v<N>/`` PEFT folders with a
   ``card.json``, a history and a ``current`` pointer per language;
 * :class:`Router` serves several adapters on one base model, routing each row
-  of a mixed-language batch by its given or identified language.
+  of a mixed-language batch by its given or identified language;
+* :class:`~lingualift.adapters.registry.AdapterRegistry` holds the adapters a
+  model carries (fit checks, versions side by side, hot reload, stacked LoRA
+  for mixed batches), for the router and the server alike.
 
 Heavy libraries (torch, transformers, peft) load on first use.
 """

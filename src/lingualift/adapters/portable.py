@@ -91,7 +91,7 @@ def adapter_readme(identity: BaseIdentity, config: dict[str, Any], lang: str | N
     if weights:
         lines += [
             "For vLLM or lm-eval, write the base as a plain folder once with "
-            "`lingualift export-base out=<dir>` and point them at it:",
+            "`lingualift export-base out_dir=<dir>` and point them at it:",
             "",
             "```bash",
             "vllm serve <dir> --enable-lora --lora-modules <lang>=<this folder>",

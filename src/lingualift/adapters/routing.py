@@ -1,37 +1,32 @@
 """Per-language routing at inference: one base model, several adapters, mixed batches.
 
-:class:`Router` loads the base model once and attaches each language's
-current adapter from the store under the language code as its PEFT adapter
-name. For every request it picks the adapter from the language the caller
-gives or, failing that, from language identification (py3langid: a naive
-Bayes model shipped inside the wheel, so it works offline). A batch that
-mixes languages runs in one forward pass with PEFT's ``adapter_names``: each
-LoRA layer applies every row's own adapter. A language without an adapter
-runs on the base model (PEFT's ``__base__``), and the result says so.
+:class:`Router` loads the base model once and each language's current adapter
+from the store (or a PEFT folder per language) into an
+:class:`~lingualift.adapters.registry.AdapterRegistry`, the same registry the
+server uses, so every adapter is checked to fit the model before PEFT loads it.
+For every request it picks the adapter from the language the caller gives or,
+failing that, from language identification (py3langid: a naive Bayes model
+shipped inside the wheel, so it works offline). A batch that mixes languages
+runs in one forward pass with each row on its own adapter (stacked LoRA, see
+:meth:`~lingualift.adapters.registry.AdapterRegistry.batch`). A language
+without an adapter runs on the base model, and the result says so.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.adapters.store import (
-    CARD_NAME,
-    AdapterStore,
-    base_model_signature,
-    check_base_model,
-)
-from lingualift.errors import LingualiftError, first_line
+from lingualift.adapters.registry import AdapterRegistry, LoadedAdapter
+from lingualift.adapters.store import PEFT_FILES, AdapterStore
+from lingualift.errors import LingualiftError
 from lingualift.langid import LanguageIdentifier, default_identifier
 from lingualift.languages import normalize_language
 
 logger = logging.getLogger(__name__)
-
-BASE = "__base__"  # PEFT's name for "no adapter on this row"
 
 
 @dataclasses.dataclass
@@ -95,13 +90,21 @@ class Router:
         With ``strict`` a request in a language without an adapter is an error
         instead of a base-model fallback.
         """
-        from peft import PeftModel
-
         self.store = store if isinstance(store, AdapterStore) else AdapterStore(store)
-        self.spec = model if isinstance(model, str) or model is None else None
-        # Adapters are found (and bad ones refused) before the base model takes minutes to load.
-        folders = self._adapter_folders(langs, adapters)
-        if not folders:
+        spec = model if isinstance(model, str) or model is None else None
+        # Adapters are found (and missing ones refused) before the base model takes minutes
+        # to load; the registry checks each one against the loaded model.
+        folders = {normalize_language(k): Path(v) for k, v in (adapters or {}).items()}
+        if adapters is None:
+            langs = self._store_languages(langs)
+        else:
+            langs = []
+            for folder in folders.values():
+                if not (folder / PEFT_FILES[0]).is_file():
+                    raise LingualiftError(
+                        f"{folder} is not a PEFT adapter folder (no {PEFT_FILES[0]})."
+                    )
+        if not langs and not folders:
             raise LingualiftError(
                 f"No adapters to route to in {self.store.root}; train one with 'lingualift train' "
                 "or pass langs=/adapters=."
@@ -118,49 +121,34 @@ class Router:
         self.identifier = identifier or default_identifier()
         self.strict = strict
         self._warned: set[str | None] = set()
-        signature = base_model_signature(model, self.spec)
-        self.adapters: dict[str, str] = {}  # lang -> 'sw/v3' (or the folder)
-        peft_model = None
-        for lang, (folder, label, card) in folders.items():
-            check_base_model(card, signature, label)
-            try:
-                if peft_model is None:
-                    peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=lang)
-                else:
-                    peft_model.load_adapter(str(folder), adapter_name=lang)
-            except Exception as exc:  # PEFT, torch and safetensors raise many types here
-                raise LingualiftError(_load_error(label, exc)) from None
-            self.adapters[lang] = label
-        peft_model.eval()
-        self.model = peft_model
+        self.registry = AdapterRegistry(
+            model,
+            self.store if adapters is None else None,
+            langs=langs,
+            folders=folders,
+            spec=spec,
+            strict=True,
+        )
 
-    def _adapter_folders(
-        self, langs: Sequence[str] | None, adapters: dict[str, str | Path] | None
-    ) -> dict[str, tuple[Path, str, dict[str, Any]]]:
-        import json
-
-        out: dict[str, tuple[Path, str, dict[str, Any]]] = {}
-        if adapters:
-            for lang, folder in adapters.items():
-                folder = Path(folder)
-                if not (folder / "adapter_config.json").is_file():
-                    raise LingualiftError(
-                        f"{folder} is not a PEFT adapter folder (no adapter_config.json)."
-                    )
-                card_path = folder / CARD_NAME
-                card = json.loads(card_path.read_text("utf-8")) if card_path.is_file() else {}
-                out[normalize_language(lang)] = (folder, str(folder), card)
-            return out
+    def _store_languages(self, langs: Sequence[str] | None) -> list[str]:
+        """The languages to load from the store, each checked to have a whole current version."""
         if langs is None:  # every language with a current version
             langs = [x for x in self.store.languages() if self.store.current_version(x)]
-        for lang in langs:
-            version = self.store.get(lang)  # clear errors for unknown or broken adapters
-            out[version.lang] = (version.path, version.name, version.card)
-        return out
+        return [self.store.get(lang).lang for lang in langs]  # clear errors for unknown ones
+
+    @property
+    def model(self) -> Any:
+        """The PEFT model carrying every adapter."""
+        return self.registry.model
+
+    @property
+    def adapters(self) -> dict[str, str]:
+        """Language -> label of its adapter ('sw/v3', or the folder it came from)."""
+        return self.registry.snapshot()
 
     @property
     def languages(self) -> list[str]:
-        return sorted(self.adapters)
+        return self.registry.served_languages()
 
     def route(self, texts: Sequence[str], langs: Sequence[str | None] | None = None) -> list[Route]:
         """Pick an adapter for each text (``langs`` entries override detection)."""
@@ -180,8 +168,9 @@ class Router:
         return routes
 
     def _route_for(self, lang: str | None, confidence: float | None, detected: bool) -> Route:
-        if lang is not None and lang in self.adapters:
-            return Route(lang, self.adapters[lang], detected, confidence)
+        adapter = self.registry.current(lang)
+        if adapter is not None:
+            return Route(lang, adapter.label, detected, confidence)
         if lang is None:
             note = f"language not identified (p={confidence:.2f}); used the base model"
         else:
@@ -197,23 +186,9 @@ class Router:
             logger.warning(note)
         return Route(lang, None, detected, confidence, note)
 
-    def adapter_names(self, routes: Sequence[Route]) -> list[str]:
-        """PEFT adapter names of routed rows (``__base__`` for the base model)."""
-        return [r.lang if r.adapter is not None else BASE for r in routes]  # type: ignore[misc]
-
-    @contextlib.contextmanager
-    def _adapters_for(self, names: list[str]):
-        """Run a batch with its rows' adapters: one active adapter when all rows agree
-        (no per-row dispatch cost), PEFT's mixed-batch ``adapter_names`` otherwise."""
-        unique = set(names)
-        if unique == {BASE}:
-            with self.model.disable_adapter():
-                yield {}
-        elif len(unique) == 1:
-            self.model.set_adapter(names[0])
-            yield {}
-        else:
-            yield {"adapter_names": names}
+    def _loaded(self, routes: Sequence[Route]) -> list[LoadedAdapter | None]:
+        """Each routed row's adapter in the registry (None: the base model)."""
+        return [self.registry.current(r.lang) if r.adapter is not None else None for r in routes]
 
     def logits(self, texts: Sequence[str], langs: Sequence[str | None] | None = None):
         """Next-token logits of every position of each text, each row through its route."""
@@ -222,7 +197,7 @@ class Router:
         routes = self.route(texts, langs)
         batch = self.tokenizer(list(texts), return_tensors="pt", padding=True)
         batch = {k: v.to(self.model.device) for k, v in batch.items()}
-        with torch.no_grad(), self._adapters_for(self.adapter_names(routes)) as extra:
+        with torch.no_grad(), self.registry.batch(self._loaded(routes)) as extra:
             return self.model(**batch, **extra).logits
 
     def generate(
@@ -240,14 +215,14 @@ class Router:
         if not prompts:
             raise LingualiftError("No prompts given; pass at least one.")
         routes = self.route(prompts, langs)
-        names = self.adapter_names(routes)
+        rows = self._loaded(routes)
         completions = generate_texts(
             self.model,
             self.tokenizer,
             chat_prompts(self.tokenizer, prompts) if chat else list(prompts),
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
-            context=lambda rows: self._adapters_for([names[i] for i in rows]),
+            context=lambda batch: self.registry.batch([rows[i] for i in batch]),
             add_special_tokens=not chat,
             **generate_kwargs,
         )
@@ -255,16 +230,3 @@ class Router:
             Generation(prompt=p, text=c.text, route=r, new_tokens=c.new_tokens)
             for p, c, r in zip(prompts, completions, routes, strict=True)
         ]
-
-
-def _load_error(label: str, exc: Exception) -> str:
-    """One sentence for an adapter that PEFT could not load."""
-    first = first_line(exc, 160)
-    if "safetensor" in type(exc).__name__.lower() or "deserializ" in str(exc).lower():
-        return (
-            f"Adapter {label} has corrupt weights ({first}); promote another version or retrain it."
-        )
-    return (
-        f"Adapter {label} does not load on this base model ({first}); "
-        "load it with the base model it was trained on or retrain it."
-    )

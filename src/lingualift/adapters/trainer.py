@@ -35,7 +35,7 @@ from lingualift.adapters.data import (
     tokenize_examples,
 )
 from lingualift.adapters.store import base_model_signature
-from lingualift.config import to_dict
+from lingualift.config import settings_of, to_dict
 from lingualift.errors import LingualiftError
 from lingualift.training import Backward, LoraSettings, StepRecord, TrainingArgs, TrainingLoop
 
@@ -220,7 +220,7 @@ class LoraTrainer:
         return {**lora, "init_adapter": self.init_adapter or ""}
 
     def _fingerprint(self) -> dict[str, Any]:
-        args = {k: v for k, v in to_dict(self.args).items() if k not in _BOOKKEEPING}
+        args = settings_of(self.args)  # a resume may change checkpointing and logging
         return {
             "data": [s.fingerprint for s in self.data],
             "lora": to_dict(self.lora),
@@ -298,10 +298,6 @@ class LoraTrainer:
             "history": state["history"],
             "evals": state["evals"],
         }
-
-
-# Settings that do not change what a run computes (a resume may change them).
-_BOOKKEEPING = ("save_every", "keep_checkpoints", "log_every", "report_to")
 
 
 def plot_losses(history, evals, path: Path, title: str) -> Path:

@@ -1,8 +1,9 @@
 """The ``lingualift`` command: a thin map from verbs to library functions.
 
-Each verb lives in a small module of this package with a ``register(subparsers)``
-function; the module only parses arguments and calls the library. Heavy imports
-happen inside the handlers so that ``--help`` stays fast.
+The verbs are the table :data:`lingualift.cli.verbs.VERBS`; each lives in a
+small module of this package with a ``register(subparsers, verb)`` function that
+only parses arguments and calls the library. Heavy imports happen inside the
+handlers so that ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -14,27 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from lingualift import __version__
+from lingualift.cli.verbs import VERBS
 from lingualift.errors import LingualiftError
-
-# One entry per verb module, in the order ``--help`` lists them.
-VERB_MODULES = (
-    "lingualift.cli.info",
-    "lingualift.cli.export_base",
-    "lingualift.cli.corpus",
-    "lingualift.cli.quickstart",
-    "lingualift.cli.select",
-    "lingualift.cli.train",
-    "lingualift.cli.adapters",
-    "lingualift.cli.monitor",
-    "lingualift.cli.ecda",
-    "lingualift.cli.generate",
-    "lingualift.cli.serve",
-    "lingualift.cli.shifcon",
-    "lingualift.cli.eval",
-    "lingualift.cli.cloze",
-    "lingualift.cli.report",
-    "lingualift.cli.experiment",
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lingualift {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="verb", metavar="<verb>", required=True)
-    for name in VERB_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for verb in VERBS:
+        importlib.import_module(verb.module).register(subparsers, verb)
     return parser
 
 

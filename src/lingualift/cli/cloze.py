@@ -6,14 +6,15 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
+from lingualift.cli.verbs import Verb
 from lingualift.jobs.eval import ClozeConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, verb: Verb) -> None:
     add_verb(
         subparsers,
-        "cloze",
-        "build a cloze multiple-choice set (Global-MMLU format) from held-out corpus verses",
+        verb.name,
+        verb.help,
         run,
         config_cls=ClozeConfig,
         description="Build a cloze verse-completion set from the embedded corpus: question = the "

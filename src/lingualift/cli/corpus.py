@@ -3,52 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
-from lingualift.cli._common import add_verb
+from lingualift.cli._common import Flag, add_verb, config_from_args
+from lingualift.cli.verbs import Verb
+from lingualift.errors import require
 
 
-def register(subparsers: Any) -> None:
-    parser = add_verb(
+@dataclasses.dataclass
+class CorpusConfig:
+    """Settings of ``lingualift corpus``."""
+
+    langs: list[str] = dataclasses.field(default_factory=list)
+    """Language codes, e.g. [sw] or [en, sw] (also the command's bare words: corpus en sw)."""
+    books: str = "all"
+    """Book split: all, ot, nt, gospels, epistles, torah, or numbers and ranges like 40-43."""
+    limit: int | None = None
+    """At most this many verses per language (default: every verse of the books)."""
+    parallel: bool = False
+    """Write aligned pairs of the first two languages (text, lang and meta.parallel_text)."""
+    out: str = ""
+    """Output file (.jsonl, .csv, .parquet)."""
+
+    def __post_init__(self) -> None:
+        require(self.langs, "Name at least one language, e.g. 'lingualift corpus sw out=sw.jsonl'.")
+        require(self.out, "Set out=<file> (.jsonl, .csv or .parquet) for the records.")
+        require(
+            self.limit is None or self.limit >= 1, f"limit must be at least 1, got {self.limit}."
+        )
+        require(
+            not self.parallel or len(self.langs) == 2,
+            "parallel=true needs exactly two languages, e.g. 'en sw'.",
+        )
+
+
+def register(subparsers: Any, verb: Verb) -> None:
+    add_verb(
         subparsers,
-        "corpus",
-        "export the embedded parallel corpus (22 languages) to a file",
+        verb.name,
+        verb.help,
         run,
+        config_cls=CorpusConfig,
         description="Write verses of the embedded corpus as JSONL/CSV/Parquet records. "
-        "With two languages, writes aligned pairs (text, lang and meta.parallel_text).",
+        "With parallel=true and two languages, writes aligned pairs (text, lang and "
+        "meta.parallel_text).",
+        flags=[
+            Flag(("--books",), "books"),
+            Flag(("--limit",), "limit"),
+            Flag(("--parallel",), "parallel", switch=True),
+            Flag(("--out", "-o"), "out"),
+        ],
+        positional="langs",
     )
-    parser.add_argument("langs", nargs="+", help="language codes, e.g. sw or en sw")
-    parser.add_argument(
-        "--books",
-        default="all",
-        help="book split: all, ot, nt, gospels, epistles, torah, ranges like 40-43",
-    )
-    parser.add_argument(
-        "--limit", type=int, default=None, help="at most this many verses per language"
-    )
-    parser.add_argument(
-        "--parallel", action="store_true", help="write aligned pairs of the first two languages"
-    )
-    parser.add_argument("--out", "-o", required=True, help="output file (.jsonl, .csv, .parquet)")
 
 
 def run(args: argparse.Namespace) -> int:
     from lingualift.data import ParallelCorpus, write_records
-    from lingualift.errors import LingualiftError
 
+    config = config_from_args(args)
     corpus = ParallelCorpus()
-    if args.parallel:
-        if len(args.langs) != 2:
-            raise LingualiftError("--parallel needs exactly two languages, e.g. 'en sw'.")
-        pairs = corpus.parallel(args.langs[0], args.langs[1], args.books, limit=args.limit)
+    if config.parallel:
+        source_lang, target_lang = config.langs
+        pairs = corpus.parallel(source_lang, target_lang, config.books, limit=config.limit)
         records = []
         for source, target in pairs:
             target.meta.update(parallel_text=source.text, parallel_lang=source.lang)
             records.append(target)
     else:
-        records = corpus.multilingual(args.langs, args.books, per_language=args.limit)
-    if not records:
-        raise LingualiftError("No verses matched; widen --books or check the languages.")
-    write_records(records, args.out)
-    print(f"wrote {len(records)} records to {args.out}")
+        records = corpus.multilingual(config.langs, config.books, per_language=config.limit)
+    require(records, "No verses matched; widen books or check the languages.")
+    write_records(records, config.out)
+    print(f"wrote {len(records)} records to {config.out}")
     return 0

@@ -6,14 +6,15 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args, sigterm_requests_stop
+from lingualift.cli.verbs import Verb
 from lingualift.jobs.ecda import EcdaConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, verb: Verb) -> None:
     add_verb(
         subparsers,
-        "ecda",
-        "continual adaptation: monitor drift, select, update from the current version, gate",
+        verb.name,
+        verb.help,
         run,
         config_cls=EcdaConfig,
         description="COMPASS-ECDA for one or more languages: monitor production queries (a log "

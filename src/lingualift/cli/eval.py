@@ -6,14 +6,15 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
+from lingualift.cli.verbs import Verb
 from lingualift.jobs.eval import EvalConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, verb: Verb) -> None:
     add_verb(
         subparsers,
-        "eval",
-        "evaluate a model (+ adapters, + ShifCon) per language",
+        verb.name,
+        verb.help,
         run,
         config_cls=EvalConfig,
         description="Evaluate a base model, adapters or ShifCon: multiple-choice benchmarks "

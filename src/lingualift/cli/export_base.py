@@ -6,14 +6,15 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
+from lingualift.cli.verbs import Verb
 from lingualift.jobs.export_base import ExportBaseConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, verb: Verb) -> None:
     add_verb(
         subparsers,
-        "export-base",
-        "write the embedded base model's weights as a plain Hugging Face folder (vLLM, lm-eval)",
+        verb.name,
+        verb.help,
         run,
         config_cls=ExportBaseConfig,
         description="Write the weights adapters and ShifCon vectors were trained on (the "

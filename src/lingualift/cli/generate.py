@@ -3,37 +3,76 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
-from lingualift.cli._common import add_verb
+from lingualift.cli._common import Flag, add_verb, config_from_args
+from lingualift.cli.verbs import Verb
+from lingualift.errors import require
 
 
-def register(subparsers: Any) -> None:
-    parser = add_verb(
+@dataclasses.dataclass
+class RoutedGenerationConfig:
+    """Settings of ``lingualift generate``."""
+
+    prompts: list[str] = dataclasses.field(default_factory=list)
+    """Prompts (also the command's bare words), before those of input."""
+    input: str | None = None
+    """JSONL/CSV/Parquet file of prompts: a text column (and optionally lang)."""
+    text_field: str = "text"
+    """Prompt column of input."""
+    lang: str | None = None
+    """Language of every prompt (default: the input's lang column, else detected per prompt)."""
+    model: str | None = None
+    """Base model (default: the embedded Gemma 3 270M)."""
+    store: str | None = None
+    """Adapter store root (default $LINGUALIFT_HOME/adapters)."""
+    langs: list[str] | None = None
+    """Adapters to load (default: every language with a current version)."""
+    max_new_tokens: int = 64
+    """Tokens to generate per prompt."""
+    batch_size: int = 8
+    """Prompts per forward pass."""
+    chat: bool = False
+    """Wrap prompts in the tokenizer's chat template."""
+    strict: bool = False
+    """Fail instead of falling back to the base model for a language without an adapter."""
+    out: str | None = None
+    """Write the results as JSONL/Parquet records here (default: print JSON lines)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "batch_size"):
+            value = getattr(self, name)
+            require(value >= 1, f"{name} must be at least 1, got {value}.")
+
+
+def register(subparsers: Any, verb: Verb) -> None:
+    add_verb(
         subparsers,
-        "generate",
-        "generate text, routing each prompt to its language's adapter",
+        verb.name,
+        verb.help,
         run,
+        config_cls=RoutedGenerationConfig,
         description="Load one base model with the current adapter of each language and generate; "
-        "each prompt uses the adapter of --lang or of its detected language (py3langid, offline), "
+        "each prompt uses the adapter of lang= or of its detected language (py3langid, offline), "
         "mixed-language batches run in one forward, and a language with no adapter falls back to "
         "the base model (reported on stderr).",
+        flags=[
+            Flag(("--input", "-i"), "input"),
+            Flag(("--text-field",), "text_field"),
+            Flag(("--lang",), "lang"),
+            Flag(("--model",), "model"),
+            Flag(("--store",), "store"),
+            Flag(("--langs",), "langs"),
+            Flag(("--max-new-tokens",), "max_new_tokens"),
+            Flag(("--batch-size",), "batch_size"),
+            Flag(("--chat",), "chat", switch=True),
+            Flag(("--strict",), "strict", switch=True),
+            Flag(("--out", "-o"), "out"),
+        ],
+        positional="prompts",
     )
-    parser.add_argument("prompts", nargs="*", help="prompts (or use --input)")
-    parser.add_argument("--input", "-i", help="JSONL/CSV/Parquet with a text column (and lang)")
-    parser.add_argument("--text-field", default="text", help="prompt column of --input")
-    parser.add_argument("--lang", help="language of every prompt (default: detect per prompt)")
-    parser.add_argument("--model", default=None, help="base model (default: embedded Gemma 3 270M)")
-    parser.add_argument("--store", help="adapter store root (default $LINGUALIFT_HOME/adapters)")
-    parser.add_argument("--langs", help="comma-separated adapters to load (default: all)")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--chat", action="store_true", help="wrap prompts in the chat template")
-    parser.add_argument(
-        "--strict", action="store_true", help="fail instead of falling back to the base model"
-    )
-    parser.add_argument("--out", "-o", help="write results as JSONL/Parquet records here")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,40 +80,34 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from lingualift.adapters.routing import Router
-    from lingualift.errors import LingualiftError
 
-    prompts: list[str] = list(args.prompts)
-    langs: list[str | None] | None = [args.lang] * len(prompts) if args.lang else None
-    if args.input:
+    config = config_from_args(args)
+    prompts: list[str] = list(config.prompts)
+    langs: list[str | None] | None = [config.lang] * len(prompts) if config.lang else None
+    if config.input:
         from lingualift.data import FieldMap, read_records
 
-        records = read_records(args.input, FieldMap(text=args.text_field))
+        records = read_records(config.input, FieldMap(text=config.text_field))
         prompts += [r.text for r in records]
-        if args.lang:
-            langs = [args.lang] * len(prompts)
+        if config.lang:
+            langs = [config.lang] * len(prompts)
         elif any(r.lang for r in records):
-            langs = [None] * len(args.prompts) + [r.lang for r in records]
-    if not prompts:
-        raise LingualiftError("No prompts; pass them as arguments or with --input <file>.")
+            langs = [None] * len(config.prompts) + [r.lang for r in records]
+    require(prompts, "No prompts; pass them as arguments or with input=<file>.")
     # Fallbacks are reported below, once per prompt; the router's own warning would repeat them.
     logging.getLogger("lingualift.adapters.routing").setLevel(logging.ERROR)
-    router = Router(
-        args.model,
-        store=args.store,
-        langs=args.langs.split(",") if args.langs else None,
-        strict=args.strict,
-    )
+    router = Router(config.model, store=config.store, langs=config.langs, strict=config.strict)
     results = router.generate(
         prompts,
         langs,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        chat=args.chat,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+        chat=config.chat,
     )
     for result in results:
         if result.route.note:
             print(f"note: {result.prompt[:40]!r}: {result.route.note}", file=sys.stderr)
-    if args.out:
+    if config.out:
         from lingualift.data import Record, write_records
 
         write_records(
@@ -84,9 +117,9 @@ def run(args: argparse.Namespace) -> int:
                 )
                 for i, r in enumerate(results)
             ],
-            args.out,
+            config.out,
         )
-        print(f"wrote {len(results)} generations to {args.out}")
+        print(f"wrote {len(results)} generations to {config.out}")
     else:
         for r in results:
             print(json.dumps(r.to_dict(), ensure_ascii=False))

@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
-from lingualift.cli._common import add_verb, print_json
+from lingualift.cli._common import Flag, add_verb, config_from_args, print_json
+from lingualift.cli.verbs import Verb
 
 
-def register(subparsers: Any) -> None:
-    parser = add_verb(subparsers, "info", "show versions, embedded assets and cache contents", run)
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+@dataclasses.dataclass
+class InfoConfig:
+    """Settings of ``lingualift info``."""
+
+    json: bool = False
+    """Print machine-readable JSON."""
+
+
+def register(subparsers: Any, verb: Verb) -> None:
+    add_verb(
+        subparsers,
+        verb.name,
+        verb.help,
+        run,
+        config_cls=InfoConfig,
+        flags=[Flag(("--json",), "json", switch=True)],
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from lingualift.assets import info
 
+    config = config_from_args(args)
     report = info()
-    if args.json:
+    if config.json:
         print_json(report)
         return 0
     print("versions:")

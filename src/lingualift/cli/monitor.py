@@ -6,14 +6,15 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
+from lingualift.cli.verbs import Verb
 from lingualift.jobs.monitor import MonitorConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, verb: Verb) -> None:
     add_verb(
         subparsers,
-        "monitor",
-        "detect drift in production queries against each adapter version's reference profile",
+        verb.name,
+        verb.help,
         run,
         config_cls=MonitorConfig,
         description="Read a traffic log (file, folder of closed segments, or - for stdin), route "

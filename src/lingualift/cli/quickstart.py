@@ -6,14 +6,15 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
+from lingualift.cli.verbs import Verb
 from lingualift.jobs.quickstart import QuickstartConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, verb: Verb) -> None:
     add_verb(
         subparsers,
-        "quickstart",
-        "run the main job end to end on the embedded defaults (COMPASS, LoRA, ShifCon, eval)",
+        verb.name,
+        verb.help,
         run,
         config_cls=QuickstartConfig,
         description="For one non-English language: COMPASS selection vs baselines, a LoRA "

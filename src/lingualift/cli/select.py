@@ -6,14 +6,15 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
+from lingualift.cli.verbs import Verb
 from lingualift.jobs.select import SelectConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, verb: Verb) -> None:
     add_verb(
         subparsers,
-        "select",
-        "choose auxiliary data that fills the target language's semantic gaps (COMPASS)",
+        verb.name,
+        verb.help,
         run,
         config_cls=SelectConfig,
         description="Embed target usage, training data and a multilingual pool with one "

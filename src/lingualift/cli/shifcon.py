@@ -6,14 +6,15 @@ import argparse
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args, print_json
+from lingualift.cli.verbs import Verb
 from lingualift.jobs.shifcon import ExportConfig, GenerateConfig, LayersConfig, VectorsConfig
 from lingualift.jobs.shifcon_train import ShifConTrainConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, verb: Verb) -> None:
     parser = subparsers.add_parser(
-        "shifcon",
-        help="shift non-dominant languages into the dominant subspace (ShifCon)",
+        verb.name,
+        help=verb.help,
         description="ShifCon: language vectors, layer area, shifted training, generation, export. "
         "Typical order: vectors -> layers -> train -> generate/export.",
     )

@@ -12,14 +12,15 @@ import sys
 from typing import Any
 
 from lingualift.cli._common import add_verb, config_from_args
+from lingualift.cli.verbs import Verb
 from lingualift.jobs.train import TrainConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, verb: Verb) -> None:
     parser = add_verb(
         subparsers,
-        "train",
-        "train a LoRA adapter for one language and store it as a new version",
+        verb.name,
+        verb.help,
         run,
         config_cls=TrainConfig,
         description="Train a PEFT LoRA adapter for one target language on text, prompt/completion "

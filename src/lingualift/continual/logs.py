@@ -1,11 +1,8 @@
 """Reading production queries: a traffic log file, a folder of log segments, or standard input.
 
-The server writes one JSON object per request (``id``, ``ts`` in UTC ISO 8601,
-``model``, ``lang``, ``lang_detected``, ``lang_confidence``, ``adapter``,
-``text`` or null when text logging is off, ``text_sha1``, token counts,
-``latency_ms``, ``status``), into segments that are written as ``*.partial``
-and renamed to ``*.jsonl`` when closed. :func:`read_log` yields every line
-after a cursor ``(name, line)``:
+The rows and segments are the server's traffic log, whose schema (fields, the
+row -> :class:`Query` parse, segment naming) is :mod:`lingualift.data.traffic`.
+:func:`read_log` yields every line after a cursor ``(name, line)``:
 
 - a folder: its closed ``*.jsonl`` segments in name order (``*.partial`` files
   are still being written and are never read);
@@ -19,7 +16,6 @@ as a problem (named by file and line) for the caller to count and skip.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import sys
@@ -27,116 +23,29 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lingualift.data.traffic import Problem, Query, list_segments, log_row, parse_row
 from lingualift.errors import LingualiftError
+
+__all__ = [
+    "STDIN",
+    "Problem",
+    "Query",
+    "check_source",
+    "format_ts",
+    "log_row",
+    "parse_row",
+    "read_log",
+]
 
 STDIN = "-"
 
 
-@dataclasses.dataclass
-class Query:
-    """One production query as the monitor needs it."""
-
-    id: str
-    text: str | None
-    """None when the log has no text for it (text logging off)."""
-    lang: str | None
-    """The language the log names (None: identify it)."""
-    ts: float | None
-    """UTC seconds since the epoch (None when the row has no time)."""
-    source: str
-    line: int
-    has_text_field: bool = True
-
-    @property
-    def where(self) -> str:
-        return f"{self.source}:{self.line}"
-
-    def to_state(self) -> dict[str, Any]:
-        return {"id": self.id, "text": self.text, "lang": self.lang, "ts": self.ts,
-                "source": self.source, "line": self.line}  # fmt: skip
-
-    @classmethod
-    def from_state(cls, row: dict[str, Any]) -> Query:
-        return cls(**row)
-
-
-@dataclasses.dataclass
-class Problem:
-    """A line that could not be read."""
-
-    source: str
-    line: int
-    reason: str
-
-    @property
-    def where(self) -> str:
-        return f"{self.source}:{self.line}"
-
-
-def log_row(
-    id: str, ts: float, lang: str, text: str | None, adapter: str | None = None
-) -> dict[str, Any]:
-    """A traffic-log row in the server's schema (for simulated streams and tests)."""
-    import hashlib
-
-    return {
-        "id": id,
-        "ts": format_ts(ts),
-        "model": lang,
-        "lang": lang,
-        "lang_detected": False,
-        "lang_confidence": None,
-        "adapter": adapter,
-        "text": text,
-        "text_sha1": hashlib.sha1((text or "").encode()).hexdigest() if text else None,
-        "prompt_tokens": len((text or "").split()),
-        "completion_tokens": 0,
-        "latency_ms": None,
-        "status": 200,
-    }
-
-
-def parse_ts(value: Any) -> float | None:
-    """Seconds since the epoch from ISO 8601 text (naive times are UTC) or a number."""
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError("ts is neither text nor a number")
-    stamp = dt.datetime.fromisoformat(value.strip())
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.timestamp()
-
-
 def format_ts(seconds: float | None) -> str | None:
+    """Window bounds in the monitor's reports (whole seconds, ``+00:00``; rows have their own
+    ``ts`` format, :func:`lingualift.data.traffic.format_row_ts`)."""
     if seconds is None:
         return None
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
-
-
-def parse_row(row: Any, source: str, line: int) -> Query | Problem:
-    """A :class:`Query` from one decoded log row, or the :class:`Problem` with it."""
-    if not isinstance(row, dict):
-        return Problem(source, line, "not a JSON object")
-    try:
-        ts = parse_ts(row.get("ts"))
-    except (ValueError, TypeError):
-        return Problem(source, line, f"unreadable ts {str(row.get('ts'))[:40]!r}")
-    text = row.get("text")
-    if text is not None and not isinstance(text, str):
-        return Problem(source, line, "text is not a string")
-    lang = row.get("lang")
-    return Query(
-        id=str(row.get("id") or f"{source}:{line}"),
-        text=text if text is None or text.strip() else None,
-        lang=str(lang) if lang else None,
-        ts=ts,
-        source=source,
-        line=line,
-        has_text_field="text" in row,
-    )
 
 
 def _lines(handle: Any, source: str, after: int) -> Iterator[Query | Problem]:
@@ -151,11 +60,6 @@ def _lines(handle: Any, source: str, after: int) -> Iterator[Query | Problem]:
         yield parse_row(row, source, number)
 
 
-def segments(folder: Path) -> list[Path]:
-    """Closed segments of a log folder, in name order (``*.partial`` are skipped)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(".jsonl"))
-
-
 def check_source(source: str, allow_empty: bool = False) -> None:
     """Fail in one sentence when the log is missing or (unless allowed) holds nothing."""
     if source == STDIN:
@@ -164,7 +68,7 @@ def check_source(source: str, allow_empty: bool = False) -> None:
     if not path.exists():
         raise LingualiftError(f"The log {path} does not exist; give a log file, folder or '-'.")
     if path.is_dir():
-        if not allow_empty and not segments(path):
+        if not allow_empty and not list_segments(path):
             raise LingualiftError(
                 f"The log folder {path} holds no closed segment (*.jsonl); wait for the server "
                 "to close one, or use follow=true."
@@ -183,7 +87,7 @@ def read_log(source: str, after: tuple[str, int] | None = None) -> Iterator[Quer
         return
     path = Path(source)
     if path.is_dir():
-        for segment in segments(path):
+        for segment in list_segments(path):
             if after is not None and segment.name < after[0]:
                 continue
             skip = after[1] if after is not None and segment.name == after[0] else 0

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.adapters.store import AdapterStore, AdapterVersion
-from lingualift.config import save_config, to_dict
+from lingualift.config import bookkeeping, save_config, settings_of, to_dict
 from lingualift.continual.gate import Gate, heldout_nll, read_heldout
 from lingualift.continual.logs import STDIN, check_source
 from lingualift.continual.monitor import WindowReport
@@ -86,17 +86,18 @@ class EcdaConfig(MonitorSettings):
     """Base model of the adapters."""
     pool: str = ""
     """Candidate pool for COMPASS (a data file with a language column, or corpus:...)."""
-    training_data: str | None = None
+    # Read by content where used (the gate's and the lineage's fingerprints cover them).
+    training_data: str | None = bookkeeping(None)
     """The first version's training data, when its card names data that is not readable here."""
-    old_heldout: str | None = None
+    old_heldout: str | None = bookkeeping(None)
     """Old held-out set for the gate when the current version keeps none (heldout.jsonl)."""
-    out_dir: str = "runs/ecda"
+    out_dir: str = bookkeeping("runs/ecda")
     """Output folder: monitor/ (drift.jsonl, drift.png, state) and updates/<lang>-w<N>/."""
-    follow: bool = False
+    follow: bool = bookkeeping(False)
     """Keep following the log (a folder of segments) instead of reading it once."""
-    poll_seconds: float = 60.0
+    poll_seconds: float = bookkeeping(60.0)
     """Seconds between two reads of the log when following it."""
-    max_polls: int | None = None
+    max_polls: int | None = bookkeeping(None)
     """Stop following after this many reads (None: until Ctrl-C)."""
     trigger_windows: int = 1
     """Consecutive drifting windows of a language that start an update."""
@@ -118,7 +119,7 @@ class EcdaConfig(MonitorSettings):
     """Share of an update's training mix held out (kept as the new version's heldout.jsonl)."""
     gate: Gate = dataclasses.field(default_factory=Gate)
     """Promotion rule: min_gain on the new usage, tolerance on the old set (nats or relative)."""
-    overwrite: bool = False
+    overwrite: bool = bookkeeping(False)
     """Start afresh in an out_dir made with other settings."""
 
     def __post_init__(self) -> None:
@@ -139,10 +140,6 @@ class EcdaResult:
     updates: list[dict[str, Any]]
     """Every update of this folder: id, language, windows, status (promoted/kept), versions."""
     summary: dict[str, Any]
-
-
-_NOT_SETTINGS = ("out_dir", "overwrite", "follow", "poll_seconds", "max_polls", "flush",
-                 "backend", "old_heldout", "training_data")  # fmt: skip
 
 
 class EcdaLoop:
@@ -329,7 +326,7 @@ class EcdaLoop:
             lang=lang, model=config.model, data=str(replay) if replay.is_file() else None,
             data_format="text", selection=str(select.path / SELECTION_FILE), train=config.train,
             packing=config.packing, eval_fraction=config.eval_fraction, parent=parent.name,
-            output_dir=str(path), store=config.store, promote=False,
+            out_dir=str(path), store=config.store, promote=False,
         )  # fmt: skip
         data = read_training_data(train_config)
         replay_examples = [ex for ex in data.examples if not ex.id.startswith("selection:")]
@@ -469,7 +466,7 @@ def run_ecda(
         lineage_data(store, current, config.training_data)
     pool = read_source(config.pool, role="pool")
     require(all(r.lang for r in pool), "Every pool item needs a language (a 'lang' column).")
-    fingerprint_ = {k: v for k, v in to_dict(config).items() if k not in _NOT_SETTINGS}
+    fingerprint_ = settings_of(config)
     fingerprint_["langs"] = langs
     if config.input == STDIN:
         fingerprint_["input"] = STDIN

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from lingualift.config import to_dict
+from lingualift.config import bookkeeping, to_dict
 from lingualift.data import Columns, shorthand_columns
 from lingualift.errors import LingualiftError, require
 
@@ -79,8 +79,8 @@ class EvalConfig:
     """Backend lm-eval: comma-separated lm-eval task names."""
     lm_eval_include_path: str | None = None
     """Backend lm-eval: folder of extra task YAMLs (local tasks)."""
-    output: str = "results"
-    """Results folder, as lm-eval's --output_path: <output>/<model name, sanitized>/
+    out_dir: str = bookkeeping("results")
+    """Results folder, as lm-eval's --output_path: <out_dir>/<model name, sanitized>/
     results_<date>.json (and samples_<task>_<date>.jsonl with log_samples), written atomically."""
     log_samples: bool = False
     """Keep every scored sample (prompt, log-likelihoods, prediction) in the results."""
@@ -88,10 +88,10 @@ class EvalConfig:
     def __post_init__(self) -> None:
         self.columns = shorthand_columns(self.columns, self.text_field)
         require(
-            not self.output.lower().endswith(".json"),
-            f"output={self.output!r} names a file, but results go into a folder as lm-eval "
-            "lays them out (<output>/<model>/results_<date>.json); give a folder, e.g. "
-            f"output={Path(self.output).parent / Path(self.output).stem!s}.",
+            not self.out_dir.lower().endswith(".json"),
+            f"out_dir={self.out_dir!r} names a file, but results go into a folder as lm-eval "
+            "lays them out (<out_dir>/<model>/results_<date>.json); give a folder, e.g. "
+            f"out_dir={Path(self.out_dir).parent / Path(self.out_dir).stem!s}.",
         )
         require(
             self.limit is None or self.limit >= 1, f"limit must be at least 1, got {self.limit}."
@@ -121,7 +121,7 @@ class ClozeConfig:
     """Shortest verse used, in words (characters for zh/ja)."""
     window: int = 8
     """Distractors are drawn among this many endings nearest in length."""
-    output: str = "data/cloze_sw_test.jsonl"
+    out: str = bookkeeping("data/cloze_sw_test.jsonl")
     """Where the Global-MMLU-format rows go (.jsonl, .csv, .tsv or .parquet)."""
 
 
@@ -132,7 +132,7 @@ def run_cloze(config: ClozeConfig) -> tuple[list[dict[str, Any]], Path]:
     rows = build_cloze(
         config.lang, config.books, config.n, config.seed, config.min_units, config.window
     )
-    return rows, write_cloze(rows, config.output)
+    return rows, write_cloze(rows, config.out)
 
 
 def _model_args(config: EvalConfig) -> str:
@@ -182,7 +182,7 @@ def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
         seed=config.seed,
     )
     results = finish_results(results, meta)
-    path = write_results(results, config.output)
+    path = write_results(results, config.out_dir)
     if print_table:
         print(format_table(results))
         print(f"\nwrote {path}")
@@ -422,7 +422,7 @@ def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
             task: [_tracker_sample(s) for s in samples[task]] for task in out["configs"]
         }
     out["config"]["lingualift_config"] = to_dict(config)
-    path = write_results(out, config.output)
+    path = write_results(out, config.out_dir)
     if print_table:
         print(make_table(out))
         print(f"wrote {path}")

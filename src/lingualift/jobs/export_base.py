@@ -2,7 +2,7 @@
 
 Adapters, ShifCon vectors and steering files made on the embedded model belong on
 its weights: the Q4_K_M GGUF dequantized to float32, which differ from the hub's
-``google/gemma-3-270m``. ``lingualift export-base out=<dir>`` writes those weights
+``google/gemma-3-270m``. ``lingualift export-base out_dir=<dir>`` writes those weights
 (config, safetensors, tokenizer, ``lingualift.json`` provenance, a README) so that
 vLLM, lm-eval (``--model hf``/``steered``) or ``from_pretrained`` on any machine load
 exactly them. It also registers them in this machine's Hugging Face cache under
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.atomic import check_replaceable
+from lingualift.config import bookkeeping
 from lingualift.errors import require
 from lingualift.models import DEFAULT_MODEL, materialize_embedded
 from lingualift.portable import base_identity, registered_snapshot, write_base_files
@@ -27,11 +28,11 @@ from lingualift.stages import STAGE_FILE, Job, StageContext, read_stage
 class ExportBaseConfig:
     """Settings of ``lingualift export-base``."""
 
-    out: str = "exported/gemma-3-270m"
+    out_dir: str = bookkeeping("exported/gemma-3-270m")
     """Folder that receives the base model (a plain Hugging Face model folder)."""
     model: str = DEFAULT_MODEL
     """The embedded model to export: embedded:<name> (hub ids and folders need no export)."""
-    overwrite: bool = False
+    overwrite: bool = bookkeeping(False)
     """Replace a non-empty folder that lingualift did not write."""
 
 
@@ -55,7 +56,7 @@ def run_export_base(config: ExportBaseConfig) -> ExportBaseResult:
         f"{config.model} needs no export: vLLM and lm-eval load a hub id or a model folder as it "
         "is; export-base writes the embedded model (embedded:<name>).",
     )
-    out = Path(config.out)
+    out = Path(config.out_dir)
     if read_stage(out) is None:  # refuse a foreign folder before converting anything
         check_replaceable(out, STAGE_FILE, config.overwrite, what="exported base model")
     name = identity.spec.split(":", 1)[1]

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from lingualift.adapters.store import AdapterStore
 from lingualift.atomic import atomic_write_text
-from lingualift.config import save_config, to_dict
+from lingualift.config import bookkeeping, save_config, settings_of
 from lingualift.continual.logs import STDIN, Problem, check_source, read_log
 from lingualift.continual.monitor import DriftMonitor, WindowReport
 from lingualift.continual.reference import Reference
@@ -68,9 +68,9 @@ class MonitorSettings:
     """Language identification confidence below which an untagged query is skipped (unsure)."""
     encoder: str | None = None
     """Encoder spec; None uses the one the reference was built with (another is refused)."""
-    backend: Literal["local", "ray"] = "local"
+    backend: Literal["local", "ray"] = bookkeeping("local")
     """Embedding backend for the windows' queries: local, or Ray Data map_batches."""
-    flush: bool = False
+    flush: bool = bookkeeping(False)
     """At the end of the input, also test the last unfinished windows (when big enough)."""
     seed: int = 0
     """Seed of the resampling (per window: seed, language, window number)."""
@@ -95,16 +95,17 @@ class MonitorConfig(MonitorSettings):
     """Adapter store root (default $LINGUALIFT_HOME/adapters)."""
     version: str = "current"
     """Which version's reference to compare with ('current' or e.g. 'v2')."""
-    build_reference: str | None = None
+    # The reference's own settings: its fingerprint covers them, the run's need not.
+    build_reference: str | None = bookkeeping(None)
     """Build the version's reference profile first, from this usage file (the queries it was
     built for: JSONL/CSV/Parquet records with a text column)."""
-    n_clusters: int | None = None
+    n_clusters: int | None = bookkeeping(None)
     """Clusters of a reference built here (None: the COMPASS rule on the usage size)."""
-    reference_sample: int = 2000
+    reference_sample: int = bookkeeping(2000)
     """Embedding rows a reference built here keeps."""
-    out_dir: str = "runs/monitor"
+    out_dir: str = bookkeeping("runs/monitor")
     """Output folder: drift.jsonl, drift.png, summary.json, state.json, config.yaml."""
-    overwrite: bool = False
+    overwrite: bool = bookkeeping(False)
     """Start afresh in an out_dir made with other settings (or rebuild an existing reference)."""
 
 
@@ -439,11 +440,6 @@ class MonitorResult:
     """The windows tested in this run."""
 
 
-_NOT_SETTINGS = (
-    "out_dir", "overwrite", "build_reference", "n_clusters", "reference_sample", "flush", "backend",
-)  # fmt: skip
-
-
 def run_monitor(config: MonitorConfig, progress: bool = True, encoder: Any = None) -> MonitorResult:
     """``lingualift monitor`` (see the module docstring); ``encoder`` overrides the spec."""
     require(config.input or config.build_reference, "Set input=<log file, folder or ->.")
@@ -467,7 +463,7 @@ def run_monitor(config: MonitorConfig, progress: bool = True, encoder: Any = Non
             return MonitorResult(Path(config.out_dir), {"reference": reference.summary()}, [])
     check_source(config.input)
     references = {lang: load_reference(store, lang, config.version) for lang in langs}
-    fingerprint = {k: v for k, v in to_dict(config).items() if k not in _NOT_SETTINGS}
+    fingerprint = settings_of(config)
     fingerprint["langs"] = langs
     if config.input == STDIN:
         fingerprint["input"] = STDIN

@@ -31,14 +31,14 @@ from typing import Any, Literal
 
 from lingualift.adapters.portable import stamp_adapter
 from lingualift.atomic import atomic_write_text
-from lingualift.config import to_dict
+from lingualift.config import bookkeeping, settings_of, to_dict
 from lingualift.data import CORPUS_LANGUAGES, parse_books
 from lingualift.errors import require
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
 from lingualift.models import DEFAULT_MODEL
 from lingualift.portable import base_identity
 from lingualift.stages import Job, Stage, StageContext
-from lingualift.training import LoraSettings, TrainingArgs, without_tracking
+from lingualift.training import LoraSettings, TrainingArgs
 
 
 def _quickstart_training() -> TrainingArgs:
@@ -61,7 +61,7 @@ class QuickstartConfig:
     """Base model: an embedded name, a hub id or a local folder."""
     encoder: str = "e5-nano"
     """Sentence encoder of COMPASS (see lingualift.embed.get_encoder)."""
-    out_dir: str = "runs/quickstart"
+    out_dir: str = bookkeeping("runs/quickstart")
     """Where every stage's outputs and the report go."""
     seed: int = 0
     """Seed of the data draws, the selections and the cloze set."""
@@ -111,7 +111,7 @@ class QuickstartConfig:
     """Sequences per forward pass in evaluation."""
     time_budget_min: float = 10.0
     """Wall-clock budget; optional stages are skipped when they would not fit."""
-    overwrite: bool = False
+    overwrite: bool = bookkeeping(False)
     """Redo stages whose outputs were made with other settings."""
 
     def __post_init__(self) -> None:
@@ -394,7 +394,7 @@ def _shifcon_train(config, job, base, shifcon, lang, evaluate, started, adapter,
     run = config.shifcon_train == "always" or (config.shifcon_train == "auto" and estimate <= left)
     # The mode, not the decision: an 'auto' run that skipped stays skipped on a rerun.
     settings = {
-        "mode": config.shifcon_train, "args": without_tracking(to_dict(args)), "lora": to_dict(config.lora),
+        "mode": config.shifcon_train, "args": settings_of(args), "lora": to_dict(config.lora),
         "pairs": config.shifcon_pairs, "books": config.train_books,
     }  # fmt: skip
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lingualift.compass.baselines import METHODS
-from lingualift.config import save_config, to_dict
+from lingualift.config import bookkeeping, save_config, settings_of
 from lingualift.data import Columns, Record, fingerprint, merge_columns
 from lingualift.data.sources import read_source
 from lingualift.errors import LingualiftError, require
@@ -73,28 +73,29 @@ class SelectConfig:
     """Number of nearest languages for method 'lang-similarity'."""
     seed: int = 0
     """Seed for clustering, corpus sampling and the random baselines."""
-    columns: Columns = dataclasses.field(default_factory=Columns)
+    # Column mappings enter fingerprints as fields_settings(), in one normalised form.
+    columns: Columns = bookkeeping(default_factory=Columns)
     """Columns of all three inputs (text, id, lang, default_lang), as every verb takes them,
     e.g. columns.text=question columns.lang=language; an input's own group below overrides it."""
-    target_fields: Columns = dataclasses.field(default_factory=Columns)
+    target_fields: Columns = bookkeeping(default_factory=Columns)
     """Columns of the target file only: text, id, lang, and default_lang for rows (or a file)
     without a language, e.g. target_fields.text=question target_fields.default_lang=sw."""
-    training_fields: Columns = dataclasses.field(default_factory=Columns)
+    training_fields: Columns = bookkeeping(default_factory=Columns)
     """Columns of the training file only (text, id, lang, default_lang)."""
-    pool_fields: Columns = dataclasses.field(default_factory=Columns)
+    pool_fields: Columns = bookkeeping(default_factory=Columns)
     """Columns of the pool file only (text, id, lang, default_lang); every pool item needs a
     language (a column, or default_lang for a monolingual pool) unless method=random."""
-    text_field: str | None = None
+    text_field: str | None = bookkeeping(None)
     """Short form of columns.text (as in every verb)."""
-    lang_field: str | None = None
+    lang_field: str | None = bookkeeping(None)
     """Short form of columns.lang."""
-    id_field: str | None = None
+    id_field: str | None = bookkeeping(None)
     """Short form of columns.id."""
-    out_dir: str = "runs/select"
+    out_dir: str = bookkeeping("runs/select")
     """Output folder (selection, report.json, report.png, profile, config.yaml)."""
     format: Literal["parquet", "jsonl"] = "parquet"
     """File format of the selection."""
-    overwrite: bool = False
+    overwrite: bool = bookkeeping(False)
     """Replace an out_dir made with other settings."""
 
     def __post_init__(self) -> None:
@@ -196,10 +197,7 @@ def run_select(config: SelectConfig) -> SelectResult:
         f"method {config.method!r} needs a budget; set budget=<number>.",
     )
     target, training, pool = read_inputs(config)
-    mappings = ("columns", "target_fields", "training_fields", "pool_fields", "text_field")
-    mappings += ("lang_field",)
-    skip = ("out_dir", "overwrite", "id_field", *mappings)
-    settings = {k: v for k, v in to_dict(config).items() if k not in skip}
+    settings = settings_of(config)
     settings.update(config.fields_settings())
     if config.use_gpu == "auto":  # where FAISS runs, unless asked for, is not a setting
         settings.pop("use_gpu")

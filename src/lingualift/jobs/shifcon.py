@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.config import to_dict
+from lingualift.config import bookkeeping, settings_of
 from lingualift.errors import LingualiftError, require
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
 from lingualift.models import DEFAULT_MODEL
@@ -27,7 +27,7 @@ from lingualift.stages import Job, StageContext
 class VectorsConfig:
     """Compute language vectors (and principal subspaces) for a model."""
 
-    out: str = "runs/shifcon"
+    out_dir: str = bookkeeping("runs/shifcon")
     """Folder to write ``vectors.safetensors`` into (a ShifCon folder once ``layers`` ran)."""
     model: str = DEFAULT_MODEL
     """Base model: an embedded name, a hub id or a local folder."""
@@ -51,8 +51,8 @@ class VectorsConfig:
     """Model dtype: float32, bfloat16 or float16."""
     device: str | None = None
     """Torch device (cpu, cuda, ...); default: where the model loads."""
-    overwrite: bool = False
-    """Recompute vectors that exist in ``out`` with other settings."""
+    overwrite: bool = bookkeeping(False)
+    """Recompute vectors that exist in ``out_dir`` with other settings."""
 
     def __post_init__(self) -> None:
         for name in ("per_language", "batch_size", "max_length"):
@@ -107,9 +107,9 @@ def run_vectors(config: VectorsConfig, progress: bool = True):
     else:
         texts = corpus_texts(config.langs, config.books, config.per_language)
         source = f"embedded corpus books={config.books} first {config.per_language} verses"
-    settings = {k: v for k, v in to_dict(config).items() if k not in ("out", "overwrite")}
+    settings = settings_of(config)
     settings["texts"] = {lang: len(sentences) for lang, sentences in texts.items()}
-    out = Path(config.out)
+    out = Path(config.out_dir)
 
     def compute(ctx: StageContext) -> dict[str, Any]:
         from lingualift.models import load_causal_lm
@@ -189,7 +189,7 @@ class LayersConfig:
     """Force the shift-toward layer instead of the rule (with ``b``)."""
     b: int | None = None
     """Force the shift-back layer instead of the rule (with ``a``)."""
-    plot: str | None = None
+    plot: str | None = bookkeeping(None)
     """Extra path for the PNG of the curve (always also written as ``layers.png`` in the folder)."""
 
 
@@ -246,7 +246,7 @@ class GenerateConfig:
     """Wrap each prompt in the tokenizer's chat template."""
     no_shift: bool = False
     """Generate without the shift (for comparison)."""
-    out: str | None = None
+    out: str | None = bookkeeping(None)
     """Write the generations as JSONL records here; default: print them."""
 
 
@@ -306,14 +306,14 @@ class ExportConfig:
 
     shifcon: str = "runs/shifcon"
     """ShifCon folder (vectors + layer area)."""
-    out: str = "runs/shifcon/steered"
+    out_dir: str = bookkeeping("runs/shifcon/steered")
     """Folder for ``<lang>.pt`` files."""
     langs: list[str] | None = None
     """Languages to export; default: every non-dominant language with a vector."""
     model: str | None = None
     """Model whose module names the hookpoints use; default: the vectors' base model."""
-    overwrite: bool = False
-    """Replace a non-empty ``out`` that does not hold an earlier export."""
+    overwrite: bool = bookkeeping(False)
+    """Replace a non-empty ``out_dir`` that does not hold an earlier export."""
 
 
 def run_export(config: ExportConfig) -> list[Path]:
@@ -324,5 +324,5 @@ def run_export(config: ExportConfig) -> list[Path]:
     shifcon = ShifCon.load(config.shifcon)
     model = load_config_only(config.model) if config.model else None
     return export_steered(
-        shifcon, config.out, config.langs, model, config.overwrite, source=config.shifcon
+        shifcon, config.out_dir, config.langs, model, config.overwrite, source=config.shifcon
     )

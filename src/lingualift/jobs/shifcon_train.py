@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lingualift.atomic import atomic_write_text
-from lingualift.config import save_config, to_dict
+from lingualift.config import bookkeeping, save_config, settings_of, to_dict
 from lingualift.errors import require
 from lingualift.languages import normalize_language
 from lingualift.shifcon.loss import ShifConObjective
 from lingualift.stages import Job, StageContext
-from lingualift.training import LoraSettings, TrainingArgs, without_tracking
+from lingualift.training import LoraSettings, TrainingArgs
 
 
 def _shifcon_training_defaults() -> TrainingArgs:
@@ -34,7 +34,7 @@ def _shifcon_training_defaults() -> TrainingArgs:
 class ShifConTrainConfig:
     """Train with ``L = alpha * L_gen + beta * L_con`` (ShifCon) or plain LoRA (shift off, beta 0)."""
 
-    out: str = "runs/shifcon-train"
+    out_dir: str = bookkeeping("runs/shifcon-train")
     """Output folder: ``adapter/`` (or ``model/``), ``shifcon/``, ``log.jsonl``, ``metrics.json``."""
     shifcon: str = "runs/shifcon"
     """ShifCon folder (vectors + layer area) from ``vectors`` and ``layers``."""
@@ -57,12 +57,12 @@ class ShifConTrainConfig:
     """The loss: alpha (published 0.5), beta (2.0), tau (0.05, ours), shift (true)."""
     train: TrainingArgs = dataclasses.field(default_factory=_shifcon_training_defaults)
     """Optimisation (published: lr 1e-5, cosine, one epoch; batches of one language)."""
-    store: str | None = None
+    store: str | None = bookkeeping(None)
     """Also store the adapter in this adapter store, as a version of each trained language."""
-    promote: bool = False
+    promote: bool = bookkeeping(False)
     """Make the stored versions current (with ``store``)."""
-    overwrite: bool = False
-    """Redo a run whose out folder was made with other settings."""
+    overwrite: bool = bookkeeping(False)
+    """Redo a run whose out_dir was made with other settings."""
 
     def __post_init__(self) -> None:
         require(self.per_language >= 1, "per_language must be at least 1.")
@@ -108,15 +108,9 @@ def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict
     else:
         pairs = corpus_pairs(langs, config.books, config.per_language, dominant)
     require(pairs, "No training pairs; widen books/per_language or check the data.")
-    out = Path(config.out)
+    out = Path(config.out_dir)
     settings = {
-        **without_tracking(
-            {
-                k: v
-                for k, v in to_dict(config).items()
-                if k not in ("out", "store", "promote", "overwrite")
-            }
-        ),
+        **settings_of(config),
         "pairs": pairs_digest(pairs),
         "area": [shifcon.a, shifcon.b],
         "model": model_spec,

@@ -4,11 +4,11 @@
 selection) before any model loads, holds out a split, trains with
 :class:`~lingualift.adapters.LoraTrainer` (from a fresh adapter, or from a
 stored version with ``parent``), writes ``metrics.json`` and ``loss.png`` to
-``output_dir``, and stores the adapter as a new version with its card (base
+``out_dir``, and stores the adapter as a new version with its card (base
 model, data and selection fingerprints, parent, settings, metrics, software).
 
 It is one stage of the stage engine: checkpoints (``save_every``) live in
-``.<output_dir>.work/`` until the run lands, so an interrupted run resumes
+``.<out_dir>.work/`` until the run lands, so an interrupted run resumes
 at its last checkpoint when started again with the same settings, a finished
 run is not retrained, and a version is never stored twice for one run.
 """
@@ -32,13 +32,13 @@ from lingualift.adapters.data import (
 )
 from lingualift.adapters.store import AdapterStore, AdapterVersion
 from lingualift.atomic import atomic_write_text
-from lingualift.config import save_config, to_dict
+from lingualift.config import bookkeeping, save_config, settings_of, to_dict
 from lingualift.data.sources import is_corpus_spec, read_source
 from lingualift.errors import require
 from lingualift.languages import normalize_language
 from lingualift.models import DEFAULT_MODEL
 from lingualift.stages import Job, StageContext
-from lingualift.training import LoraSettings, TrainingArgs, without_tracking
+from lingualift.training import LoraSettings, TrainingArgs
 
 
 @dataclasses.dataclass
@@ -86,15 +86,15 @@ class TrainConfig:
     parent: str | None = None
     """Start from a stored version of this language ('current' or e.g. 'v3') instead of a
     fresh adapter."""
-    output_dir: str | None = None
+    out_dir: str | None = bookkeeping(None)
     """Run folder for metrics.json and loss.png (default runs/train-<lang>); checkpoints live
     beside it in .<name>.work/ until the run lands."""
-    store: str | None = None
+    store: str | None = bookkeeping(None)
     """Adapter store root (default $LINGUALIFT_HOME/adapters)."""
-    promote: bool = True
+    promote: bool = bookkeeping(True)
     """Make the new version the language's current one."""
-    overwrite: bool = False
-    """Redo a run whose output_dir was made with other settings."""
+    overwrite: bool = bookkeeping(False)
+    """Redo a run whose out_dir was made with other settings."""
 
     def __post_init__(self) -> None:
         self.lang = normalize_language(self.lang)
@@ -113,7 +113,7 @@ class TrainConfig:
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.output_dir or f"runs/train-{self.lang}")
+        return Path(self.out_dir or f"runs/train-{self.lang}")
 
 
 @dataclasses.dataclass
@@ -166,10 +166,6 @@ def read_training_data(config: TrainConfig) -> TrainingData:
     return TrainingData(examples, summaries, selection)
 
 
-# Keys that say where outputs go, not what is trained.
-_BOOKKEEPING = ("output_dir", "store", "promote", "overwrite")
-
-
 def run_train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> TrainResult:
     """Train (or resume, or reuse) and store one language adapter: ``lingualift train``."""
     from accelerate import PartialState
@@ -211,7 +207,7 @@ def train_settings(
 ) -> dict[str, Any]:
     """What a training stage's fingerprint covers: the config but where outputs go, the data."""
     return {
-        **without_tracking({k: v for k, v in to_dict(config).items() if k not in _BOOKKEEPING}),
+        **settings_of(config),
         "data_fingerprints": [s.fingerprint for s in data.summaries],
         "parent": parent.name if parent else None,
     }

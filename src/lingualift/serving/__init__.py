@@ -1,33 +1,25 @@
-"""Serving: an OpenAI-compatible server for one base model and every language's adapter.
+"""Serving components: an OpenAI-compatible server for one base model and every language's adapter.
 
 * :mod:`~lingualift.serving.engine`: the batching worker (bounded queue,
-  mixed-language batches with PEFT ``adapter_names``, per-row sampling,
+  mixed-language batches through the adapter registry, per-row sampling,
   streaming, ShifCon per row);
-* :mod:`~lingualift.serving.reload`: the adapters in memory, following the
-  store's promotes and rollbacks without a restart;
-* :mod:`~lingualift.serving.app`: the FastAPI routes, errors, auth, metrics;
-* :mod:`~lingualift.serving.traffic`: the traffic log the drift monitor reads
-  (:func:`read_segments`);
-* :mod:`~lingualift.serving.vllm` and :mod:`~lingualift.serving.front`: the
-  vLLM hand-off and the routing front that keeps clients unchanged;
-* :func:`serve`: the job behind ``lingualift serve``.
+* :mod:`~lingualift.serving.api_router`: the OpenAI route table, one router that
+  the server (:mod:`~lingualift.serving.app`) and the routing front
+  (:mod:`~lingualift.serving.front`) both include; :mod:`~lingualift.serving.http`
+  the plumbing they share (key, body limit, errors, request counting);
+* :mod:`~lingualift.serving.traffic`: the traffic-log writer (the schema the
+  drift monitor reads with is :mod:`lingualift.data.traffic`);
+* :mod:`~lingualift.serving.vllm`: the vLLM hand-off.
+
+The adapters in memory, their fit checks and hot reload are
+:class:`lingualift.adapters.registry.AdapterRegistry`; the job behind
+``lingualift serve`` (config, building and running a server) is
+:mod:`lingualift.jobs.serve`.
 
 FastAPI, uvicorn and prometheus-client come with the ``serve`` extra
 (``pip install 'lingualift[serve]'``); they load on first use.
 """
 
-from lingualift.serving.config import ServeConfig
+from lingualift.data.traffic import list_segments, read_segments
 
-__all__ = ["ServeConfig", "build_server", "list_segments", "read_segments", "serve"]
-
-
-def __getattr__(name: str):
-    if name in ("serve", "build_server"):
-        from lingualift.serving import job
-
-        return getattr(job, name)
-    if name in ("read_segments", "list_segments"):
-        from lingualift.serving import traffic
-
-        return getattr(traffic, name)
-    raise AttributeError(name)
+__all__ = ["list_segments", "read_segments"]

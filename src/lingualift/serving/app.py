@@ -1,7 +1,8 @@
 """The OpenAI-compatible HTTP API (FastAPI) in front of the batching engine.
 
-Routes: ``POST /v1/completions``, ``POST /v1/chat/completions`` (both with
-``stream``), ``GET /v1/models``, ``GET /health`` and ``GET /metrics``
+Routes (:mod:`~lingualift.serving.api_router`, shared with the routing front):
+``POST /v1/completions``, ``POST /v1/chat/completions`` (both with ``stream``),
+``GET /v1/models`` and ``/v1/models/{id}``, ``GET /health`` and ``GET /metrics``
 (Prometheus). Every answer is JSON in OpenAI's shapes, errors included
 (``{"error": {"message", "type", "param", "code"}}``), plus a ``lingualift``
 field and an ``X-Lingualift-Adapter`` header naming the adapter version that
@@ -18,19 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from lingualift.langid import LanguageIdentifier
 from lingualift.serving import protocol as oa
+from lingualift.serving.api_router import (
+    ADAPTER_HEADER,
+    CHAT_COMPLETIONS,
+    COMPLETIONS,
+    openai_app,
+)
 from lingualift.serving.decoding import SamplingParams
 from lingualift.serving.engine import (
     Engine,
@@ -43,19 +48,13 @@ from lingualift.serving.engine import (
     Started,
     TextDelta,
 )
-from lingualift.serving.http import (
-    RequestCounter,
-    check_bearer,
-    install_error_handlers,
-    read_limited_body,
-)
+from lingualift.serving.http import check_bearer, read_limited_body
 from lingualift.serving.metrics import ServingMetrics
-from lingualift.serving.routing import AUTO, LanguageChoice, choose_language
-from lingualift.serving.traffic import TrafficLog, traffic_row
+from lingualift.serving.routing import AUTO, choose_language
+from lingualift.serving.traffic import RequestRecord, TrafficLog
 
-ADAPTER_HEADER = "X-Lingualift-Adapter"
 Kind = Literal["completion", "chat"]
-ROUTES = {"completion": "/v1/completions", "chat": "/v1/chat/completions"}
+ROUTES = {"completion": COMPLETIONS, "chat": CHAT_COMPLETIONS}
 
 
 class AsyncEvents:
@@ -72,25 +71,9 @@ class AsyncEvents:
         return await self.queue.get()
 
 
-@dataclasses.dataclass
-class _Record:
-    """What is known about one generation request, for its log row and metrics."""
-
-    request_id: str
-    route: str
-    received: dt.datetime
-    started: float
-    model: str | None = None
-    text: str | None = None
-    choice: LanguageChoice | None = None
-    adapter: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    status: int = 200
-
-
 class ServingApp:
-    """The API's handlers and the components they use (build it with :func:`create_app`)."""
+    """The API's handlers (an :class:`~lingualift.serving.api_router.OpenAIHandler`) and the
+    components they use (build it with :func:`create_app`)."""
 
     def __init__(
         self,
@@ -128,9 +111,9 @@ class ServingApp:
 
     # -- simple routes ------------------------------------------------------------------
 
-    def model(self, model_id: str) -> dict[str, Any]:
+    async def model(self, request: Request, model_id: str) -> dict[str, Any]:
         """One entry of :meth:`models` (``GET /v1/models/{id}``), or a 404."""
-        for entry in self.models()["data"]:
+        for entry in self.model_list()["data"]:
             if entry["id"] == model_id:
                 return entry
         raise oa.ApiError(
@@ -140,7 +123,12 @@ class ServingApp:
             code="model_not_found",
         )
 
-    def models(self) -> dict[str, Any]:
+    async def models(self, request: Request) -> dict[str, Any]:
+        return self.model_list()
+
+    def model_list(self) -> dict[str, Any]:
+        """The base model's id, each served language, and 'auto'."""
+
         def entry(model_id: str, **info: Any) -> dict[str, Any]:
             return {
                 "id": model_id,
@@ -159,7 +147,10 @@ class ServingApp:
         data.append(entry(AUTO, adapter=None, routes="auto"))
         return {"object": "list", "data": data}
 
-    def health(self) -> JSONResponse:
+    async def prometheus(self) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def health(self) -> JSONResponse:
         registry = self.engine.registry
         body = {
             "status": "ok" if self.engine.alive else "stopped",
@@ -174,12 +165,15 @@ class ServingApp:
 
     # -- generation ---------------------------------------------------------------------
 
+    async def completions(self, request: Request) -> Response:
+        return await self.generate(request, "completion")
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self.generate(request, "chat")
+
     async def generate(self, request: Request, kind: Kind) -> Response:
-        record = _Record(
-            request_id=("cmpl-" if kind == "completion" else "chatcmpl-") + uuid.uuid4().hex,
-            route=ROUTES[kind],
-            received=dt.datetime.now(dt.UTC),
-            started=time.perf_counter(),
+        record = RequestRecord(
+            ("cmpl-" if kind == "completion" else "chatcmpl-") + uuid.uuid4().hex, ROUTES[kind]
         )
         try:
             return await self._generate(request, kind, record)
@@ -188,7 +182,7 @@ class ServingApp:
             self._finish(record)
             raise
 
-    async def _generate(self, request: Request, kind: Kind, record: _Record) -> Response:
+    async def _generate(self, request: Request, kind: Kind, record: RequestRecord) -> Response:
         raw = await self.read_body(request)
         body: oa.CompletionBody | oa.ChatBody
         if kind == "completion":
@@ -214,13 +208,15 @@ class ServingApp:
                 ) from None
             add_special_tokens = False  # the template writes the special tokens itself
         served = self.engine.registry.served_languages()
-        choice = record.choice = choose_language(
+        choice = choose_language(
             body.model,
             record.text,
             served=served,
             auto_names=(AUTO, self.model_name),
             identifier=self.identifier,
         )
+        record.lang, record.lang_detected = choice.lang, choice.detected
+        record.lang_confidence = choice.confidence
         prompt_ids = self.engine.encode(prompt, add_special_tokens)
         record.prompt_tokens = len(prompt_ids)
         max_tokens = self._max_tokens(body, len(prompt_ids))
@@ -307,7 +303,7 @@ class ServingApp:
         kind: Kind,
         job: GenerationRequest,
         events: AsyncEvents,
-        record: _Record,
+        record: RequestRecord,
         model: str,
         info: dict[str, Any],
     ) -> dict[str, Any]:
@@ -344,7 +340,7 @@ class ServingApp:
         kind: Kind,
         job: GenerationRequest,
         events: AsyncEvents,
-        record: _Record,
+        record: RequestRecord,
         model: str,
         info: dict[str, Any],
         include_usage: bool,
@@ -392,41 +388,21 @@ class ServingApp:
                 job.cancel()
             self._finish(record)
 
-    def _count_route(self, record: _Record, started: Started) -> None:
+    def _count_route(self, record: RequestRecord, started: Started) -> None:
         record.adapter = started.adapter
-        choice = record.choice
-        self.metrics.by_language.labels((choice.lang if choice else None) or "unknown").inc()
+        self.metrics.by_language.labels(record.lang or "unknown").inc()
         self.metrics.by_adapter.labels(started.adapter or "base").inc()
         if started.fallback:
             self.metrics.fallbacks.labels(started.fallback).inc()
         self.metrics.queue_wait.observe(started.queued_s)
 
-    def _finish(self, record: _Record) -> None:
+    def _finish(self, record: RequestRecord) -> None:
         """Tokens, latency and the traffic-log row of a generation request that ended."""
-        latency = time.perf_counter() - record.started
-        self.metrics.latency.labels(record.route).observe(latency)
+        self.metrics.latency.labels(record.route).observe(record.latency_s)
         if record.status == 200:
             self.metrics.prompt_tokens.inc(record.prompt_tokens or 0)
             self.metrics.completion_tokens.inc(record.completion_tokens or 0)
-        if self.traffic is None:
-            return
-        choice = record.choice
-        row = traffic_row(
-            request_id=record.request_id,
-            received=record.received,
-            model=record.model,
-            lang=choice.lang if choice else None,
-            lang_detected=bool(choice and choice.detected),
-            lang_confidence=choice.confidence if choice else None,
-            adapter=record.adapter,
-            text=record.text,
-            log_text=self.log_text,
-            prompt_tokens=record.prompt_tokens,
-            completion_tokens=record.completion_tokens,
-            latency_ms=latency * 1000.0,
-            status=record.status,
-        )
-        if self.traffic.write(row):
+        if self.traffic is not None and self.traffic.write(record.row(self.log_text)):
             self.metrics.log_rows.inc()
 
 
@@ -478,38 +454,6 @@ def create_app(
             if traffic is not None:
                 await asyncio.to_thread(traffic.close)
 
-    app = FastAPI(title="lingualift", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = openai_app(service, title="lingualift", lifespan=lifespan, metrics=metrics)
     app.state.service = service
-    install_error_handlers(app)
-    app.add_middleware(
-        RequestCounter,
-        metrics=metrics,
-        known={"/health", "/metrics", "/v1/models", *ROUTES.values()},
-    )
-    guarded = [Depends(service.check_key)]
-
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        return service.health()
-
-    @app.get("/metrics", dependencies=guarded)
-    async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/v1/models", dependencies=guarded)
-    async def models() -> dict[str, Any]:
-        return service.models()
-
-    @app.get("/v1/models/{model_id:path}", dependencies=guarded)
-    async def model(model_id: str) -> dict[str, Any]:
-        return service.model(model_id)
-
-    @app.post("/v1/completions", dependencies=guarded)
-    async def completions(request: Request) -> Response:
-        return await service.generate(request, "completion")
-
-    @app.post("/v1/chat/completions", dependencies=guarded)
-    async def chat(request: Request) -> Response:
-        return await service.generate(request, "chat")
-
     return app

@@ -8,10 +8,11 @@ server's event loop only tokenizes, :meth:`Engine.submit` s and awaits events.
 **Batching.** The worker takes the first waiting request, waits up to
 ``batch_wait_ms`` for more (up to ``max_batch_size``), and decodes them
 together: rows of several languages in one forward per step, each row through
-its own adapter (every adapter's matrices stacked per layer and gathered per
-row, :mod:`~lingualift.serving.multilora`, or PEFT's ``adapter_names`` for
-adapter kinds that cannot be stacked; one active adapter, or adapters off,
-when every row agrees, so single-language traffic pays nothing for routing).
+its own adapter (:meth:`~lingualift.adapters.registry.AdapterRegistry.batch`:
+every adapter's matrices stacked per layer and gathered per row, or PEFT's
+``adapter_names`` for adapter kinds that cannot be stacked; one active adapter,
+or adapters off, when every row agrees, so single-language traffic pays nothing
+for routing).
 The queue is bounded: :meth:`~Engine.submit` raises :class:`QueueFullError`
 instead of letting it grow (the server answers 429).
 
@@ -31,7 +32,7 @@ waits for the next batch (static batching, simple and exact; continuous
 batching is what vLLM is for, see :mod:`~lingualift.serving.vllm`).
 
 **Hot reload.** Between batches, and between decoding steps, the worker polls
-the :class:`~lingualift.serving.reload.AdapterRegistry` every
+the :class:`~lingualift.adapters.registry.AdapterRegistry` every
 ``reload_interval_s``. A request pins the adapter version current when its
 batch starts and releases it when it ends; replaced versions are deleted once
 released.
@@ -49,11 +50,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from lingualift.adapters.routing import BASE
+from lingualift.adapters.registry import AdapterRegistry, LoadedAdapter
 from lingualift.errors import first_line
 from lingualift.serving.decoding import SamplingParams, TextStream, next_tokens, row_generator
-from lingualift.serving.multilora import StackedLora
-from lingualift.serving.reload import AdapterRegistry, LoadedAdapter, adapter_names_for
 
 logger = logging.getLogger(__name__)
 
@@ -174,9 +173,6 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._next_poll = time.monotonic() + reload_interval_s
         self._active = 0
-        self.stacked = (
-            StackedLora(registry.model) if hasattr(registry.model, "peft_config") else None
-        )
         self.eos_ids = _eos_ids(registry.model, tokenizer)
         self.max_positions = _max_positions(registry.model)
 
@@ -453,26 +449,14 @@ class Engine:
 
     def _enter_row_context(self, stack: contextlib.ExitStack, rows: list[_Row]) -> dict[str, Any]:
         """Adapters and ShifCon shifts for the batch's rows; returns extra forward kwargs."""
-        extra: dict[str, Any] = {}
-        model = self.model
-        names = adapter_names_for([row.adapter for row in rows])
-        if hasattr(model, "peft_config"):
-            unique = set(names)
-            if unique == {BASE}:
-                stack.enter_context(model.disable_adapter())
-            elif len(unique) == 1:
-                model.set_adapter(names[0])
-            elif self.stacked is not None and self.stacked.ready():
-                stack.enter_context(self.stacked.apply(names))
-            else:
-                extra["adapter_names"] = names
+        extra = stack.enter_context(self.registry.batch([row.adapter for row in rows]))
         if self.shifcon is not None:
             known = set(self.shifcon.languages)
             langs = [
                 row.request.lang if row.request.lang in known else self.shifcon.dominant
                 for row in rows
             ]
-            stack.enter_context(self.shifcon.apply(model, langs))
+            stack.enter_context(self.shifcon.apply(self.model, langs))
         return extra
 
 

@@ -8,8 +8,10 @@ language's adapter id when the upstream serves one (it reads the upstream's
 forwards the request unchanged otherwise, streaming the answer back byte for
 byte. Requests that name a language are passed through as they are.
 
-It writes the same traffic log as the server, so the drift monitor works at
-scale too. The adapter of a row is the upstream's ``X-Lingualift-Adapter``
+It answers the same routes as the server (:mod:`~lingualift.serving.api_router`),
+with the same key, body limit and error shapes, counts its requests in its own
+``/metrics`` (requests, latency, languages, adapters, log rows), and writes the
+same traffic log as the server, so the drift monitor works at scale too. The adapter of a row is the upstream's ``X-Lingualift-Adapter``
 header when it sends one (a lingualift server: ``sw/v3``), else the adapter id
 the request was routed to (vLLM: ``sw``, it does not report versions).
 """
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import time
 import uuid
@@ -26,19 +27,26 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.background import BackgroundTask
 
 from lingualift.errors import LingualiftError
 from lingualift.langid import LanguageIdentifier
 from lingualift.languages import normalize_language
 from lingualift.serving import protocol as oa
-from lingualift.serving.app import ADAPTER_HEADER
-from lingualift.serving.config import ServeConfig
-from lingualift.serving.http import check_bearer, install_error_handlers, read_limited_body
+from lingualift.serving.api_router import (
+    ADAPTER_HEADER,
+    CHAT_COMPLETIONS,
+    COMPLETIONS,
+    MODELS,
+    openai_app,
+)
+from lingualift.serving.http import check_bearer, read_limited_body
+from lingualift.serving.metrics import ServingMetrics
 from lingualift.serving.routing import AUTO, IDENTIFY_CHARS
-from lingualift.serving.traffic import TrafficLog, traffic_row
+from lingualift.serving.traffic import RequestRecord, TrafficLog
 
 ROUTE_HEADER = "X-Lingualift-Route"
 _KEEP_HEADERS = ("content-type", "x-request-id", ADAPTER_HEADER.lower())
@@ -46,7 +54,8 @@ _MAX_TEED = 4 * 1024 * 1024  # bytes of an answer kept to read its usage for the
 
 
 class RoutingFront:
-    """The front's state and handlers (build it with :func:`create_front_app`)."""
+    """The front's state and handlers (an :class:`~lingualift.serving.api_router.OpenAIHandler`;
+    build its app with :func:`create_front_app`)."""
 
     def __init__(
         self,
@@ -56,6 +65,7 @@ class RoutingFront:
         identifier: LanguageIdentifier,
         api_key: str | None = None,
         traffic: TrafficLog | None = None,
+        metrics: ServingMetrics | None = None,
         log_text: bool = True,
         max_body_bytes: int = 1_048_576,
         refresh_s: float = 30.0,
@@ -66,6 +76,7 @@ class RoutingFront:
         self.identifier = identifier
         self.api_key = api_key
         self.traffic = traffic
+        self.metrics = metrics or ServingMetrics()
         self.log_text = log_text
         self.max_body_bytes = max_body_bytes
         self.refresh_s = refresh_s
@@ -83,7 +94,7 @@ class RoutingFront:
             headers = {"authorization": authorization} if authorization else {}
             assert self.client is not None
             try:
-                response = await self.client.get(f"{self.upstream}/v1/models", headers=headers)
+                response = await self.client.get(f"{self.upstream}{MODELS}", headers=headers)
                 response.raise_for_status()
                 ids = [str(m.get("id")) for m in response.json().get("data", [])]
             except (httpx.HTTPError, ValueError, AttributeError):
@@ -92,8 +103,46 @@ class RoutingFront:
             self._langs_at = time.monotonic()
             return self._langs
 
+    # -- routes -------------------------------------------------------------------------
+
+    async def check_key(self, request: Request) -> None:
+        check_bearer(request, self.api_key)
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": "ok", "upstream": self.upstream}
+
+    async def prometheus(self) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def models(self, request: Request) -> Response:
+        """The upstream's models, plus 'auto' (which only the front resolves)."""
+        status, body = await self._upstream_models(request)
+        return JSONResponse(body, status_code=status)
+
+    async def model(self, request: Request, model_id: str) -> Response:
+        status, body = await self._upstream_models(request)
+        if status != 200:
+            return JSONResponse(body, status_code=status)
+        for entry in body.get("data", []):
+            if isinstance(entry, dict) and entry.get("id") == model_id:
+                return JSONResponse(entry)
+        raise oa.ApiError(
+            404,
+            f"The model {model_id!r} does not exist on this server.",
+            param="model",
+            code="model_not_found",
+        )
+
+    async def completions(self, request: Request) -> Response:
+        return await self.forward(request, COMPLETIONS)
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self.forward(request, CHAT_COMPLETIONS)
+
+    # -- forwarding ---------------------------------------------------------------------
+
     async def forward(self, request: Request, path: str) -> Response:
-        started, received = time.perf_counter(), dt.datetime.now(dt.UTC)
+        record = RequestRecord(f"front-{uuid.uuid4().hex}", path)
         raw = await read_limited_body(request, self.max_body_bytes)
         try:
             data = json.loads(raw)
@@ -103,17 +152,21 @@ class RoutingFront:
             raise oa.ApiError(
                 400, "The request body must be a JSON object with a model.", param="model"
             )
-        text = _routing_text(data)
-        requested = data["model"]
-        lang, detected, confidence, target = None, False, None, requested
+        record.text = _routing_text(data)
+        requested = record.model = data["model"]
+        target = requested
         if requested in (AUTO, self.base_model):
-            found = self.identifier.identify((text or "")[:IDENTIFY_CHARS])
-            lang, detected, confidence = found.lang, True, found.confidence
+            found = self.identifier.identify((record.text or "")[:IDENTIFY_CHARS])
+            record.lang, record.lang_detected, record.lang_confidence = (
+                found.lang,
+                True,
+                found.confidence,
+            )
             served = await self.upstream_languages(request.headers.get("authorization"))
             target = found.lang if found.lang in served else self.base_model
             data["model"] = target
         elif _is_code(requested):
-            lang = requested
+            record.lang = requested
         headers = {"content-type": "application/json"}
         if "authorization" in request.headers:
             headers["authorization"] = request.headers["authorization"]
@@ -131,31 +184,24 @@ class RoutingFront:
             ) from None
         out_headers = {k: v for k, v in response.headers.items() if k.lower() in _KEEP_HEADERS}
         out_headers[ROUTE_HEADER] = target
+        record.adapter = _served_adapter(response, target, self.base_model)
 
         async def relay() -> AsyncIterator[bytes]:
             kept = bytearray()
-            status = 499
+            record.status = 499
             try:
                 async for piece in response.aiter_raw():
                     if len(kept) < _MAX_TEED:
                         kept.extend(piece)
                     if b"data: [DONE]" in piece:  # complete: a client may hang up right after it
-                        status = response.status_code
+                        record.status = response.status_code
                     yield piece
-                status = response.status_code
+                record.status = response.status_code
             finally:
-                self._log(
-                    received,
-                    started,
-                    requested,
-                    lang,
-                    detected,
-                    confidence,
-                    _served_adapter(response, target, self.base_model),
-                    text,
-                    bytes(kept),
-                    status,
-                )
+                usage = _usage_of(bytes(kept))
+                record.prompt_tokens = usage.get("prompt_tokens")
+                record.completion_tokens = usage.get("completion_tokens")
+                self._finish(record)
 
         return StreamingResponse(
             relay(),
@@ -164,67 +210,44 @@ class RoutingFront:
             background=BackgroundTask(response.aclose),
         )
 
-    def _log(
-        self,
-        received: dt.datetime,
-        started: float,
-        model: str,
-        lang: str | None,
-        detected: bool,
-        confidence: float | None,
-        adapter: str | None,
-        text: str | None,
-        body: bytes,
-        status: int,
-    ) -> None:
-        if self.traffic is None:
-            return
-        usage = _usage_of(body)
-        self.traffic.write(
-            traffic_row(
-                request_id=f"front-{uuid.uuid4().hex}",
-                received=received,
-                model=model,
-                lang=lang,
-                lang_detected=detected,
-                lang_confidence=confidence,
-                adapter=adapter,
-                text=text,
-                log_text=self.log_text,
-                prompt_tokens=usage.get("prompt_tokens"),
-                completion_tokens=usage.get("completion_tokens"),
-                latency_ms=(time.perf_counter() - started) * 1000.0,
-                status=status,
-            )
-        )
+    def _finish(self, record: RequestRecord) -> None:
+        """Latency, routing counts and the traffic-log row of a forwarded request."""
+        self.metrics.latency.labels(record.route).observe(record.latency_s)
+        if record.status == 200:
+            self.metrics.by_language.labels(record.lang or "unknown").inc()
+            self.metrics.by_adapter.labels(record.adapter or "base").inc()
+        if self.traffic is not None and self.traffic.write(record.row(self.log_text)):
+            self.metrics.log_rows.inc()
 
-    async def models(self, request: Request) -> Response:
+    async def _upstream_models(self, request: Request) -> tuple[int, dict[str, Any]]:
         assert self.client is not None
         headers = {}
         if "authorization" in request.headers:
             headers["authorization"] = request.headers["authorization"]
         try:
-            response = await self.client.get(f"{self.upstream}/v1/models", headers=headers)
-        except httpx.HTTPError as exc:
+            response = await self.client.get(f"{self.upstream}{MODELS}", headers=headers)
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
             raise oa.ApiError(
                 502,
                 f"The upstream server did not answer ({type(exc).__name__}).",
                 type="server_error",
             ) from None
-        body = response.json()
         if response.status_code == 200 and not any(
             m.get("id") == AUTO for m in body.get("data", [])
         ):
             body["data"].append(
                 {"id": AUTO, "object": "model", "created": 0, "owned_by": "lingualift"}
             )
-        return JSONResponse(body, status_code=response.status_code)
-
-    async def check_key(self, request: Request) -> None:
-        check_bearer(request, self.api_key)
+        return response.status_code, body
 
 
 def create_front_app(front: RoutingFront) -> FastAPI:
+    """The front's app; its lifespan opens the upstream client and, at shutdown, closes it and
+    the traffic log."""
+    if front.traffic is not None:
+        front.traffic.on_drop = front.metrics.log_dropped.inc
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         front.client = httpx.AsyncClient(timeout=httpx.Timeout(front.timeout_s, connect=5.0))
@@ -235,55 +258,9 @@ def create_front_app(front: RoutingFront) -> FastAPI:
             if front.traffic is not None:
                 await asyncio.to_thread(front.traffic.close)
 
-    app = FastAPI(
-        title="lingualift routing front", lifespan=lifespan, docs_url=None, redoc_url=None
+    return openai_app(
+        front, title="lingualift routing front", lifespan=lifespan, metrics=front.metrics
     )
-    install_error_handlers(app)
-    guarded = [Depends(front.check_key)]
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "upstream": front.upstream}
-
-    @app.get("/v1/models", dependencies=guarded)
-    async def models(request: Request) -> Response:
-        return await front.models(request)
-
-    @app.post("/v1/completions", dependencies=guarded)
-    async def completions(request: Request) -> Response:
-        return await front.forward(request, "/v1/completions")
-
-    @app.post("/v1/chat/completions", dependencies=guarded)
-    async def chat(request: Request) -> Response:
-        return await front.forward(request, "/v1/chat/completions")
-
-    return app
-
-
-def build_front(config: ServeConfig) -> FastAPI:
-    """The front for ``serve engine=route`` (same log, key and language settings as the server)."""
-    from lingualift.serving.job import traffic_folder
-
-    assert config.upstream
-    traffic = None
-    if config.log_traffic:
-        traffic = TrafficLog(
-            traffic_folder(config),
-            max_bytes=config.log_max_bytes,
-            max_seconds=config.log_max_seconds,
-            queue_size=config.log_queue_size,
-        )
-    front = RoutingFront(
-        config.upstream,
-        base_model=config.served_model_name,
-        identifier=LanguageIdentifier(config.lang_min_confidence),
-        api_key=config.resolved_api_key(),
-        traffic=traffic,
-        log_text=config.log_text,
-        max_body_bytes=config.max_body_bytes,
-        refresh_s=config.reload_interval_s,
-    )
-    return create_front_app(front)
 
 
 def _served_adapter(response: httpx.Response, target: str, base_model: str) -> str | None:

@@ -120,7 +120,7 @@ class ServingMetrics:
         self.adapters_loaded.set_function(adapters_loaded)
 
     def on_reload_event(self, kind: str, lang: str, detail: str | None) -> None:
-        """Hook for :class:`~lingualift.serving.reload.AdapterRegistry` events."""
+        """Hook for :class:`~lingualift.adapters.registry.AdapterRegistry` events."""
         if kind == "loaded":
             self.reloads.labels(lang).inc()
         elif kind == "failed":

@@ -83,6 +83,7 @@ class ServerThread:
         log_level: str = "warning",
         start_timeout: float = 30.0,
     ) -> None:
+        self.app = app
         self.sock = bind_socket(host, port)
         self.url = socket_url(self.sock)
         self.server = _uvicorn_server(app, log_level)

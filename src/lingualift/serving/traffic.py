@@ -1,16 +1,11 @@
-"""The traffic log: one JSON object per request, in segments the drift monitor reads.
+"""The traffic-log writer: rows go to rotating segments on a thread, serving never waits.
 
-Row schema (DESIGN.md, "Serving"): ``id``, ``ts`` (UTC, ISO 8601), ``model``
-(as requested), ``lang``, ``lang_detected``, ``lang_confidence``, ``adapter``
-('sw/v3', or null for the base model), ``text`` (the prompt; for chat the last
-user message; null when text logging is off), ``text_sha1``,
-``prompt_tokens``, ``completion_tokens``, ``latency_ms``, ``status``.
-
-Segments are JSON Lines files named ``traffic-<UTC start>-<seq>.jsonl``
-(``traffic-20261203T110501Z-000001.jsonl``), so names sort in time order. A
-segment is written as ``<name>.jsonl.partial`` and renamed to ``<name>.jsonl``
-when it is closed: when it reaches ``max_bytes``, when it has been open
-``max_seconds``, and on shutdown. Readers (:func:`read_segments`) only ever see
+The row schema and segment naming are :mod:`lingualift.data.traffic` (which the
+drift monitor reads with): :func:`~lingualift.data.traffic.traffic_row` builds a
+row, segments are written as ``traffic-<UTC start>-<seq>.jsonl.partial`` and
+renamed to ``.jsonl`` when closed: when one reaches ``max_bytes``, when it has
+been open ``max_seconds``, and on shutdown. Readers
+(:func:`~lingualift.data.traffic.read_segments`, the monitor) only ever see
 whole segments.
 
 Serving never waits for the disk: :meth:`TrafficLog.write` hands the row to a
@@ -28,81 +23,78 @@ on the folder closes it (its torn last line cut) so the monitor sees it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
 import queue
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from filelock import Timeout
 
 from lingualift.atomic import path_lock
+from lingualift.data.traffic import (
+    PARTIAL_SUFFIX,
+    SEGMENT_PREFIX,
+    closed_name,
+    segment_name,
+    segment_seq,
+    traffic_row,
+)
 from lingualift.errors import LingualiftError
 
 logger = logging.getLogger(__name__)
 
-PREFIX = "traffic"
-CLOSED_SUFFIX = ".jsonl"
-PARTIAL_SUFFIX = ".jsonl.partial"
-_NAME = re.compile(rf"^{PREFIX}-(\d{{8}}T\d{{6}}Z)-(\d+)\.jsonl(\.partial)?$")
 _CLOSE = object()
 
-ROW_FIELDS = (
-    "id",
-    "ts",
-    "model",
-    "lang",
-    "lang_detected",
-    "lang_confidence",
-    "adapter",
-    "text",
-    "text_sha1",
-    "prompt_tokens",
-    "completion_tokens",
-    "latency_ms",
-    "status",
-)
 
+@dataclasses.dataclass
+class RequestRecord:
+    """What is known about one generation request, filled in as it runs (the server and the
+    routing front both keep one); :meth:`row` is its traffic-log row when it ends."""
 
-def traffic_row(
-    *,
-    request_id: str,
-    received: dt.datetime,
-    model: str | None,
-    lang: str | None,
-    lang_detected: bool,
-    lang_confidence: float | None,
-    adapter: str | None,
-    text: str | None,
-    log_text: bool,
-    prompt_tokens: int | None,
-    completion_tokens: int | None,
-    latency_ms: float,
-    status: int,
-) -> dict[str, Any]:
-    """One log row in the schema's field order (``text`` dropped unless ``log_text``)."""
-    return {
-        "id": request_id,
-        "ts": received.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "model": model,
-        "lang": lang,
-        "lang_detected": lang_detected,
-        "lang_confidence": None if lang_confidence is None else round(lang_confidence, 4),
-        "adapter": adapter,
-        "text": text if log_text else None,
-        "text_sha1": hashlib.sha1(text.encode("utf-8")).hexdigest() if text is not None else None,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "latency_ms": round(latency_ms, 2),
-        "status": status,
-    }
+    request_id: str
+    route: str
+    """The API path ('/v1/completions'), the label of its latency metric."""
+    received: dt.datetime = dataclasses.field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    model: str | None = None
+    text: str | None = None
+    """The prompt, for chat the last user message (what routing read)."""
+    lang: str | None = None
+    lang_detected: bool = False
+    lang_confidence: float | None = None
+    adapter: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    status: int = 200
+
+    @property
+    def latency_s(self) -> float:
+        """Seconds since the request arrived."""
+        return time.perf_counter() - self.started
+
+    def row(self, log_text: bool) -> dict[str, Any]:
+        return traffic_row(
+            request_id=self.request_id,
+            received=self.received,
+            model=self.model,
+            lang=self.lang,
+            lang_detected=self.lang_detected,
+            lang_confidence=self.lang_confidence,
+            adapter=self.adapter,
+            text=self.text,
+            log_text=log_text,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            latency_ms=self.latency_s * 1000.0,
+            status=self.status,
+        )
 
 
 class TrafficLog:
@@ -128,7 +120,7 @@ class TrafficLog:
         self.folder.mkdir(parents=True, exist_ok=True)
         # One writer per folder: two would interleave sequence numbers and close each other's
         # segments. The lock is released by the OS if the process dies.
-        self._lock = path_lock(self.folder / PREFIX, timeout=0)
+        self._lock = path_lock(self.folder / SEGMENT_PREFIX, timeout=0)
         try:
             self._lock.acquire()
         except Timeout:
@@ -137,7 +129,7 @@ class TrafficLog:
                 "own log_dir."
             ) from None
         self.recovered = _close_leftovers(self.folder)
-        self._seq = max((_seq_of(p) for p in self.folder.iterdir()), default=0)
+        self._seq = max((segment_seq(p) for p in self.folder.iterdir()), default=0)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._handle: Any = None
         self._path: Path | None = None
@@ -229,8 +221,7 @@ class TrafficLog:
 
     def _open_segment(self) -> None:
         self._seq += 1
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        self._path = self.folder / f"{PREFIX}-{stamp}-{self._seq:06d}{PARTIAL_SUFFIX}"
+        self._path = self.folder / segment_name(dt.datetime.now(dt.UTC), self._seq)
         self._handle = self._path.open("ab")
         self._opened = time.monotonic()
         self._size = 0
@@ -241,23 +232,14 @@ class TrafficLog:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._handle.close()
-        os.replace(self._path, _closed_name(self._path))
+        os.replace(self._path, closed_name(self._path))
         self._handle, self._path = None, None
-
-
-def _closed_name(partial: Path) -> Path:
-    return partial.with_name(partial.name.removesuffix(PARTIAL_SUFFIX) + CLOSED_SUFFIX)
-
-
-def _seq_of(path: Path) -> int:
-    match = _NAME.match(path.name)
-    return int(match.group(2)) if match else 0
 
 
 def _close_leftovers(folder: Path) -> int:
     """Close ``.partial`` segments a crashed writer left: cut a torn last line, rename."""
     count = 0
-    for path in sorted(folder.glob(f"{PREFIX}-*{PARTIAL_SUFFIX}")):
+    for path in sorted(folder.glob(f"{SEGMENT_PREFIX}-*{PARTIAL_SUFFIX}")):
         data = path.read_bytes()
         whole = data[: data.rfind(b"\n") + 1]
         if not whole:
@@ -266,36 +248,8 @@ def _close_leftovers(folder: Path) -> int:
         if len(whole) != len(data):
             with path.open("r+b") as handle:
                 handle.truncate(len(whole))
-        os.replace(path, _closed_name(path))
+        os.replace(path, closed_name(path))
         count += 1
     if count:
         logger.warning("closed %d traffic-log segment(s) left open by a crash in %s", count, folder)
     return count
-
-
-def list_segments(folder: str | Path, include_partial: bool = False) -> list[Path]:
-    """Segments of a traffic-log folder in time order (closed ones only by default)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    paths = [
-        p
-        for p in folder.iterdir()
-        if _NAME.match(p.name) and (include_partial or not p.name.endswith(PARTIAL_SUFFIX))
-    ]
-    return sorted(paths, key=lambda p: p.name.removesuffix(".partial"))
-
-
-def read_segments(folder: str | Path, include_partial: bool = False) -> Iterator[dict[str, Any]]:
-    """Every row of the folder's closed segments, oldest first.
-
-    With ``include_partial`` the open segment's complete lines are read too (a
-    line still being written is skipped).
-    """
-    for path in list_segments(folder, include_partial):
-        with path.open("rb") as handle:
-            for line in handle:
-                if not line.endswith(b"\n"):
-                    break  # the writer is mid-line
-                if line.strip():
-                    yield json.loads(line)

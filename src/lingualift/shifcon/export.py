@@ -16,7 +16,7 @@ base must be the weights the vectors were measured on; for the embedded model
 as a plain folder first, and ``steered.json`` names them portably
 (:mod:`lingualift.portable`)::
 
-    lingualift export-base out=exported/gemma-3-270m
+    lingualift export-base out_dir=exported/gemma-3-270m
     lm_eval --model steered \\
         --model_args pretrained=exported/gemma-3-270m,steer_path=runs/shifcon/steered/sw.pt \\
         --tasks global_mmlu_full_sw
@@ -87,7 +87,7 @@ def steered_usage(identity: BaseIdentity) -> str:
     """The lm-eval command for one language's file, on the weights the vectors were made on."""
     if identity.weights:  # the embedded model: a plain folder of its weights, written once
         return (
-            "lingualift export-base out=<dir>; lm_eval --model steered "
+            "lingualift export-base out_dir=<dir>; lm_eval --model steered "
             "--model_args pretrained=<dir>,steer_path=<lang>.pt --tasks <task>"
         )
     return (
@@ -118,7 +118,7 @@ def export_steered(
         if src == dst or dst in src.parents:
             raise LingualiftError(
                 f"The export folder {out} holds the ShifCon folder it reads; "
-                "write the export elsewhere, e.g. out=<shifcon folder>/steered."
+                "write the export elsewhere, e.g. out_dir=<shifcon folder>/steered."
             )
     check_replaceable(out, MANIFEST, overwrite, what="steered export")
     model = model if model is not None else load_config_only(shifcon.base_model)

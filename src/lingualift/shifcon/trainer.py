@@ -32,7 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from lingualift.config import to_dict
+from lingualift.config import settings_of, to_dict
 from lingualift.data import Record
 from lingualift.errors import require
 from lingualift.shifcon.capture import capture_states, layer_states, masked_token_mean
@@ -267,7 +267,7 @@ class ShifConTrainer:
             for b in make_batches(pairs, args.batch_size, args.seed + e)
         ]
         fingerprint = {
-            "args": {k: v for k, v in to_dict(args).items() if k not in _BOOKKEEPING},
+            "args": settings_of(args),  # a resume may change checkpointing and logging
             "objective": to_dict(self.objective),
             "lora": to_dict(lora) if lora else "full",
             "pairs": pairs_digest(pairs),
@@ -345,7 +345,3 @@ class ShifConTrainer:
             "final_gen": last.get("gen"),
             "final_con": last.get("con"),
         }
-
-
-# Settings that do not change what a run computes (a resume may change them).
-_BOOKKEEPING = ("save_every", "keep_checkpoints", "log_every", "report_to")

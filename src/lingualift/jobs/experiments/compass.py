@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.jobs.common import BaseModel
+from lingualift.jobs.experiments.config import CompassVsBaselinesConfig
 from lingualift.jobs.experiments.summary import format_table, plot_bars, summarize, write_results
 from lingualift.jobs.experiments.units import Units, evaluate, heldout_sets
 from lingualift.stages import StageContext
 
 
-def write_inputs(config: Any, lang: str, out: Path) -> dict[str, Path]:
+def write_inputs(config: CompassVsBaselinesConfig, lang: str, out: Path) -> dict[str, Path]:
     """Usage, D_tr(t) and pool as JSONL record files (written once, reused by every seed)."""
     from lingualift.data import write_records
     from lingualift.data.sources import read_source
@@ -44,7 +45,12 @@ def write_inputs(config: Any, lang: str, out: Path) -> dict[str, Path]:
 
 
 def select(
-    config: Any, lang: str, method: str, seed: int, inputs: dict[str, Path], out: Path
+    config: CompassVsBaselinesConfig,
+    lang: str,
+    method: str,
+    seed: int,
+    inputs: dict[str, Path],
+    out: Path,
 ) -> Path:
     """A selection folder (kept, with its report and cluster profile, for inspection)."""
     from lingualift.jobs.select import SelectConfig, run_select
@@ -69,7 +75,7 @@ def select(
 
 def train_adapter(
     ctx: StageContext,
-    config: Any,
+    config: CompassVsBaselinesConfig,
     base: BaseModel,
     lang: str,
     seed: int,
@@ -97,7 +103,9 @@ def train_adapter(
     return trained.model, {k: trained.metrics[k] for k in (*keep, "train_seconds")}
 
 
-def run_compass_vs_baselines(config: Any, progress: bool = True) -> dict[str, Any]:
+def run_compass_vs_baselines(
+    config: CompassVsBaselinesConfig, progress: bool = True
+) -> dict[str, Any]:
     out = Path(config.run_dir)
     units = Units(out, config, progress)
     base = BaseModel(config.model)

@@ -45,6 +45,7 @@ import numpy as np
 
 from lingualift.adapters.data import Example
 from lingualift.jobs.common import BaseModel
+from lingualift.jobs.experiments.config import EcdaDriftConfig
 from lingualift.jobs.experiments.stats import paired_difference, score_texts
 from lingualift.jobs.experiments.summary import mean_std, write_results
 from lingualift.jobs.experiments.units import Units
@@ -62,7 +63,7 @@ def _texts(lang: str, books: str, n: int, seed: int, exclude: set[str] = frozens
     return [rows[i] for i in keep]
 
 
-def heldout(config: Any, lang: str) -> dict[str, list[Example]]:
+def heldout(config: EcdaDriftConfig, lang: str) -> dict[str, list[Example]]:
     from lingualift.data import ParallelCorpus
 
     old = ParallelCorpus().monolingual(
@@ -73,7 +74,9 @@ def heldout(config: Any, lang: str) -> dict[str, list[Example]]:
     return {"old": as_examples(old), "new": as_examples(new)}
 
 
-def score(model: Any, tokenizer: Any, sets: dict[str, list[Example]], config: Any) -> dict:
+def score(
+    model: Any, tokenizer: Any, sets: dict[str, list[Example]], config: EcdaDriftConfig
+) -> dict:
     """``{old,new}_nll`` and, for the paired statistics, ``{old,new}_per_text``."""
     out: dict[str, Any] = {}
     for role, examples in sets.items():
@@ -83,7 +86,9 @@ def score(model: Any, tokenizer: Any, sets: dict[str, list[Example]], config: An
     return out
 
 
-def deploy_v1(ctx: StageContext, config: Any, base: BaseModel, lang: str, out: Path) -> dict:
+def deploy_v1(
+    ctx: StageContext, config: EcdaDriftConfig, base: BaseModel, lang: str, out: Path
+) -> dict:
     """v1 in ``out/stores/base``: trained on D_tr, held-out split kept, reference built."""
     from lingualift.adapters.store import AdapterStore
     from lingualift.data import write_records
@@ -99,7 +104,7 @@ def deploy_v1(ctx: StageContext, config: Any, base: BaseModel, lang: str, out: P
     train_config = TrainConfig(
         lang=lang, model=base.spec, data=str(data_dir / "training.jsonl"), data_format="text",
         lora=config.lora, train=dataclasses.replace(config.train, seed=config.data_seed),
-        packing=True, eval_fraction=0.1, store=str(store.root), output_dir=str(ctx.out),
+        packing=True, eval_fraction=0.1, store=str(store.root), out_dir=str(ctx.out),
     )  # fmt: skip
     trained, result = train_and_store(
         ctx, train_config, read_training_data(train_config), base.fresh(), base.tokenizer, store
@@ -112,7 +117,7 @@ def deploy_v1(ctx: StageContext, config: Any, base: BaseModel, lang: str, out: P
             "train": {k: trained.metrics[k] for k in ("steps", "tokens")}, **result}  # fmt: skip
 
 
-def write_stream(config: Any, lang: str, seed: int, path: Path) -> dict[str, Any]:
+def write_stream(config: EcdaDriftConfig, lang: str, seed: int, path: Path) -> dict[str, Any]:
     """The simulated traffic log of one seed (stable windows, then drifted ones)."""
     from lingualift.atomic import atomic_write_text
     from lingualift.continual.logs import log_row
@@ -141,7 +146,7 @@ def write_stream(config: Any, lang: str, seed: int, path: Path) -> dict[str, Any
     return {"change_window": len(before) // config.window, "queries": len(rows)}
 
 
-def run_stream(ctx: StageContext, config: Any, base: BaseModel, lang: str, seed: int,
+def run_stream(ctx: StageContext, config: EcdaDriftConfig, base: BaseModel, lang: str, seed: int,
                out: Path) -> dict[str, Any]:  # fmt: skip
     """ECDA over one seed's stream, in a copy of the base store; scores the final current version."""
     from lingualift.adapters.store import AdapterStore
@@ -192,7 +197,7 @@ def run_stream(ctx: StageContext, config: Any, base: BaseModel, lang: str, seed:
     }  # fmt: skip
 
 
-def run_baseline(ctx: StageContext, config: Any, base: BaseModel, lang: str, seed: int,
+def run_baseline(ctx: StageContext, config: EcdaDriftConfig, base: BaseModel, lang: str, seed: int,
                  system: str, ecda: dict[str, Any], out: Path) -> dict[str, Any]:  # fmt: skip
     """naive (from v1, the selection only, ECDA's steps) or full (fresh, D_tr + selection)."""
     from lingualift.adapters.store import AdapterStore
@@ -225,7 +230,7 @@ def run_baseline(ctx: StageContext, config: Any, base: BaseModel, lang: str, see
     }  # fmt: skip
 
 
-def run_ecda_drift(config: Any, progress: bool = True) -> dict[str, Any]:
+def run_ecda_drift(config: EcdaDriftConfig, progress: bool = True) -> dict[str, Any]:
     from lingualift.data import write_records
     from lingualift.data.sources import read_source
 

@@ -38,6 +38,7 @@ import numpy as np
 from lingualift.data import CORPUS_LANGUAGES, ParallelCorpus, Record, parse_books, write_records
 from lingualift.data.corpus import GENRE_OF_BOOK, GENRES
 from lingualift.jobs.common import BaseModel, select_into
+from lingualift.jobs.experiments.config import CompassGenresConfig, GenreSettings
 from lingualift.jobs.experiments.stats import (
     difference_in_differences,
     items_needed,
@@ -63,7 +64,7 @@ class Condition:
         return GENRE_OF_BOOK[parse_books(self.usage_books)[0]]
 
 
-def conditions(settings: Any) -> dict[str, Condition]:
+def conditions(settings: GenreSettings) -> dict[str, Condition]:
     gap = Condition("gap", settings.gap_usage_books, settings.gap_heldout_books)
     return {
         "gap": gap,
@@ -83,7 +84,9 @@ def _sample(records: list[Record], n: int, rng: np.random.Generator) -> list[Rec
     return [records[i] for i in np.sort(rng.choice(len(records), n, replace=False))]
 
 
-def draw_inputs(config: Any, cond: Condition, lang: str, folder: Path) -> dict[str, Any]:
+def draw_inputs(
+    config: CompassGenresConfig, cond: Condition, lang: str, folder: Path
+) -> dict[str, Any]:
     """Training, usage, validation, held-out, pool and oracle verses as JSONL files."""
     settings = config.genres
     corpus = ParallelCorpus()
@@ -146,13 +149,15 @@ def _genre_share(records: list[Record], genre: str) -> float:
     return sum(GENRE_OF_BOOK[b] == genre for b in books) / max(len(books), 1)
 
 
-def _score(model: Any, tokenizer: Any, texts: list[str], config: Any) -> dict[str, Any]:
+def _score(
+    model: Any, tokenizer: Any, texts: list[str], config: CompassGenresConfig
+) -> dict[str, Any]:
     return score_texts(model, tokenizer, texts, config.eval_max_length, config.eval_batch_size)
 
 
 def _train_and_score(
     ctx: StageContext,
-    config: Any,
+    config: CompassGenresConfig,
     base: BaseModel,
     lang: str,
     data_dir: Path,
@@ -187,7 +192,7 @@ def _train_and_score(
     }
 
 
-def run_compass_genres(config: Any, progress: bool = True) -> dict[str, Any]:
+def run_compass_genres(config: CompassGenresConfig, progress: bool = True) -> dict[str, Any]:
     settings = config.genres
     out = Path(config.run_dir)
     units = Units(out, config, progress)
@@ -321,7 +326,7 @@ def _per_text_runs(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[
     return groups
 
 
-def summarize_genres(results: list[dict[str, Any]], settings: Any) -> dict[str, Any]:
+def summarize_genres(results: list[dict[str, Any]], settings: GenreSettings) -> dict[str, Any]:
     """Per condition and language: each system's NLL and its paired difference to random and base."""
     groups = _per_text_runs(results)
     extras: dict[tuple[str, str, str], list[dict[str, Any]]] = {}

@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.jobs.common import BaseModel
+from lingualift.jobs.experiments.config import LayerAreaConfig, ShifConSetup, ShifConVsLoraConfig
 from lingualift.jobs.experiments.summary import format_table, plot_bars, summarize, write_results
 from lingualift.jobs.experiments.units import Units, evaluate, heldout_sets
 from lingualift.stages import StageContext
 
+ShifConExperiment = ShifConVsLoraConfig | LayerAreaConfig
+"""The experiments that train ShifCon on parallel pairs."""
 
-def language_area(config: Any, base: BaseModel, out: Path):
+
+def language_area(config: ShifConExperiment, base: BaseModel, out: Path):
     """The ShifCon object (vectors + curve-chosen band): read from config.shifcon or out/shifcon."""
     from lingualift.errors import LingualiftError
     from lingualift.jobs.shifcon import build_shifcon, corpus_texts
@@ -53,7 +57,7 @@ def language_area(config: Any, base: BaseModel, out: Path):
     )
 
 
-def objective_of(config: Any, system: str):
+def objective_of(config: ShifConSetup, system: str):
     """The loss a system trains with: plain LoRA, ShifCon, or one of ``SHIFCON_ABLATIONS``."""
     from lingualift.shifcon.loss import ShifConObjective
 
@@ -72,7 +76,7 @@ def objective_of(config: Any, system: str):
 
 def _train(
     ctx: StageContext,
-    config: Any,
+    config: ShifConExperiment,
     base: BaseModel,
     shifcon: Any,
     pairs: list[Any],
@@ -100,13 +104,15 @@ def _train(
     return trainer.model, metrics
 
 
-def _score(config: Any, system: str, model: Any, tokenizer: Any, sets: Any, shifcon: Any):
+def _score(
+    config: ShifConExperiment, system: str, model: Any, tokenizer: Any, sets: Any, shifcon: Any
+):
     """Held-out scores of a trained system, with the shift on where it trained with it."""
     shift = objective_of(config, system).shift
     return evaluate(model, tokenizer, sets, config, shifcon if shift else None)
 
 
-def _pairs(config: Any) -> list[Any]:
+def _pairs(config: ShifConExperiment) -> list[Any]:
     from lingualift.jobs.shifcon_train import corpus_pairs
 
     return corpus_pairs(config.langs, config.train_books, config.pairs_per_language)
@@ -116,7 +122,7 @@ def _unit(system: str, seed: int | None, metrics: dict[str, Any], **extra: Any) 
     return {"system": system, "seed": seed, "metrics": metrics, **extra}
 
 
-def _validation(config: Any) -> dict[str, list[str]]:
+def _validation(config: ShifConVsLoraConfig) -> dict[str, list[str]]:
     """Target-language verses of the training books that come after the training pairs."""
     from lingualift.data import ParallelCorpus
 
@@ -130,7 +136,9 @@ def _validation(config: Any) -> dict[str, list[str]]:
     }
 
 
-def choose_learning_rates(config, units, base, shifcon, pairs) -> dict[str, Any]:
+def choose_learning_rates(
+    config: ShifConVsLoraConfig, units: Units, base: BaseModel, shifcon: Any, pairs: list[Any]
+) -> dict[str, Any]:
     """Each system's learning rate: the lowest validation NLL over ``lr_grid`` at seed 0."""
     from lingualift.evaluation.heldout import HeldoutSet
 
@@ -154,7 +162,7 @@ def choose_learning_rates(config, units, base, shifcon, pairs) -> dict[str, Any]
     return {**chosen, "sweep": sweep}
 
 
-def run_shifcon_vs_lora(config: Any, progress: bool = True) -> dict[str, Any]:
+def run_shifcon_vs_lora(config: ShifConVsLoraConfig, progress: bool = True) -> dict[str, Any]:
     """ShifCon vs plain LoRA (+ base, base with the shift) over the seeds, paired per item.
 
     ``config.ablations`` adds variants of ShifCon (``SHIFCON_ABLATIONS``), trained at
@@ -300,7 +308,7 @@ def plot_contrastive_curve(
     return save_figure(fig, path)
 
 
-def run_layer_area(config: Any, progress: bool = True) -> dict[str, Any]:
+def run_layer_area(config: LayerAreaConfig, progress: bool = True) -> dict[str, Any]:
     """The curve-chosen band vs a sweep of bands: ShifCon trained per band and seed."""
     from lingualift.shifcon import ShifCon
 
@@ -368,7 +376,7 @@ def run_layer_area(config: Any, progress: bool = True) -> dict[str, Any]:
     return {"results": path, "plot": plot, "table": table}
 
 
-def plot_layer_area(summary, bands, chosen, curve, path: Path, config: Any) -> Path:
+def plot_layer_area(summary, bands, chosen, curve, path: Path, config: LayerAreaConfig) -> Path:
     """Metric against the band (x = a), trained ShifCon ± std per language, the chosen band marked."""
     from lingualift.plotting import pyplot, save_figure
 

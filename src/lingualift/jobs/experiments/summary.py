@@ -11,6 +11,7 @@ from typing import Any
 
 from lingualift.atomic import atomic_write_text
 from lingualift.config import to_dict
+from lingualift.jobs.experiments.config import ExperimentConfig
 
 # -- summaries -----------------------------------------------------------------------------
 METRICS = ("nll", "cloze_acc", "cloze_acc_norm")
@@ -114,7 +115,7 @@ def plot_bars(
     return save_figure(fig, path)
 
 
-def write_results(out: Path, config: Any, result: dict[str, Any]) -> Path:
+def write_results(out: Path, config: ExperimentConfig, result: dict[str, Any]) -> Path:
     import os
     import platform
 

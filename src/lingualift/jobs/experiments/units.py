@@ -14,33 +14,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.config import to_dict
+from lingualift.config import settings_of
 from lingualift.data import ParallelCorpus
 from lingualift.evaluation.heldout import HeldoutSet, score_heldout
+from lingualift.jobs.experiments.config import ClozeSet, ExperimentConfig
 from lingualift.languages import DOMINANT_LANGUAGE
 from lingualift.stages import Job, StageContext
-from lingualift.training import without_tracking
-
-# Keys that do not change what a unit computes (where it goes, which units exist).
-_BOOKKEEPING = {
-    "out_dir", "seeds", "methods", "langs", "bands", "shift_only", "ablations", "experiment",
-}  # fmt: skip
-_GROUP_BOOKKEEPING = {"genres": {"conditions", "methods", "side_methods", "oracle"}}
 
 
 class Units:
     """The units of one experiment: ``<out>/units/<name>/``, each a stage."""
 
-    def __init__(self, out: Path, config: Any, progress: bool = True) -> None:
+    def __init__(self, out: Path, config: ExperimentConfig, progress: bool = True) -> None:
         self.job = Job(out / "units", label="experiment", quiet=not progress)
-        self.settings = without_tracking(
-            {k: v for k, v in to_dict(config).items() if k not in _BOOKKEEPING}
-        )
-        for group, keys in _GROUP_BOOKKEEPING.items():
-            if group in self.settings:
-                self.settings[group] = {
-                    k: v for k, v in self.settings[group].items() if k not in keys
-                }
+        # Where outputs go and which units exist (langs, seeds, methods...) are bookkeeping:
+        # each unit's name says its own, so adding a seed reuses the finished units.
+        self.settings = settings_of(config)
 
     def run(
         self,
@@ -66,7 +55,7 @@ class Units:
         return self.job.root / name
 
 
-def heldout_sets(config: Any, langs: Sequence[str], english: bool) -> HeldoutSet:
+def heldout_sets(config: ClozeSet, langs: Sequence[str], english: bool) -> HeldoutSet:
     """Held-out verses of ``config.heldout_books``: NLL texts and a cloze set per language.
 
     The NLL verses are the first ``heldout_per_language`` verses of the books; the
@@ -100,7 +89,7 @@ def heldout_sets(config: Any, langs: Sequence[str], english: bool) -> HeldoutSet
 
 
 def evaluate(
-    model: Any, tokenizer: Any, sets: HeldoutSet, config: Any, shifcon: Any = None
+    model: Any, tokenizer: Any, sets: HeldoutSet, config: ExperimentConfig, shifcon: Any = None
 ) -> dict[str, dict[str, Any]]:
     """Held-out NLL and cloze accuracy per language, at the experiment's eval sizes."""
     return score_heldout(

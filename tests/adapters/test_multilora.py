@@ -6,11 +6,10 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from lingualift.adapters.routing import BASE
-from lingualift.serving.multilora import StackedLora
+from lingualift.adapters.multilora import BASE, StackedLora
 from lingualift.testing import tiny_causal_lm
 
-from ..adapters.conftest import TINY
+from .conftest import TINY
 
 
 def peft_model_with(ranks: dict[str, int], **extra):

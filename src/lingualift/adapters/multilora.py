@@ -17,6 +17,8 @@ are rebuilt when the set of loaded adapters changes (a hot reload).
 
 Only plain LoRA on ``nn.Linear`` layers is stacked; a model with other adapter
 kinds (DoRA, embeddings, convolutions) keeps PEFT's path.
+:meth:`lingualift.adapters.registry.AdapterRegistry.batch` picks the path for
+every mixed batch, the server's and :class:`~lingualift.adapters.Router`'s.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from lingualift.adapters.routing import BASE
+BASE = "__base__"
+"""PEFT's adapter name for a row on the base model (``adapter_names``)."""
 
 
 def _lora_linears(model: Any) -> list[Any]:
