@@ -54,7 +54,10 @@ def test_unknown_language_names_the_line(tmp_path):
 def test_missing_text_field_and_empty_and_missing_file(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text('{"body": "x"}\n')
-    with pytest.raises(LingualiftError, match="no 'text' field"):
+    with pytest.raises(
+        LingualiftError,
+        match=r"t.jsonl:1: no 'text' column in this JSON Lines row .* columns.text=",
+    ):
         read_records(path)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")

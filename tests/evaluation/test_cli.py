@@ -4,6 +4,7 @@ import pytest
 
 from lingualift.cli import main
 from lingualift.evaluation.report import report
+from lingualift.evaluation.results import latest_results
 
 from ..helpers import write_jsonl
 from .helpers import mcq_rows
@@ -19,24 +20,25 @@ def data(tmp_path):
 
 
 def test_eval_mcq_then_report(tiny_model_dir, data, capsys):
-    out = data / "base.json"
+    results_dir = data / "base"
     rc = main(
         [
             "eval",
             f"model={tiny_model_dir}",
             f"data={data / 'gm'}",
             "num_fewshot=1",
-            f"out={out}",
+            f"out_dir={results_dir}",
             "log_samples=true",
         ]
     )
     assert rc == 0
+    out = latest_results(results_dir)
     res = json.loads(out.read_text())
     assert res["results"]["global_mmlu_full_sw"]["sample_len"] == 4
     assert sum(n["effective"] for t, n in res["n-samples"].items() if "_yo_" in t) == 3
     yo_samples = [
         json.loads(line)
-        for path in data.glob("samples_global_mmlu_full_yo_*.jsonl")
+        for path in out.parent.glob("samples_global_mmlu_full_yo_*.jsonl")
         for line in path.read_text().splitlines()
     ]
     assert len(yo_samples) == 3 and "samples" not in res
@@ -44,7 +46,10 @@ def test_eval_mcq_then_report(tiny_model_dir, data, capsys):
     other = json.loads(out.read_text())
     other["results"]["global_mmlu_full_sw"]["acc,none"] = 1.0
     (data / "lift.json").write_text(json.dumps(other))
-    table = report([f"base={out}", f"lift={data / 'lift.json'}"], data / "cmp", task="global_mmlu")
+    # a results folder stands for its newest results file
+    table = report(
+        [f"base={results_dir}", f"lift={data / 'lift.json'}"], data / "cmp", task="global_mmlu"
+    )
     assert "| sw |" in table and "1.0000" in table
     assert (data / "cmp.png").stat().st_size > 1000 and (data / "cmp.md").is_file()
     assert main(["report", str(out), "--out", str(data / "r2")]) == 0
@@ -55,7 +60,7 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
     write_jsonl(
         recs, [{"id": str(i), "text": f"maandishi {i} " * 5, "lang": "sw"} for i in range(3)]
     )
-    out = data / "ppl.json"
+    out = data / "ppl"
     assert (
         main(
             [
@@ -64,12 +69,12 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
                 f"model={tiny_model_dir}",
                 f"data={recs}",
                 "max_length=32",
-                f"out={out}",
+                f"out_dir={out}",
             ]
         )
         == 0
     )
-    res = json.loads(out.read_text())
+    res = json.loads(latest_results(out).read_text())
     assert res["results"]["perplexity_sw"]["sample_len"] == 3
     assert res["n-samples"]["perplexity_sw"]["effective"] == 3
     assert (
@@ -80,13 +85,13 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
                 f"model={tiny_model_dir}",
                 f"data={recs}",
                 "langs=yo",
-                f"out={data / 'x.json'}",
+                f"out_dir={data / 'x'}",
             ]
         )
         == 2
     )
     assert "No held-out text in language 'yo'" in capsys.readouterr().err
-    assert not (data / "x.json").exists()
+    assert not (data / "x").exists()
     assert (
         main(
             [
@@ -94,7 +99,7 @@ def test_eval_perplexity_and_errors(tiny_model_dir, data, capsys):
                 f"model={tiny_model_dir}",
                 f"data={data / 'gm'}",
                 "langs=fr",
-                f"out={data / 'y.json'}",
+                f"out_dir={data / 'y'}",
             ]
         )
         == 2

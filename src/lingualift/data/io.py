@@ -1,153 +1,51 @@
-"""Read and write :class:`Record` datasets: JSONL, CSV/TSV, Parquet, Hugging Face datasets.
+"""Read and write :class:`Record` datasets, in every format :mod:`lingualift.data.readers` reads.
 
-Sources are named by path (the suffix picks the format) or as
-``hf:<dataset>[:<config>][@<split>]`` for the Hugging Face hub or a local
-dataset folder. Columns map onto records with :class:`FieldMap`; columns that
-are not mapped are kept in ``Record.meta``.
+:func:`read_records` reads a file, a folder or an ``hf:`` dataset (see
+:func:`~lingualift.data.readers.iter_rows`) into records; a
+:class:`~lingualift.data.columns.Columns` mapping says which columns hold the
+text, id and language, and columns that are not mapped are kept in
+``Record.meta``. :func:`write_records` writes JSON Lines, a JSON array, CSV/TSV
+or Parquet, compressed when the name ends in ``.gz``, ``.zst``, ``.bz2`` or ``.lz4``.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from lingualift.atomic import atomic_path
+from lingualift.data.columns import Columns, column_hint
+from lingualift.data.formats import ACCEPTED, split_suffixes
+from lingualift.data.readers import describe_source, iter_rows
 from lingualift.data.records import Record
 from lingualift.errors import LingualiftError
 from lingualift.languages import normalize_language
-from lingualift.textio import iter_lines, read_text
 
 logger = logging.getLogger(__name__)
 
-FORMATS = {
-    ".jsonl": "jsonl",
-    ".json": "jsonl",
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".parquet": "parquet",
-}
+FieldMap = Columns
+"""The earlier name of :class:`~lingualift.data.columns.Columns`."""
 
-
-@dataclasses.dataclass
-class FieldMap:
-    """Which source columns become the record's id, text and language."""
-
-    text: str = "text"
-    """Column holding the text."""
-    id: str | None = "id"
-    """Column holding a unique id; when absent the row number is used."""
-    lang: str | None = "lang"
-    """Column holding the language code; when absent, ``default_lang`` applies."""
-    default_lang: str | None = None
-    """Language of every row that has no language column (or an empty one)."""
-
-
-def _rows_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for line_no, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LingualiftError(
-                f"{path}:{line_no}: malformed JSON ({exc.msg}); fix or remove that line."
-            ) from None
-        if not isinstance(row, dict):
-            raise LingualiftError(f"{path}:{line_no}: expected a JSON object per line.")
-        yield line_no, row
-
-
-# Long documents are normal input: lift the csv module's 128 KiB limit per field.
-csv.field_size_limit(2**31 - 1)
-
-
-def _rows_csv(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    text = read_text(path)
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        for row in reader:
-            if None in row:
-                raise LingualiftError(
-                    f"{path}:{reader.line_num}: more fields than the header has; "
-                    "quote fields that contain the delimiter."
-                )
-            yield reader.line_num, row
-    except csv.Error as exc:
-        raise LingualiftError(f"{path}:{reader.line_num}: malformed CSV ({exc}).") from None
-
-
-def _rows_parquet(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    import pyarrow.parquet as pq
-
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for a bad file
-        raise LingualiftError(f"{path} is not a readable Parquet file ({exc}).") from None
-    yield from enumerate(table.to_pylist(), start=1)
-
-
-def _rows_hf(spec: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    try:
-        import datasets
-    except ImportError:
-        raise LingualiftError(
-            "Reading 'hf:' sources needs the datasets package; pip install 'lingualift[hf]'."
-        ) from None
-    name, _, split = spec.partition("@")
-    name, _, config = name.partition(":")
-    try:
-        if Path(name).is_dir() and not config:
-            dataset = datasets.load_from_disk(name)
-            if isinstance(dataset, datasets.DatasetDict):
-                dataset = dataset[split or next(iter(dataset))]
-        else:
-            dataset = datasets.load_dataset(name, config or None, split=split or "train")
-    except Exception as exc:
-        raise LingualiftError(f"Could not load dataset hf:{spec} ({exc}).") from None
-    yield from enumerate(dataset, start=1)
-
-
-def iter_rows(source: str | Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
-    """Yield ``(source name, line or row number, row)`` from any supported source."""
-    spec = str(source)
-    if spec.startswith("hf:"):
-        for row_no, row in _rows_hf(spec[3:]):
-            yield spec, row_no, row
-        return
-    path = Path(spec)
-    if path.is_dir():
-        raise LingualiftError(
-            f"{path} is a folder; give a data file inside it (.jsonl, .csv, .tsv or .parquet) "
-            "or hf:<folder> for a saved Hugging Face dataset."
-        )
-    if not path.is_file():
-        raise LingualiftError(f"Input file {path} does not exist; check the path.")
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise LingualiftError(
-            f"Cannot read {path}: use one of {', '.join(FORMATS)} or an 'hf:' dataset."
-        )
-    if fmt == "jsonl":
-        rows = _rows_jsonl(path)
-    elif fmt == "parquet":
-        rows = _rows_parquet(path)
-    else:
-        rows = _rows_csv(path, "\t" if fmt == "tsv" else ",")
-    for row_no, row in rows:
-        yield str(path), row_no, row
+__all__ = ["Columns", "FieldMap", "iter_rows", "read_records", "warn_skipped", "write_records"]
 
 
 def read_records(
-    source: str | Path, fields: FieldMap | None = None, allow_empty: bool = False
+    source: str | Path,
+    fields: Columns | None = None,
+    allow_empty: bool = False,
+    option: str = "columns",
 ) -> list[Record]:
-    """Read a dataset into records, naming the file and line of any bad row."""
-    fields = fields or FieldMap()
+    """Read a dataset into records, naming the file and line of any bad row.
+
+    ``option`` is the config key of the mapping (``columns``, ``pool_fields``, ...),
+    so an error says what to set.
+    """
+    fields = fields or Columns()
     default_lang = normalize_language(fields.default_lang) if fields.default_lang else None
     records: list[Record] = []
     seen_ids: set[str] = set()
@@ -158,8 +56,9 @@ def read_records(
         text = row.get(fields.text)
         if fields.text not in row:
             raise LingualiftError(
-                f"{where}: no {fields.text!r} field (fields: {', '.join(map(str, row))}); "
-                "map the text column with text_field=<name>."
+                f"{where}: no {fields.text!r} column in this {describe_source(source)} row "
+                f"(columns: {', '.join(map(str, row))}); map the text column with "
+                f"{column_hint('text', option)}."
             )
         if not isinstance(text, str) or not text.strip():
             skipped.append(where)
@@ -264,34 +163,45 @@ def _parquet_table(rows: list[dict[str, Any]]):
 
 
 def write_records(records: Iterable[Record], path: str | Path) -> Path:
-    """Write records atomically; the suffix picks JSONL, CSV/TSV or Parquet.
+    """Write records atomically; the name picks the format and compression.
 
-    Parquet keeps scalar ``meta`` keys as typed columns (:func:`_parquet_table`);
-    JSONL keeps ``meta`` nested; CSV/TSV hold it as JSON text.
+    ``.jsonl`` keeps ``meta`` nested, ``.json`` writes one array of the same
+    objects, ``.csv``/``.tsv`` hold ``meta`` as JSON text, Parquet keeps scalar
+    ``meta`` keys as typed columns (:func:`_parquet_table`); a further ``.gz``,
+    ``.zst``, ``.bz2`` or ``.lz4`` compresses the file.
     """
     path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise LingualiftError(f"Cannot write {path}: use one of {', '.join(FORMATS)}.")
+    kind, compression = split_suffixes(path)
+    if kind is None:
+        raise LingualiftError(f"Cannot write {path}: name it {ACCEPTED}.")
     rows = [r.to_dict() for r in records]
-    with atomic_path(path) as tmp:
-        if fmt == "jsonl":
-            with tmp.open("w", encoding="utf-8") as handle:
-                for row in rows:
-                    handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        elif fmt == "parquet":
-            import pyarrow.parquet as pq
+    if kind == "parquet":
+        import pyarrow.parquet as pq
 
-            pq.write_table(_parquet_table(rows), tmp)
+        buffer = io.BytesIO()
+        pq.write_table(_parquet_table(rows), buffer)
+        data = buffer.getvalue()
+    elif kind == "jsonl":
+        data = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows).encode()
+    elif kind == "json":
+        data = json.dumps(rows, ensure_ascii=False, default=str, indent=1).encode()
+    else:
+        text = io.StringIO()
+        writer = csv.DictWriter(
+            text,
+            fieldnames=["id", "text", "lang", "source", "meta"],
+            delimiter="\t" if kind == "tsv" else ",",
+        )
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "meta": json.dumps(row["meta"], ensure_ascii=False)})
+        data = text.getvalue().encode("utf-8")
+    with atomic_path(path) as tmp:
+        if compression is None:
+            tmp.write_bytes(data)
         else:
-            buffer = io.StringIO()
-            writer = csv.DictWriter(
-                buffer,
-                fieldnames=["id", "text", "lang", "source", "meta"],
-                delimiter="\t" if fmt == "tsv" else ",",
-            )
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({**row, "meta": json.dumps(row["meta"], ensure_ascii=False)})
-            tmp.write_text(buffer.getvalue(), encoding="utf-8")
+            import pyarrow as pa
+
+            with pa.output_stream(str(tmp), compression=compression) as stream:
+                stream.write(data)
     return path

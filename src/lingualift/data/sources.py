@@ -2,8 +2,11 @@
 
 Jobs (and so recipes and the command line) name their inputs as:
 
-- a file: ``.jsonl``/``.json``, ``.csv``, ``.tsv`` or ``.parquet``;
-- a Hugging Face dataset: ``hf:<dataset>[:<config>][@<split>]`` (hub or local folder);
+- a file: ``.jsonl``/``.json`` (lines or an array), ``.csv``, ``.tsv`` or ``.parquet``,
+  optionally compressed (``.gz``, ``.zst``, ``.bz2``, ``.lz4``);
+- a folder: a Hugging Face ``save_to_disk`` dataset, or shards (every data file in it);
+- a Hugging Face dataset: ``hf:<name>[:<config>][@<split>]`` or ``hf:<name>:<config>:<split>``
+  (hub name, saved folder, or a folder of shards);
 - verses of the embedded corpus: ``corpus:<langs>[:<books>[:<n>]]`` where
   ``<langs>`` is a comma list (``sw`` or ``fr,hi``), ``all``, or ``all-<codes>``
   (every corpus language but those), ``<books>`` is a book selection
@@ -20,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lingualift.data.columns import Columns
 from lingualift.data.corpus import CORPUS_LANGUAGES, ParallelCorpus, parse_books
-from lingualift.data.io import FieldMap, read_records
+from lingualift.data.io import read_records
 from lingualift.data.records import Record
 from lingualift.errors import LingualiftError, require
 from lingualift.languages import normalize_language
@@ -94,14 +98,21 @@ def read_corpus(piece: CorpusSlice, seed: int = 0) -> list[Record]:
 
 def read_source(
     spec: str | Path,
-    fields: FieldMap | None = None,
+    fields: Columns | None = None,
     seed: int = 0,
     role: str = "input",
     allow_empty: bool = False,
+    option: str = "columns",
 ) -> list[Record]:
-    """Records from a file, an ``hf:`` dataset or a ``corpus:`` slice (see the module docstring)."""
+    """Records from a file, folder, ``hf:`` dataset or ``corpus:`` slice (module docstring).
+
+    ``fields`` maps columns (corpus slices ignore it); ``option`` is its config key,
+    named in errors.
+    """
     spec = str(spec).strip()
-    require(spec, f"The {role} is empty; give a data file, hf:<dataset> or corpus:<langs>.")
+    require(
+        spec, f"The {role} is empty; give a data file or folder, hf:<dataset> or corpus:<langs>."
+    )
     if is_corpus_spec(spec):
         records = read_corpus(parse_corpus_spec(spec), seed)
         if not records and not allow_empty:
@@ -109,4 +120,4 @@ def read_source(
                 f"The {role} {spec!r} matched no verses; widen the books or languages."
             )
         return records
-    return read_records(spec, fields, allow_empty=allow_empty)
+    return read_records(spec, fields, allow_empty=allow_empty, option=option)

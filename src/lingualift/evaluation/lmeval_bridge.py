@@ -16,7 +16,9 @@ work as for ``--model hf`` (a run is named after ``peft=``, else ``pretrained=``
 ``pretrained`` (model spec, default the embedded Gemma 3 270M), ``peft`` (PEFT
 folders joined by ``+``), ``shifcon`` (a ShifCon folder), ``lang`` (language to
 shift from; ``auto`` reads it from each task's name, e.g. ``global_mmlu_full_sw_*``
--> ``sw``), ``dtype``, ``batch_size``, ``max_length``. The earlier names ``base``
+-> ``sw``), ``dtype``, ``batch_size`` (a number, or ``auto``/``auto:N`` on a GPU: lm-eval's
+own search for the largest batch that fits, from ``max_batch_size`` down), ``max_length``.
+The earlier names ``base``
 and ``adapter``/``adapters`` are still accepted. Everything else goes to lm-eval's
 ``HFLM``, which this class extends: tokenization, generation and chat templates are
 lm-eval's own; log-likelihoods go through lingualift's batched scorer.
@@ -25,6 +27,7 @@ lm-eval's own; log-likelihoods go through lingualift's batched scorer.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import sys
 from collections import defaultdict
@@ -38,9 +41,12 @@ from lm_eval.models.huggingface import HFLM
 
 from lingualift.errors import LingualiftError
 from lingualift.evaluation.loading import load_for_eval
+from lingualift.evaluation.results import adapter_sha
 from lingualift.evaluation.scoring import LoglikelihoodScorer
 from lingualift.languages import normalize_language
 from lingualift.models import DEFAULT_MODEL
+
+eval_logger = logging.getLogger(__name__)
 
 
 @register_model("lingualift")
@@ -87,16 +93,25 @@ class LingualiftLM(HFLM):
                 "shifcon needs lang=<code> (the language the tasks are in) or lang=auto."
             )
         self.lang = lang if lang in (None, "auto") else normalize_language(lang)
-        kwargs.pop("max_batch_size", None)
+        self._peft = peft or adapter or adapters
         super().__init__(
             pretrained=model,
             tokenizer=tokenizer,
-            batch_size=int(batch_size) if str(batch_size).isdigit() else 8,
+            batch_size=_batch_size_arg(batch_size),
             max_length=max_length,
             **kwargs,
         )
+        if self.batch_size == "auto" and self.device.type == "cpu":
+            raise LingualiftError(
+                "batch_size=auto finds the largest batch by running into out-of-memory errors, "
+                "which only a GPU reports (on CPU the system kills the process instead); "
+                "give a number, e.g. batch_size=8."
+            )
         self._scorer = LoglikelihoodScorer(
-            self.model, self.tokenizer, batch_size=self.batch_size, max_length=self.max_length
+            self.model,
+            self.tokenizer,
+            batch_size=self.batch_size if isinstance(self.batch_size, int) else 1,
+            max_length=self.max_length,
         )
         self._current_lang: str | None = None
 
@@ -146,8 +161,38 @@ class LingualiftLM(HFLM):
 
     # -- scoring ----------------------------------------------------------------
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        if requests and self.batch_size == "auto":
+            self._scorer.batch_size = self.scoring_batch_size(requests)
         pairs = [(list(ctx), list(cont)) for _, ctx, cont in requests]
         return self._scorer.loglikelihood_tokens(pairs, progress=not disable_tqdm)
+
+    def scoring_batch_size(self, requests: Sequence[Any]) -> int:
+        """``batch_size=auto``: lm-eval's own search (``HFLM._detect_batch_size``, largest first,
+        halved on out-of-memory) at the longest request, so every batch of the scorer fits."""
+        longest = max(range(len(requests)), key=lambda i: len(requests[i][1] + requests[i][2]))
+        size = int(self._detect_batch_size(requests, longest))
+        eval_logger.info("batch_size=auto: scoring in batches of %d", size)
+        return size
+
+    def get_model_info(self) -> dict[str, Any]:
+        """lm-eval's model facts, with ``peft_sha`` the content hash of the adapters' weights."""
+        info = super().get_model_info()
+        if self._peft:
+            info["peft_sha"] = adapter_sha(self._peft)
+        return info
+
+
+def _batch_size_arg(value: int | str | None) -> int | str:
+    """``batch_size`` as HFLM takes it: a positive number, ``auto`` or ``auto:N``; else one sentence."""
+    text = str(8 if value is None else value).strip().lower()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    head, _, schedule = text.partition(":")
+    if head == "auto" and (not schedule or schedule.replace(".", "", 1).isdigit()):
+        return text
+    raise LingualiftError(
+        f"batch_size={value!r} is neither a positive number nor auto (or auto:N); give one."
+    )
 
 
 def write_lmeval_task(data: str | Path, folder: str | Path, name: str) -> Path:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lingualift.data import iter_rows
+from lingualift.data.formats import is_data_file, split_suffixes
+from lingualift.data.readers import is_saved_dataset
 from lingualift.errors import LingualiftError, require
 from lingualift.evaluation.scoring import ApplyFn, LoglikelihoodScorer
 from lingualift.languages import normalize_language
@@ -169,14 +171,17 @@ def _files_for(source: Path, split: str) -> list[tuple[Path, str | None]]:
 
     Accepted layouts: ``<lang>/<split>.<ext>``, ``<split>/<lang>.<ext>``,
     ``<lang>_<split>.<ext>`` / ``<split>_<lang>.<ext>``, or ``<split>.<ext>``
-    with a language column.
+    with a language column; ``<ext>`` is any data file the one reader takes
+    (``.jsonl.gz``, ``.parquet``, ...).
     """
-    exts = (".parquet", ".csv", ".tsv", ".jsonl", ".json")
     found: list[tuple[Path, str | None]] = []
     for path in sorted(source.rglob("*")):
-        if path.suffix.lower() not in exts or not path.is_file():
+        if not path.is_file() or not is_data_file(path):
             continue
-        rel = path.relative_to(source).with_suffix("")
+        rel = path.relative_to(source)
+        if split_suffixes(path)[1]:  # the compression suffix, then the format's
+            rel = rel.with_suffix("")
+        rel = rel.with_suffix("")
         parts = [p for part in rel.parts for p in re.split(r"[_\-.]", part)]
         if split not in parts:
             continue
@@ -202,8 +207,9 @@ def load_mcq(
     """Questions of ``benchmark`` from ``source``, restricted to ``langs``.
 
     ``source`` is ``"hub"`` (one hub config per language), an ``hf:`` dataset
-    spec, a file (language from its ``lang``/``language`` column, or the single
-    language in ``langs``), or a folder of per-language/per-split files.
+    spec or a saved dataset folder, a file in any format the one reader takes
+    (language from its ``lang``/``language`` column, or the single language in
+    ``langs``), or a folder of per-language/per-split files.
     ``limit`` caps questions per language.
     """
     bench = get_benchmark(benchmark)
@@ -217,7 +223,7 @@ def load_mcq(
             hub_split = split if split != "dev" else bench.dev_split
             for name, row_no, row in iter_rows(f"hf:{bench.hub_id}:{lang}@{hub_split}"):
                 rows.append((name, row_no, row, lang))
-    elif spec.startswith("hf:") or Path(spec).is_file():
+    elif spec.startswith("hf:") or Path(spec).is_file() or is_saved_dataset(Path(spec)):
         rows.extend((n, i, r, default_lang) for n, i, r in iter_rows(spec))
     elif Path(spec).is_dir():
         files = _files_for(Path(spec), split)

@@ -1,14 +1,21 @@
-"""Results in lm-evaluation-harness's shape: what its ``EvaluationTracker`` writes.
+"""Results in lm-evaluation-harness's shape and place: what its ``EvaluationTracker`` writes.
 
-``lingualift eval`` writes one results JSON (the ``output`` path) with lm-eval's
-keys (``results``, ``groups``, ``group_subtasks``, ``configs``, ``versions``,
-``n-shot``, ``higher_is_better``, ``n-samples``, ``config``, ``git_hash``,
-``date``, versions and environment, tokenizer facts, ``task_hashes``,
-``model_source``, ``model_name``, ``model_name_sanitized``,
-``total_evaluation_time_seconds``), and with ``log_samples`` one
-``samples_<task>_<date>.jsonl`` per task beside it, in lm-eval's per-sample
-format. lm-eval's own tooling (``lm_eval.utils.make_table``, result
-aggregation scripts) reads them unchanged.
+``lingualift eval output=<folder>`` writes, as lm-eval's ``--output_path <folder>``
+does, ``<folder>/<model name, sanitized>/results_<date>.json`` and, with
+``log_samples``, one ``samples_<task>_<date>.jsonl`` per task beside it (same
+``<date>``, lm-eval's ``datetime.now().isoformat()`` with ``-`` for ``:``). The run's
+model name is lm-eval's (``peft=``, else ``pretrained=``) and is sanitized by
+lm-eval's rule, so lm-eval's own discovery (``get_results_filenames``,
+``get_sample_results_filenames``, ``get_latest_filename``, the results card of
+``EvaluationTracker.recreate_metadata_card``) finds lingualift's runs beside its own.
+
+The results JSON has lm-eval's keys (``results``, ``groups``, ``group_subtasks``,
+``configs``, ``versions``, ``n-shot``, ``higher_is_better``, ``n-samples``,
+``config`` with ``model_sha``/``peft_sha``, ``git_hash``, ``date``, versions and
+environment, tokenizer facts, ``task_hashes``, ``model_source``, ``model_name``,
+``model_name_sanitized``, ``total_evaluation_time_seconds``); samples use lm-eval's
+per-sample format. lm-eval's tools (``lm_eval.utils.make_table``, aggregation
+scripts) read them unchanged.
 
 Multiple-choice task names follow lm-eval's: ``global_mmlu_full_<lang>`` (a
 group) over ``global_mmlu_full_<lang>_<category>`` (groups: stem, humanities,
@@ -35,6 +42,8 @@ from lingualift.atomic import atomic_write_text
 from lingualift.errors import LingualiftError
 from lingualift.textio import read_text
 
+RESULTS_PREFIX = "results_"
+SAMPLES_PREFIX = "samples_"
 TASK_PREFIX = {"global-mmlu": "global_mmlu_full", "mmlu-prox": "mmlu_prox"}
 """lm-eval's task-name prefix of each benchmark."""
 _NOT_METRICS = ("alias", "name", "sample_len", "sample_count", "n", "n_tokens")
@@ -71,6 +80,42 @@ def task_name(benchmark: str, *parts: str) -> str:
 def hash_string(text: str) -> str:
     """lm-eval's ``hash_string``: sha256 hex of the UTF-8 text."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sanitize_model_name(model_name: str) -> str:
+    """lm-eval's ``sanitize_model_name``: the run's folder name (``a/b`` -> ``a__b``)."""
+    return re.sub(r"[\"<>:/|\\?*\[\]]+", "__", model_name)
+
+
+def date_id() -> str:
+    """lm-eval's run stamp in file names: local ISO time with ``-`` for ``:``."""
+    return dt.datetime.now().isoformat().replace(":", "-")
+
+
+def adapter_sha(adapters: str | Sequence[str] | None) -> str:
+    """``peft_sha`` of adapter folders: the sha256 of each one's weights, joined by ``+``.
+
+    lm-eval asks the hub for the adapter repo's commit, which a local folder does
+    not have (it writes ``""`` then); the content hash pins the weights all the same.
+    """
+    from lingualift.evaluation.loading import split_paths
+
+    digests = []
+    for folder in map(Path, split_paths(adapters)):
+        weights = [
+            folder / name
+            for name in ("adapter_model.safetensors", "adapter_model.bin")
+            if (folder / name).is_file()
+        ]
+        if not weights:
+            digests.append("")
+            continue
+        digest = hashlib.sha256()
+        with weights[0].open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digests.append(digest.hexdigest())
+    return "+".join(digests)
 
 
 def sample_record(doc_id: int, doc: dict[str, Any], target: str, prompt: str, **kw: Any):
@@ -320,6 +365,8 @@ def run_metadata(
             model_revision="main",
             model_sha="",
         )
+    if parsed.get("peft"):
+        config["peft_sha"] = adapter_sha(parsed["peft"])
     config.update(
         batch_size=batch_size,
         batch_sizes=[],
@@ -354,7 +401,7 @@ def run_metadata(
     meta.update(
         model_source="lingualift",
         model_name=model_name,
-        model_name_sanitized=re.sub(r"[\"<>:/|\\?*\[\]]+", "__", model_name),
+        model_name_sanitized=sanitize_model_name(model_name),
         system_instruction=None,
         system_instruction_sha=None,
         fewshot_as_multiturn=False,
@@ -393,14 +440,16 @@ def finish_results(results: dict[str, Any], meta: dict[str, Any]) -> dict[str, A
     return out
 
 
-def write_results(results: dict[str, Any], path: str | Path) -> Path:
-    """Write results the way lm-eval's ``EvaluationTracker`` does, each file atomically.
+def write_results(results: dict[str, Any], output: str | Path) -> Path:
+    """Write results where lm-eval's ``EvaluationTracker`` does; returns the results file.
 
-    Per-sample records (``results["samples"]``, lm-eval's format) go to
-    ``samples_<task>_<date>.jsonl`` beside ``path`` (one per task) and their
-    hashes to ``task_hashes``; the results JSON itself holds no samples. A
-    non-finite standard error is written ``"N/A"`` (as lm-eval does), any other
-    non-finite number ``null``.
+    ``<output>/<model_name_sanitized>/results_<date>.json``, and each task's
+    per-sample records (``results["samples"]``, lm-eval's format) in
+    ``samples_<task>_<date>.jsonl`` beside it with their hashes in
+    ``task_hashes``; the results JSON itself holds no samples. Each file is
+    written atomically, samples first, so a results file never names samples
+    that are not there. A non-finite standard error is written ``"N/A"`` (as
+    lm-eval does), any other non-finite number ``null``.
     """
 
     def clean(value: Any, key: str = "") -> Any:
@@ -412,24 +461,54 @@ def write_results(results: dict[str, Any], path: str | Path) -> Path:
             return [clean(v) for v in value]
         return value
 
-    path = Path(path)
     results = dict(results)
+    model = results.get("model_name_sanitized") or sanitize_model_name(
+        str(results.get("model_name") or "lingualift")
+    )
+    folder = Path(output) / model
+    stamp = date_id()
     samples = results.pop("samples", None) or {}
     task_hashes = {}
-    date_id = dt.datetime.now().isoformat().replace(":", "-")
     for task, records in samples.items():
         task_hashes[task] = hash_string(
             "".join(r["doc_hash"] + r["prompt_hash"] + r["target_hash"] for r in records)
         )
         lines = [json.dumps(clean(r), ensure_ascii=False, default=str) + "\n" for r in records]
-        atomic_write_text(path.with_name(f"samples_{task}_{date_id}.jsonl"), "".join(lines))
+        atomic_write_text(folder / f"{SAMPLES_PREFIX}{task}_{stamp}.jsonl", "".join(lines))
     results["task_hashes"] = {**(results.get("task_hashes") or {}), **task_hashes}
+    path = folder / f"{RESULTS_PREFIX}{stamp}.json"
     atomic_write_text(path, json.dumps(clean(results), indent=2, ensure_ascii=False, default=str))
     return path
 
 
+def latest_results(folder: str | Path) -> Path:
+    """The newest ``results_<date>.json`` under ``folder`` (lm-eval's ``get_latest_filename``).
+
+    ``folder`` is one model's folder, or an output folder that holds one model;
+    with several models it fails in one sentence that names them.
+    """
+    folder = Path(folder)
+    found = sorted(p for p in folder.rglob(f"{RESULTS_PREFIX}*.json") if p.is_file())
+    if not found:
+        raise LingualiftError(
+            f"{folder} holds no {RESULTS_PREFIX}<date>.json; pass the output folder of "
+            "'lingualift eval' or lm-eval, or a results file."
+        )
+    models = sorted({str(p.parent.relative_to(folder)) for p in found})
+    if len(models) > 1:
+        raise LingualiftError(
+            f"{folder} holds results of several models ({', '.join(models)}); "
+            f"pass one of them, e.g. {folder / models[0]}."
+        )
+    # lm-eval's get_latest_filename: the largest date stamp after the last '_'
+    return max(found, key=lambda p: p.name[p.name.rfind("_") + 1 :])
+
+
 def read_results(path: str | Path) -> dict[str, Any]:
+    """A results file, or the newest one in an output or model folder (:func:`latest_results`)."""
     path = Path(path)
+    if path.is_dir():
+        path = latest_results(path)
     if not path.is_file():
         raise LingualiftError(f"Results file {path} does not exist; check the path.")
     try:

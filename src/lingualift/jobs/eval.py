@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from lingualift.atomic import check_file_target
 from lingualift.config import bookkeeping, to_dict
+from lingualift.data import Columns, shorthand_columns
 from lingualift.errors import LingualiftError, require
 
 
@@ -33,8 +34,14 @@ class EvalConfig:
     device: str | None = None
     """Torch device (cpu, cuda, cuda:1); default: the model's."""
     data: str = "hub"
-    """Questions: 'hub', an hf: spec, a Parquet/CSV/JSONL file or a folder of <lang>_<split> files.
-    For perplexity: a records file (text + lang), or 'corpus' for the embedded corpus."""
+    """Questions: 'hub', an hf: spec, a data file (JSON Lines, JSON array, CSV/TSV, Parquet,
+    compressed), a saved dataset folder, or a folder of <lang>_<split> files.
+    For perplexity: a records file or folder (text + lang), or 'corpus' for the embedded corpus."""
+    columns: Columns = dataclasses.field(default_factory=Columns)
+    """Perplexity data: which columns hold the text, language and id, e.g. columns.text=body
+    columns.lang=language (the same mapping every verb takes)."""
+    text_field: str | None = None
+    """Short form of columns.text."""
     dev_data: str | None = None
     """Where the few-shot dev questions are; default: the same source, dev split."""
     split: str = "test"
@@ -73,12 +80,20 @@ class EvalConfig:
     """Backend lm-eval: comma-separated lm-eval task names."""
     lm_eval_include_path: str | None = None
     """Backend lm-eval: folder of extra task YAMLs (local tasks)."""
-    out: str = bookkeeping("results/eval.json")
-    """Results JSON (lm-eval shaped), written atomically."""
+    out_dir: str = bookkeeping("results")
+    """Results folder, as lm-eval's --output_path: <out_dir>/<model name, sanitized>/
+    results_<date>.json (and samples_<task>_<date>.jsonl with log_samples), written atomically."""
     log_samples: bool = False
     """Keep every scored sample (prompt, log-likelihoods, prediction) in the results."""
 
     def __post_init__(self) -> None:
+        self.columns = shorthand_columns(self.columns, self.text_field)
+        require(
+            not self.out_dir.lower().endswith(".json"),
+            f"out_dir={self.out_dir!r} names a file, but results go into a folder as lm-eval "
+            "lays them out (<out_dir>/<model>/results_<date>.json); give a folder, e.g. "
+            f"out_dir={Path(self.out_dir).parent / Path(self.out_dir).stem!s}.",
+        )
         require(
             self.limit is None or self.limit >= 1, f"limit must be at least 1, got {self.limit}."
         )
@@ -171,10 +186,10 @@ def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
         seed=config.seed,
     )
     results = finish_results(results, meta)
-    write_results(results, config.out)
+    path = write_results(results, config.out_dir)
     if print_table:
         print(format_table(results))
-        print(f"\nwrote {config.out}")
+        print(f"\nwrote {path}")
     return results
 
 
@@ -236,7 +251,7 @@ def _run_perplexity(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, Any
         require(langs, "Perplexity on the embedded corpus needs langs, e.g. langs=sw,yo.")
         records = ParallelCorpus().multilingual(langs, config.books, per_language=config.limit)
     else:
-        records = read_source(config.data, role="held-out text")
+        records = read_source(config.data, config.columns, role="held-out text")
         if langs:
             records = [r for r in records if r.lang in langs]
         if config.limit is not None:  # as for the corpus: at most `limit` texts per language
@@ -411,10 +426,10 @@ def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
             task: [_tracker_sample(s) for s in samples[task]] for task in out["configs"]
         }
     out["config"]["lingualift_config"] = to_dict(config)
-    write_results(out, Path(config.out))
+    path = write_results(out, config.out_dir)
     if print_table:
         print(make_table(out))
-        print(f"wrote {config.out}")
+        print(f"wrote {path}")
     return out
 
 

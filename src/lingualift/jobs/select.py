@@ -1,7 +1,8 @@
 """The ``select`` job: read target usage, training data and pool, select, write the outputs.
 
-Inputs are source specs (:mod:`lingualift.data.sources`): files, ``hf:``
-datasets or slices of the embedded corpus such as ``corpus:sw:19,40`` or
+Inputs are source specs (:mod:`lingualift.data.sources`): files in any format
+the one reader takes (JSON Lines, JSON arrays, CSV/TSV, Parquet, compressed),
+folders, ``hf:`` datasets or slices of the embedded corpus such as ``corpus:sw:19,40`` or
 ``corpus:all-sw:all:200`` (every corpus language but Swahili, all books, 200
 verses each, drawn with the seed).
 
@@ -22,7 +23,7 @@ from typing import Any, Literal
 
 from lingualift.compass.baselines import METHODS
 from lingualift.config import bookkeeping, save_config, settings_of
-from lingualift.data import FieldMap, Record, fingerprint
+from lingualift.data import Columns, Record, fingerprint, merge_columns
 from lingualift.data.sources import read_source
 from lingualift.errors import LingualiftError, require
 from lingualift.languages import normalize_language
@@ -35,7 +36,8 @@ class SelectConfig:
     """Settings of ``lingualift select``."""
 
     target: str = ""
-    """Target usage sample: a data file, 'hf:<dataset>' or 'corpus:<langs>[:<books>[:<n>]]'."""
+    """Target usage sample: a data file or folder (docs/data.md), 'hf:<dataset>' or
+    'corpus:<langs>[:<books>[:<n>]]'."""
     training: str | None = None
     """Data the model or adapter was already tuned on (same forms; empty or None = none)."""
     pool: str = ""
@@ -72,21 +74,23 @@ class SelectConfig:
     seed: int = 0
     """Seed for clustering, corpus sampling and the random baselines."""
     # Column mappings enter fingerprints as fields_settings(), in one normalised form.
-    target_fields: FieldMap = bookkeeping(default_factory=FieldMap)
-    """Columns of the target file: text, id, lang, and default_lang for rows (or a file)
+    columns: Columns = bookkeeping(default_factory=Columns)
+    """Columns of all three inputs (text, id, lang, default_lang), as every verb takes them,
+    e.g. columns.text=question columns.lang=language; an input's own group below overrides it."""
+    target_fields: Columns = bookkeeping(default_factory=Columns)
+    """Columns of the target file only: text, id, lang, and default_lang for rows (or a file)
     without a language, e.g. target_fields.text=question target_fields.default_lang=sw."""
-    training_fields: FieldMap = bookkeeping(default_factory=FieldMap)
-    """Columns of the training file (text, id, lang, default_lang)."""
-    pool_fields: FieldMap = bookkeeping(default_factory=FieldMap)
-    """Columns of the pool file (text, id, lang, default_lang); every pool item needs a
+    training_fields: Columns = bookkeeping(default_factory=Columns)
+    """Columns of the training file only (text, id, lang, default_lang)."""
+    pool_fields: Columns = bookkeeping(default_factory=Columns)
+    """Columns of the pool file only (text, id, lang, default_lang); every pool item needs a
     language (a column, or default_lang for a monolingual pool) unless method=random."""
     text_field: str | None = bookkeeping(None)
-    """Earlier form: the text column of all three inputs (where their own group keeps the
-    default)."""
+    """Short form of columns.text (as in every verb)."""
     lang_field: str | None = bookkeeping(None)
-    """Earlier form: the language column of all three inputs."""
+    """Short form of columns.lang."""
     id_field: str | None = bookkeeping(None)
-    """Earlier form: the id column of all three inputs."""
+    """Short form of columns.id."""
     out_dir: str = bookkeeping("runs/select")
     """Output folder (selection, report.json, report.png, profile, config.yaml)."""
     format: Literal["parquet", "jsonl"] = "parquet"
@@ -109,28 +113,35 @@ class SelectConfig:
             f"dedup_threshold is a cosine in (0, 1] (or None), got {self.dedup_threshold}.",
         )
         require(self.k_languages >= 1, f"k_languages must be at least 1, got {self.k_languages}.")
-        for name in ("target_fields", "training_fields", "pool_fields"):
-            if isinstance(getattr(self, name), dict):  # the Python API may pass a mapping
-                setattr(self, name, FieldMap(**getattr(self, name)))
-        default = FieldMap()
+        shared = merge_columns(Columns(), self.columns, "columns")
         for flat, key in (("text_field", "text"), ("lang_field", "lang"), ("id_field", "id")):
             value = getattr(self, flat)
-            if value is None:
+            if value is None or value == getattr(shared, key):
                 continue
-            for group in (self.target_fields, self.training_fields, self.pool_fields):
-                if getattr(group, key) == getattr(default, key):
-                    setattr(group, key, value)
-        for group in (self.target_fields, self.training_fields, self.pool_fields):
+            require(
+                getattr(shared, key) == getattr(Columns(), key),
+                f"{flat}={value!r} and columns.{key}={getattr(shared, key)!r} disagree; "
+                "give one of them.",
+            )
+            setattr(shared, key, value)
+        self.columns = shared
+        for name in ("target_fields", "training_fields", "pool_fields"):
+            group = merge_columns(shared, getattr(self, name), name)
             if group.default_lang:
                 group.default_lang = normalize_language(group.default_lang)
+            setattr(self, name, group)
 
     def fields_settings(self) -> dict[str, Any]:
         """What the column mappings add to the stage fingerprint (the earlier keys when one
         mapping without a default language serves all inputs, so earlier runs are reused)."""
+        keys = ("text", "id", "lang", "default_lang")  # what select reads (keeps fingerprints)
         groups = {
-            "target": dataclasses.asdict(self.target_fields),
-            "training": dataclasses.asdict(self.training_fields),
-            "pool": dataclasses.asdict(self.pool_fields),
+            role: {key: getattr(group, key) for key in keys}
+            for role, group in (
+                ("target", self.target_fields),
+                ("training", self.training_fields),
+                ("pool", self.pool_fields),
+            )
         }
         first = groups["target"]
         if all(g == first for g in groups.values()) and not first["default_lang"]:
@@ -154,13 +165,21 @@ def read_inputs(config: SelectConfig) -> tuple[list[Record], list[Record], list[
     """Target usage, training data and pool, checked (a bad input fails before any work)."""
     require(config.target, "Set target= to the target usage sample (a file or corpus:...).")
     require(config.pool, "Set pool= to the candidate pool (a file or corpus:...).")
-    target = read_source(config.target, config.target_fields, config.seed, "target")
+    target = read_source(
+        config.target, config.target_fields, config.seed, "target", option="target_fields"
+    )
     training = (
-        read_source(config.training, config.training_fields, config.seed, "training")
+        read_source(
+            config.training,
+            config.training_fields,
+            config.seed,
+            "training",
+            option="training_fields",
+        )
         if config.training
         else []
     )
-    pool = read_source(config.pool, config.pool_fields, config.seed, "pool")
+    pool = read_source(config.pool, config.pool_fields, config.seed, "pool", option="pool_fields")
     missing = sum(1 for r in pool if not r.lang)
     if missing and config.method != "random":
         raise LingualiftError(
