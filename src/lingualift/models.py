@@ -266,22 +266,16 @@ def base_precision(model: Any) -> dict[str, Any]:
     was trained with; such an adapter loads unchanged on the unquantized base.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    placement = getattr(base, "lingualift_placement", None)
     quantization = "none"
-    config = getattr(getattr(base, "config", None), "quantization_config", None)
-    if config is not None:
-        method = config.get("quant_method") if isinstance(config, dict) else None
-        method = method or str(getattr(config, "quant_method", ""))
-        if "bitsandbytes" in str(method):
-            four_bit = (
-                config.get("load_in_4bit")
-                if isinstance(config, dict)
-                else getattr(config, "load_in_4bit", False)
-            )
-            quantization = "nf4" if four_bit else "int8"
-    dtype = str(getattr(base, "dtype", "")).removeprefix("torch.")
-    if placement is not None:
+    if getattr(base, "is_loaded_in_4bit", False):
+        quantization = "nf4"
+    elif getattr(base, "is_loaded_in_8bit", False):
+        quantization = "int8"
+    placement = getattr(base, "lingualift_placement", None)
+    if placement is not None:  # the dtype it was loaded in (k-bit preparation upcasts the rest)
         dtype = placement.dtype
+    else:
+        dtype = str(getattr(base, "dtype", "")).removeprefix("torch.")
     device = str(next(base.parameters()).device)
     return {"dtype": dtype, "quantization": quantization, "device": device}
 

@@ -78,7 +78,12 @@ def resolve_trackers(report_to: str) -> list[str]:
 
 
 def base_compute_dtype(model: Any) -> Any:
-    """The dtype a (possibly quantized) base model computes its frozen layers in."""
+    """The dtype a (possibly quantized) base model computes its frozen layers in.
+
+    An nf4 base computes in its quantization's compute dtype; an int8 base (LLM.int8()
+    multiplies in float16 but returns its input's dtype) and any other follows its
+    unquantized weights.
+    """
     import torch
 
     quantization = getattr(getattr(model, "config", None), "quantization_config", None)
@@ -89,8 +94,6 @@ def base_compute_dtype(model: Any) -> Any:
         if isinstance(compute, str):
             compute = getattr(torch, compute.removeprefix("torch."), None)
         return compute if isinstance(compute, torch.dtype) else torch.float32
-    if getattr(model, "is_loaded_in_8bit", False):
-        return torch.float16  # LLM.int8() multiplies in float16
     frozen = [p.dtype for p in model.parameters() if p.is_floating_point() and not p.requires_grad]
     floating = frozen or [p.dtype for p in model.parameters() if p.is_floating_point()]
     return floating[0] if floating else torch.float32

@@ -20,6 +20,7 @@ from lingualift.errors import LingualiftError
 VERB_MODULES = (
     "lingualift.cli.info",
     "lingualift.cli.export_base",
+    "lingualift.cli.plan",
     "lingualift.cli.corpus",
     "lingualift.cli.quickstart",
     "lingualift.cli.select",
