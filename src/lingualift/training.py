@@ -123,6 +123,23 @@ def autocast_precision(precision: str, model: Any) -> str:
     return "fp32"
 
 
+def _allow_precision(mixed_precision: str) -> None:
+    """Let one process train runs of different precision (a bf16 base after a float32 one).
+
+    accelerate keeps a process-wide state whose mixed precision cannot change once set;
+    in a single process (not under ``accelerate launch``) lingualift resets it between runs
+    of different precision, as accelerate's own tests do.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+
+    if not AcceleratorState._shared_state:  # nothing set yet
+        return
+    if AcceleratorState().mixed_precision == mixed_precision:
+        return
+    if PartialState().num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def prepare_kbit_model(model: Any, gradient_checkpointing: bool) -> Any:
     """PEFT's k-bit preparation of a bitsandbytes-quantized base, before LoRA goes on (QLoRA).
 
@@ -336,6 +353,8 @@ class TrainingLoop:
         self.project = project
         self.trackers = resolve_trackers(args.report_to) if accelerator is None else []
         self.precision = autocast_precision(args.precision, model)
+        if accelerator is None:
+            _allow_precision(MIXED_PRECISION[self.precision])
         self.accelerator = accelerator = accelerator or Accelerator(
             mixed_precision=MIXED_PRECISION[self.precision],
             log_with=self.trackers or None,
