@@ -92,9 +92,9 @@ def test_what_the_machine_cannot_do_is_refused(kwargs, caps, message):
 
 
 def test_explicit_choices_are_kept():
-    placement = ModelSettings(dtype="float16", device="cuda:1", attn_implementation="eager").resolve(
-        A100
-    )
+    placement = ModelSettings(
+        dtype="float16", device="cuda:1", attn_implementation="eager"
+    ).resolve(A100)
     assert (placement.device, placement.dtype, placement.attn_implementation) == (
         "cuda:1",
         "float16",
