@@ -69,6 +69,7 @@ def test_aliases_are_normalised():
         ({"attn_implementation": "flash"}, "attn_implementation must be one of"),
         ({"quantization": "gptq"}, "quantization must be none, nf4 or int8"),
         ({"model": " "}, "model must name a base model"),
+        ({"model": 3}, "model must name a base model"),
     ],
 )
 def test_bad_values_fail_in_one_sentence(kwargs, message):
@@ -148,7 +149,17 @@ def test_a_job_config_takes_the_settings_as_flat_keys():
     assert config.model_settings() == ModelSettings(
         model="meta-llama/Llama-3.1-8B", dtype="bf16", quantization="nf4"
     )
+    assert config.model_settings("other/model").model == "other/model"
     docs = field_docs(FakeJobConfig)
     assert {f.name for f in dataclasses.fields(ModelSettings)} <= set(docs)
     with pytest.raises(LingualiftError, match="dtype must be"):
         load_config(FakeJobConfig, overrides=["dtype=int4"])
+
+
+def test_a_model_left_to_the_job_must_be_set_before_loading():
+    settings = ModelSettings(model=None)  # e.g. "the ShifCon folder's base", decided later
+    with pytest.raises(LingualiftError, match="No base model to load"):
+        settings.resolve(CPU_ONLY)
+    assert settings.model_settings("google/gemma-3-270m").resolve(CPU_ONLY).model == (
+        "google/gemma-3-270m"
+    )

@@ -124,7 +124,7 @@ class ModelSettings:
     a subclass that defines ``__post_init__`` calls ``super().__post_init__()``.
     """
 
-    model: str = DEFAULT_MODEL
+    model: str | None = DEFAULT_MODEL
     """Base model: an embedded name (embedded:gemma-3-270m), a hub id or a local folder."""
     dtype: str = "auto"
     """Weight dtype: auto (bfloat16 on a GPU that supports it, float16 on one that does not,
@@ -147,8 +147,9 @@ class ModelSettings:
     Off by default: such code runs with your permissions; read it before turning this on."""
 
     def __post_init__(self) -> None:
+        # None: a job decides the model later (e.g. a ShifCon folder's base); loading needs one.
         require(
-            isinstance(self.model, str) and self.model.strip(),
+            self.model is None or (isinstance(self.model, str) and self.model.strip()),
             "model must name a base model: embedded:gemma-3-270m, a hub id or a local folder.",
         )
         self.dtype = normalize_dtype(self.dtype)
@@ -177,10 +178,10 @@ class ModelSettings:
             f"trust_remote_code must be true or false, got {self.trust_remote_code!r}.",
         )
 
-    def model_settings(self) -> ModelSettings:
-        """Just these settings (from a job config that inherits them)."""
-        fields = dataclasses.fields(ModelSettings)
-        return ModelSettings(**{f.name: getattr(self, f.name) for f in fields})
+    def model_settings(self, model: str | None = None) -> ModelSettings:
+        """Just these settings (from a job config that inherits them), with ``model`` if given."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSettings)}
+        return ModelSettings(**{**values, "model": model or self.model})
 
     def resolve(self, capabilities: DeviceCapabilities | None = None) -> Placement:
         """Turn every ``auto`` into a concrete choice for this machine (or for ``capabilities``).
@@ -189,6 +190,10 @@ class ModelSettings:
         index that does not exist, quantization without bitsandbytes, FlashAttention-2
         where it cannot run.
         """
+        require(
+            self.model is not None,
+            "No base model to load; set model=embedded:gemma-3-270m, a hub id or a local folder.",
+        )
         caps = capabilities if capabilities is not None else DeviceCapabilities.detect()
         notes: list[str] = []
         device = self._resolve_device(caps, notes)
