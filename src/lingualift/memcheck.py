@@ -14,7 +14,7 @@ runs the real code of the verb:
 
 Peaks are Linux's high-water mark of resident memory (``VmHWM``, reset through
 ``/proc/self/clear_refs``), so this runs on Linux only. Used by
-``tests/test_planning.py`` (a small random model) and ``benchmarks/plan_accuracy.py``
+``tests/planning/test_planning.py`` (a small random model) and ``benchmarks/plan_accuracy.py``
 (the embedded Gemma 3 270M).
 """
 

@@ -27,7 +27,7 @@ a :class:`VerbPlan` per verb:
 :func:`check_fits` is the pre-load check every verb can call: it returns the plan (turning
 gradient checkpointing on when only that makes the job fit) or refuses in one sentence that
 says what would fit. The estimates are checked against measured peak memory in
-``tests/test_planning.py`` and ``benchmarks/plan_accuracy.py`` (docs/scale.md).
+``tests/planning/test_planning.py`` and ``benchmarks/plan_accuracy.py`` (docs/scale.md).
 """
 
 from lingualift.planning.check import (
