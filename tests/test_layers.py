@@ -15,22 +15,10 @@ import ast
 import functools
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "lingualift"
 
 # Known violations that other branches are fixing; the lead removes each at merge.
-KNOWN_CYCLES = {
-    # branch scale-core: models.py <-> portable.py (function-level imports)
-    frozenset({"lingualift.models", "lingualift.portable"}),
-}
-KNOWN_PRIVATE_IMPORTS = {
-    # branch scale-core: portable.py reads models._accepted_specs
-    ("lingualift.portable", "lingualift.models", "_accepted_specs"),
-}
-
-
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -169,16 +157,8 @@ def test_nothing_below_the_jobs_imports_them():
 
 
 def test_no_import_cycle():
-    cycles = [c for c in strongly_connected(graph(False)) if frozenset(c) not in KNOWN_CYCLES]
+    cycles = strongly_connected(graph(False))
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(sorted(c)) for c in cycles)
-
-
-@pytest.mark.parametrize(
-    "known", sorted(KNOWN_CYCLES, key=sorted), ids=lambda c: "|".join(sorted(c))
-)
-def test_known_cycles_are_still_there(known):
-    """Each allow-listed cycle still exists; once its branch lands, delete it from the list."""
-    assert any(known <= c for c in strongly_connected(graph(False)))
 
 
 def test_no_private_name_is_imported_across_modules():
@@ -188,8 +168,7 @@ def test_no_private_name_is_imported_across_modules():
         for target, name, _ in imports_of(module)
         if name and name.startswith("_") and not name.startswith("__") and target != module
     ]
-    unknown = [o for o in offenders if o not in KNOWN_PRIVATE_IMPORTS]
-    assert not unknown, "\n".join(f"{m} imports {n} from {t}" for m, t, n in unknown)
+    assert not offenders, "\n".join(f"{m} imports {n} from {t}" for m, t, n in offenders)
 
 
 def test_the_ecda_loop_uses_only_the_monitors_public_methods():

@@ -6,6 +6,7 @@ import torch
 from lingualift import models
 from lingualift.errors import LingualiftError
 from lingualift.models import decoder_layers, load_causal_lm, resolve_model_path
+from lingualift.placement import ModelSettings
 from lingualift.testing import ARCHITECTURES, save_tiny_causal_lm, tiny_causal_lm
 
 
@@ -110,3 +111,117 @@ def test_the_gguf_file_is_parsed_once_for_config_weights_and_tokenizer(monkeypat
         readers = [gguf.GGUFReader("m.gguf") for _ in range(3)] + [gguf.GGUFReader("other.gguf")]
     assert built == ["m.gguf", "other.gguf"] and readers[0] is readers[2]
     assert gguf.GGUFReader is Reader  # restored
+
+
+# -- precision, placement and safe loading ---------------------------------------------------
+
+
+def test_weights_load_in_the_requested_dtype(tiny_model_dir):
+    model, _ = load_causal_lm(str(tiny_model_dir), dtype="bf16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert model.lingualift_placement.dtype == "bfloat16"
+    assert models.base_precision(model) == {
+        "dtype": "bfloat16",
+        "quantization": "none",
+        "device": "cpu",
+    }
+
+
+def test_settings_object_loads_the_same_as_a_spec(tiny_model_dir):
+    a, _ = load_causal_lm(str(tiny_model_dir))
+    b = load_causal_lm(ModelSettings(model=str(tiny_model_dir)), with_tokenizer=False)
+    assert {p.dtype for p in b.parameters()} == {torch.float32}  # auto is float32 on the CPU
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+
+
+def test_bf16_weights_take_half_the_memory_of_float32(tmp_path):
+    """Resident memory of a ~116 MB float32 model, loaded (and read) in each dtype."""
+    from lingualift.memcheck import measure
+
+    folder = save_tiny_causal_lm(
+        tmp_path / "m", "llama", hidden_size=512, num_layers=4, num_heads=8, num_kv_heads=4,
+        intermediate_size=1536, vocab_size=32000,
+    )  # fmt: skip
+    fp32 = measure(str(folder), (), 1, 8, dtype="float32").weights_bytes
+    bf16 = measure(str(folder), (), 1, 8, dtype="bfloat16").weights_bytes
+    assert fp32 > 100e6
+    assert 0.4 < bf16 / fp32 < 0.6, (bf16, fp32)
+
+
+def _custom_code_folder(root, marker):
+    """A model folder whose config asks for its own code; that code would leave ``marker``."""
+    import json
+
+    folder = root / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "lingualift_custom",
+                "architectures": ["CustomForCausalLM"],
+                "auto_map": {
+                    "AutoConfig": "configuration_custom.CustomConfig",
+                    "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM",
+                },
+            }
+        )
+    )
+    code = f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+    (folder / "configuration_custom.py").write_text(code)
+    (folder / "modeling_custom.py").write_text(code)
+    return folder
+
+
+def test_model_code_in_a_folder_never_runs_unless_trusted(tmp_path):
+    marker = tmp_path / "code-ran"
+    folder = _custom_code_folder(tmp_path, marker)
+    for call in (
+        lambda: load_causal_lm(str(folder)),
+        lambda: models.load_config_only(str(folder)),
+    ):
+        with pytest.raises(LingualiftError, match="trust_remote_code=true") as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert not marker.exists()
+
+
+def test_folders_with_only_pickled_weights_are_refused(tmp_path):
+    import pickle
+
+    marker = tmp_path / "unpickled"
+    folder = save_tiny_causal_lm(tmp_path / "pickled", "llama")
+    (folder / "model.safetensors").unlink()
+
+    class Payload:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(LingualiftError, match="only pickled weights") as err:
+        load_causal_lm(str(folder))
+    assert "save_pretrained" in str(err.value) and "\n" not in str(err.value)
+    assert not marker.exists()
+    models.load_config_only(str(folder))  # the config alone is safe to read (plan)
+
+
+def test_every_from_pretrained_in_src_names_trust_remote_code():
+    """Each call that could run a model's code decides trust_remote_code explicitly."""
+    import ast
+    from pathlib import Path
+
+    import lingualift
+
+    missing = []
+    for path in Path(lingualift.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            call = ast.unparse(node.func)
+            loads = call == "SentenceTransformer" or (
+                call.endswith(".from_pretrained") and call.startswith("Auto")
+            )
+            names = {k.arg for k in node.keywords}
+            if loads and "trust_remote_code" not in names and None not in names:
+                missing.append(f"{path.name}:{node.lineno}")
+    assert not missing, missing

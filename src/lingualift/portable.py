@@ -41,6 +41,13 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.atomic import atomic_dir, atomic_write_text, path_lock
+from lingualift.embedded import (
+    EMBEDDED_PREFIX,
+    embedded_cache_path,
+    embedded_model,
+    embedded_name,
+    is_embedded_cached,
+)
 from lingualift.errors import LingualiftError
 
 logger = logging.getLogger(__name__)
@@ -97,19 +104,9 @@ class BaseIdentity:
         return f"{args},revision={self.revision}" if self.revision else args
 
 
-def _embedded(name: str):
-    from lingualift.models import EMBEDDED_MODELS
-
-    if name not in EMBEDDED_MODELS:
-        from lingualift.models import _accepted_specs
-
-        raise LingualiftError(_accepted_specs(f"Unknown embedded model {name!r}"))
-    return EMBEDDED_MODELS[name]
-
-
 def embedded_weights(name: str) -> dict[str, Any]:
     """Provenance of an embedded model's weights, read from its package (nothing is assembled)."""
-    info = _embedded(name)
+    info = embedded_model(name)
     distribution = info.package.replace("_", "-")
     try:
         package = importlib.import_module(info.package)
@@ -151,13 +148,9 @@ def base_identity(spec: str) -> BaseIdentity:
     cache itself) get the embedded model's portable id and revision; a hub id names
     itself; any other folder is recorded as given (it is the user's path).
     """
-    from lingualift.models import EMBEDDED_PREFIX
-
     spec = str(spec).strip()
-    name = None
-    if spec.startswith(EMBEDDED_PREFIX):
-        name = spec[len(EMBEDDED_PREFIX) :]
-    elif Path(spec).is_dir():
+    name = embedded_name(spec)
+    if name is None and Path(spec).is_dir():
         found = _provenance_of_folder(Path(spec))
         name = found.get("embedded") if found else None
     if name is None:
@@ -281,16 +274,21 @@ def write_base_files(identity: BaseIdentity, folder: str | Path) -> Path:
     and lingualift reads it back as the same base (:func:`base_identity`). Files are
     hard-linked from the converted cache where the file system allows, copied
     otherwise. ``folder`` is normally a stage's temp folder (``lingualift
-    export-base`` lands it atomically).
+    export-base`` lands it atomically). The embedded model must have been converted on this
+    machine first (:func:`lingualift.models.materialize_embedded`, which export-base calls).
     """
-    from lingualift.models import resolve_model_path
-
     if identity.weights is None:
         raise LingualiftError(
             f"{identity.spec} needs no export: other tools load a hub id or a model folder as it "
             "is; export-base writes the embedded model (embedded:<name>)."
         )
-    source = Path(resolve_model_path(identity.spec))
+    name = str(embedded_name(identity.spec))
+    if not is_embedded_cached(name):
+        raise LingualiftError(
+            f"{identity.spec} has not been converted on this machine yet; run 'lingualift "
+            "export-base', which converts it first."
+        )
+    source = embedded_cache_path(name)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for item in sorted(source.iterdir()):

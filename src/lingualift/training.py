@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^step-(\d+)$")
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+PRECISIONS = ("auto", *MIXED_PRECISION)
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 REPORT_TO = ("auto", "none", *TRACKERS)
 
@@ -74,6 +75,107 @@ def resolve_trackers(report_to: str) -> list[str]:
     return names
 
 
+def base_compute_dtype(model: Any) -> Any:
+    """The dtype a (possibly quantized) base model computes its frozen layers in.
+
+    An nf4 base computes in its quantization's compute dtype; an int8 base (LLM.int8()
+    multiplies in float16 but returns its input's dtype) and any other follows its
+    unquantized weights.
+    """
+    import torch
+
+    quantization = getattr(getattr(model, "config", None), "quantization_config", None)
+    if getattr(model, "is_loaded_in_4bit", False) and quantization is not None:
+        compute = getattr(quantization, "bnb_4bit_compute_dtype", None)
+        if isinstance(quantization, dict):
+            compute = quantization.get("bnb_4bit_compute_dtype")
+        if isinstance(compute, str):
+            compute = getattr(torch, compute.removeprefix("torch."), None)
+        return compute if isinstance(compute, torch.dtype) else torch.float32
+    frozen = [p.dtype for p in model.parameters() if p.is_floating_point() and not p.requires_grad]
+    floating = frozen or [p.dtype for p in model.parameters() if p.is_floating_point()]
+    return floating[0] if floating else torch.float32
+
+
+def autocast_precision(precision: str, model: Any) -> str:
+    """The concrete autocast of a run: ``precision``, or for ``auto`` the base's compute dtype.
+
+    float16 autocast needs a GPU (loss scaling on CUDA); on the CPU ``auto`` never picks it.
+    """
+    import torch
+
+    if precision != "auto":
+        compute = base_compute_dtype(model)
+        if precision == "fp32" and compute == torch.float16:
+            logger.warning(
+                "The base computes in float16 and precision=fp32 applies no loss scaling: small "
+                "gradients may underflow; precision=auto (or fp16) scales the loss."
+            )
+        return precision
+    compute = base_compute_dtype(model)
+    on_gpu = any(p.device.type == "cuda" for p in model.parameters())
+    if compute == torch.bfloat16:
+        return "bf16"
+    if compute == torch.float16 and on_gpu:
+        return "fp16"
+    return "fp32"
+
+
+def _allow_precision(mixed_precision: str) -> None:
+    """Let one process train runs of different precision (a bf16 base after a float32 one).
+
+    accelerate keeps a process-wide state whose mixed precision cannot change once set;
+    in a single process (not under ``accelerate launch``) lingualift resets it between runs
+    of different precision, as accelerate's own tests do.
+    """
+    from accelerate.state import AcceleratorState, PartialState
+
+    if not AcceleratorState._shared_state:  # nothing set yet
+        return
+    if AcceleratorState().mixed_precision == mixed_precision:
+        return
+    if PartialState().num_processes == 1:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
+def prepare_kbit_model(model: Any, gradient_checkpointing: bool) -> Any:
+    """PEFT's k-bit preparation of a bitsandbytes-quantized base, before LoRA goes on (QLoRA).
+
+    ``peft.prepare_model_for_kbit_training`` freezes the base, casts its unquantized
+    float16/bfloat16 parameters (norms, embeddings, output head) to float32 for stable
+    training and, with checkpointing, makes the inputs require gradients. A model that is
+    not quantized is returned as it is.
+    """
+    if not (
+        getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+    ):
+        return model
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(
+        model,
+        use_gradient_checkpointing=gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+    )
+
+
+def upcast_trainable(model: Any) -> int:
+    """Keep every trainable parameter in float32 (PEFT's advice for mixed precision).
+
+    PEFT already creates LoRA weights in float32 on a bfloat16/float16 base
+    (``autocast_adapter_dtype``); this also covers adapters loaded from a folder saved
+    in half precision and any other trainable module. Returns how many were cast.
+    """
+    import torch
+
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.is_floating_point() and param.dtype != torch.float32:
+            param.data = param.data.float()
+            cast += 1
+    return cast
+
+
 @dataclasses.dataclass
 class TrainingArgs:
     """How to optimise: the same knobs, with the same names, for every trainer."""
@@ -99,8 +201,12 @@ class TrainingArgs:
     """Longest sequence in tokens; longer examples are truncated (or split when packing)."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm; 0 turns clipping off."""
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    """Training precision (mixed precision through accelerate for bf16/fp16)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    """Autocast (accelerate's mixed precision) of the forward and backward passes: fp32 (none:
+    the base computes in the dtype its weights were loaded in, LoRA in float32), bf16, fp16
+    (with loss scaling), or auto (follow the base: bf16 for bfloat16 weights or an nf4 base
+    computing in bfloat16, fp16 with loss scaling for float16 weights on a GPU, none for
+    float32). The weights' own dtype is the model's dtype setting, not this one."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, more compute."""
     # Checkpoint cadence and logging change neither the weights nor a resumed run's result
@@ -239,8 +345,11 @@ class TrainingLoop:
         self.log_dir = Path(log_dir) if log_dir is not None else Path(run_dir) / "logs"
         self.project = project
         self.trackers = resolve_trackers(args.report_to) if accelerator is None else []
+        self.precision = autocast_precision(args.precision, model)
+        if accelerator is None:
+            _allow_precision(MIXED_PRECISION[self.precision])
         self.accelerator = accelerator = accelerator or Accelerator(
-            mixed_precision=MIXED_PRECISION[args.precision],
+            mixed_precision=MIXED_PRECISION[self.precision],
             log_with=self.trackers or None,
             project_dir=str(self.log_dir),
         )

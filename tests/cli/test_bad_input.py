@@ -187,10 +187,10 @@ CASES = [
     ("adapters-history-encoding", lambda x: ["adapters", "--store", w(x, "latin1-store"), "list"], "history.jsonl:2: byte 33"),
     ("adapters-link-out-of-store", lambda x: ["adapters", "--store", w(x, "linked-store"), "promote", "sw", "v1"], "outside the store"),
     ("generate-out-is-folder", lambda x: ["generate", "--store", w(x, "store"), "--model", w(x, "llama"), "--out", w(x, "folder.jsonl"), "jambo"], "is a folder; give a file path"),
-    ("generate-out-format", lambda x: ["generate", "--store", w(x, "store"), "--model", w(x, "llama"), "--out", w(x, "g.txt"), "jambo"], "end its name with one of"),
+    ("generate-out-format", lambda x: ["generate", "--store", w(x, "store"), "--model", w(x, "llama"), "--out", w(x, "g.txt"), "jambo"], "Cannot write"),
     # eval
-    ("eval-out-is-folder", lambda x: ["eval", "task=perplexity", "data=corpus", "langs=[sw]", f"model={w(x, 'llama')}", f"out={w(x, 'foreign')}"], "is a folder; give a file path"),
-    ("eval-out-under-a-file", lambda x: ["eval", "task=perplexity", "data=corpus", "langs=[sw]", f"model={w(x, 'llama')}", f"out={w(x, 'good')}/eval.json"], "is a file, so the results"),
+    ("eval-out-is-a-file", lambda x: ["eval", "task=perplexity", "data=corpus", "langs=[sw]", f"model={w(x, 'llama')}", f"out_dir={w(x, 'good')}"], "is a file; give a folder for the results"),
+    ("eval-out-under-a-file", lambda x: ["eval", "task=perplexity", "data=corpus", "langs=[sw]", f"model={w(x, 'llama')}", f"out_dir={w(x, 'good')}/eval"], "is a file, so the results"),
     ("eval-corrupt-adapter", lambda x: ["eval", "task=perplexity", "data=corpus", "langs=[sw]", f"model={w(x, 'llama')}", f"adapters={w(x, 'truncated')}"], "is damaged (truncated"),
     ("eval-wrong-base", lambda x: ["eval", "task=perplexity", "data=corpus", "langs=[sw]", f"model={w(x, 'gemma')}", f"adapters={w(x, 'adapter')}"], "trained on a different base model"),
     ("eval-encoding", lambda x: ["eval", "task=perplexity", f"data={w(x, 'latin1.jsonl')}", f"model={w(x, 'llama')}"], "latin1.jsonl:1"),
@@ -210,7 +210,7 @@ CASES = [
     ("corpus-negative-limit", lambda x: ["corpus", "sw", "--limit", "-3", "--out", w(x, "c.jsonl")], "limit must be at least 1, got -3"),
     ("corpus-zero-limit", lambda x: ["corpus", "en", "sw", "--parallel", "--limit", "0", "--out", w(x, "c.jsonl")], "limit must be at least 1, got 0"),
     ("corpus-out-is-folder", lambda x: ["corpus", "sw", "--limit", "3", "--out", w(x, "folder.jsonl")], "is a folder; give a file path"),
-    ("corpus-out-format", lambda x: ["corpus", "sw", "--out", w(x, "c.txt")], "end its name with one of .jsonl"),
+    ("corpus-out-format", lambda x: ["corpus", "sw", "--out", w(x, "c.txt")], "name it .jsonl, .json"),
     ("cloze-out-is-folder", lambda x: ["cloze", "lang=sw", f"out={w(x, 'folder.jsonl')}"], "is a folder; give a file path"),
     ("quickstart-dominant", lambda x: ["quickstart", "lang=en", f"out_dir={w(x, 'q')}"], "non-dominant"),
     ("quickstart-foreign-out", lambda x: ["quickstart", f"out_dir={w(x, 'foreign')}"], "did not write"),
@@ -251,3 +251,75 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(case, world, capsy
     assert lines[0].startswith("error: ") and "Traceback" not in err
     assert expected in lines[0], lines[0]
     assert snapshot(world["root"], home) == before
+
+
+# -- model-loading security (branch scale-core): a model's own code and pickled weights --------
+# Each case is refused in one line with exit 2, changes no file, and runs nothing the model
+# folder ships: the custom code and the pickle would each leave a marker file if they ran.
+
+
+@pytest.fixture(scope="module")
+def unsafe_models(tmp_path_factory):
+    """A folder whose config asks for its own code, and one with only a pickled checkpoint."""
+    import pickle
+
+    from lingualift.testing import save_tiny_causal_lm
+
+    root = tmp_path_factory.mktemp("unsafe-models")
+    markers = root.parent / f"{root.name}-markers"
+    markers.mkdir()
+    custom = root / "custom-code"
+    custom.mkdir()
+    (custom / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "lingualift_custom",
+                "architectures": ["CustomForCausalLM"],
+                "auto_map": {
+                    "AutoConfig": "configuration_custom.CustomConfig",
+                    "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM",
+                },
+            }
+        )
+    )
+    code = f"from pathlib import Path\nPath({str(markers / 'code-ran')!r}).touch()\n"
+    (custom / "configuration_custom.py").write_text(code)
+    (custom / "modeling_custom.py").write_text(code)
+    pickled = save_tiny_causal_lm(root / "pickled-only", "llama", hidden_size=32, num_layers=2)
+    (pickled / "model.safetensors").unlink()
+
+    class Payload:
+        def __reduce__(self):
+            return ((markers / "unpickled").touch, ())
+
+    (pickled / "pytorch_model.bin").write_bytes(pickle.dumps(Payload()))
+    return {"root": root, "markers": markers, "custom": custom, "pickled": pickled}
+
+
+UNSAFE_MODEL_CASES = [
+    ("eval-remote-code", lambda u: ["eval", "task=perplexity", "data=corpus", "langs=[sw]", f"model={u['custom']}", f"out_dir={u['root'] / 'results'}"], "trust_remote_code=true"),
+    ("eval-pickled-weights", lambda u: ["eval", "task=perplexity", "data=corpus", "langs=[sw]", f"model={u['pickled']}", f"out_dir={u['root'] / 'results'}"], "only pickled weights (pytorch_model.bin)"),
+    ("plan-remote-code", lambda u: ["plan", f"model={u['custom']}"], "trust_remote_code=true"),
+    ("plan-bad-device-memory", lambda u: ["plan", "device_memory=lots"], "device_memory must be a size"),
+    ("plan-unknown-verb", lambda u: ["plan", "verbs=[train,deploy]"], "Unknown verb 'deploy'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", UNSAFE_MODEL_CASES, ids=[c[0] for c in UNSAFE_MODEL_CASES])
+def test_unsafe_models_are_refused_in_one_line_and_run_nothing(
+    case, unsafe_models, capsys, monkeypatch
+):
+    _, argv, expected = case
+    home = unsafe_models["root"].parent / "unsafe-home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("LINGUALIFT_HOME", str(home))
+    before = snapshot(unsafe_models["root"], home)
+    code = main(argv(unsafe_models))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    assert expected in lines[0], lines[0]
+    assert snapshot(unsafe_models["root"], home) == before
+    assert not any(unsafe_models["markers"].iterdir())  # neither the code nor the pickle ran

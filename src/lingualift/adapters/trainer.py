@@ -39,7 +39,15 @@ from lingualift.adapters.heldout import nll_totals
 from lingualift.adapters.store import base_model_signature
 from lingualift.config import settings_of, to_dict
 from lingualift.errors import LingualiftError
-from lingualift.training import Backward, LoraSettings, StepRecord, TrainingArgs, TrainingLoop
+from lingualift.training import (
+    Backward,
+    LoraSettings,
+    StepRecord,
+    TrainingArgs,
+    TrainingLoop,
+    prepare_kbit_model,
+    upcast_trainable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +104,13 @@ class LoraTrainer:
         self.init_adapter = str(init_adapter) if init_adapter is not None else None
         self.base_model = base_model_signature(model, base_spec)
         set_seed(args.seed)  # the adapter's initialisation depends on it
+        # QLoRA: a quantized base gets PEFT's k-bit preparation before LoRA goes on.
+        model = prepare_kbit_model(model, args.gradient_checkpointing)
         if self.init_adapter is not None:
             peft_model = PeftModel.from_pretrained(model, self.init_adapter, is_trainable=True)
         else:
             peft_model = get_peft_model(model, self.lora.peft_config())
+        upcast_trainable(peft_model)  # LoRA weights in float32 whatever the base's dtype
         if args.gradient_checkpointing:
             peft_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}

@@ -61,10 +61,10 @@ def register(subparsers: Any, verb: Verb) -> None:
 def run(args: argparse.Namespace) -> int:
     from lingualift.atomic import check_file_target
     from lingualift.data import ParallelCorpus, write_records
-    from lingualift.data.io import FORMATS
+    from lingualift.data.io import check_records_name
 
     config = config_from_args(args)
-    check_file_target(config.out, "corpus export", FORMATS)  # before the corpus is read
+    check_records_name(check_file_target(config.out, "corpus export"))  # before the corpus is read
     corpus = ParallelCorpus()
     if config.parallel:
         source_lang, target_lang = config.langs

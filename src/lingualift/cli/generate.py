@@ -84,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if config.out:  # refused before the model loads, not after generating
         from lingualift.atomic import check_file_target
-        from lingualift.data.io import FORMATS
+        from lingualift.data.io import check_records_name
 
-        check_file_target(config.out, "generations", FORMATS)
+        check_records_name(check_file_target(config.out, "generations"))
     prompts: list[str] = list(config.prompts)
     langs: list[str | None] | None = [config.lang] * len(prompts) if config.lang else None
     if config.input:

@@ -35,6 +35,14 @@ VERBS: tuple[Verb, ...] = (
         "docs/adapters.md",
     ),
     Verb(
+        "plan",
+        "memory of train, eval, serve and shifcon from the model's config alone (weights, LoRA, "
+        "optimizer, activations with and without checkpointing, KV cache), and whether it fits a "
+        "device",
+        "lingualift.cli.plan",
+        "docs/scale.md",
+    ),
+    Verb(
         "corpus",
         "export the embedded parallel corpus (22 languages; monolingual or aligned pairs) to a file",
         "lingualift.cli.corpus",

@@ -162,6 +162,14 @@ def _parquet_table(rows: list[dict[str, Any]]):
     return pa.Table.from_pydict(table, schema=schema)
 
 
+def check_records_name(path: str | Path) -> Path:
+    """Refuse a records file whose name picks no format (before any work is done for it)."""
+    path = Path(path)
+    if split_suffixes(path)[0] is None:
+        raise LingualiftError(f"Cannot write {path}: name it {ACCEPTED}.")
+    return path
+
+
 def write_records(records: Iterable[Record], path: str | Path) -> Path:
     """Write records atomically; the name picks the format and compression.
 
@@ -170,10 +178,8 @@ def write_records(records: Iterable[Record], path: str | Path) -> Path:
     ``meta`` keys as typed columns (:func:`_parquet_table`); a further ``.gz``,
     ``.zst``, ``.bz2`` or ``.lz4`` compresses the file.
     """
-    path = Path(path)
+    path = check_records_name(path)
     kind, compression = split_suffixes(path)
-    if kind is None:
-        raise LingualiftError(f"Cannot write {path}: name it {ACCEPTED}.")
     rows = [r.to_dict() for r in records]
     if kind == "parquet":
         import pyarrow.parquet as pq

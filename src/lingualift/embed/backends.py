@@ -55,7 +55,8 @@ class SentenceTransformerEncoder(BatchedEncoder):
                 "This encoder needs sentence-transformers; pip install 'lingualift[st]'."
             ) from None
         try:
-            self._model = SentenceTransformer(model, device=device)
+            # Model code shipped with an encoder runs only when asked for (never by default).
+            self._model = SentenceTransformer(model, device=device, trust_remote_code=False)
         except Exception as exc:
             raise LingualiftError(
                 f"Could not load sentence-transformers model {model!r} ({exc})."
@@ -87,11 +88,15 @@ class CausalLMEncoder(BatchedEncoder):
         import torch
 
         from lingualift.models import load_causal_lm, load_tokenizer
+        from lingualift.placement import ModelSettings, as_model_settings
 
-        if isinstance(model, str):
-            spec = model
-            model = load_causal_lm(spec, with_tokenizer=False)
-            tokenizer = tokenizer or load_tokenizer(spec)
+        if isinstance(model, str | ModelSettings):  # a spec, or precision and placement too
+            settings = as_model_settings(model)
+            spec = settings.model
+            model = load_causal_lm(settings, with_tokenizer=False)
+            tokenizer = tokenizer or load_tokenizer(
+                spec, trust_remote_code=settings.trust_remote_code
+            )
         else:
             spec = getattr(model.config, "_name_or_path", type(model).__name__)
             if tokenizer is None:

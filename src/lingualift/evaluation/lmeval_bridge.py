@@ -16,9 +16,11 @@ work as for ``--model hf`` (a run is named after ``peft=``, else ``pretrained=``
 ``pretrained`` (model spec, default the embedded Gemma 3 270M), ``peft`` (PEFT
 folders joined by ``+``), ``shifcon`` (a ShifCon folder), ``lang`` (language to
 shift from; ``auto`` reads it from each task's name, e.g. ``global_mmlu_full_sw_*``
--> ``sw``), ``dtype``, ``batch_size`` (a number, or ``auto``/``auto:N`` on a GPU: lm-eval's
-own search for the largest batch that fits, from ``max_batch_size`` down), ``max_length``.
-The earlier names ``base``
+-> ``sw``), ``dtype`` and ``device`` (auto by default: a GPU with bf16/fp16 where there is
+one, the CPU with float32 elsewhere), ``quantization`` (none, nf4, int8),
+``attn_implementation``, ``trust_remote_code``, ``batch_size`` (a number, or
+``auto``/``auto:N`` on a GPU: lm-eval's own search for the largest batch that fits, from
+``max_batch_size`` down), ``max_length``. The earlier names ``base``
 and ``adapter``/``adapters`` are still accepted. Everything else goes to lm-eval's
 ``HFLM``, which this class extends: tokenization, generation and chat templates are
 lm-eval's own; log-likelihoods go through lingualift's batched scorer.
@@ -45,6 +47,7 @@ from lingualift.evaluation.results import adapter_sha
 from lingualift.evaluation.scoring import LoglikelihoodScorer
 from lingualift.languages import normalize_language
 from lingualift.models import DEFAULT_MODEL
+from lingualift.placement import ModelSettings
 
 eval_logger = logging.getLogger(__name__)
 
@@ -59,7 +62,7 @@ class LingualiftLM(HFLM):
         peft: str | None = None,
         shifcon: str | None = None,
         lang: str | None = None,
-        dtype: str = "float32",
+        dtype: str | None = None,
         device: str | None = None,
         batch_size: int | str | None = 8,
         max_length: int | None = None,
@@ -80,13 +83,18 @@ class LingualiftLM(HFLM):
                 f"Give one of peft, adapter or adapters, not {' and '.join(given)}; join several "
                 "adapters with '+'."
             )
-        device = device or "cpu"
+        # dtype and device default to auto (lingualift's ModelSettings): cuda:0 with bf16/fp16
+        # where a GPU is, cpu with float32 elsewhere; never CUDA on a CPU-only machine.
+        settings = ModelSettings(
+            model=pretrained or base or DEFAULT_MODEL,
+            dtype=dtype or "auto",
+            device=device or "auto",
+            attn_implementation=kwargs.pop("attn_implementation", None) or "auto",
+            quantization=kwargs.pop("quantization", None) or "none",
+            trust_remote_code=str(kwargs.pop("trust_remote_code", False)).lower() == "true",
+        )
         model, tokenizer, self.shifcon = load_for_eval(
-            pretrained or base or DEFAULT_MODEL,
-            peft or adapter or adapters,
-            shifcon,
-            dtype=dtype,
-            device=device,
+            settings, peft or adapter or adapters, shifcon
         )
         if self.shifcon is not None and not lang:
             raise LingualiftError(

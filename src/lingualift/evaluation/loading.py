@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.errors import LingualiftError, first_line
+from lingualift.placement import ModelSettings, as_model_settings
 
 
 def split_paths(value: str | Sequence[str] | None) -> list[str]:
@@ -41,6 +42,18 @@ def apply_adapters(model: Any, adapters: Sequence[str], merge: bool = True) -> A
 
     if not merge and len(adapters) > 1:
         raise LingualiftError("Several adapters need merge=true; they are composed by merging.")
+    quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(
+        model, "is_loaded_in_8bit", False
+    )
+    if quantized and merge:
+        # Folding LoRA into 4-/8-bit weights re-quantizes them (rounding errors); one adapter
+        # stays a PeftModel on the quantized base instead.
+        if len(adapters) > 1:
+            raise LingualiftError(
+                "Several adapters are composed by merging, which a quantized base cannot take "
+                "exactly; evaluate them with quantization=none, or one adapter at a time."
+            )
+        merge = False
     for path in adapters:
         check_adapter_folder(path, model)
         try:
@@ -74,6 +87,12 @@ def check_adapter_folder(path: str | Path, model: Any) -> None:
             "pass the folder a training run saved."
         )
     weights = folder / "adapter_model.safetensors"
+    if not weights.is_file() and any(folder.glob("adapter_model*.bin")):
+        raise LingualiftError(
+            f"{folder} holds only pickled adapter weights (adapter_model.bin), which can run code "
+            "when loaded, and lingualift loads safetensors only; re-save the adapter with "
+            "save_pretrained(folder, safe_serialization=True) where you trust it."
+        )
     problem = weights_problem(weights) if weights.is_file() else None
     if problem:
         raise LingualiftError(f"{weights} is damaged ({problem}); retrain or re-save the adapter.")
@@ -109,21 +128,26 @@ def shifcon_apply(shifcon: Any, model: Any):
 
 
 def load_for_eval(
-    base: str,
+    base: str | ModelSettings,
     adapters: str | Sequence[str] | None = None,
     shifcon: str | None = None,
-    dtype: str = "float32",
+    dtype: str | None = None,
     device: str | None = None,
     merge_adapters: bool = True,
 ) -> tuple[Any, Any, Any]:
-    """``(model, tokenizer, shifcon or None)`` ready for evaluation."""
+    """``(model, tokenizer, shifcon or None)`` ready for evaluation.
+
+    ``base`` is a model spec (with ``dtype``/``device`` beside it, auto when left out) or
+    :class:`~lingualift.placement.ModelSettings` (quantization and the rest included).
+    """
     from lingualift.models import load_causal_lm, load_config_only
 
+    settings = as_model_settings(base, dtype=dtype, device=device)
     paths = split_paths(adapters)
-    skeleton = load_config_only(base)
+    skeleton = load_config_only(settings)
     for path in paths:  # damaged or foreign adapters fail before the weights load
         check_adapter_folder(path, skeleton)
-    model, tokenizer = load_causal_lm(base, dtype=dtype, device=device)
+    model, tokenizer = load_causal_lm(settings)
     model = apply_adapters(model, paths, merge=merge_adapters)
     sc = load_shifcon(shifcon)
     if sc is not None:

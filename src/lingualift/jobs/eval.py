@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from lingualift.atomic import check_file_target
+from lingualift.atomic import check_file_target, check_folder_target
 from lingualift.config import bookkeeping, to_dict
 from lingualift.data import Columns, shorthand_columns
 from lingualift.errors import LingualiftError, require
@@ -128,10 +128,10 @@ class ClozeConfig:
 
 def run_cloze(config: ClozeConfig) -> tuple[list[dict[str, Any]], Path]:
     """Build the cloze set and write it; returns the rows and the path."""
-    from lingualift.data.io import FORMATS
+    from lingualift.data.io import check_records_name
     from lingualift.evaluation.cloze import build_cloze, write_cloze
 
-    check_file_target(config.out, "cloze set", FORMATS)
+    check_records_name(check_file_target(config.out, "cloze set"))
     rows = build_cloze(
         config.lang, config.books, config.n, config.seed, config.min_units, config.window
     )
@@ -161,7 +161,7 @@ def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
         write_results,
     )
 
-    check_file_target(config.out, "results")  # before the model loads
+    check_folder_target(config.out_dir, "results")  # before the model loads
     if config.backend == "lm-eval":
         return _run_lm_eval(config, print_table)
     started, began = time.time(), time.perf_counter()
