@@ -21,8 +21,8 @@ sample of the reference distribution":
   statistic of held-out calibration distances, so the probability ``pi`` that
   a reference-like query lies beyond it is a Beta draw shared by every window
   of that reference. The test bounds that draw from above with confidence
-  ``1 - delta`` (an exact Beta quantile) and runs the one-sided binomial test
-  at the bound: for all but a fraction ``delta`` of references, every stable
+  ``c`` (an exact Beta quantile) and runs the one-sided binomial test at the
+  bound: for all but a fraction ``1 - c`` of references, every stable
   window is flagged with probability at most the level (see docs/continual.md
   for the argument and the measurements).
 
@@ -251,7 +251,7 @@ def radius_rank(n_calibration: int, quantile: float) -> int:
 
 
 def exceedance_law(n_calibration: int, rank: int) -> tuple[int, int]:
-    """``(a, b)`` of the Beta law of ``P(new distance > radius)`` given the reference.
+    """``(a, b)`` of the Beta law of ``P(new distance > radius)`` over calibration draws.
 
     With continuous distances ``G(S_(rank)) ~ Beta(rank, n + 1 - rank)`` for the
     ``rank``-th smallest of ``n`` held-out distances, so the exceedance
