@@ -12,7 +12,8 @@ another collection of the same language to switch to):
   exactly and every alarm is a false one.
 * then ``--change-windows`` windows from the other collection: the detection
   delay is the number of changed windows before the first alarm (0: flagged
-  at once).
+  at once); and as many windows with only ``--mixed-share`` (10%) of their
+  sentences from the other collection (a partial change: which test sees it).
 
 Per stream and test (JS, MMD, novelty, the Holm decision) the false alarms
 with a Clopper-Pearson 95% interval, the mean p-value, the stable windows'
@@ -228,7 +229,7 @@ def run_stream(stream: Stream, stable: np.ndarray, change: np.ndarray, name: str
 
     flags: dict[str, list[bool]] = {t: [] for t in TESTS + VARIANTS}
     pvalues: dict[str, list[float]] = {t: [] for t in ("js", "mmd", "novelty")}
-    novel_shares, per_reference, delays, changed = [], [], [], []
+    novel_shares, per_reference, delays, changed, mixed = [], [], [], [], []
     facts = []
     for r in range(args.references):
         rng = np.random.default_rng([args.seed, r])
@@ -278,6 +279,18 @@ def run_stream(stream: Stream, stable: np.ndarray, change: np.ndarray, name: str
             if flagged["combined"] and delay is None:
                 delay = c
         delays.append(delay)
+        # A partial change: a share of each window from the other collection.
+        n_mixed = round(args.mixed_share * args.window)
+        for c in range(args.change_windows if n_mixed else 0):
+            window = np.concatenate(
+                [
+                    stable[rng.choice(rest, args.window - n_mixed, replace=False)],
+                    change[rng.choice(len(change), n_mixed, replace=False)],
+                ]
+            )
+            index = args.windows + args.change_windows + c
+            flagged, _ = test_window(monitor, old, variants, EmbeddedSet(window, name), index, rng)
+            mixed.append(flagged)
     return {
         "name": stream.name,
         "lang": stream.lang,
@@ -297,6 +310,10 @@ def run_stream(stream: Stream, stable: np.ndarray, change: np.ndarray, name: str
                 k: round(float(np.mean([f[k] for f in changed])), 3)
                 for k in ("js", "mmd", "novelty", "combined", *VARIANTS)
             },
+            f"windows_with_{args.mixed_share:g}_changed_flagged_by": {
+                k: round(float(np.mean([f[k] for f in mixed])), 3) if mixed else None
+                for k in ("js", "mmd", "novelty", "combined", *VARIANTS)
+            },
         },
     }
 
@@ -312,6 +329,10 @@ def main() -> int:
     parser.add_argument("--references", type=int, default=10, help="references per stream")
     parser.add_argument("--windows", type=int, default=30, help="stable windows per reference")
     parser.add_argument("--change-windows", type=int, default=3)
+    parser.add_argument(
+        "--mixed-share", type=float, default=0.1,
+        help="also test change-windows windows with this share from the other collection",
+    )  # fmt: skip
     parser.add_argument("--max-stable", type=int, default=2500, help="stable sentences kept")
     parser.add_argument("--max-change", type=int, default=600, help="changed sentences kept")
     parser.add_argument("--seed", type=int, default=0)
