@@ -26,9 +26,10 @@ what the 0.98 default trades (false alarms against changed windows flagged).
 
 Sentences are embedded once each with e5-nano through the embedding cache.
 The UD and OPUS sources are read from local copies of their repositories
-(``--data``: a folder holding one folder per repository, named as below); the
-Bible text comes from the embedded corpus. Licences forbid nothing here but we
-commit no text: the JSON names each source's repository and commit.
+(``--data``: a folder holding one folder per repository, named as in SOURCES,
+each at the commit given there); the Bible text comes from the embedded
+corpus. No text is committed (the treebanks are CC BY-SA or LGPL-LR): the
+figures name each source's repository and commit.
 
     # clone (or copy) the repositories at the commits below into DATA, then:
     nice -n 10 python benchmarks/monitor_real_text.py --data DATA \\
