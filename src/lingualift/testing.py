@@ -135,3 +135,41 @@ def convert_tiny_embedded(name: str, out_dir: str | Path, arch: str = "gemma3") 
         json.dumps({"embedded": name, **embedded_weights(name)}, indent=2)
     )
     return out_dir
+
+
+class SphereMixture:
+    """Unit vectors from a known law shaped like sentence embeddings, for the drift monitor's tests.
+
+    Sentence encoders such as e5 put every text in a narrow cone (one large
+    common direction: unrelated texts have cosines around 0.6-0.8) with a few
+    dominant directions (a decaying spectrum). Here topics are Gaussian blobs in
+    such a cone with random shares; ``draw`` samples the law, optionally with
+    other topic shares or a share of queries from a topic the law never had
+    (novel queries). Everything is drawn from the generator the caller passes,
+    so a test can draw references and windows independently.
+    """
+
+    def __init__(self, seed: int = 0, dim: int = 32, topics: int = 12, common: float = 2.2) -> None:
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        axis = rng.normal(size=dim)
+        axis /= np.linalg.norm(axis)
+        # Spectrum 1/i over the coordinates, in a random order: a few directions dominate.
+        scales = (1.0 / np.sqrt(np.arange(1, dim + 1)))[rng.permutation(dim)]
+        self.dim = dim
+        self.centers = common * axis + 0.9 * rng.normal(size=(topics, dim)) * scales
+        self.novel_center = common * axis + 0.9 * rng.normal(size=dim) * scales
+        self.noise = 0.35 * scales
+        self.shares = rng.dirichlet(np.full(topics, 2.0))
+
+    def draw(self, n: int, rng: Any, shares: Any = None, novel_share: float = 0.0) -> Any:
+        """``n`` unit rows (float32); ``novel_share`` of them from the topic the law lacks."""
+        import numpy as np
+
+        shares = self.shares if shares is None else np.asarray(shares, dtype=np.float64)
+        centers = np.concatenate([self.centers, self.novel_center[None]])
+        weights = np.append((1.0 - novel_share) * shares / shares.sum(), novel_share)
+        topics = rng.choice(len(centers), n, p=weights)
+        x = centers[topics] + rng.normal(size=(n, self.dim)) * self.noise
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

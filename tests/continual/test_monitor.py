@@ -62,7 +62,10 @@ def test_reference_round_trip_and_refusals(tmp_path, mixture, reference):
     assert np.array_equal(loaded.histogram, reference.histogram)
     assert loaded.radius == pytest.approx(reference.radius)
     assert loaded.novelty_rate == pytest.approx(reference.novelty_rate)
-    assert math.isclose(reference.novelty_rate, 0.01, abs_tol=0.003)
+    assert math.isclose(reference.novelty_rate, 0.02, abs_tol=0.003)
+    assert reference.n_calibration == 1200  # half the usage calibrates the radius
+    assert loaded.novelty_confidence == reference.novelty_confidence == 0.99
+    assert loaded.novelty_rate_bound == pytest.approx(reference.novelty_rate_bound)
     assert len(loaded.sample) == 2000 and loaded.examples == reference.examples
     with pytest.raises(LingualiftError, match="already exists"):
         reference.save(folder)

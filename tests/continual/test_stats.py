@@ -7,9 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import binom
 
 from lingualift.continual.stats import (
-    betabinom_tails,
+    exceedance_bound,
+    exceedance_law,
     holm,
     js_rows,
     js_test,
@@ -66,16 +68,35 @@ def test_js_rows_and_test():
     assert shifted.statistic > shifted.threshold > stable.statistic
 
 
-def test_novelty_beta_binomial():
-    tails = betabinom_tails(40, 3.0, 200.0)
-    assert tails[0] == pytest.approx(1.0) and np.all(np.diff(tails) <= 1e-15)
-    rank = radius_rank(999, 0.99)
-    assert rank == 990  # the 990th of 999 distances: 10 of 1000 expected beyond it
-    calm = novelty_test(1, 100, rank, 999, 0.05 / 3)
-    loud = novelty_test(15, 100, rank, 999, 0.05 / 3)
-    assert calm.pvalue > 0.3 and loud.pvalue < 1e-4
-    assert calm.detail["reference_rate"] == pytest.approx(0.01)
+def test_novelty_bound_is_the_beta_quantile_of_the_radius_exceedance():
+    rank = radius_rank(499, 0.98)
+    assert rank == 490  # the 490th of 499 distances: 10 of 500 expected beyond it
+    assert exceedance_law(499, rank) == (10, 490)
+    # P(pi > bound) = 1 - confidence when pi ~ Beta(10, 490): checked by drawing pi.
+    bound = exceedance_bound(499, rank, 0.99)
+    draws = np.random.default_rng(0).beta(10, 490, size=200_000)
+    assert np.mean(draws > bound) == pytest.approx(0.01, abs=0.001)
+    assert exceedance_bound(499, rank, 0.5) < bound < exceedance_bound(499, rank, 0.999)
+
+
+def test_novelty_test_is_the_binomial_tail_at_the_bound():
+    rank = radius_rank(499, 0.98)
+    bound = exceedance_bound(499, rank, 0.99)
+    calm = novelty_test(4, 200, rank, 499, 0.05 / 3)
+    loud = novelty_test(30, 200, rank, 499, 0.05 / 3)
+    assert calm.pvalue == pytest.approx(binom.sf(3, 200, bound))
+    assert loud.pvalue == pytest.approx(binom.sf(29, 200, bound)) and loud.pvalue < 1e-6
+    assert calm.detail["reference_rate"] == pytest.approx(0.02)
+    assert calm.detail["rate_bound"] == pytest.approx(bound, abs=1e-6)
+    # The threshold is the smallest share whose p-value reaches the level.
+    count = round(loud.threshold * 200)
+    assert binom.sf(count - 1, 200, bound) <= 0.05 / 3 < binom.sf(count - 2, 200, bound)
     assert calm.statistic < loud.threshold <= loud.statistic
+    # A lower confidence allows less: the same count is rarer at a smaller bound.
+    assert (
+        novelty_test(12, 200, rank, 499, 0.05 / 3, confidence=0.9).pvalue
+        < novelty_test(12, 200, rank, 499, 0.05 / 3).pvalue
+    )
 
 
 def test_holm():

@@ -9,7 +9,8 @@
 
 Each window gets the three tests of :mod:`lingualift.continual.stats` (JS on
 cluster histograms with a bootstrap p-value, RBF MMD with a permutation
-p-value, novel share with a beta-binomial p-value), the Holm-Bonferroni
+p-value, novel share with a binomial p-value at the reference's bounded
+novelty rate), the Holm-Bonferroni
 decision at family level ``alpha``, and an explanation: the clusters whose
 share grew or shrank most against the reference, with example queries (from
 the window for a cluster that grew, from the reference for one that shrank).
@@ -188,9 +189,10 @@ class DriftMonitor:
                 ref.radius_rank,
                 ref.n_calibration,
                 level,
+                ref.novelty_confidence,
             ),
         }
-        tests["novelty"].detail["radius"] = round(ref.radius, 6)
+        tests["novelty"].detail.update(self.novel_examples(distances, texts))
         decision = holm({name: t.pvalue for name, t in tests.items()}, self.alpha)
         grew, shrank = self.explain(counts, labels, texts)
         return WindowReport(
@@ -205,6 +207,15 @@ class DriftMonitor:
             bounds=dict(bounds or {}),
             texts=texts,
         )
+
+    def novel_examples(self, distances: np.ndarray, texts: Sequence[str]) -> dict[str, Any]:
+        """The radius and up to three window queries farthest beyond it (the novelty's evidence)."""
+        beyond = np.flatnonzero(distances > self.reference.radius)
+        farthest = beyond[np.argsort(-distances[beyond], kind="stable")][:3]
+        return {
+            "radius": round(self.reference.radius, 6),
+            "examples": [texts[i] for i in farthest] if texts else [],
+        }
 
     def explain(
         self, counts: np.ndarray, labels: np.ndarray, texts: Sequence[str]
