@@ -154,3 +154,12 @@ def test_the_verb_serves_the_page_until_sigterm(loop_files):
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=30)
     assert process.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in out
+
+
+def test_a_long_monitor_lists_the_newest_windows(loop_files, monkeypatch):
+    from lingualift.dashboard import app as app_module
+
+    monkeypatch.setattr(app_module, "MAX_WINDOW_ROWS", 2)
+    html = client(loop_files).get("/").text
+    assert html.count('<tr id="sw-w') == 2 and 'id="sw-w3"' in html and 'id="sw-w0"' not in html
+    assert "the last 2 of 4 windows" in html

@@ -65,7 +65,7 @@ def browser():
         profile = tempfile.mkdtemp(prefix="chromium-profile-")
         context = playwright.chromium.launch_persistent_context(
             profile, executable_path=str(CHROMIUM), headless=True, args=LAUNCH_FLAGS,
-            viewport={"width": 1280, "height": 900}, offline=False,
+            viewport={"width": 1280, "height": 900},
         )  # fmt: skip
         try:
             yield context

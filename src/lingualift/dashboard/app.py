@@ -34,6 +34,8 @@ from lingualift.dashboard.views import LoopReader, Overview
 from lingualift.dashboard.windows import TEST_NAMES, TESTS
 
 MAX_FORM_BYTES = 16_384
+MAX_WINDOW_ROWS = 100
+"""Windows listed in a language's table (the newest; the charts and the JSON have them all)."""
 
 
 def _environment() -> Environment:
@@ -129,6 +131,7 @@ def create_dashboard_app(
             tests=TESTS,
             test_names=TEST_NAMES,
             only=lang,
+            max_rows=MAX_WINDOW_ROWS,
         )
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
