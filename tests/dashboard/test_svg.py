@@ -73,3 +73,9 @@ def test_lineage_chart_has_a_node_per_version_and_an_edge_per_parent(tmp_path):
     states = [n.find("s:title", NS).text.split(": ")[1].split(";")[0] for n in nodes]
     assert states == ["stored", "current", "kept out by the gate"]
     assert [e[1] for e in svg.decision_events(lineage)] == ["promote v2"]
+
+
+def test_bucket_label():
+    assert [svg.bucket_label(s) for s in (1, 5, 120, 21600, 604800)] == [
+        "second", "5 s", "2 min", "6 h", "7 d"
+    ]  # fmt: skip

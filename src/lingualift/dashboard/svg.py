@@ -122,6 +122,16 @@ def _legend(entries: Sequence[tuple[str, str]], x: float, y: float) -> list[str]
     return out
 
 
+def bucket_label(seconds: int) -> str:
+    """A bucket's width in words: 'second', '5 s', '2 min', '6 h', '7 d'."""
+    if seconds == 1:
+        return "second"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
 def traffic_chart(
     series: dict[str, list[int]],
     starts: Sequence[float],
@@ -150,8 +160,7 @@ def traffic_chart(
     for tick in (0, top_value / 2, top_value):
         body.append(_line(LEFT, y_of(tick), LEFT + plot_w, y_of(tick), "#e5e5e5"))
         body.append(_text(LEFT - 6, y_of(tick) + 4, _num(tick), "end"))
-    per = "s" if bucket_seconds == 1 else f"{bucket_seconds} s" if bucket_seconds < 60 else (
-        f"{bucket_seconds // 60} min" if bucket_seconds < 3600 else f"{bucket_seconds // 3600} h")  # fmt: skip
+    per = bucket_label(bucket_seconds)
     body.append(_text(12, TOP + plot_h / 2, f"requests per {per}", "middle",
                       transform=f"rotate(-90 12 {_num(TOP + plot_h / 2)})"))  # fmt: skip
     for i in range(n):

@@ -72,10 +72,6 @@ class TrafficSeries:
     problem: str | None = None
     """Why the log could not be read at all (missing folder)."""
 
-    @property
-    def languages(self) -> list[str]:
-        return sorted(self.counts)
-
     def totals(self, lang: str) -> dict[str, int]:
         """Requests per adapter of ``lang`` over the whole log."""
         return {label: sum(series) for label, series in self.counts.get(lang, {}).items()}

@@ -72,9 +72,6 @@ class Overview:
     monitor: MonitorView | None
     notes: list[str]
 
-    def language(self, lang: str) -> LanguageView | None:
-        return next((v for v in self.languages if v.lang == lang), None)
-
 
 def _code(lang: str) -> str:
     try:
