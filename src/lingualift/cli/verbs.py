@@ -101,6 +101,14 @@ VERBS: tuple[Verb, ...] = (
         "docs/serving.md",
     ),
     Verb(
+        "dashboard",
+        "the loop on one page: versions, lineage and gate decisions, traffic per adapter, every "
+        "monitored window against its thresholds, read live; rollback with allow_actions=true "
+        "and a key",
+        "lingualift.cli.dashboard",
+        "docs/continual.md",
+    ),
+    Verb(
         "shifcon",
         "shift non-dominant languages into the dominant subspace (ShifCon): vectors, layers, "
         "train, generate, export (lm-eval steered)",
