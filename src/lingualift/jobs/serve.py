@@ -401,6 +401,7 @@ def _vllm_behind_front(config: ServeConfig) -> int:
             "Linux with a GPU); without run=true lingualift prints the command to run where "
             "vLLM is."
         )
+    check_store(config)  # as for the own server: an empty store is refused unless allowed
     sock = bind_socket(config.host, config.port)  # the front's port: fail before vLLM starts
     try:
         vllm_port = config.vllm_port or free_port("127.0.0.1")

@@ -204,6 +204,13 @@ def vllm_plan(
     return VllmPlan(command, base, adapters, rank, notes)
 
 
+def vllm_installed() -> bool:
+    """Whether the ``vllm`` Python package can be imported here (lm-eval's vllm model needs it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
 def vllm_executable() -> str | None:
     """The ``vllm`` command: on PATH, or beside this Python (a virtual environment that is
     not activated); None when vLLM is not installed."""
