@@ -78,9 +78,20 @@ def test_a_replaced_version_stays_loaded_while_a_request_holds_it(store):
         assert sync.current("sw").label == "sw/v2" and held.label == "sw/v1"
         await sync.sync()
         assert ("unload", {"lora_name": "sw"}) not in fake.lora_calls()  # still in use
+        store.rollback("sw")  # back to sw/v1, which vLLM still holds: no load
+        await sync.sync()
+        assert sync.current("sw") is held and fake.lora_calls()[-1] == (
+            "unload",
+            {"lora_name": "sw@v2"},
+        )
+        add_version(store, "sw", 4)  # sw/v3
+        await sync.sync()
+        assert sync.current("sw").name == "sw@v3" and "sw" in fake.loras  # held still
         sync.release(held)
         await sync.sync()
         assert fake.lora_calls()[-1] == ("unload", {"lora_name": "sw"})
+        loads = [body["lora_name"] for route, body in fake.lora_calls() if route == "load"]
+        assert loads == ["sw@v2", "sw@v3"]
         await sync.aclose()
 
     with ServerThread(fake.app) as upstream:
