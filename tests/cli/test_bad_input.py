@@ -230,6 +230,7 @@ CASES = [
     ("serve-port-in-use", lambda x: ["serve", f"store={w(x, 'store')}", f"port={x['busy_port']}", f"model={w(x, 'llama')}"], "is already in use"),
     ("serve-out-of-range", lambda x: ["serve", "max_batch_size=0"], "max_batch_size"),
     ("serve-unknown-lang", lambda x: ["serve", f"store={w(x, 'store')}", "langs=[yo]", "port=0", f"model={w(x, 'llama')}"], "No adapter for language 'yo'"),
+    ("serve-vllm-run-not-installed", lambda x: ["serve", "engine=vllm", "run=true", f"store={w(x, 'store')}", "port=0", f"model={w(x, 'llama')}"], "run=true needs vLLM installed"),
 ]  # fmt: skip
 
 

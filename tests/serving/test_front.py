@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import httpx
 import openai
 import pytest
 from fastapi import FastAPI, Request
 
-from lingualift.data.traffic import read_segments
+from lingualift.data.traffic import ROW_FIELDS, read_segments
 from lingualift.langid import LanguageIdentifier
 from lingualift.serving.front import RoutingFront, create_front_app
+from lingualift.serving.metrics import ServingMetrics
 from lingualift.serving.server import ServerThread, bind_socket
 from lingualift.serving.traffic import TrafficLog
+from lingualift.serving.vllm_sync import VllmAdapterSync
 
-from .conftest import ENGLISH, FRENCH, SWAHILI, live_server, openai_client, serve_config
+from ..adapters.conftest import add_version
+from .conftest import (
+    ENGLISH,
+    FRENCH,
+    SWAHILI,
+    live_server,
+    openai_client,
+    serve_config,
+    wait_for,
+)
+from .fake_vllm import FakeVllm
 
 
-def front_server(upstream: str, traffic=None, api_key=None) -> ServerThread:
+def front_server(upstream: str, traffic=None, api_key=None, **options) -> ServerThread:
     front = RoutingFront(
         upstream,
         base_model="tiny",
         identifier=LanguageIdentifier(),
         traffic=traffic,
         api_key=api_key,
+        **options,
     )
     return ServerThread(create_front_app(front))
 
@@ -152,3 +168,122 @@ def test_the_front_answers_the_servers_route_table_with_its_own_metrics(tmp_path
         ("/v1/completions", "post"),
         ("/v1/chat/completions", "post"),
     }
+
+
+# -- in front of vLLM, with live adapter updates (a fake vLLM: tests/serving/fake_vllm.py) ----
+
+
+def synced_front(upstream: str, store, traffic=None, **options) -> ServerThread:
+    """A front that keeps ``upstream``'s adapters in step with ``store``, wired as
+    ``build_front`` wires it (sync events counted in the front's metrics)."""
+    metrics = ServingMetrics()
+    sync = VllmAdapterSync(
+        upstream, store, retry_min_s=0.05, on_event=metrics.on_reload_event, **options
+    )
+    return front_server(upstream, traffic, sync=sync, refresh_s=0.05, metrics=metrics)
+
+
+def health(front) -> dict:
+    return httpx.get(f"{front.url}/health").json()
+
+
+def test_promote_and_rollback_reach_vllm_and_the_front_routes_and_logs_each_version(
+    store, tmp_path
+):
+    fake = FakeVllm(loras={lang: str(store.path(lang, 1).resolve()) for lang in ("fr", "sw")})
+    traffic = TrafficLog(tmp_path / "log")
+    with ServerThread(fake.app) as upstream, synced_front(upstream.url, store, traffic) as front:
+        wait_for(lambda: health(front)["adapters"] == {"fr": "fr/v1", "sw": "sw/v1"}, what="sync")
+        client = openai_client(front.url)
+
+        def ask(model, text=SWAHILI):
+            raw = client.completions.with_raw_response.create(
+                model=model, prompt=text, max_tokens=2
+            )
+            return raw.headers["x-lingualift-adapter"], raw.headers["x-lingualift-route"]
+
+        assert ask("auto") == ("sw/v1", "sw")  # vLLM's start-up name for sw/v1
+        add_version(store, "sw", 3)  # promoted: sw/v2
+        wait_for(lambda: health(front)["adapters"]["sw"] == "sw/v2", what="the promotion")
+        assert ask("auto") == ("sw/v2", "sw@v2")
+        assert ask("sw") == ("sw/v2", "sw@v2")  # a named language goes to its current version
+        assert ask("auto", ENGLISH) == ("base", "tiny")
+        assert ask("fr", FRENCH) == ("fr/v1", "fr")
+        models = client.models.list().data
+        assert [m.id for m in models] == ["tiny", "fr", "sw", "auto"]  # sw@v2 listed as sw
+        assert models[2].lingualift == {"adapter": "sw/v2", "vllm_name": "sw@v2"}
+        store.rollback("sw")
+        wait_for(lambda: health(front)["adapters"]["sw"] == "sw/v1", what="the rollback")
+        assert ask("auto") == ("sw/v1", "sw@v1")
+        wait_for(lambda: set(fake.loras) == {"fr", "sw@v1"}, what="sw@v2 unloaded")
+    assert fake.served() == ["sw", "sw@v2", "sw@v2", "tiny", "fr", "sw@v1"]
+    assert fake.lora_calls() == [
+        ("load", {"lora_name": "sw@v2", "lora_path": str((store.root / "sw/v2").resolve())}),
+        ("unload", {"lora_name": "sw"}),
+        ("load", {"lora_name": "sw@v1", "lora_path": str((store.root / "sw/v1").resolve())}),
+        ("unload", {"lora_name": "sw@v2"}),
+    ]
+    rows = list(read_segments(tmp_path / "log"))
+    assert all(tuple(row) == ROW_FIELDS for row in rows)  # the one schema, in its order
+    assert [(r["model"], r["lang"], r["adapter"], r["status"]) for r in rows] == [
+        ("auto", "sw", "sw/v1", 200),
+        ("auto", "sw", "sw/v2", 200),
+        ("sw", "sw", "sw/v2", 200),
+        ("auto", "en", None, 200),
+        ("fr", "fr", "fr/v1", 200),
+        ("auto", "sw", "sw/v1", 200),
+    ]
+    assert rows[0]["lang_detected"] is True and rows[2]["lang_detected"] is False
+    assert rows[0]["completion_tokens"] == 2 and rows[0]["text"] == SWAHILI
+
+
+def test_a_request_in_flight_keeps_its_version_until_it_ends(store, tmp_path):
+    import threading
+
+    fake = FakeVllm(loras={lang: str(store.path(lang, 1).resolve()) for lang in ("fr", "sw")})
+    with ServerThread(fake.app) as upstream, synced_front(upstream.url, store) as front:
+        wait_for(lambda: health(front)["adapters"].get("sw") == "sw/v1", what="sync")
+        client = openai_client(front.url)
+        answers = []
+        held = threading.Thread(
+            target=lambda: answers.append(
+                client.completions.create(model="sw", prompt="HOLD " + SWAHILI, max_tokens=2)
+            )
+        )
+        held.start()
+        wait_for(lambda: fake.holding == 1, what="the request to reach vLLM")
+        add_version(store, "sw", 3)
+        wait_for(lambda: "sw@v2" in fake.loras, what="sw@v2 loaded")
+        new = client.completions.create(model="auto", prompt=SWAHILI, max_tokens=2)
+        assert new.model == "sw@v2"
+        time.sleep(0.3)  # several sync passes: the old version is still in use
+        assert "sw" in fake.loras and ("unload", {"lora_name": "sw"}) not in fake.lora_calls()
+        fake.release.set()
+        held.join(10)
+        assert answers[0].model == "sw"  # finished on the version it started with
+        wait_for(lambda: "sw" not in fake.loras, what="sw unloaded once drained")
+
+
+def test_a_failing_load_keeps_the_old_version_serving_through_the_front(store, tmp_path):
+    fake = FakeVllm(loras={"sw": str(store.path("sw", 1).resolve())})
+    fake.fail_loads = 10_000
+    traffic = TrafficLog(tmp_path / "log")
+    with (
+        ServerThread(fake.app) as upstream,
+        synced_front(upstream.url, store, traffic, langs=["sw"]) as front,
+    ):
+        wait_for(lambda: health(front)["adapters"].get("sw") == "sw/v1", what="sync")
+        add_version(store, "sw", 3)
+        wait_for(lambda: "sw" in health(front)["refused"], what="the failed load")
+        assert "CUDA out of memory" in health(front)["refused"]["sw"]
+        answer = openai_client(front.url).completions.create(
+            model="auto", prompt=SWAHILI, max_tokens=2
+        )
+        assert answer.model == "sw" and health(front)["adapters"] == {"sw": "sw/v1"}
+        metrics = httpx.get(f"{front.url}/metrics").text
+    loads = [c for c in fake.lora_calls() if c[0] == "load"]
+    assert 1 <= len(loads) < 20  # retried with backoff, not at every 0.05 s pass
+    failures = re.search(r'lingualift_adapter_reload_failures_total\{lang="sw"\} (\d+)', metrics)
+    assert failures and 1 <= int(failures.group(1)) <= len(loads)  # each failure counted
+    (row,) = read_segments(tmp_path / "log")
+    assert (row["adapter"], row["status"]) == ("sw/v1", 200)

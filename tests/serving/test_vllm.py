@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import sys
+import threading
+from pathlib import Path
 
+import httpx
 import pytest
 
 from lingualift.adapters import AdapterStore
 from lingualift.cli import main
+from lingualift.data.traffic import read_segments
 from lingualift.errors import LingualiftError
+from lingualift.jobs.serve import serve
 from lingualift.models import embedded_cache_path
+from lingualift.serving.server import free_port
 from lingualift.serving.vllm import (
+    RUNTIME_LORA_ENV,
     SHIFCON_NOTE,
     adapter_rank,
     vllm_adapter_problems,
+    vllm_executable,
     vllm_max_lora_rank,
     vllm_plan,
 )
 
 from ..adapters.conftest import add_version
+from .conftest import SWAHILI, openai_client, serve_config, wait_for
 
 
 def test_the_command_names_every_current_adapter_after_one_lora_modules_flag(model_dir, store):
@@ -30,7 +42,7 @@ def test_the_command_names_every_current_adapter_after_one_lora_modules_flag(mod
     assert command[command.index("--port") + 1] == "8001"
     assert command[command.index("--served-model-name") + 1] == "tiny"
     assert "--enable-lora" in command and command.count("--lora-modules") == 1
-    assert command[command.index("--max-loras") + 1] == "2"
+    assert command[command.index("--max-loras") + 1] == "3"  # two adapters and a spare slot
     assert command[command.index("--max-lora-rank") + 1] == "8"  # r=4 rounds up to 8
     modules = command[command.index("--lora-modules") + 1 :]
     assert modules == [
@@ -38,6 +50,9 @@ def test_the_command_names_every_current_adapter_after_one_lora_modules_flag(mod
         f"sw={(store.root / 'sw' / 'v1').resolve()}",
     ]
     assert SHIFCON_NOTE in plan.notes
+    # vLLM serves its runtime LoRA routes (live promotions) only with this variable.
+    assert plan.env == {RUNTIME_LORA_ENV: "True"}
+    assert plan.shell_command().startswith(f"{RUNTIME_LORA_ENV}=True vllm serve ")
 
 
 def test_store_folders_are_what_vllm_loads(store):
@@ -103,8 +118,71 @@ def test_adapters_of_another_base_model_and_odd_paths(model_dir, tmp_path):
 
 def test_the_verb_prints_the_command_and_never_the_key(model_dir, store, capsys):
     argv = ["serve", "--engine", "vllm", f"model={model_dir}", f"store={store.root}"]
-    assert main([*argv, "api_key=s3cret", "--run"]) == 0  # vllm is not installed here
+    assert main([*argv, "api_key=s3cret"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.startswith("vllm serve ") and "--lora-modules" in captured.out
+    assert captured.out.startswith(f"{RUNTIME_LORA_ENV}=True vllm serve ")
+    assert "--lora-modules" in captured.out
     assert "s3cret" not in captured.out + captured.err
-    assert "VLLM_API_KEY" in captured.err and "not installed" in captured.err
+    assert "VLLM_API_KEY" in captured.err and "sync_adapters=true" in captured.err
+
+
+def test_run_without_vllm_installed_is_one_sentence_and_exit_2(model_dir, store, capsys):
+    assert vllm_executable() is None  # this machine has no vLLM
+    argv = ["serve", "--engine", "vllm", f"model={model_dir}", f"store={store.root}", "--run"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("error: engine=vllm run=true needs vLLM installed")
+
+
+def fake_vllm_on_path(folder: Path, monkeypatch) -> None:
+    """A ``vllm`` executable that serves the fake vLLM (tests/serving/fake_vllm.py)."""
+    folder.mkdir()
+    repo = Path(__file__).resolve().parents[2]
+    script = folder / "vllm"
+    script.write_text(
+        f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(repo)!r})\n"
+        "from tests.serving.fake_vllm import main\nmain(sys.argv[1:])\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def test_run_starts_vllm_behind_the_front_and_promotions_reach_it_live(
+    model_dir, store, tmp_path, monkeypatch
+):
+    fake_vllm_on_path(tmp_path / "bin", monkeypatch)
+    front_port, vllm_port = free_port(), free_port()
+    config = serve_config(
+        model_dir, store, tmp_path, engine="vllm", run=True, port=front_port,
+        vllm_port=vllm_port, reload_interval_s=0.1, api_key="k",
+    )  # fmt: skip
+    ended: dict = {}
+    thread = threading.Thread(target=lambda: ended.update(code=serve(config)), daemon=True)
+    thread.start()
+    front, vllm = f"http://127.0.0.1:{front_port}", f"http://127.0.0.1:{vllm_port}"
+
+    def adapters():
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{front}/health").json().get("adapters")
+
+    try:
+        wait_for(lambda: adapters() == {"fr": "fr/v1", "sw": "sw/v1"}, 60, "vLLM and the front")
+        state = httpx.get(f"{vllm}/fake/state").json()
+        assert state["env"] == {RUNTIME_LORA_ENV: "True", "VLLM_API_KEY": "k"}
+        argv = state["argv"]
+        assert argv[argv.index("--host") + 1] == "127.0.0.1"  # vLLM only behind the front
+        assert argv[argv.index("--max-loras") + 1] == "3" and "--enable-lora" in argv
+        client = openai_client(front, api_key="k")
+        assert client.completions.create(model="auto", prompt=SWAHILI, max_tokens=2).model == "sw"
+        add_version(store, "sw", 3)  # promoted: the front loads it into the running vLLM
+        wait_for(lambda: (adapters() or {}).get("sw") == "sw/v2", 10, "the promotion")
+        answer = client.completions.create(model="auto", prompt=SWAHILI, max_tokens=2)
+        assert answer.model == "sw@v2"
+    finally:
+        httpx.post(f"{vllm}/fake/exit")  # vLLM exits with code 3: the front stops with it
+        thread.join(30)
+    assert ended == {"code": 3}
+    rows = list(read_segments(tmp_path / "traffic"))
+    assert [(r["lang"], r["adapter"]) for r in rows] == [("sw", "sw/v1"), ("sw", "sw/v2")]

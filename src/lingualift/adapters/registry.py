@@ -13,10 +13,11 @@ an :class:`AdapterRegistry`, so every path does the same things:
 * **Versions side by side.** Each version is loaded into the one PEFT model
   under its own name (``sw@v3``), so a promote or rollback never touches the
   weights a running request uses: :meth:`~AdapterRegistry.poll` notices that a
-  language's history changed (mtime, size and inode of ``history.jsonl`` and
-  ``current``) and loads the new current version next to the old one; new
-  requests :meth:`~AdapterRegistry.acquire` it, requests already running hold
-  the old one until they :meth:`~AdapterRegistry.release` it, and
+  language's history changed (:class:`~lingualift.adapters.watch.StoreWatch`:
+  mtime, size and inode of ``history.jsonl`` and ``current``) and loads the new
+  current version next to the old one; new requests
+  :meth:`~AdapterRegistry.acquire` it, requests already running hold the old
+  one until they :meth:`~AdapterRegistry.release` it, and
   :meth:`~AdapterRegistry.collect` deletes a replaced version once nobody holds
   it. A version that cannot be loaded is reported once (log and ``on_event``)
   and the previous one keeps serving (a ``strict`` registry refuses to start
@@ -54,6 +55,7 @@ from lingualift.adapters.store import (
     check_base_model,
     weights_problem,
 )
+from lingualift.adapters.watch import StoreWatch
 from lingualift.errors import LingualiftError, first_line
 from lingualift.languages import normalize_language
 
@@ -121,7 +123,7 @@ class AdapterRegistry:
         self._lock = threading.Lock()  # guards the dicts read by other threads
         self._current: dict[str, LoadedAdapter] = {}
         self._retired: list[LoadedAdapter] = []
-        self._stamps: dict[str, tuple[int, ...]] = {}
+        self._watch = StoreWatch(store) if store is not None else None
         self._pinned: set[str] = set()
         self._stacked: StackedLora | None = None
         for lang, folder in (folders or {}).items():
@@ -187,11 +189,9 @@ class AdapterRegistry:
     def poll(self) -> bool:
         """Load new current versions from the store; True when the served set changed."""
         changed = False
-        for lang in self._languages_to_watch():
-            stamp = self._stamp(lang)
-            if self._stamps.get(lang) == stamp:
-                continue
-            self._stamps[lang] = stamp
+        if self._watch is None:
+            return False
+        for lang in self._watch.changed(self._languages_to_watch()):
             changed |= self._sync(lang)
         return changed
 
@@ -231,17 +231,6 @@ class AdapterRegistry:
             return []
         langs = self.langs if self.langs is not None else self.store.languages()
         return [lang for lang in langs if lang not in self._pinned]
-
-    def _stamp(self, lang: str) -> tuple[int, ...]:
-        assert self.store is not None
-        stamp: list[int] = []
-        for name in ("history.jsonl", "current"):
-            try:
-                stat = (self.store.root / lang / name).stat()
-                stamp += [stat.st_mtime_ns, stat.st_size, stat.st_ino]
-            except OSError:
-                stamp += [-1, -1, -1]
-        return tuple(stamp)
 
     def _sync(self, lang: str) -> bool:
         assert self.store is not None

@@ -20,9 +20,11 @@ class EvalConfig:
 
     task: Literal["global-mmlu", "mmlu-prox", "perplexity", "longcontext"] = "global-mmlu"
     """What to measure: a multiple-choice benchmark, per-language perplexity, or long context."""
-    backend: Literal["lingualift", "lm-eval"] = "lingualift"
+    backend: Literal["lingualift", "lm-eval", "vllm"] = "lingualift"
     """'lingualift' runs lingualift's scorers; 'lm-eval' runs lm_eval_tasks through lm-eval
-    with the 'lingualift' model type (adapters and ShifCon applied the same way)."""
+    with the 'lingualift' model type (adapters and ShifCon applied the same way); 'vllm' runs
+    them through lm-eval's 'vllm' model (vLLM's engine on a GPU, the adapter as its
+    lora_local_path; no ShifCon; needs pip install vllm)."""
     model: str = "embedded:gemma-3-270m"
     """Base model: embedded:<name>, a local folder, or a hub id."""
     adapters: str | None = None
@@ -80,6 +82,9 @@ class EvalConfig:
     """Backend lm-eval: comma-separated lm-eval task names."""
     lm_eval_include_path: str | None = None
     """Backend lm-eval: folder of extra task YAMLs (local tasks)."""
+    lm_eval_model_args: str = ""
+    """Backends lm-eval and vllm: more model_args for lm-eval's model, k=v joined by commas,
+    e.g. max_model_len=4096,gpu_memory_utilization=0.85 for vllm."""
     out_dir: str = bookkeeping("results")
     """Results folder, as lm-eval's --output_path: <out_dir>/<model name, sanitized>/
     results_<date>.json (and samples_<task>_<date>.jsonl with log_samples), written atomically."""
@@ -162,7 +167,7 @@ def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
     )
 
     check_folder_target(config.out_dir, "results")  # before the model loads
-    if config.backend == "lm-eval":
+    if config.backend in ("lm-eval", "vllm"):
         return _run_lm_eval(config, print_table)
     started, began = time.time(), time.perf_counter()
     loaded: dict[str, Any] = {}
@@ -378,37 +383,91 @@ def _run_longcontext(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, An
     return longcontext_results(samples, _model_info(config), config.log_samples)
 
 
+def vllm_model_args(config: EvalConfig) -> dict[str, Any]:
+    """``model_args`` of lm-eval's ``vllm`` model for a config (lm-eval 0.4.13,
+    ``lm_eval/models/vllm_causallms.py``): the base model as vLLM loads it (the embedded
+    model's local folder), the adapter as ``lora_local_path`` (lm-eval then sets vLLM's
+    ``enable_lora``) with ``max_lora_rank`` sized to it (lm-eval's default, 16, refuses larger
+    adapters), ``dtype``, ``seed``, then ``lm_eval_model_args``."""
+    from lingualift.evaluation.loading import split_paths
+    from lingualift.models import resolve_model_path
+    from lingualift.placement import normalize_dtype
+    from lingualift.serving.vllm import adapter_rank, vllm_adapter_problems, vllm_max_lora_rank
+
+    require(
+        not config.shifcon,
+        "backend=vllm cannot apply ShifCon (vLLM runs its own model code, without hooks); "
+        "use backend=lm-eval with shifcon=.",
+    )
+    adapters = split_paths(config.adapters)
+    require(
+        len(adapters) <= 1,
+        f"backend=vllm applies one adapter per run (lm-eval's lora_local_path), got "
+        f"{len(adapters)}; merge them into one first or use backend=lm-eval.",
+    )
+    base = resolve_model_path(config.model)
+    args: dict[str, Any] = {
+        "pretrained": str(Path(base).resolve()) if Path(base).is_dir() else base,
+        "dtype": normalize_dtype(config.dtype),
+        "seed": config.seed,
+    }
+    if adapters:
+        folder = Path(adapters[0]).resolve()
+        problems = vllm_adapter_problems(folder)
+        if problems:
+            raise LingualiftError(f"vLLM cannot load the adapter: {problems[0]}.")
+        args["lora_local_path"] = str(folder)
+        args["max_lora_rank"] = vllm_max_lora_rank([adapter_rank(folder)])
+    return {**args, **_extra_model_args(config)}
+
+
+def _extra_model_args(config: EvalConfig) -> dict[str, Any]:
+    from lm_eval.utils import simple_parse_args_string
+
+    pairs = [item for item in config.lm_eval_model_args.split(",") if item.strip()]
+    require(
+        all("=" in item and item.split("=", 1)[0].strip() for item in pairs),
+        f"lm_eval_model_args={config.lm_eval_model_args!r} is not k=v pairs joined by commas; "
+        "write it like max_model_len=4096,gpu_memory_utilization=0.85.",
+    )
+    return simple_parse_args_string(config.lm_eval_model_args)
+
+
 def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
     require(
         config.lm_eval_tasks,
-        "backend=lm-eval needs lm_eval_tasks, e.g. lm_eval_tasks=global_mmlu_full_sw.",
+        f"backend={config.backend} needs lm_eval_tasks, e.g. lm_eval_tasks=global_mmlu_full_sw.",
     )
     try:
         import lm_eval
         from lm_eval.tasks import TaskManager
-        from lm_eval.utils import make_table
+        from lm_eval.utils import make_table, sanitize_model_name
     except ImportError:
         raise LingualiftError(
-            "backend=lm-eval needs lm-eval; pip install 'lingualift[lm-eval]'."
+            f"backend={config.backend} needs lm-eval; pip install 'lingualift[lm-eval]'."
         ) from None
-    import lingualift.evaluation.lmeval_bridge  # noqa: F401  registers the 'lingualift' model
-    from lingualift.evaluation.results import write_results
+    from lingualift.evaluation.results import adapter_sha, write_results
 
-    args = [f"pretrained={config.model}", f"dtype={config.dtype}"]
-    if config.adapters:
-        args.append(f"peft={config.adapters}")
-    if config.shifcon:
-        langs = config.langs
-        args.append(f"shifcon={config.shifcon}")
-        args.append(f"lang={langs[0] if len(langs) == 1 else 'auto'}")
-    if config.device:
-        args.append(f"device={config.device}")
+    model_args: str | dict[str, Any]
+    if config.backend == "vllm":
+        from lingualift.serving.vllm import vllm_installed
+
+        require(
+            vllm_installed(),
+            "backend=vllm needs vLLM installed (pip install vllm, on Linux with a GPU); "
+            "backend=lm-eval runs the same tasks on this machine.",
+        )
+        model, model_args = "vllm", vllm_model_args(config)
+    else:
+        import lingualift.evaluation.lmeval_bridge  # noqa: F401  registers the 'lingualift' model
+
+        model, model_args = "lingualift", _lingualift_model_args(config)
     from lm_eval.loggers import EvaluationTracker
 
     tracker = EvaluationTracker()  # names the run from model_args, as lm-eval's CLI does
     out = lm_eval.simple_evaluate(
-        model="lingualift",
-        model_args=",".join(args),
+        model=model,
+        model_args=model_args,
         tasks=[t.strip() for t in config.lm_eval_tasks.split(",") if t.strip()],
         num_fewshot=config.num_fewshot or None,
         batch_size=config.batch_size,
@@ -419,18 +478,43 @@ def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
     )
     require(out is not None, "lm-eval returned no results.")
     samples = out.pop("samples", None)
-    tracker.general_config_tracker.log_end_time()
-    out.update(dataclasses.asdict(tracker.general_config_tracker))
+    general = tracker.general_config_tracker
+    general.log_end_time()
+    if config.backend == "vllm":
+        # lm-eval names a vllm run after its base folder; name it as the other backends do
+        # (the adapter, else the model spec), and pin the adapter's weights like the bridge.
+        general.model_name = config.adapters or config.model
+        general.model_name_sanitized = sanitize_model_name(general.model_name)
+    out.update(dataclasses.asdict(general))
     if samples:
         out["samples"] = {
             task: [_tracker_sample(s) for s in samples[task]] for task in out["configs"]
         }
-    out["config"]["lingualift_config"] = to_dict(config)
+    out.setdefault("config", {})["lingualift_config"] = to_dict(config)
+    if config.backend == "vllm" and config.adapters:
+        out["config"]["peft_sha"] = adapter_sha(config.adapters)
     path = write_results(out, config.out_dir)
     if print_table:
         print(make_table(out))
         print(f"wrote {path}")
     return out
+
+
+def _lingualift_model_args(config: EvalConfig) -> str:
+    """``model_args`` of the bridge's ``lingualift`` model (backend=lm-eval)."""
+    args = [f"pretrained={config.model}", f"dtype={config.dtype}"]
+    if config.adapters:
+        args.append(f"peft={config.adapters}")
+    if config.shifcon:
+        langs = config.langs
+        args.append(f"shifcon={config.shifcon}")
+        args.append(f"lang={langs[0] if len(langs) == 1 else 'auto'}")
+    if config.device:
+        args.append(f"device={config.device}")
+    if config.lm_eval_model_args:
+        _extra_model_args(config)  # the same check as for vllm
+        args.append(config.lm_eval_model_args)
+    return ",".join(args)
 
 
 def _tracker_sample(sample: dict[str, Any]) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 ``lingualift serve`` and its recipe (``recipes/serve.yaml``) fill the config;
 :func:`serve` runs what ``engine`` asks for: this package's server
 (:func:`build_server`: the model, the adapter registry, the batching engine, the
-traffic log and the app), the vLLM command for the same adapters, or the routing
-front before an upstream server. Components in :mod:`lingualift.serving` never
+traffic log and the app), the vLLM command for the same adapters (printed, or run
+behind the routing front with live adapter updates), or the routing front before an
+upstream server. Components in :mod:`lingualift.serving` never
 see the config: this module reads it and passes typed arguments on. Unlike the
 file-making verbs it is not a stage: a server has no output to resume.
 """
@@ -15,7 +16,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the serving stack (FastAPI, torch) loads only when a server
     from lingualift.serving.engine import Engine
     from lingualift.serving.metrics import ServingMetrics
     from lingualift.serving.traffic import TrafficLog
+    from lingualift.serving.vllm import VllmPlan
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +65,17 @@ class ServeConfig:
     command serving the same adapters; 'route': a routing front that identifies the language and
     forwards to 'upstream'."""
     run: bool = False
-    """With engine=vllm: run the command when vllm is installed (otherwise it is printed)."""
+    """With engine=vllm: run vLLM (on 127.0.0.1:vllm_port) behind a routing front on host:port
+    that writes the traffic log and loads promoted or rolled-back versions into vLLM live;
+    without it the command is printed."""
     upstream: str | None = None
     """With engine=route: the OpenAI-compatible server to forward to, e.g. http://127.0.0.1:8000."""
+    sync_adapters: bool = False
+    """With engine=route in front of vLLM: load each promoted or rolled-back version into it
+    through its runtime LoRA endpoints and route to it (engine=vllm run=true always does)."""
+    vllm_port: int | None = None
+    """With engine=vllm run=true: the port vLLM listens on, on 127.0.0.1 behind the front
+    (default: a free one)."""
     host: str = "127.0.0.1"
     """Interface to bind; only this machine can connect unless you give another (e.g. 0.0.0.0)."""
     port: int = 8000
@@ -124,6 +133,8 @@ class ServeConfig:
             raise LingualiftError("batch_wait_ms and reload_interval_s must not be negative.")
         if not 0 <= self.port <= 65535:
             raise LingualiftError(f"port must be in 0..65535, got {self.port}.")
+        if self.vllm_port is not None and not 1 <= self.vllm_port <= 65535:
+            raise LingualiftError(f"vllm_port must be in 1..65535, got {self.vllm_port}.")
         if self.max_body_bytes < 1024:
             raise LingualiftError(
                 f"max_body_bytes must be at least 1024, got {self.max_body_bytes}."
@@ -247,13 +258,15 @@ def _check_started_adapters(
 
 def serve(config: ServeConfig) -> int:
     """Run what ``config.engine`` asks for; returns the exit code."""
-    if config.engine == "vllm":
-        return _vllm(config)
+    if config.engine == "vllm" and not config.run:
+        return _print_vllm(config)
     # Reloads, refusals and crash recoveries are what operators watch for: show them at log_level.
     for name in ("lingualift.serving", "lingualift.adapters.registry"):
         logging.getLogger(name).setLevel(config.log_level.upper())
     from lingualift.serving.server import bind_socket, run_app, socket_url
 
+    if config.engine == "vllm":
+        return _vllm_behind_front(config)
     sock = bind_socket(config.host, config.port)  # fail on a busy port before loading anything
     try:
         if config.engine == "route":
@@ -282,22 +295,49 @@ def serve(config: ServeConfig) -> int:
     return 0
 
 
-def build_front(config: ServeConfig) -> FastAPI:
-    """The routing front for ``engine=route`` (same log, key and language settings as the
-    server)."""
+def build_front(
+    config: ServeConfig,
+    upstream: str | None = None,
+    *,
+    sync: bool | None = None,
+    max_lora_rank: int | None = None,
+) -> FastAPI:
+    """The routing front (same log, key and language settings as the server) before
+    ``upstream`` (default ``config.upstream``); with ``sync`` (default ``config.sync_adapters``)
+    it keeps that vLLM's adapters in step with the store."""
     from lingualift.langid import LanguageIdentifier
     from lingualift.serving.front import RoutingFront, create_front_app
+    from lingualift.serving.metrics import ServingMetrics
+    from lingualift.serving.vllm_sync import VllmAdapterSync
 
-    assert config.upstream
+    upstream = upstream or config.upstream
+    assert upstream
+    metrics = ServingMetrics()
+    timeout_s = 600.0  # the front's wait for an upstream answer; also how long a replaced
+    # version may wait for its requests before vLLM unloads it
+    adapter_sync = None
+    if config.sync_adapters if sync is None else sync:
+        adapter_sync = VllmAdapterSync(
+            upstream,
+            AdapterStore(config.store),
+            langs=config.langs,
+            api_key=config.resolved_api_key(),
+            max_lora_rank=max_lora_rank,
+            drain_timeout_s=timeout_s,
+            on_event=metrics.on_reload_event,
+        )
     front = RoutingFront(
-        config.upstream,
+        upstream,
         base_model=config.served_model_name,
         identifier=LanguageIdentifier(config.lang_min_confidence),
         api_key=config.resolved_api_key(),
         traffic=_traffic_log(config),
+        metrics=metrics,
         log_text=config.log_text,
         max_body_bytes=config.max_body_bytes,
         refresh_s=config.reload_interval_s,
+        timeout_s=timeout_s,
+        sync=adapter_sync,
     )
     return create_front_app(front)
 
@@ -316,33 +356,82 @@ def _traffic_log(config: ServeConfig) -> TrafficLog | None:
     )
 
 
-def _vllm(config: ServeConfig) -> int:
-    import importlib.util
-    import subprocess
-
+def _vllm_plan(config: ServeConfig, host: str, port: int) -> VllmPlan:
     from lingualift.serving.vllm import vllm_plan
 
-    plan = vllm_plan(
+    return vllm_plan(
         config.model,
         AdapterStore(config.store),
         langs=config.langs,
-        host=config.host,
-        port=config.port,
+        host=host,
+        port=port,
         served_model_name=config.served_model_name,
     )
-    api_key = config.resolved_api_key()
-    if api_key:  # never printed: vLLM reads it from its environment
+
+
+def _print_vllm(config: ServeConfig) -> int:
+    """engine=vllm: print the command (and how to put the front before it)."""
+    plan = _vllm_plan(config, config.host, config.port)
+    if config.resolved_api_key():  # never printed: vLLM reads it from its environment
         plan.notes.append("the API key goes to vLLM as VLLM_API_KEY, not on the command line")
+    plan.notes.append(
+        "for model=auto, the traffic log and live adapter updates, run the routing front before "
+        f"it: lingualift serve engine=route upstream=http://{config.host}:{config.port} "
+        "sync_adapters=true port=<another port>; or let lingualift run both: run=true"
+    )
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
-    print(shlex.join(plan.command), flush=True)
-    if not config.run:
-        return 0
-    if importlib.util.find_spec("vllm") is None:
-        print(
-            "note: vllm is not installed here; run the command above where it is (pip install vllm).",
-            file=sys.stderr,
+    print(plan.shell_command(), flush=True)
+    return 0
+
+
+def _vllm_behind_front(config: ServeConfig) -> int:
+    """engine=vllm run=true: vLLM on 127.0.0.1:vllm_port, the routing front (traffic log, live
+    adapter updates) on host:port; stopping one stops the other. Returns vLLM's exit code when
+    it stopped first, else 0."""
+    import threading
+
+    from lingualift.serving.server import bind_socket, free_port, run_app, socket_url
+    from lingualift.serving.vllm import VllmProcess, vllm_executable
+
+    executable = vllm_executable()
+    if executable is None:
+        raise LingualiftError(
+            "engine=vllm run=true needs vLLM installed on this machine (pip install vllm, on "
+            "Linux with a GPU); without run=true lingualift prints the command to run where "
+            "vLLM is."
         )
-        return 0
-    env = {**os.environ, **({"VLLM_API_KEY": api_key} if api_key else {})}
-    return subprocess.call(plan.command, env=env)
+    check_store(config)  # as for the own server: an empty store is refused unless allowed
+    sock = bind_socket(config.host, config.port)  # the front's port: fail before vLLM starts
+    try:
+        vllm_port = config.vllm_port or free_port("127.0.0.1")
+        plan = _vllm_plan(config, "127.0.0.1", vllm_port)
+        upstream = f"http://127.0.0.1:{vllm_port}"
+        app = build_front(config, upstream, sync=True, max_lora_rank=plan.max_lora_rank)
+    except BaseException:
+        sock.close()
+        raise
+    for name in ("lingualift.serving", "lingualift.adapters"):
+        logging.getLogger(name).setLevel(config.log_level.upper())
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr)
+    vllm = VllmProcess(plan, executable, config.resolved_api_key()).start()
+    print(f"vLLM (pid {vllm.pid}): {plan.shell_command()}", flush=True)
+    print(
+        f"routing front on {socket_url(sock)} -> vLLM on {upstream} (traffic log: "
+        f"{traffic_folder(config) if config.log_traffic else 'off'}; live adapter updates)",
+        flush=True,
+    )
+    exited = threading.Event()
+    threading.Thread(target=lambda: (vllm.wait(), exited.set()), daemon=True).start()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_app(app, sock, config.log_level, until=exited)
+        vllm_stopped_first = exited.is_set()  # read before stopping vLLM sets it too
+    finally:
+        code = vllm.stop()
+    if vllm_stopped_first:
+        print(f"vLLM exited (code {code}); the front stopped", file=sys.stderr, flush=True)
+        return code
+    print("server stopped", flush=True)
+    return 0

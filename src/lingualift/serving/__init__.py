@@ -9,7 +9,9 @@
   the plumbing they share (key, body limit, errors, request counting);
 * :mod:`~lingualift.serving.traffic`: the traffic-log writer (the schema the
   drift monitor reads with is :mod:`lingualift.data.traffic`);
-* :mod:`~lingualift.serving.vllm`: the vLLM hand-off.
+* :mod:`~lingualift.serving.vllm`: the vLLM hand-off (its command and process);
+  :mod:`~lingualift.serving.vllm_sync`: promotions and rollbacks loaded into a
+  running vLLM through its runtime LoRA endpoints, from the routing front.
 
 The adapters in memory, their fit checks and hot reload are
 :class:`lingualift.adapters.registry.AdapterRegistry`; the job behind

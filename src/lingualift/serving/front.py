@@ -23,7 +23,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -47,6 +47,7 @@ from lingualift.serving.http import check_bearer, read_limited_body
 from lingualift.serving.metrics import ServingMetrics
 from lingualift.serving.routing import AUTO, IDENTIFY_CHARS
 from lingualift.serving.traffic import RequestRecord, TrafficLog
+from lingualift.serving.vllm_sync import VllmAdapter, VllmAdapterSync
 
 ROUTE_HEADER = "X-Lingualift-Route"
 _KEEP_HEADERS = ("content-type", "x-request-id", ADAPTER_HEADER.lower())
@@ -70,6 +71,7 @@ class RoutingFront:
         max_body_bytes: int = 1_048_576,
         refresh_s: float = 30.0,
         timeout_s: float = 600.0,
+        sync: VllmAdapterSync | None = None,
     ) -> None:
         self.upstream = upstream.rstrip("/")
         self.base_model = base_model
@@ -81,6 +83,9 @@ class RoutingFront:
         self.max_body_bytes = max_body_bytes
         self.refresh_s = refresh_s
         self.timeout_s = timeout_s
+        self.sync = sync
+        """Keeps vLLM's adapters in step with the store and names where each language goes
+        (None: route to the language ids the upstream lists)."""
         self.client: httpx.AsyncClient | None = None
         self._langs: set[str] = set()
         self._langs_at = -float("inf")
@@ -109,7 +114,14 @@ class RoutingFront:
         check_bearer(request, self.api_key)
 
     async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "upstream": self.upstream}
+        if self.sync is None:
+            return {"status": "ok", "upstream": self.upstream}
+        return {
+            "status": "ok",
+            "upstream": self.upstream,
+            "adapters": self.sync.snapshot(),
+            "refused": dict(self.sync.failures),
+        }
 
     async def prometheus(self) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
@@ -153,8 +165,21 @@ class RoutingFront:
                 400, "The request body must be a JSON object with a model.", param="model"
             )
         record.text = _routing_text(data)
-        requested = record.model = data["model"]
-        target = requested
+        record.model = data["model"]
+        served = await self._route(data, record, request.headers.get("authorization"))
+        try:
+            return await self._send(path, data, record, served, request)
+        except BaseException:
+            if self.sync is not None:
+                self.sync.release(served)
+            raise
+
+    async def _route(
+        self, data: dict[str, Any], record: RequestRecord, authorization: str | None
+    ) -> VllmAdapter | None:
+        """Rewrite ``data['model']`` to where the request goes; with a sync, the adapter it
+        holds (released when the request ends)."""
+        requested = data["model"]
         if requested in (AUTO, self.base_model):
             found = self.identifier.identify((record.text or "")[:IDENTIFY_CHARS])
             record.lang, record.lang_detected, record.lang_confidence = (
@@ -162,11 +187,33 @@ class RoutingFront:
                 True,
                 found.confidence,
             )
-            served = await self.upstream_languages(request.headers.get("authorization"))
-            target = found.lang if found.lang in served else self.base_model
-            data["model"] = target
-        elif _is_code(requested):
+            if self.sync is not None:
+                served = self.sync.acquire(found.lang)
+                data["model"] = served.name if served is not None else self.base_model
+                return served
+            langs = await self.upstream_languages(authorization)
+            data["model"] = found.lang if found.lang in langs else self.base_model
+            return None
+        if self.sync is not None:
+            code = _language_of(requested)
+            served = self.sync.acquire(code)
+            if served is not None:
+                record.lang = code
+                data["model"] = served.name
+                return served
+        if _is_code(requested):
             record.lang = requested
+        return None
+
+    async def _send(
+        self,
+        path: str,
+        data: dict[str, Any],
+        record: RequestRecord,
+        served: VllmAdapter | None,
+        request: Request,
+    ) -> Response:
+        target = data["model"]
         headers = {"content-type": "application/json"}
         if "authorization" in request.headers:
             headers["authorization"] = request.headers["authorization"]
@@ -184,7 +231,14 @@ class RoutingFront:
             ) from None
         out_headers = {k: v for k, v in response.headers.items() if k.lower() in _KEEP_HEADERS}
         out_headers[ROUTE_HEADER] = target
-        record.adapter = _served_adapter(response, target, self.base_model)
+        if self.sync is not None:
+            ok = response.status_code == 200
+            record.adapter = served.label if ok and served is not None else None
+            if ADAPTER_HEADER.lower() not in out_headers:  # vLLM does not name versions
+                out_headers[ADAPTER_HEADER] = served.label if served is not None else "base"
+        else:
+            record.adapter = _served_adapter(response, target, self.base_model)
+        ended = _Once(lambda: self.sync.release(served) if self.sync is not None else None)
 
         async def relay() -> AsyncIterator[bytes]:
             kept = bytearray()
@@ -198,16 +252,21 @@ class RoutingFront:
                     yield piece
                 record.status = response.status_code
             finally:
+                ended()
                 usage = _usage_of(bytes(kept))
                 record.prompt_tokens = usage.get("prompt_tokens")
                 record.completion_tokens = usage.get("completion_tokens")
                 self._finish(record)
 
+        async def close() -> None:
+            ended()  # also when the answer was never streamed (the client left first)
+            await response.aclose()
+
         return StreamingResponse(
             relay(),
             status_code=response.status_code,
             headers=out_headers,
-            background=BackgroundTask(response.aclose),
+            background=BackgroundTask(close),
         )
 
     def _finish(self, record: RequestRecord) -> None:
@@ -233,27 +292,33 @@ class RoutingFront:
                 f"The upstream server did not answer ({type(exc).__name__}).",
                 type="server_error",
             ) from None
-        if response.status_code == 200 and not any(
-            m.get("id") == AUTO for m in body.get("data", [])
-        ):
-            body["data"].append(
-                {"id": AUTO, "object": "model", "created": 0, "owned_by": "lingualift"}
-            )
+        if response.status_code == 200 and isinstance(body.get("data"), list):
+            if self.sync is not None:
+                body["data"] = self.sync.client_models(body["data"])
+            if not any(isinstance(m, dict) and m.get("id") == AUTO for m in body["data"]):
+                body["data"].append(
+                    {"id": AUTO, "object": "model", "created": 0, "owned_by": "lingualift"}
+                )
         return response.status_code, body
 
 
 def create_front_app(front: RoutingFront) -> FastAPI:
-    """The front's app; its lifespan opens the upstream client and, at shutdown, closes it and
-    the traffic log."""
+    """The front's app; its lifespan opens the upstream client and starts the sync (if any) and,
+    at shutdown, stops them and closes the traffic log."""
     if front.traffic is not None:
         front.traffic.on_drop = front.metrics.log_dropped.inc
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         front.client = httpx.AsyncClient(timeout=httpx.Timeout(front.timeout_s, connect=5.0))
+        syncing = asyncio.create_task(front.sync.run(front.refresh_s)) if front.sync else None
         try:
             yield
         finally:
+            if syncing is not None:
+                syncing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await syncing
             await front.client.aclose()
             if front.traffic is not None:
                 await asyncio.to_thread(front.traffic.close)
@@ -272,6 +337,26 @@ def _served_adapter(response: httpx.Response, target: str, base_model: str) -> s
     if header:
         return None if header == "base" else header
     return target if target != base_model and _is_code(target) else None
+
+
+class _Once:
+    """Call ``action`` the first time the object is called, never again."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action: Callable[[], None] | None = action
+
+    def __call__(self) -> None:
+        action, self.action = self.action, None
+        if action is not None:
+            action()
+
+
+def _language_of(value: str) -> str | None:
+    """The language code a model id names (``sw``, ``swa``, ``Swahili``), or None."""
+    try:
+        return normalize_language(value)
+    except LingualiftError:
+        return None
 
 
 def _is_code(value: str) -> bool:

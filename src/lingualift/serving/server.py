@@ -44,6 +44,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (for a child process that binds it itself)."""
+    with bind_socket(host, 0) as sock:
+        return int(sock.getsockname()[1])
+
+
 def socket_url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host
@@ -62,10 +68,17 @@ def _uvicorn_server(app: Any, log_level: str) -> Any:
     return uvicorn.Server(config)
 
 
-def run_app(app: Any, sock: socket.socket, log_level: str = "info") -> None:
-    """Serve until SIGINT/SIGTERM; shutdown waits for running requests, then the app's lifespan
-    ends (the engine stops, the traffic log closes its segment)."""
-    _uvicorn_server(app, log_level).run(sockets=[sock])
+def run_app(
+    app: Any, sock: socket.socket, log_level: str = "info", until: threading.Event | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM (or ``until`` is set); shutdown waits for running requests,
+    then the app's lifespan ends (the engine stops, the traffic log closes its segment)."""
+    server = _uvicorn_server(app, log_level)
+    if until is not None:  # uvicorn checks should_exit on every tick of its main loop
+        threading.Thread(
+            target=lambda: (until.wait(), setattr(server, "should_exit", True)), daemon=True
+        ).start()
+    server.run(sockets=[sock])
 
 
 class ServerThread:

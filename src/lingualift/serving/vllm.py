@@ -1,4 +1,5 @@
-"""Hand-off to vLLM: the ``vllm serve`` command for the same base model and adapters.
+"""Hand-off to vLLM: the ``vllm serve`` command for the same base model and adapters, and the
+process that runs it behind the routing front.
 
 vLLM's multi-LoRA server batches many adapters with dedicated kernels and
 continuous batching, which is what a large deployment wants. The store's
@@ -14,10 +15,18 @@ what vLLM loads, so nothing is converted. The command names:
   ``--lora-modules`` flag when it is repeated; a path holding ``=`` or ``,``
   is written in vLLM's JSON form);
 - ``--max-lora-rank``: the largest ``r`` among the adapters, rounded up to a
-  value vLLM accepts, and ``--max-loras``: every adapter, so one batch can mix
-  all languages (vLLM's default is 1);
+  value vLLM accepts, and ``--max-loras``: every adapter plus one, so one batch
+  can mix all languages (vLLM's default is 1) even while a promotion holds two
+  versions of one language (:mod:`lingualift.serving.vllm_sync`);
 - ``--served-model-name``: the same base model id as our server, so clients
-  and the routing front (:mod:`lingualift.serving.front`) need no change.
+  and the routing front (:mod:`lingualift.serving.front`) need no change;
+- the environment ``VLLM_ALLOW_RUNTIME_LORA_UPDATING=True``
+  (:data:`RUNTIME_LORA_ENV`), without which vLLM has no runtime LoRA routes and
+  promotions could not reach it (:attr:`VllmPlan.env`, printed before the
+  command).
+
+:class:`VllmProcess` runs the command (``lingualift serve engine=vllm
+run=true``), with that environment, in its own process group, and stops it.
 
 ShifCon cannot apply there: vLLM runs its own model code without PyTorch
 forward hooks on the decoder layers, so requests it serves get their adapter
@@ -26,8 +35,15 @@ but no representation shift.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +53,12 @@ from lingualift.errors import LingualiftError
 
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 """The values vLLM accepts for ``--max-lora-rank``."""
+RUNTIME_LORA_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
+"""vLLM serves ``/v1/load_lora_adapter`` and ``/v1/unload_lora_adapter`` only when this
+environment variable is true."""
+SPARE_LORAS = 1
+"""``--max-loras`` slots beyond the adapters at start: a promotion loads the new version
+before the old one is unloaded."""
 SHIFCON_NOTE = (
     "ShifCon hooks cannot run inside vLLM (no forward hooks on its layers): requests it serves "
     "get their adapter but no representation shift; serve with engine=lingualift to keep ShifCon."
@@ -54,6 +76,13 @@ class VllmPlan:
     """Language -> PEFT folder of its current version."""
     max_lora_rank: int | None
     notes: list[str] = dataclasses.field(default_factory=list)
+    env: dict[str, str] = dataclasses.field(default_factory=lambda: {RUNTIME_LORA_ENV: "True"})
+    """Environment variables the command needs (never the API key: that is the caller's)."""
+
+    def shell_command(self) -> str:
+        """The command as one shell line, its environment first."""
+        assignments = [f"{key}={shlex.quote(value)}" for key, value in self.env.items()]
+        return " ".join([*assignments, shlex.join(self.command)])
 
 
 def vllm_max_lora_rank(ranks: Iterable[int]) -> int:
@@ -158,10 +187,84 @@ def vllm_plan(
     rank = None
     if adapters:
         rank = vllm_max_lora_rank(ranks)
-        command += ["--enable-lora", "--max-loras", str(len(adapters))]
+        command += ["--enable-lora", "--max-loras", str(len(adapters) + SPARE_LORAS)]
         command += ["--max-lora-rank", str(rank), "--lora-modules"]
         command += [_lora_module(lang, path, served) for lang, path in adapters.items()]
     else:
-        notes.append(f"no current adapter in {store.root}: vLLM will serve the base model only")
+        notes.append(
+            f"no current adapter in {store.root}: vLLM will serve the base model only (and "
+            "cannot load adapters later; start it once a version exists)"
+        )
+    if adapters and host not in ("127.0.0.1", "localhost", "::1"):
+        notes.append(
+            f"vLLM's runtime LoRA routes load any folder a client names: keep vLLM on "
+            f"127.0.0.1 behind the routing front rather than on {host}"
+        )
     command += list(extra_args)
     return VllmPlan(command, base, adapters, rank, notes)
+
+
+def vllm_installed() -> bool:
+    """Whether the ``vllm`` Python package can be imported here (lm-eval's vllm model needs it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def vllm_executable() -> str | None:
+    """The ``vllm`` command: on PATH, or beside this Python (a virtual environment that is
+    not activated); None when vLLM is not installed."""
+    found = shutil.which("vllm")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "vllm"
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+class VllmProcess:
+    """``vllm serve`` as a child process: its own process group (a Ctrl-C reaches the front,
+    which stops vLLM after it), the plan's environment, the API key as ``VLLM_API_KEY``."""
+
+    def __init__(self, plan: VllmPlan, executable: str, api_key: str | None = None) -> None:
+        self.plan = plan
+        self.command = [executable, *plan.command[1:]]
+        self.env = {**os.environ, **plan.env, **({"VLLM_API_KEY": api_key} if api_key else {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> VllmProcess:
+        self.process = subprocess.Popen(self.command, env=self.env, start_new_session=True)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def wait(self) -> int:
+        """Block until vLLM exits; its exit code (128 + N when signal N ended it)."""
+        assert self.process is not None
+        return _exit_code(self.process.wait())
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace_s: float = 30.0) -> int:
+        """SIGTERM to vLLM's process group (its engine processes too), SIGKILL after
+        ``grace_s``; its exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.process.wait()
+        return _exit_code(self.process.returncode)
+
+    def _signal(self, sig: int) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):  # it exited in the meantime
+            os.killpg(self.process.pid, sig)
+
+
+def _exit_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
