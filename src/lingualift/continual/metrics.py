@@ -22,6 +22,7 @@ restarts.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sys
 import time
@@ -235,7 +236,7 @@ class LoopMetrics:
         for name, test in report.tests.items():
             self.pvalue.labels(lang, name).set(test.pvalue)
             self.statistic.labels(lang, name).set(test.statistic)
-            if test.threshold is not None:
+            if test.threshold is not None and math.isfinite(test.threshold):
                 self.threshold.labels(lang, name).set(test.threshold)
 
     def decided(self, lang: str, status: str, gate: dict[str, Any] | None) -> None:
