@@ -14,15 +14,20 @@ from __future__ import annotations
 import os
 import time
 from typing import Any
+from urllib.parse import urlparse
 
 from accelerate.tracking import GeneralTracker, WandBTracker, on_main_process
-
-from lingualift.tracking import is_file_store
 
 MLFLOW_PARAM_BATCH = 100
 """Most parameters MLflow takes in one ``log_batch`` call."""
 MLFLOW_PARAM_LENGTH = 6000
 """Longest parameter value MLflow stores."""
+
+
+def is_file_store(uri: str) -> bool:
+    """Whether an MLflow tracking URI names a local folder (``file:`` or a bare path)."""
+    scheme = urlparse(uri).scheme
+    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
 
 
 class WandbRunTracker(WandBTracker):

@@ -35,7 +35,6 @@ import math
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from lingualift.config import bookkeeping
 from lingualift.errors import require
@@ -134,12 +133,6 @@ def mlflow_uri(settings: TrackerSettings, log_dir: str | Path) -> str:
         or os.environ.get("MLFLOW_TRACKING_URI")
         or (Path(log_dir).resolve() / "mlruns").as_uri()
     )
-
-
-def is_file_store(uri: str) -> bool:
-    """Whether an MLflow tracking URI names a local folder (``file:`` or a bare path)."""
-    scheme = urlparse(uri).scheme
-    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
 
 
 def build_trackers(

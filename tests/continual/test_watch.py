@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -25,12 +26,12 @@ def test_stop_ends_following_between_two_reads():
     reads = []
 
     def read():
-        reads.append(len(reads))
-        if len(reads) == 2:
-            stop.set()  # set during a read: that read finishes, the next is not started
+        stop.set()  # set during a read (as SIGTERM does): that read finishes, no other starts
+        reads.append("finished")
 
+    began = time.monotonic()
     assert poll_repeatedly(read, follow=True, poll_seconds=30, stop=stop) is True
-    assert reads == [0, 1]
+    assert reads == ["finished"] and time.monotonic() - began < 10  # no 30 s wait
 
 
 def test_ctrl_c_while_waiting_is_a_clean_stop():
