@@ -6,20 +6,13 @@ drift monitor and the ECDA loop (:class:`RunTrackers`) share one set of keys,
 
 - ``report_to``: ``auto`` (TensorBoard when it is installed), ``none``, or some
   of ``tensorboard``, ``wandb``, ``mlflow`` joined by commas;
-- where each one writes, the config first, then the tracker's own environment
-  variables, then the run folder:
-
-  ===========  ===================================  ==================================
-  tracker      config key                           else
-  ===========  ===================================  ==================================
-  TensorBoard  (none)                               ``<run>/logs/lingualift/``
-  W&B          ``tracker_project``,                 ``WANDB_PROJECT`` / ``WANDB_ENTITY``
-               ``tracker_entity``                   (project ``lingualift``); files in
-                                                    ``WANDB_DIR``, else ``<run>/logs/``
-  MLflow       ``tracker_uri``, ``tracker_project``  ``MLFLOW_TRACKING_URI`` /
-               (experiment)                         ``MLFLOW_EXPERIMENT_NAME``, else a
-                                                    file store in ``<run>/logs/mlruns``
-  ===========  ===================================  ==================================
+- where each one writes: the config first, then the tracker's own environment
+  variables, then the run folder. TensorBoard: ``<run>/logs/lingualift/``. W&B:
+  ``tracker_project`` / ``tracker_entity``, else ``WANDB_PROJECT`` /
+  ``WANDB_ENTITY`` (project ``lingualift``), files in ``WANDB_DIR``, else
+  ``<run>/logs/``. MLflow: ``tracker_uri``, else ``MLFLOW_TRACKING_URI``, else a
+  file store in ``<run>/logs/mlruns``; experiment ``tracker_project``, else
+  ``MLFLOW_EXPERIMENT_NAME``, else ``lingualift``.
 
 W&B's other variables (``WANDB_MODE=offline``, ``WANDB_API_KEY``...) are W&B's
 own business and reach it untouched. accelerate's own W&B and MLflow trackers
