@@ -143,4 +143,128 @@ def test_tensorboard_event_files_land_in_the_run_folder(tmp_path, one_thread):
         store=str(tmp_path / "store"),
     )
     run_train(config)
-    assert list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+    losses = read_scalars(tmp_path / "run" / "logs" / "lingualift")["train/loss"]
+    history = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"]
+    assert [step for step, _ in losses] == [1, 2]
+    assert [value for _, value in losses] == pytest.approx([h["loss"] for h in history])
+
+
+def read_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of the TensorBoard event files in ``folder``: tag -> [(step, value)]."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
+def test_where_trackers_write_config_then_environment_then_run_folder(monkeypatch, tmp_path):
+    from lingualift.tracking import (
+        TrackerSettings,
+        mlflow_experiment,
+        mlflow_uri,
+        wandb_entity,
+        wandb_project,
+    )
+
+    for name in ("WANDB_PROJECT", "WANDB_ENTITY", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    plain = TrackerSettings()
+    assert wandb_project(plain) == "lingualift" and wandb_entity(plain) is None
+    assert mlflow_experiment(plain) == "lingualift"
+    assert mlflow_uri(plain, tmp_path / "logs") == (tmp_path / "logs" / "mlruns").as_uri()
+    monkeypatch.setenv("WANDB_PROJECT", "env-project")
+    monkeypatch.setenv("WANDB_ENTITY", "env-team")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "env-experiment")
+    assert (wandb_project(plain), wandb_entity(plain)) == ("env-project", "env-team")
+    assert (mlflow_experiment(plain), mlflow_uri(plain, tmp_path)) == (
+        "env-experiment", "http://127.0.0.1:5000",
+    )  # fmt: skip
+    mine = TrackerSettings(tracker_project="p", tracker_entity="e", tracker_uri="sqlite:///x.db")
+    assert (wandb_project(mine), wandb_entity(mine)) == ("p", "e")
+    assert (mlflow_experiment(mine), mlflow_uri(mine, tmp_path)) == ("p", "sqlite:///x.db")
+    with pytest.raises(LingualiftError, match="mixes auto or none with trackers"):
+        resolve_trackers("none,tensorboard")
+
+
+def tiny_loop(tmp_path, **args):
+    import torch
+
+    from lingualift.training import TrainingLoop
+
+    model = torch.nn.Linear(2, 1)
+    settings = TrainingArgs(max_steps=2, **args)
+    loop = TrainingLoop(
+        model, settings, run_dir=tmp_path / "run", fingerprint=lambda: {}, settings="x"
+    )
+    loop.start_tracking({"lang": "sw"})
+    loop.log({"train/loss": 0.75}, step=1)
+    loop.log({"train/loss": 0.5}, step=2)
+    return loop
+
+
+def test_wandb_offline_follows_wandb_project_unless_the_config_names_one(monkeypatch, tmp_path):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_PROJECT", "env-project")
+    monkeypatch.setenv("WANDB_ENTITY", "env-team")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+    import wandb
+
+    loop = tiny_loop(tmp_path / "a", report_to="wandb")
+    run = loop.accelerator.get_tracker("wandb", unwrap=True)
+    loop.end_tracking()
+    wandb.teardown()  # W&B's service writes the run's records after finish(); wait for it
+    assert (run.project, run.entity, run.name) == ("env-project", "env-team", "run")
+    assert run.config["lang"] == "sw" and run.config["lr"] == 2e-4
+    # The offline run lies in the run's logs/ folder and names the project it will sync to.
+    [record] = (tmp_path / "a" / "run" / "logs" / "wandb").glob("offline-run-*/run-*.wandb")
+    written = record.read_bytes()
+    assert b"env-project" in written and b"train/loss" in written
+
+    loop = tiny_loop(tmp_path / "b", report_to="wandb", tracker_project="cfg-project")
+    run = loop.accelerator.get_tracker("wandb", unwrap=True)
+    loop.end_tracking()
+    assert run.project == "cfg-project"
+
+
+def test_mlflow_logs_to_the_run_folder_or_where_the_user_says(monkeypatch, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    # Restored to absent afterwards: the tracker opts into MLflow's folder store itself.
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "")
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
+
+    def logged(uri, experiment="lingualift"):
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment)
+        [run] = client.search_runs([found.experiment_id])
+        history = client.get_metric_history(run.info.run_id, "train/loss")
+        return run, [(m.step, m.value) for m in history]
+
+    tiny_loop(tmp_path / "a", report_to="mlflow").end_tracking()
+    store = tmp_path / "a" / "run" / "logs" / "mlruns"
+    run, history = logged(store.as_uri())
+    assert history == [(1, 0.75), (2, 0.5)] and run.info.status == "FINISHED"
+    assert run.data.params["lang"] == "sw" and run.info.run_name == "run"
+
+    elsewhere = (tmp_path / "server-store").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "env-experiment")
+    tiny_loop(tmp_path / "b", report_to="mlflow").end_tracking()
+    assert logged(elsewhere, "env-experiment")[1] == [(1, 0.75), (2, 0.5)]
+    assert not (tmp_path / "b" / "run" / "logs" / "mlruns").exists()
+
+    configured = (tmp_path / "configured").as_uri()
+    tiny_loop(
+        tmp_path / "c", report_to="mlflow", tracker_uri=configured, tracker_project="mine"
+    ).end_tracking()
+    assert logged(configured, "mine")[1] == [(1, 0.75), (2, 0.5)]

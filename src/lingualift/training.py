@@ -20,8 +20,9 @@ the adapter's shape, and everything between a micro-batch and an updated model,
 - the fit loop: resume, progress bar, loss history, ``save_every``;
 - experiment trackers through accelerate (``report_to``): TensorBoard by
   default when it is installed, W&B or MLflow on request, ``"none"`` to turn
-  them off. Every logged value is the mean over processes (``accelerator.reduce``),
-  not rank 0's own.
+  them off, each writing where :mod:`lingualift.tracking` says (the config, then
+  the tracker's own environment variables, then the run's logs/ folder). Every
+  logged value is the mean over processes (``accelerator.reduce``), not rank 0's own.
 """
 
 from __future__ import annotations
@@ -41,38 +42,19 @@ from typing import Any, Literal
 from lingualift.atomic import atomic_dir
 from lingualift.config import bookkeeping
 from lingualift.errors import LingualiftError, first_line, require
+from lingualift.tracking import (  # noqa: F401  (TRACKERS and REPORT_TO: public names here too)
+    REPORT_TO,
+    TRACKERS,
+    TrackerSettings,
+    build_trackers,
+    resolve_trackers,
+)
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^step-(\d+)$")
 MIXED_PRECISION = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 PRECISIONS = ("auto", *MIXED_PRECISION)
-TRACKERS = ("tensorboard", "wandb", "mlflow")
-REPORT_TO = ("auto", "none", *TRACKERS)
-
-
-def resolve_trackers(report_to: str) -> list[str]:
-    """The accelerate trackers ``report_to`` names, checked to be installed."""
-    from accelerate.utils import is_mlflow_available, is_tensorboard_available, is_wandb_available
-
-    available = {
-        "tensorboard": is_tensorboard_available,
-        "wandb": is_wandb_available,
-        "mlflow": is_mlflow_available,
-    }
-    names = [n.strip() for n in report_to.split(",") if n.strip()]
-    if names == ["auto"]:
-        return ["tensorboard"] if available["tensorboard"]() else []
-    if names == ["none"]:
-        return []
-    for name in names:
-        require(
-            name in available and available[name](),
-            f"report_to={name} needs the {name} package; pip install "
-            f"{'lingualift[tensorboard]' if name == 'tensorboard' else name} or set "
-            "report_to=none.",
-        )
-    return names
 
 
 def base_compute_dtype(model: Any) -> Any:
@@ -177,8 +159,9 @@ def upcast_trainable(model: Any) -> int:
 
 
 @dataclasses.dataclass
-class TrainingArgs:
-    """How to optimise: the same knobs, with the same names, for every trainer."""
+class TrainingArgs(TrackerSettings):
+    """How to optimise: the same knobs, with the same names, for every trainer (and where the
+    curves go: :class:`~lingualift.tracking.TrackerSettings`)."""
 
     lr: float = 2e-4
     """Peak learning rate of AdamW."""
@@ -220,11 +203,6 @@ class TrainingArgs:
     """Record the training loss every this many steps."""
     seed: int = 0
     """Seed of the data order, the adapter initialisation and dropout."""
-    report_to: str = bookkeeping("auto")
-    """Experiment trackers for the training curves (accelerate's): 'auto' (TensorBoard when it
-    is installed, else none), 'none', or tensorboard, wandb, mlflow (several joined by commas).
-    TensorBoard and MLflow write into the run's logs/ folder; W&B follows its own settings
-    (WANDB_PROJECT, WANDB_MODE). Changing it never changes what a run computes."""
 
     def __post_init__(self) -> None:
         at_least_one = ("batch_size", "grad_accum", "max_length", "keep_checkpoints", "log_every")
@@ -245,13 +223,7 @@ class TrainingArgs:
             self.warmup_steps < 1 or self.warmup_steps == int(self.warmup_steps),
             f"warmup_steps is a whole number of steps or a fraction below 1, got {self.warmup_steps}.",
         )
-        names = [n.strip() for n in str(self.report_to).split(",") if n.strip()]
-        unknown = [n for n in names if n not in REPORT_TO]
-        require(
-            names and not unknown,
-            f"report_to must be auto, none or some of {', '.join(TRACKERS)}, got "
-            f"{self.report_to!r}.",
-        )
+        super().__post_init__()  # report_to
 
     def warmup(self, total_steps: int) -> int:
         """Warm-up length in steps for a run of ``total_steps``."""
@@ -344,7 +316,13 @@ class TrainingLoop:
         self.args = args
         self.log_dir = Path(log_dir) if log_dir is not None else Path(run_dir) / "logs"
         self.project = project
-        self.trackers = resolve_trackers(args.report_to) if accelerator is None else []
+        self.trackers: list[Any] = []
+        if accelerator is None:  # an accelerator brought by the caller brings its own trackers
+            names = resolve_trackers(args.report_to)
+            run_name = Path(run_dir).resolve().name
+            self.trackers = build_trackers(
+                names, args, self.log_dir, run_name=run_name, project=project
+            )
         self.precision = autocast_precision(args.precision, model)
         if accelerator is None:
             _allow_precision(MIXED_PRECISION[self.precision])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lingualift.cli._common import add_verb, config_from_args
+from lingualift.cli._common import add_verb, config_from_args, sigterm_requests_stop
 from lingualift.cli.verbs import Verb
 from lingualift.jobs.monitor import MonitorConfig
 
@@ -22,14 +22,18 @@ def register(subparsers: Any, verb: Verb) -> None:
         "profile of the language's current adapter version: JS on cluster histograms (bootstrap), "
         "RBF MMD (permutations), novel share (beta-binomial), combined by Holm-Bonferroni at "
         "alpha. Writes drift.jsonl, drift.png and summary.json to out_dir and resumes where it "
-        "stopped. build_reference=<usage file> builds a version's reference profile first.",
+        "stopped. build_reference=<usage file> builds a version's reference profile first. "
+        "follow=true keeps polling a log folder until max_polls, Ctrl-C or SIGTERM; windows go "
+        "to the trackers of report_to and, with metrics_port, to a Prometheus endpoint.",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from lingualift.jobs.monitor import run_monitor
 
-    result = run_monitor(config_from_args(args))
+    config = config_from_args(args)
+    with sigterm_requests_stop() as stop:  # a supervisor's SIGTERM stops between two polls
+        result = run_monitor(config, stop=stop)
     summary = result.summary
     if "languages" not in summary:
         ref = summary["reference"]

@@ -165,6 +165,8 @@ def read_state(path: Path) -> dict[str, Any] | None:
 
 OnReports = Callable[[list[WindowReport]], bool | None]
 """Sees the reports of the windows a line closed, before the state is saved; True pauses."""
+OnWindow = Callable[[WindowReport, int], None]
+"""Sees one tested window's report and its number among all windows (1-based)."""
 
 
 class LogMonitor:
@@ -179,6 +181,8 @@ class LogMonitor:
         encoder: an encoder object instead of the references' spec.
         keep_recent: windows per language kept with their texts (for an update).
         progress: print a line per window and per chunk of lines.
+        on_window: sees each tested window's report and its number among all windows
+            (1-based, the row's line in drift.jsonl): trackers and Prometheus metrics.
     """
 
     def __init__(
@@ -192,6 +196,7 @@ class LogMonitor:
         encoder: Encoder | None = None,
         keep_recent: int = 3,
         progress: bool = True,
+        on_window: OnWindow | None = None,
     ) -> None:
         from lingualift.langid import LanguageIdentifier
 
@@ -200,6 +205,7 @@ class LogMonitor:
         self.settings = settings
         self.fingerprint = fingerprint
         self.progress = progress
+        self.on_window = on_window
         self.encoder = resolve_encoder(settings, references, encoder)
         self.encoder_spec: str | None = settings.encoder or next(
             (r.encoder_spec for r in references.values() if r.encoder_spec), None
@@ -406,6 +412,8 @@ class LogMonitor:
     def _record(self, reports: list[WindowReport], on_reports: OnReports | None) -> bool:
         for report in reports:
             self._rows.append(report.to_dict())
+            if self.on_window is not None:
+                self.on_window(report, len(self._rows))
             tests = " ".join(
                 f"{k} p={t.pvalue:.3g}" for k, t in report.tests.items()
             ) or report.decision.get("skipped", "")

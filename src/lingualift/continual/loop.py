@@ -42,6 +42,7 @@ from lingualift.atomic import atomic_write_text
 from lingualift.continual.deployed import load_reference
 from lingualift.continual.log_monitor import LogMonitor
 from lingualift.continual.monitor import WindowReport
+from lingualift.continual.watch import poll_repeatedly
 from lingualift.errors import LingualiftError, require
 from lingualift.stages import describe_differences
 
@@ -324,21 +325,20 @@ class EcdaLoop:
         set (between two polls) or Ctrl-C while waiting for the next poll.
         """
         self.settle(monitor, updater)  # an update a crash interrupted
-        polls = 0
-        while True:
-            monitor.poll(on_reports=lambda reports: self.plan(monitor, reports), final=not follow)
-            self.settle(monitor, updater)
-            if monitor.paused:  # an update ran mid-log: go on reading against the new reference
-                continue
+
+        def read() -> None:
+            while True:
+                monitor.poll(
+                    on_reports=lambda reports: self.plan(monitor, reports), final=not follow
+                )
+                self.settle(monitor, updater)
+                if not monitor.paused:  # paused: an update ran mid-log; read on against it
+                    break
             if monitor.report_stale:  # an idle poll of a followed folder redraws nothing
                 monitor.write_report()
-            polls += 1
-            if not follow or (max_polls is not None and polls >= max_polls):
-                return
-            try:
-                stopped = (stop or threading.Event()).wait(poll_seconds)
-            except KeyboardInterrupt:  # Ctrl-C between polls: the documented way to stop following
-                stopped = True
-            if stopped:
-                self._say("stopped following the log")
-                return
+
+        stopped = poll_repeatedly(
+            read, follow=follow, poll_seconds=poll_seconds, max_polls=max_polls, stop=stop
+        )
+        if stopped:
+            self._say("stopped following the log")

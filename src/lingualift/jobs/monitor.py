@@ -9,12 +9,20 @@ languages, malformed lines named by file and line), ``state.json`` (where it
 stopped) and ``config.yaml``. ``build_reference=<usage file>`` first builds the
 reference profile of the version (into its folder) from a sample of the usage
 it was built for (:func:`lingualift.continual.deployed.build_reference`).
+
+``follow=true`` keeps reading a log folder every ``poll_seconds`` (at most
+``max_polls`` times, until Ctrl-C or SIGTERM), as ``lingualift ecda`` does
+(:func:`~lingualift.continual.watch.poll_repeatedly`). Each tested window also
+goes to the experiment trackers of ``report_to`` (``out_dir/logs/``) and, with
+``metrics_port``, to a Prometheus endpoint
+(:class:`~lingualift.continual.metrics.LoopReporter`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +31,20 @@ from lingualift.config import bookkeeping, save_config, settings_of
 from lingualift.continual.deployed import build_reference, load_reference, monitored_languages
 from lingualift.continual.log_monitor import LogMonitor, MonitorSettings
 from lingualift.continual.logs import STDIN, check_source
+from lingualift.continual.metrics import LoopReporter
 from lingualift.continual.monitor import WindowReport
+from lingualift.continual.watch import WatchSettings, poll_repeatedly
 from lingualift.embed import Encoder
 from lingualift.errors import require
 
 
 @dataclasses.dataclass
-class MonitorConfig(MonitorSettings):
+class MonitorConfig(WatchSettings, MonitorSettings):
     """Settings of ``lingualift monitor``."""
 
     input: str = ""
     """Production queries: a traffic-log .jsonl/.parquet file, a folder of log segments (closed
-    *.jsonl only, in name order) or '-' for standard input."""
+    *.jsonl only, in name order; follow=true keeps reading it) or '-' for standard input."""
     langs: list[str] = dataclasses.field(default_factory=list)
     """Languages to monitor; empty: every language of the store that has a current version."""
     store: str | None = None
@@ -50,7 +60,8 @@ class MonitorConfig(MonitorSettings):
     reference_sample: int = bookkeeping(2000)
     """Embedding rows a reference built here keeps."""
     out_dir: str = bookkeeping("runs/monitor")
-    """Output folder: drift.jsonl, drift.png, summary.json, state.json, config.yaml."""
+    """Output folder: drift.jsonl, drift.png, summary.json, state.json, config.yaml, logs/
+    (the trackers')."""
     overwrite: bool = bookkeeping(False)
     """Start afresh in an out_dir made with other settings (or rebuild an existing reference)."""
 
@@ -64,9 +75,16 @@ class MonitorResult:
 
 
 def run_monitor(
-    config: MonitorConfig, progress: bool = True, encoder: Encoder | None = None
+    config: MonitorConfig,
+    progress: bool = True,
+    encoder: Encoder | None = None,
+    stop: threading.Event | None = None,
 ) -> MonitorResult:
-    """``lingualift monitor`` (see the module docstring); ``encoder`` overrides the spec."""
+    """``lingualift monitor`` (see the module docstring); ``encoder`` overrides the spec.
+
+    ``stop``, once set (the verb sets it on SIGTERM), ends ``follow=true`` at the next
+    point between two polls, as Ctrl-C while waiting for the next poll does.
+    """
     require(config.input or config.build_reference, "Set input=<log file, folder or ->.")
     store = AdapterStore(config.store)
     langs = monitored_languages(store, config.langs)
@@ -86,18 +104,33 @@ def run_monitor(
             )
         if not config.input:
             return MonitorResult(Path(config.out_dir), {"reference": reference.summary()}, [])
-    check_source(config.input)
+    check_source(config.input, allow_empty=config.follow)
     references = {lang: load_reference(store, lang, config.version) for lang in langs}
     fingerprint = settings_of(config)
     fingerprint["langs"] = langs
     if config.input == STDIN:
         fingerprint["input"] = STDIN
     out = Path(config.out_dir)
+    reporter = LoopReporter(
+        config, out / "logs", "monitor", config=settings_of(config), progress=progress
+    )
     monitor = LogMonitor.open(
-        out, config.input, references, config, fingerprint,
-        overwrite=config.overwrite, progress=progress, encoder=encoder,
+        out, config.input, references, config, fingerprint, overwrite=config.overwrite,
+        progress=progress, encoder=encoder, on_window=reporter.window,
     )  # fmt: skip
-    reports = monitor.poll(final=True)
+    reports: list[WindowReport] = []
+
+    def read() -> None:
+        reports.extend(monitor.poll(final=not config.follow))
+        if monitor.report_stale:  # an idle poll of a followed folder redraws nothing
+            monitor.write_report()
+
+    with reporter.start(monitor):
+        stopped = poll_repeatedly(
+            read, follow=config.follow, poll_seconds=config.poll_seconds,
+            max_polls=config.max_polls, stop=stop,
+        )  # fmt: skip
+    if stopped and progress:
+        print("[monitor] stopped following the log", file=sys.stderr)
     save_config(config, out / "config.yaml")
-    monitor.write_report()
     return MonitorResult(out, monitor.summary(), reports)

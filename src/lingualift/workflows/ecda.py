@@ -11,7 +11,11 @@ anything is written), then composes
 - an :class:`~lingualift.workflows.ecda_update.EcdaUpdater` whose updates are
   five-stage jobs under ``<out_dir>/updates/<lang>-w<window>/``,
 
-and runs the loop once over the log or follows it. ``lingualift ecda``
+and runs the loop once over the log or follows it. Each tested window and each
+update (planned, promoted or kept, with the gate's scores) also goes to the
+experiment trackers of ``report_to`` (``<out_dir>/logs/``) and, with
+``metrics_port``, to a Prometheus endpoint
+(:class:`~lingualift.continual.metrics.LoopReporter`). ``lingualift ecda``
 (:mod:`lingualift.jobs.ecda`) and the ``ecda_drift`` experiment both run it.
 """
 
@@ -29,7 +33,9 @@ from lingualift.continual.gate import Gate, read_heldout
 from lingualift.continual.log_monitor import LogMonitor, MonitorSettings
 from lingualift.continual.logs import STDIN, check_source
 from lingualift.continual.loop import LOOP_FILE, EcdaLoop, LoopSettings
+from lingualift.continual.metrics import LoopReporter
 from lingualift.continual.update import UpdateSettings, lineage_data
+from lingualift.continual.watch import WatchSettings
 from lingualift.data.sources import read_source
 from lingualift.embed import Encoder
 from lingualift.errors import require
@@ -44,7 +50,7 @@ def _update_training() -> TrainingArgs:
 
 
 @dataclasses.dataclass
-class EcdaConfig(MonitorSettings):
+class EcdaConfig(WatchSettings, MonitorSettings):
     """Settings of ``lingualift ecda``."""
 
     input: str = ""
@@ -64,13 +70,8 @@ class EcdaConfig(MonitorSettings):
     """Old held-out set for the gate when the current version keeps none (heldout.jsonl)."""
     out_dir: str = bookkeeping("runs/ecda")
     """Output folder: monitor/ (drift.jsonl, drift.png, state), loop.json (the loop's
-    state) and updates/<lang>-w<N>/."""
-    follow: bool = bookkeeping(False)
-    """Keep following the log (a folder of segments) instead of reading it once."""
-    poll_seconds: float = bookkeeping(60.0)
-    """Seconds between two reads of the log when following it."""
-    max_polls: int | None = bookkeeping(None)
-    """Stop following after this many reads (None: until Ctrl-C)."""
+    state), updates/<lang>-w<N>/ and logs/ (the trackers' windows and decisions; each
+    update's training curves follow train.report_to in its own folder)."""
     trigger_windows: int = 1
     """Consecutive drifting windows of a language that start an update."""
     usage_windows: int = 3
@@ -99,7 +100,6 @@ class EcdaConfig(MonitorSettings):
         self.loop_settings()  # trigger, usage and cooldown windows are checked there
         require(0 < self.heldout_fraction < 1, "heldout_fraction must be in (0, 1).")
         require(0 < self.eval_fraction < 1, "eval_fraction must be in (0, 1) (the gate needs it).")
-        require(self.poll_seconds >= 0, "poll_seconds must not be negative.")
 
     def loop_settings(self) -> LoopSettings:
         return LoopSettings(self.trigger_windows, self.usage_windows, self.cooldown_windows)
@@ -153,10 +153,13 @@ def ecda_over_log(
     if config.input == STDIN:
         fingerprint["input"] = STDIN
     out = Path(config.out_dir)
+    reporter = LoopReporter(
+        config, out / "logs", "ecda", config=settings_of(config), store=store, progress=progress
+    )
     monitor = LogMonitor.open(
         out / "monitor", config.input, references, config, fingerprint,
         overwrite=config.overwrite, progress=progress, encoder=encoder,
-        keep_recent=config.usage_windows,
+        keep_recent=config.usage_windows, on_window=reporter.window,
     )  # fmt: skip
     loop = EcdaLoop.open(
         out / LOOP_FILE, config.loop_settings(), store, fingerprint,
@@ -166,8 +169,9 @@ def ecda_over_log(
         out / "updates", config.recipe(), store, pool, base or LoadedBase(config.model),
         monitor.encoder, monitor.encoder_spec, overwrite=config.overwrite, progress=progress,
     )  # fmt: skip
-    loop.run(
-        monitor, updater, follow=config.follow, poll_seconds=config.poll_seconds,
-        max_polls=config.max_polls, stop=stop,
-    )  # fmt: skip
+    with reporter.start(monitor, loop):
+        loop.run(
+            monitor, reporter.observe(updater), follow=config.follow,
+            poll_seconds=config.poll_seconds, max_polls=config.max_polls, stop=stop,
+        )  # fmt: skip
     return EcdaResult(out, loop.updates, monitor.summary())
