@@ -59,6 +59,11 @@ class ServeConfig:
     shifcon: str | None = None
     """A ShifCon folder (vectors + layer area); when given, each request is shifted for its
     language (our engine only; vLLM has no hooks)."""
+    chat_template: str | None = None
+    """Chat template of /v1/chat/completions: a built-in name ('plain', 'chatml'), a Jinja file,
+    a tokenizer's chat_template.json, or the template itself; default: the tokenizer's own, and
+    for a model without one the 'plain' transcript (said once in the log and in the
+    X-Lingualift-Chat-Template header), as vLLM's --chat-template."""
     engine: Literal["lingualift", "vllm", "route"] = "lingualift"
     """'lingualift': this package's server; 'vllm': print (or with run=true, run) the vLLM
     command serving the same adapters; 'route': a routing front that identifies the language and
@@ -155,7 +160,32 @@ class ServerParts:
 
 def traffic_folder(config: ServeConfig) -> Path:
     """Where the traffic log goes: ``log_dir``, else $LINGUALIFT_HOME/traffic."""
-    return Path(config.log_dir) if config.log_dir else lingualift_home() / "traffic"
+    return Path(config.log_dir).expanduser() if config.log_dir else lingualift_home() / "traffic"
+
+
+def check_traffic_folder(config: ServeConfig) -> None:
+    """One sentence, before anything loads, when the traffic log cannot go where it is asked
+    to: ``log_dir`` names a file, or a folder that cannot be made or written."""
+    if not config.log_traffic:
+        return
+    folder = traffic_folder(config)
+    if folder.exists() and not folder.is_dir():
+        raise LingualiftError(
+            f"log_dir={folder} is a file, but the traffic log is a folder of segments; give a "
+            "folder (it is created if missing) or log_traffic=false."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LingualiftError(
+            f"Cannot create the traffic-log folder {folder} ({exc.strerror}); give another "
+            "log_dir= or log_traffic=false."
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LingualiftError(
+            f"The traffic-log folder {folder} is not writable; give another log_dir= or "
+            "log_traffic=false."
+        )
 
 
 def check_store(config: ServeConfig) -> AdapterStore:
@@ -178,6 +208,7 @@ def check_store(config: ServeConfig) -> AdapterStore:
 def build_server(config: ServeConfig, model: Any = None, tokenizer: Any = None) -> ServerParts:
     """Load the model and adapters and build the app (the socket is the caller's)."""
     from lingualift.adapters.registry import AdapterRegistry
+    from lingualift.chat import resolve_chat_template
     from lingualift.langid import LanguageIdentifier
     from lingualift.models import load_causal_lm
     from lingualift.serving.app import create_app
@@ -190,8 +221,17 @@ def build_server(config: ServeConfig, model: Any = None, tokenizer: Any = None) 
         from lingualift.shifcon import ShifCon
 
         shifcon = ShifCon.load(config.shifcon)
+    check_traffic_folder(config)
     if model is None:
         model, tokenizer = load_causal_lm(config.model, dtype=config.dtype, device=config.device)
+    chat_template = resolve_chat_template(tokenizer, config.chat_template)
+    if chat_template.is_default:
+        logger.warning(
+            "%s has no chat template: /v1/chat/completions renders chats with lingualift's "
+            "default '%s' template (see docs/serving.md; chat_template= chooses another)",
+            config.served_model_name,
+            chat_template.name,
+        )
     metrics = ServingMetrics()
     registry = AdapterRegistry(
         model,
@@ -226,6 +266,7 @@ def build_server(config: ServeConfig, model: Any = None, tokenizer: Any = None) 
         default_max_tokens=config.default_max_tokens,
         max_body_bytes=config.max_body_bytes,
         log_text=config.log_text,
+        chat_template=chat_template,
     )
     return ServerParts(app, engine, registry, metrics, traffic)
 
@@ -254,6 +295,7 @@ def serve(config: ServeConfig) -> int:
         logging.getLogger(name).setLevel(config.log_level.upper())
     from lingualift.serving.server import bind_socket, run_app, socket_url
 
+    check_traffic_folder(config)  # like a busy port: one sentence before anything loads
     sock = bind_socket(config.host, config.port)  # fail on a busy port before loading anything
     try:
         if config.engine == "route":
@@ -330,6 +372,17 @@ def _vllm(config: ServeConfig) -> int:
         port=config.port,
         served_model_name=config.served_model_name,
     )
+    if config.chat_template:
+        # vLLM takes a file or the template itself, as chat_template= does here.
+        from lingualift.chat import BUILTIN_TEMPLATES
+
+        builtin = BUILTIN_TEMPLATES.get(config.chat_template.strip())
+        plan.command += ["--chat-template", builtin.source if builtin else config.chat_template]
+        if builtin is not None and builtin.stop:
+            plan.notes.append(
+                f"vLLM does not stop at the {config.chat_template} template's turn end by "
+                f"itself; clients should send stop={list(builtin.stop)!r} with chat requests"
+            )
     api_key = config.resolved_api_key()
     if api_key:  # never printed: vLLM reads it from its environment
         plan.notes.append("the API key goes to vLLM as VLLM_API_KEY, not on the command line")
