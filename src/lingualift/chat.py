@@ -135,11 +135,26 @@ def resolve_chat_template(tokenizer: Any, spec: str | None = None) -> ChatTempla
         if isinstance(own, str) and own.strip():
             return ChatTemplate(_checked(own, "the tokenizer's chat template"), "tokenizer")
         return _builtin(tokenizer, DEFAULT_TEMPLATE, is_default=True)
+    source, name = _source(spec)
+    if name in BUILTIN_TEMPLATES:
+        return _builtin(tokenizer, name, is_default=False)
+    return ChatTemplate(source, name)
+
+
+def check_chat_template(spec: str | None) -> None:
+    """Raise the one-sentence error :func:`resolve_chat_template` would, before a model loads
+    (everything but what depends on the tokenizer)."""
+    if spec is not None and spec.strip():
+        _source(spec)
+
+
+def _source(spec: str) -> tuple[str, str]:
+    """The Jinja source ``spec`` names, and a name for it (checked: it parses)."""
     spec = spec.strip()
     if spec in BUILTIN_TEMPLATES:
-        return _builtin(tokenizer, spec, is_default=False)
+        return BUILTIN_TEMPLATES[spec].source, spec
     if "{{" in spec or "{%" in spec:
-        return ChatTemplate(_checked(spec, "chat_template"), "inline")
+        return _checked(spec, "chat_template"), "inline"
     path = Path(spec).expanduser()
     if not path.is_file():
         names = ", ".join(BUILTIN_TEMPLATES)
@@ -147,7 +162,7 @@ def resolve_chat_template(tokenizer: Any, spec: str | None = None) -> ChatTempla
             f"chat_template={spec!r} is neither a file nor a built-in template ({names}); give "
             "a Jinja file, a tokenizer's chat_template.json, or one of those names."
         )
-    return ChatTemplate(_checked(_read_template(path), str(path)), path.name)
+    return _checked(_read_template(path), str(path)), path.name
 
 
 def _builtin(tokenizer: Any, name: str, *, is_default: bool) -> ChatTemplate:
@@ -213,5 +228,6 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "BuiltinTemplate",
     "ChatTemplate",
+    "check_chat_template",
     "resolve_chat_template",
 ]

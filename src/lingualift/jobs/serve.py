@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lingualift.adapters.store import AdapterStore
+from lingualift.chat import check_chat_template
 from lingualift.errors import LingualiftError
 from lingualift.models import DEFAULT_MODEL
 from lingualift.paths import lingualift_home
@@ -135,6 +136,7 @@ class ServeConfig:
             )
         if self.log_max_bytes < 1 or self.log_max_seconds <= 0:
             raise LingualiftError("log_max_bytes and log_max_seconds must be positive.")
+        check_chat_template(self.chat_template)  # a wrong name or file: before the model loads
 
     @property
     def served_model_name(self) -> str:
