@@ -204,6 +204,16 @@ def test_bad_input_is_an_openai_error_logged_and_the_server_keeps_serving(
     still_serving(url)
 
 
+@pytest.mark.parametrize("temperature", [1e-162, 1e-300, 5e-324, 1e-6])
+def test_a_vanishing_temperature_is_greedy_not_a_500(server, temperature):
+    """Found by the fuzzer: logits / 1e-162 overflow, and sampling from NaN was a 500."""
+    _, url, _ = server
+    greedy = httpx.post(f"{url}{COMPLETIONS}", content=body(temperature=0), headers=AUTH)
+    tiny = httpx.post(f"{url}{COMPLETIONS}", content=body(temperature=temperature), headers=AUTH)
+    assert tiny.status_code == 200, tiny.text
+    assert tiny.json()["choices"][0]["text"] == greedy.json()["choices"][0]["text"]
+
+
 def test_every_refused_request_has_exactly_one_row(server):
     parts, url, _ = server
     before = parts.traffic.written

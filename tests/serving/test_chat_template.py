@@ -92,7 +92,7 @@ def test_chat_template_chooses_another_and_a_model_s_own_wins_by_default(bare_mo
 
 
 def test_a_wrong_chat_template_is_one_sentence_and_exit_2(bare_model, capsys):
-    path, store, root = bare_model
+    path, store, _ = bare_model
     argv = [f"model={path}", f"store={store.root}", "port=0", "chat_template=nope.jinja"]
     assert main(["serve", *argv]) == 2
     err = capsys.readouterr().err
