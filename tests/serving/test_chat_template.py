@@ -36,9 +36,7 @@ def chat(url, **extra):
     return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=60)
 
 
-def test_without_a_template_chat_uses_the_default_says_so_once_and_in_a_header(
-    bare_model, caplog
-):
+def test_without_a_template_the_default_renders_says_so_once_and_in_a_header(bare_model, caplog):
     path, store, root = bare_model
     caplog.set_level(logging.WARNING, "lingualift.jobs.serve")
     with live_server(serve_config(path, store, root / "a")) as (parts, url):
