@@ -78,7 +78,13 @@ class HealthProbe:
         try:
             health = wait_for(lambda: _get(f"{url}/health"), timeout=60, what="/health")
             models = httpx.get(f"{url}/v1/models", timeout=30)
-            self.seen.append({"health": health, "models_status": models.status_code})
+            chat = httpx.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "sw", "messages": [{"role": "user", "content": "Habari?"}]},
+                headers={"Authorization": "Bearer change-me"},  # the key the docs use, if any
+                timeout=60,
+            )
+            self.seen.append({"health": health, "models_status": models.status_code, "chat": chat})
         finally:
             server.should_exit = True
             thread.join(30)
@@ -128,6 +134,11 @@ def test_every_documented_command_runs(home, monkeypatch, where, words):
     assert "serving" in out.getvalue()
     # api_key=change-me guards everything but /health.
     assert seen["models_status"] == (401 if "api_key=change-me" in words else 200)
+    # Chat works on the embedded model, which has no template: the default, or the one named.
+    chat = seen["chat"]
+    assert chat.status_code == 200, chat.text
+    named = any(w.startswith(("chat_template=", "--chat-template")) for w in words)
+    assert (chat.headers.get("x-lingualift-chat-template", "").startswith("plain")) != named
 
 
 @pytest.fixture(scope="module")
