@@ -173,20 +173,26 @@ def embedded_home(root):
     """``$LINGUALIFT_HOME`` under ``root`` where ``embedded:gemma-3-270m`` is a tiny model of the
     real one's tokenizer shape, and whose default store holds random sw and fr adapters for it:
     commands written for the embedded model (docs, recipes) run as written, in seconds."""
+    with pytest.MonkeyPatch.context() as mp:
+        use_embedded_home(mp, root)
+        yield random_store(None, EMBEDDED)
+
+
+def random_store(root, spec: str):
+    """A store (``root``, or the home's default) with random sw and fr adapters for the model
+    ``spec`` names, its card naming that model."""
     from lingualift import models
     from lingualift.adapters import AdapterStore, base_model_signature
 
     from ..adapters.conftest import random_adapter
 
-    with pytest.MonkeyPatch.context() as mp:
-        use_embedded_home(mp, root)
-        store = AdapterStore()
-        for seed, lang in enumerate(("sw", "fr"), start=1):
-            model, _ = models.load_causal_lm(EMBEDDED)
-            peft_model = random_adapter(model, seed)
-            card = {"base_model": base_model_signature(peft_model, EMBEDDED)}
-            store.save(lang, peft_model, card=card, promote=True)
-        yield store
+    store = AdapterStore(root)
+    for seed, lang in enumerate(("sw", "fr"), start=1):
+        model, _ = models.load_causal_lm(spec)
+        peft_model = random_adapter(model, seed)
+        card = {"base_model": base_model_signature(peft_model, spec)}
+        store.save(lang, peft_model, card=card, promote=True)
+    return store
 
 
 def use_embedded_home(mp, root) -> None:

@@ -181,3 +181,31 @@ def test_the_documented_client_example_runs(embedded_server):
     printed = out.getvalue().splitlines()
     assert any("'adapter': 'fr/v1'" in line for line in printed), printed  # auto -> French
     assert "sw/v1" in printed
+
+
+@pytest.mark.integration
+def test_the_documented_requests_on_the_real_embedded_model(tmp_path):
+    """The real Gemma 3 270M (no chat template) with random sw/fr adapters: every curl request
+    of the docs is answered, chat through the default template, which writes Gemma's <bos>."""
+    from lingualift.chat import resolve_chat_template
+
+    from .conftest import random_store
+
+    store = random_store(tmp_path / "store", EMBEDDED)
+    config = ServeConfig(store=str(store.root), log_dir=str(tmp_path / "traffic"))
+    with live_server(config) as (parts, url):
+        tokenizer = parts.engine.tokenizer
+        assert not getattr(tokenizer, "chat_template", None)
+        template = resolve_chat_template(tokenizer)
+        assert template.is_default and template.variables == {"bos": "<bos>"}
+        for request_ in curl_requests():
+            response = httpx.request(
+                request_.method,
+                f"{url}{request_.path}",
+                headers=request_.headers,
+                content=request_.body,
+                timeout=600,
+            )
+            assert response.status_code == 200, (request_.line, response.text)
+            if request_.path.startswith("/v1/chat"):
+                assert response.headers["x-lingualift-chat-template"].startswith("plain")
