@@ -249,10 +249,12 @@ def test_health_shows_store_relative_names_only(tmp_path):
     assert "sw" in health["refused"] and health["adapters"]["fr"] == "fr/v1"
 
 
-def test_log_dir_naming_a_file_is_one_sentence_before_anything_loads(tmp_path, capsys):
+@pytest.mark.parametrize("where", ["traffic.log", "traffic.log/segments"])
+def test_log_dir_naming_a_file_is_one_sentence_before_anything_loads(tmp_path, capsys, where):
     a_file = tmp_path / "traffic.log"
     a_file.write_text("")
-    argv = ["serve", "model=/nonexistent/model", f"log_dir={a_file}", "port=0"]
+    argv = ["serve", "model=/nonexistent/model", f"log_dir={tmp_path / where}", "port=0"]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is a file" in err and "log_traffic=false" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["traffic.log"]  # nothing made

@@ -166,8 +166,9 @@ def traffic_folder(config: ServeConfig) -> Path:
 
 
 def check_traffic_folder(config: ServeConfig) -> None:
-    """One sentence, before anything loads, when the traffic log cannot go where it is asked
-    to: ``log_dir`` names a file, or a folder that cannot be made or written."""
+    """One sentence, before anything loads (and without creating anything), when the traffic
+    log cannot go where it is asked to: ``log_dir`` names a file, lies under a file, or in a
+    folder that is not writable."""
     if not config.log_traffic:
         return
     folder = traffic_folder(config)
@@ -176,17 +177,16 @@ def check_traffic_folder(config: ServeConfig) -> None:
             f"log_dir={folder} is a file, but the traffic log is a folder of segments; give a "
             "folder (it is created if missing) or log_traffic=false."
         )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
         raise LingualiftError(
-            f"Cannot create the traffic-log folder {folder} ({exc.strerror}); give another "
-            "log_dir= or log_traffic=false."
-        ) from None
-    if not os.access(folder, os.W_OK | os.X_OK):
+            f"{existing} is a file, so the traffic-log folder {folder} cannot be made; give "
+            "another log_dir= or log_traffic=false."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise LingualiftError(
-            f"The traffic-log folder {folder} is not writable; give another log_dir= or "
-            "log_traffic=false."
+            f"{existing} is not writable, so the traffic log cannot go to {folder}; give "
+            "another log_dir= or log_traffic=false."
         )
 
 
@@ -352,12 +352,18 @@ def _traffic_log(config: ServeConfig) -> TrafficLog | None:
         return None
     from lingualift.serving.traffic import TrafficLog
 
-    return TrafficLog(
-        traffic_folder(config),
-        max_bytes=config.log_max_bytes,
-        max_seconds=config.log_max_seconds,
-        queue_size=config.log_queue_size,
-    )
+    try:
+        return TrafficLog(
+            traffic_folder(config),
+            max_bytes=config.log_max_bytes,
+            max_seconds=config.log_max_seconds,
+            queue_size=config.log_queue_size,
+        )
+    except OSError as exc:  # checked at start; the disk can still change under us
+        raise LingualiftError(
+            f"Cannot write the traffic log to {traffic_folder(config)} ({exc.strerror}); give "
+            "another log_dir= or log_traffic=false."
+        ) from None
 
 
 def _vllm(config: ServeConfig) -> int:
