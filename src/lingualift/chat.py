@@ -116,11 +116,9 @@ class ChatTemplate:
 
     def describe(self) -> str:
         """A short label for logs and the response header."""
-        return (
-            f"{self.name} (default: the model has no chat template)"
-            if self.is_default
-            else (self.name)
-        )
+        if self.is_default:
+            return f"{self.name} (default: the model has no chat template)"
+        return self.name
 
 
 def resolve_chat_template(tokenizer: Any, spec: str | None = None) -> ChatTemplate:
