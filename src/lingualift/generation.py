@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from lingualift.chat import ChatTemplate, resolve_chat_template
 from lingualift.errors import require
 
 BatchContext = Callable[[list[int]], AbstractContextManager[Any]]
@@ -50,18 +51,12 @@ def left_padding(tokenizer: Any) -> Iterator[Any]:
         tokenizer.padding_side = side
 
 
-def chat_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[str]:
-    """Each prompt as a single user turn in the tokenizer's chat template."""
-    require(
-        getattr(tokenizer, "chat_template", None),
-        "This tokenizer has no chat template; send plain prompts instead of chat.",
-    )
-    return [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-        )
-        for p in prompts
-    ]
+def chat_prompts(
+    tokenizer: Any, prompts: Sequence[str], template: ChatTemplate | None = None
+) -> list[str]:
+    """Each prompt as a single user turn in ``template``: by default the tokenizer's own chat
+    template, else lingualift's default (:func:`lingualift.chat.resolve_chat_template`)."""
+    return (template or resolve_chat_template(tokenizer)).user_prompts(tokenizer, prompts)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

@@ -144,3 +144,63 @@ def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
             return value
         time.sleep(0.01)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+EMBEDDED = "embedded:gemma-3-270m"
+
+
+def convert_like_embedded(name, out_dir):
+    """A tiny stand-in for the embedded Gemma 3 270M with its tokenizer's shape for chat: no
+    chat template, and a beginning-of-sequence token added to plain text (as Gemma's)."""
+    from tokenizers import processors
+
+    from lingualift.testing import byte_tokenizer, convert_tiny_embedded
+
+    convert_tiny_embedded(name, out_dir)
+    tokenizer = byte_tokenizer()
+    tokenizer.chat_template = None
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 1)]
+    )
+    for stale in ("tokenizer_config.json", "chat_template.jinja", "tokenizer.json"):
+        (out_dir / stale).unlink(missing_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+@contextlib.contextmanager
+def embedded_home(root):
+    """``$LINGUALIFT_HOME`` under ``root`` where ``embedded:gemma-3-270m`` is a tiny model of the
+    real one's tokenizer shape, and whose default store holds random sw and fr adapters for it:
+    commands written for the embedded model (docs, recipes) run as written, in seconds."""
+    with pytest.MonkeyPatch.context() as mp:
+        use_embedded_home(mp, root)
+        yield random_store(None, EMBEDDED)
+
+
+def random_store(root, spec: str):
+    """A store (``root``, or the home's default) with random sw and fr adapters for the model
+    ``spec`` names, its card naming that model."""
+    from lingualift import models
+    from lingualift.adapters import AdapterStore, base_model_signature
+
+    from ..adapters.conftest import random_adapter
+
+    store = AdapterStore(root)
+    for seed, lang in enumerate(("sw", "fr"), start=1):
+        model, _ = models.load_causal_lm(spec)
+        peft_model = random_adapter(model, seed)
+        card = {"base_model": base_model_signature(peft_model, spec)}
+        store.save(lang, peft_model, card=card, promote=True)
+    return store
+
+
+def use_embedded_home(mp, root) -> None:
+    """Point ``mp`` (a MonkeyPatch) at the home :func:`embedded_home` made under ``root``; a
+    test inside a module-scoped home calls it again, since every test gets its own home."""
+    from lingualift import models
+
+    mp.setenv("LINGUALIFT_HOME", str(root / "home"))
+    mp.setenv("HF_HUB_CACHE", str(root / "hf"))
+    mp.delenv("LINGUALIFT_API_KEY", raising=False)
+    mp.setattr(models, "_convert_embedded", convert_like_embedded)

@@ -245,11 +245,13 @@ def test_a_seed_out_of_range_or_an_unrenderable_chat_is_a_400(server):
     big_seed = {"model": "sw", "prompt": "hi", "seed": 2**64, "temperature": 1}
     assert_error(post(server, "/v1/completions", big_seed), 400, "seed")
     # The tiny chat template renders any role; a template that raises is a 400, not a 500.
-    engine = server[0].engine
-    template = engine.tokenizer.chat_template
-    engine.tokenizer.chat_template = "{{ raise_exception('only user turns') }}"
+    from lingualift.chat import ChatTemplate
+
+    service = server[0].app.state.service
+    template = service.chat_template
+    service.chat_template = ChatTemplate("{{ raise_exception('only user turns') }}", "inline")
     try:
         chat = {"model": "sw", "messages": [{"role": "tool", "content": "x"}]}
         assert_error(post(server, "/v1/chat/completions", chat), 400, "messages", says="only user")
     finally:
-        engine.tokenizer.chat_template = template
+        service.chat_template = template

@@ -18,13 +18,16 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lingualift.adapters.registry import AdapterRegistry, LoadedAdapter
 from lingualift.adapters.store import PEFT_FILES, AdapterStore
 from lingualift.errors import LingualiftError
 from lingualift.langid import LanguageIdentifier, default_identifier
 from lingualift.languages import normalize_language
+
+if TYPE_CHECKING:
+    from lingualift.chat import ChatTemplate
 
 logger = logging.getLogger(__name__)
 
@@ -207,23 +210,36 @@ class Router:
         max_new_tokens: int = 64,
         batch_size: int = 8,
         chat: bool = False,
+        chat_template: ChatTemplate | None = None,
         **generate_kwargs: Any,
     ) -> list[Generation]:
-        """Generate for each prompt with its language's adapter; batches may mix languages."""
-        from lingualift.generation import chat_prompts, generate_texts
+        """Generate for each prompt with its language's adapter; batches may mix languages.
+
+        With ``chat``, each prompt is a user turn of ``chat_template`` (default: the
+        tokenizer's own, else lingualift's default), and the answer ends where its turn ends.
+        """
+        from lingualift.chat import resolve_chat_template
+        from lingualift.generation import generate_texts
 
         if not prompts:
             raise LingualiftError("No prompts given; pass at least one.")
         routes = self.route(prompts, langs)
         rows = self._loaded(routes)
+        texts = list(prompts)
+        if chat:
+            template = chat_template or resolve_chat_template(self.tokenizer)
+            texts = template.user_prompts(self.tokenizer, prompts)
+            stop = [*generate_kwargs.pop("stop", ()), *template.stop]
+            if stop:
+                generate_kwargs["stop"] = stop
         completions = generate_texts(
             self.model,
             self.tokenizer,
-            chat_prompts(self.tokenizer, prompts) if chat else list(prompts),
+            texts,
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             context=lambda batch: self.registry.batch([rows[i] for i in batch]),
-            add_special_tokens=not chat,
+            add_special_tokens=not chat,  # a chat template writes the special tokens itself
             **generate_kwargs,
         )
         return [

@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from typing import Any
 
+from lingualift.chat import check_chat_template
 from lingualift.cli._common import Flag, add_verb, config_from_args
 from lingualift.cli.verbs import Verb
 from lingualift.errors import require
@@ -35,7 +36,11 @@ class RoutedGenerationConfig:
     batch_size: int = 8
     """Prompts per forward pass."""
     chat: bool = False
-    """Wrap prompts in the tokenizer's chat template."""
+    """Wrap each prompt as a user turn of a chat template (chat_template)."""
+    chat_template: str | None = None
+    """With chat: a built-in template ('plain', 'chatml'), a Jinja file, a chat_template.json, or
+    the template itself; default: the tokenizer's own, else the 'plain' transcript (noted on
+    stderr), as in lingualift serve."""
     strict: bool = False
     """Fail instead of falling back to the base model for a language without an adapter."""
     out: str | None = None
@@ -45,6 +50,7 @@ class RoutedGenerationConfig:
         for name in ("max_new_tokens", "batch_size"):
             value = getattr(self, name)
             require(value >= 1, f"{name} must be at least 1, got {value}.")
+        check_chat_template(self.chat_template)  # a wrong name or file: before the model loads
 
 
 def register(subparsers: Any, verb: Verb) -> None:
@@ -68,6 +74,7 @@ def register(subparsers: Any, verb: Verb) -> None:
             Flag(("--max-new-tokens",), "max_new_tokens"),
             Flag(("--batch-size",), "batch_size"),
             Flag(("--chat",), "chat", switch=True),
+            Flag(("--chat-template",), "chat_template"),
             Flag(("--strict",), "strict", switch=True),
             Flag(("--out", "-o"), "out"),
         ],
@@ -102,12 +109,24 @@ def run(args: argparse.Namespace) -> int:
     # Fallbacks are reported below, once per prompt; the router's own warning would repeat them.
     logging.getLogger("lingualift.adapters.routing").setLevel(logging.ERROR)
     router = Router(config.model, store=config.store, langs=config.langs, strict=config.strict)
+    template = None
+    if config.chat:
+        from lingualift.chat import resolve_chat_template
+
+        template = resolve_chat_template(router.tokenizer, config.chat_template)
+        if template.is_default:
+            print(
+                f"note: the model has no chat template; chats use lingualift's default "
+                f"{template.name!r} template (chat_template= chooses another)",
+                file=sys.stderr,
+            )
     results = router.generate(
         prompts,
         langs,
         max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size,
         chat=config.chat,
+        chat_template=template,
     )
     for result in results:
         if result.route.note:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lingualift.adapters.store import AdapterStore
+from lingualift.chat import check_chat_template
 from lingualift.errors import LingualiftError
 from lingualift.models import DEFAULT_MODEL
 from lingualift.paths import lingualift_home
@@ -60,6 +61,11 @@ class ServeConfig:
     shifcon: str | None = None
     """A ShifCon folder (vectors + layer area); when given, each request is shifted for its
     language (our engine only; vLLM has no hooks)."""
+    chat_template: str | None = None
+    """Chat template of /v1/chat/completions: a built-in name ('plain', 'chatml'), a Jinja file,
+    a tokenizer's chat_template.json, or the template itself; default: the tokenizer's own, and
+    for a model without one the 'plain' transcript (said once in the log and in the
+    X-Lingualift-Chat-Template header), as vLLM's --chat-template."""
     engine: Literal["lingualift", "vllm", "route"] = "lingualift"
     """'lingualift': this package's server; 'vllm': print (or with run=true, run) the vLLM
     command serving the same adapters; 'route': a routing front that identifies the language and
@@ -141,6 +147,7 @@ class ServeConfig:
             )
         if self.log_max_bytes < 1 or self.log_max_seconds <= 0:
             raise LingualiftError("log_max_bytes and log_max_seconds must be positive.")
+        check_chat_template(self.chat_template)  # a wrong name or file: before the model loads
 
     @property
     def served_model_name(self) -> str:
@@ -166,7 +173,32 @@ class ServerParts:
 
 def traffic_folder(config: ServeConfig) -> Path:
     """Where the traffic log goes: ``log_dir``, else $LINGUALIFT_HOME/traffic."""
-    return Path(config.log_dir) if config.log_dir else lingualift_home() / "traffic"
+    return Path(config.log_dir).expanduser() if config.log_dir else lingualift_home() / "traffic"
+
+
+def check_traffic_folder(config: ServeConfig) -> None:
+    """One sentence, before anything loads (and without creating anything), when the traffic
+    log cannot go where it is asked to: ``log_dir`` names a file, lies under a file, or in a
+    folder that is not writable."""
+    if not config.log_traffic:
+        return
+    folder = traffic_folder(config)
+    if folder.exists() and not folder.is_dir():
+        raise LingualiftError(
+            f"log_dir={folder} is a file, but the traffic log is a folder of segments; give a "
+            "folder (it is created if missing) or log_traffic=false."
+        )
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise LingualiftError(
+            f"{existing} is a file, so the traffic-log folder {folder} cannot be made; give "
+            "another log_dir= or log_traffic=false."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LingualiftError(
+            f"{existing} is not writable, so the traffic log cannot go to {folder}; give "
+            "another log_dir= or log_traffic=false."
+        )
 
 
 def check_store(config: ServeConfig) -> AdapterStore:
@@ -189,6 +221,7 @@ def check_store(config: ServeConfig) -> AdapterStore:
 def build_server(config: ServeConfig, model: Any = None, tokenizer: Any = None) -> ServerParts:
     """Load the model and adapters and build the app (the socket is the caller's)."""
     from lingualift.adapters.registry import AdapterRegistry
+    from lingualift.chat import resolve_chat_template
     from lingualift.langid import LanguageIdentifier
     from lingualift.models import load_causal_lm
     from lingualift.serving.app import create_app
@@ -201,8 +234,17 @@ def build_server(config: ServeConfig, model: Any = None, tokenizer: Any = None) 
         from lingualift.shifcon import ShifCon
 
         shifcon = ShifCon.load(config.shifcon)
+    check_traffic_folder(config)
     if model is None:
         model, tokenizer = load_causal_lm(config.model, dtype=config.dtype, device=config.device)
+    chat_template = resolve_chat_template(tokenizer, config.chat_template)
+    if chat_template.is_default:
+        logger.warning(
+            "%s has no chat template: /v1/chat/completions renders chats with lingualift's "
+            "default '%s' template (see docs/serving.md; chat_template= chooses another)",
+            config.served_model_name,
+            chat_template.name,
+        )
     metrics = ServingMetrics()
     registry = AdapterRegistry(
         model,
@@ -237,6 +279,7 @@ def build_server(config: ServeConfig, model: Any = None, tokenizer: Any = None) 
         default_max_tokens=config.default_max_tokens,
         max_body_bytes=config.max_body_bytes,
         log_text=config.log_text,
+        chat_template=chat_template,
     )
     return ServerParts(app, engine, registry, metrics, traffic)
 
@@ -265,6 +308,7 @@ def serve(config: ServeConfig) -> int:
         logging.getLogger(name).setLevel(config.log_level.upper())
     from lingualift.serving.server import bind_socket, run_app, socket_url
 
+    check_traffic_folder(config)  # like a busy port: one sentence before anything loads
     if config.engine == "vllm":
         return _vllm_behind_front(config)
     sock = bind_socket(config.host, config.port)  # fail on a busy port before loading anything
@@ -348,18 +392,24 @@ def _traffic_log(config: ServeConfig) -> TrafficLog | None:
         return None
     from lingualift.serving.traffic import TrafficLog
 
-    return TrafficLog(
-        traffic_folder(config),
-        max_bytes=config.log_max_bytes,
-        max_seconds=config.log_max_seconds,
-        queue_size=config.log_queue_size,
-    )
+    try:
+        return TrafficLog(
+            traffic_folder(config),
+            max_bytes=config.log_max_bytes,
+            max_seconds=config.log_max_seconds,
+            queue_size=config.log_queue_size,
+        )
+    except OSError as exc:  # checked at start; the disk can still change under us
+        raise LingualiftError(
+            f"Cannot write the traffic log to {traffic_folder(config)} ({exc.strerror}); give "
+            "another log_dir= or log_traffic=false."
+        ) from None
 
 
 def _vllm_plan(config: ServeConfig, host: str, port: int) -> VllmPlan:
     from lingualift.serving.vllm import vllm_plan
 
-    return vllm_plan(
+    plan = vllm_plan(
         config.model,
         AdapterStore(config.store),
         langs=config.langs,
@@ -367,6 +417,18 @@ def _vllm_plan(config: ServeConfig, host: str, port: int) -> VllmPlan:
         port=port,
         served_model_name=config.served_model_name,
     )
+    if config.chat_template:
+        # vLLM takes a file or the template itself, as chat_template= does here.
+        from lingualift.chat import BUILTIN_TEMPLATES
+
+        builtin = BUILTIN_TEMPLATES.get(config.chat_template.strip())
+        plan.command += ["--chat-template", builtin.source if builtin else config.chat_template]
+        if builtin is not None and builtin.stop:
+            plan.notes.append(
+                f"vLLM does not stop at the {config.chat_template} template's turn end by "
+                f"itself; clients should send stop={list(builtin.stop)!r} with chat requests"
+            )
+    return plan
 
 
 def _print_vllm(config: ServeConfig) -> int:

@@ -28,11 +28,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from lingualift.chat import ChatTemplate, resolve_chat_template
 from lingualift.langid import LanguageIdentifier
 from lingualift.serving import protocol as oa
 from lingualift.serving.api_router import (
     ADAPTER_HEADER,
     CHAT_COMPLETIONS,
+    CHAT_TEMPLATE_HEADER,
     COMPLETIONS,
     openai_app,
 )
@@ -48,7 +50,7 @@ from lingualift.serving.engine import (
     Started,
     TextDelta,
 )
-from lingualift.serving.http import check_bearer, read_limited_body
+from lingualift.serving.http import check_bearer, known_fields, read_limited_body, relative_text
 from lingualift.serving.metrics import ServingMetrics
 from lingualift.serving.routing import AUTO, choose_language
 from lingualift.serving.traffic import RequestRecord, TrafficLog
@@ -88,6 +90,7 @@ class ServingApp:
         default_max_tokens: int,
         max_body_bytes: int,
         log_text: bool,
+        chat_template: ChatTemplate,
     ) -> None:
         self.engine = engine
         self.model_name = model_name
@@ -99,6 +102,7 @@ class ServingApp:
         self.default_max_tokens = default_max_tokens
         self.max_body_bytes = max_body_bytes
         self.log_text = log_text
+        self.chat_template = chat_template
         self.created = int(time.time())
 
     # -- guards -------------------------------------------------------------------------
@@ -107,7 +111,9 @@ class ServingApp:
         check_bearer(request, self.api_key)
 
     async def read_body(self, request: Request) -> bytes:
-        return await read_limited_body(request, self.max_body_bytes)
+        raw = await read_limited_body(request, self.max_body_bytes)
+        request.state.raw_body = raw  # what the traffic-log row of a refused request can tell
+        return raw
 
     # -- simple routes ------------------------------------------------------------------
 
@@ -127,37 +133,50 @@ class ServingApp:
         return self.model_list()
 
     def model_list(self) -> dict[str, Any]:
-        """The base model's id, each served language, and 'auto'."""
+        """The base model's id, each served language, and 'auto'.
 
-        def entry(model_id: str, **info: Any) -> dict[str, Any]:
+        Entries carry vLLM's ``root`` and ``parent``: an adapter's root is its version in the
+        store (``sw/v3``, store-relative like everything the API shows) and its parent the base
+        model's id; the base model and ``auto`` have the base model's id as root and no parent.
+        """
+
+        def entry(
+            model_id: str, info: dict[str, Any], root: str, parent: str | None = None
+        ) -> dict[str, Any]:
             return {
                 "id": model_id,
                 "object": "model",
                 "created": self.created,
                 "owned_by": "lingualift",
+                "root": root,
+                "parent": parent,
                 "lingualift": info,
             }
 
+        base = self.model_name
         adapters = self.engine.registry.snapshot()
-        data = [entry(self.model_name, adapter=None, routes="auto")]
+        data = [entry(base, {"adapter": None, "routes": "auto"}, base)]
         data += [
-            entry(lang, adapter=label, lang=lang, parent=self.model_name)
+            entry(lang, {"adapter": label, "lang": lang, "parent": base}, label, base)
             for lang, label in adapters.items()
         ]
-        data.append(entry(AUTO, adapter=None, routes="auto"))
+        data.append(entry(AUTO, {"adapter": None, "routes": "auto"}, base))
         return {"object": "list", "data": data}
 
     async def prometheus(self) -> Response:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def health(self) -> JSONResponse:
+        """Liveness and what is served, in store-relative names only: /health needs no key, so
+        it shows no absolute path (a refusal's message is cut to its path in the store)."""
         registry = self.engine.registry
+        root = registry.store.root if registry.store is not None else None
         body = {
             "status": "ok" if self.engine.alive else "stopped",
-            "model": self.model_name,
+            "model": relative_text(self.model_name, root),
             "adapters": registry.snapshot(),
             "loaded": registry.loaded_names(),
-            "refused": dict(registry.failures),
+            "refused": {lang: relative_text(why, root) for lang, why in registry.failures.items()},
             "queue_depth": self.engine.queue_depth,
             "active": self.engine.active_requests,
         }
@@ -179,8 +198,39 @@ class ServingApp:
             return await self._generate(request, kind, record)
         except oa.ApiError as exc:
             record.status = exc.status
-            self._finish(record)
+            self._log_refused(request, record)
             raise
+        except Exception:  # a bug: still one row (status 500), and the error handler answers
+            record.status = 500
+            self._log_refused(request, record)
+            raise
+
+    def _log_refused(self, request: Request, record: RequestRecord) -> None:
+        """The row of a request that ended before its answer, with what was known: a body
+        that failed validation still names its model and prompt when those parts were sound."""
+        if record.model is None:
+            model, text = known_fields(getattr(request.state, "raw_body", b""))
+            record.model = model
+            record.text = record.text if record.text is not None else text
+        self._finish(record)
+
+    def _chat_prompt(self, body: oa.ChatBody) -> str:
+        """The conversation through the chat template (the model's, the one chosen with
+        ``chat_template=``, or the default), or a 400 when the template refuses the turns."""
+        try:
+            return self.chat_template.render(self.engine.tokenizer, body.template_messages())
+        except Exception as exc:  # jinja raises for turns a template does not accept
+            raise oa.ApiError(
+                400,
+                f"The model's chat template cannot render these messages ({exc}).",
+                param="messages",
+            ) from None
+
+    def _template_headers(self, kind: Kind) -> dict[str, str]:
+        """Says so on a chat answer when the default template stood in for a missing one."""
+        if kind == "chat" and self.chat_template.is_default:
+            return {CHAT_TEMPLATE_HEADER: self.chat_template.describe()}
+        return {}
 
     async def _generate(self, request: Request, kind: Kind, record: RequestRecord) -> Response:
         raw = await self.read_body(request)
@@ -193,19 +243,8 @@ class ServingApp:
         else:
             body = oa.parse_body(oa.ChatBody, raw)
             record.model = body.model
-            if not self.engine.has_chat_template:
-                raise oa.ApiError(
-                    400, "This model has no chat template; use /v1/completions.", param="messages"
-                )
             record.text = body.routing_text()
-            try:
-                prompt = self.engine.chat_prompt(body.template_messages())
-            except Exception as exc:  # jinja raises for turns a template does not accept
-                raise oa.ApiError(
-                    400,
-                    f"The model's chat template cannot render these messages ({exc}).",
-                    param="messages",
-                ) from None
+            prompt = self._chat_prompt(body)
             add_special_tokens = False  # the template writes the special tokens itself
         served = self.engine.registry.served_languages()
         choice = choose_language(
@@ -234,7 +273,8 @@ class ServingApp:
             max_tokens=max_tokens,
             temperature=1.0 if body.temperature is None else body.temperature,
             top_p=1.0 if body.top_p is None else body.top_p,
-            stop=body.stop_strings(),
+            # A chat turn also ends where the template's turns end (the default's "\nUser:").
+            stop=body.stop_strings() + (self.chat_template.stop if kind == "chat" else ()),
             seed=body.seed,
             ignore_eos=bool(body.ignore_eos),
         )
@@ -270,6 +310,7 @@ class ServingApp:
             "fallback": started.fallback,
         }
         headers = {ADAPTER_HEADER: started.adapter or "base", "X-Request-Id": record.request_id}
+        headers.update(self._template_headers(kind))
         if body.stream:
             stream = self._stream(kind, job, events, record, body.model, info, body.include_usage())
             return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
@@ -418,9 +459,14 @@ def create_app(
     default_max_tokens: int = 128,
     max_body_bytes: int = 1_048_576,
     log_text: bool = True,
+    chat_template: ChatTemplate | None = None,
 ) -> FastAPI:
     """The FastAPI app; its lifespan starts the engine and, at shutdown, stops it and closes
-    the traffic log (so the last segment is flushed and renamed)."""
+    the traffic log (so the last segment is flushed and renamed).
+
+    ``chat_template`` renders chat requests; without one, the tokenizer's own, else the
+    documented default (:func:`lingualift.chat.resolve_chat_template`).
+    """
     from lingualift.langid import default_identifier
 
     metrics = metrics or ServingMetrics()
@@ -442,6 +488,7 @@ def create_app(
         default_max_tokens=default_max_tokens,
         max_body_bytes=max_body_bytes,
         log_text=log_text,
+        chat_template=chat_template or resolve_chat_template(engine.tokenizer),
     )
 
     @contextlib.asynccontextmanager

@@ -48,6 +48,10 @@ class Constraint(Protocol):
     def start(self) -> ConstraintState: ...
 
 
+GREEDY_BELOW = 1e-5
+"""A temperature below this decodes greedily (vLLM's sampling epsilon)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingParams:
     """How one row's tokens are chosen and when it stops."""
@@ -55,7 +59,7 @@ class SamplingParams:
     max_tokens: int
     """Most new tokens (0: none, the prompt is only scored)."""
     temperature: float = 1.0
-    """0 is greedy (argmax); above 0 samples from softmax(logits / temperature)."""
+    """0 (below 1e-5) is greedy (argmax); above it samples from softmax(logits / temperature)."""
     top_p: float = 1.0
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
     top_k: int = 0
@@ -111,7 +115,9 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        # vLLM's rule (_SAMPLING_EPS): below 1e-5, logits / temperature overflow to inf and
+        # the softmax to NaN (a 500 the fuzzer found at 1e-162); the limit of sampling is argmax.
+        return self.temperature < GREEDY_BELOW
 
     @property
     def needs_history(self) -> bool:

@@ -2,14 +2,17 @@
 
 Every error leaves in OpenAI's JSON shape (``{"error": {message, type, param,
 code}}``), whether it comes from our checks, from routing (unknown path,
-wrong method) or from a bug.
+wrong method, a body FastAPI itself could not read) or from a bug.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
+import re
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -58,6 +61,54 @@ async def read_limited_body(request: Request, limit: int) -> bytes:
             code="request_too_large",
         )
     return b"".join(chunks)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/]+/)+([^\s'\"/]*)")
+"""An absolute POSIX path inside a message (not the path part of a URL)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def relative_text(text: str, root: Path | None) -> str:
+    """``text`` without absolute paths: those under ``root`` become relative to it
+    (``sw/v3/adapter_model.safetensors``), any other is cut to its last part (``.../name``).
+
+    For what anyone may read (``/health`` needs no key): where the store and the model live on
+    the server's disk is not the client's business.
+    """
+    if root is not None:
+        for prefix in {str(root), str(Path(root).resolve())}:
+            text = text.replace(prefix.rstrip("/") + "/", "")
+    return _ABSOLUTE_PATH.sub(lambda match: ".../" + match.group(1), text)
+
+
+def known_fields(raw: bytes) -> tuple[str | None, str | None]:
+    """``model`` and the routing text (the prompt, or the last user message) of a request body
+    that failed validation, when those parts are sound; (None, None) for what cannot be read.
+
+    The traffic log keeps a row for every refused request "with what was known": a body with
+    ``"max_tokens": "10"`` still says which model and prompt it was for. Text holding a lone
+    surrogate is left out (it cannot be written as UTF-8).
+    """
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+
+    def clean(value: Any) -> str | None:
+        return value if isinstance(value, str) and not _SURROGATE.search(value) else None
+
+    prompt = data.get("prompt")
+    if isinstance(prompt, list) and prompt:
+        prompt = prompt[0]
+    text = clean(prompt)
+    messages = data.get("messages")
+    if text is None and isinstance(messages, list):
+        users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+        if users:
+            text = clean(users[-1].get("content"))
+    return clean(data.get("model")), text
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from filelock import Timeout
+from filelock import FileLock, Timeout
 
 from lingualift.atomic import path_lock
 from lingualift.data.traffic import (
@@ -119,8 +119,11 @@ class TrafficLog:
         """Rows written to segments."""
         self.folder.mkdir(parents=True, exist_ok=True)
         # One writer per folder: two would interleave sequence numbers and close each other's
-        # segments. The lock is released by the OS if the process dies.
-        self._lock = path_lock(self.folder / SEGMENT_PREFIX, timeout=0)
+        # segments. The lock is released by the OS if the process dies. Not thread-local:
+        # close() runs on another thread (the app's lifespan hands it to a worker), and a
+        # thread-local lock would stay held, refusing the next server of this process.
+        lock_file = path_lock(self.folder / SEGMENT_PREFIX).lock_file
+        self._lock = FileLock(lock_file, timeout=0, thread_local=False)
         try:
             self._lock.acquire()
         except Timeout:

@@ -186,13 +186,18 @@ def envelope(
     system_fingerprint: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """The fields every OpenAI answer and stream chunk share, around ``choices``."""
+    """The fields every OpenAI answer and stream chunk share, around ``choices``.
+
+    Without a ``system_fingerprint`` the key is left out: OpenAI's schema types it as a string
+    (optional, never null), and a strict client would refuse a null.
+    """
+    fingerprint = {} if system_fingerprint is None else {"system_fingerprint": system_fingerprint}
     return {
         "id": request_id,
         "object": obj,
         "created": created,
         "model": model,
-        "system_fingerprint": system_fingerprint,
+        **fingerprint,
         "choices": choices,
         **extra,
     }
