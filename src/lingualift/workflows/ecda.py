@@ -29,6 +29,7 @@ from lingualift.continual.gate import Gate, read_heldout
 from lingualift.continual.log_monitor import LogMonitor, MonitorSettings
 from lingualift.continual.logs import STDIN, check_source
 from lingualift.continual.loop import LOOP_FILE, EcdaLoop, LoopSettings
+from lingualift.continual.reference import SMALL_REFERENCE
 from lingualift.continual.update import UpdateSettings, lineage_data
 from lingualift.data.sources import read_source
 from lingualift.embed import Encoder
@@ -77,6 +78,11 @@ class EcdaConfig(MonitorSettings):
     """Recent windows kept; the drifted ones among them become the new target usage."""
     cooldown_windows: int = 2
     """Windows to wait after a kept (not promoted) update before another can start."""
+    settle_rows: int = SMALL_REFERENCE
+    """After a promotion, the new version's reference is built from this many queries of the
+    next windows, which are not tested until then (800: below it a reference's own noise raised
+    false alarms, docs/continual.md); 0: test at once against the update's provisional
+    reference (built from the drifted windows that triggered it)."""
     heldout_fraction: float = 0.2
     """Share of the new usage held out for the gate (never used to select)."""
     n_clusters: int | None = None
@@ -102,7 +108,9 @@ class EcdaConfig(MonitorSettings):
         require(self.poll_seconds >= 0, "poll_seconds must not be negative.")
 
     def loop_settings(self) -> LoopSettings:
-        return LoopSettings(self.trigger_windows, self.usage_windows, self.cooldown_windows)
+        return LoopSettings(
+            self.trigger_windows, self.usage_windows, self.cooldown_windows, self.settle_rows
+        )
 
     def recipe(self) -> UpdateRecipe:
         return UpdateRecipe(
