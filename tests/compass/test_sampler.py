@@ -163,25 +163,25 @@ def test_plain_compass_selects_as_before_the_language_boost_existed(target_langu
     assert sampler.settings()["target_language_boost"] == 1.0
 
 
-def test_target_language_boost_fills_each_clusters_quota_with_the_target_language_first(
+def test_target_language_first_or_boosted_fills_each_clusters_quota_the_same(
     target_language_pool,
 ):
     target, training, pool = target_language_pool
     langs = np.asarray(pool.langs)
 
-    def select(boost):
-        sampler = GapSampler(**RAW, n_clusters=6, seed=0, target_language_boost=boost)
+    def select(**option):
+        sampler = GapSampler(**RAW, n_clusters=6, seed=0, **option)
         return sampler, sampler.fit(target, training, pool).select(budget=90)
 
-    _, plain = select(1.0)
-    _, factor = select(1.5)
-    sampler, first = select(np.inf)
+    _, plain = select()
+    _, factor = select(target_language_boost=1.5)
+    sampler, first = select(target_language_first=True)
     # Only the ranking inside a cluster changes: the quotas are plain COMPASS's.
     quotas = [c["quota"] for c in plain.report.clusters]
     assert [c["quota"] for c in first.report.clusters] == quotas
     shares = [np.mean(langs[s.indices] == "sw") for s in (plain, factor, first)]
     assert shares[0] < shares[1] <= shares[2]
-    # inf: a cluster takes another language only once all its target-language items are taken.
+    # first: a cluster takes another language only once all its target-language items are taken.
     labels, _ = sampler.profile_.assign(pool, sampler.anchors_, False)
     chosen = set(first.indices.tolist())
     for cluster in np.unique(first.clusters):
@@ -190,15 +190,18 @@ def test_target_language_boost_fills_each_clusters_quota_with_the_target_languag
             mine = np.flatnonzero((labels == cluster) & (langs == "sw"))
             assert set(mine.tolist()) <= chosen, cluster
     assert any(langs[first.indices] != "sw")  # the test above had something to check
-    assert "target language boosted" in first.reasons[0]
-    assert first.report.settings["target_language_boost"] == "inf"
+    assert "target language ranked first" in first.reasons[0]
+    assert "target language boosted x1.5" in factor.reasons[np.flatnonzero(
+        langs[factor.indices] == "sw")[0]]  # fmt: skip
+    assert first.report.settings["target_language_first"] is True
 
 
-def test_target_language_boost_needs_the_target_language(target_language_pool):
+def test_a_target_language_preference_needs_the_target_language(target_language_pool):
     _, training, pool = target_language_pool
     unlabelled = EmbeddedSet.from_vectors(np.asarray(target_language_pool[0].vectors), ENC)
     sampler = GapSampler(**RAW, n_clusters=6, target_language_boost=2.0)
     with pytest.raises(LingualiftError, match="needs the target language; set target_lang"):
         sampler.fit(unlabelled, training, pool).select(budget=10)
-    with pytest.raises(LingualiftError, match="must be positive"):
-        GapSampler(**RAW, target_language_boost=0)
+    for bad in (0, float("inf")):
+        with pytest.raises(LingualiftError, match="positive finite factor"):
+            GapSampler(**RAW, target_language_boost=bad)

@@ -18,9 +18,9 @@ the target language more:
   windows' queries themselves join the new examples, as target-language text,
   minus the gate's held-out split (which is never trained on); they are kept
   as ``usage.jsonl`` in the version folder and so join the lineage's data;
-- ``target_language_boost``: COMPASS ranks pool items in the target language
-  first (``inf``) or raises their score by a factor within each cluster
-  (:class:`~lingualift.compass.sampler.GapSampler`).
+- ``target_language_first`` / ``target_language_boost``: within each cluster,
+  COMPASS ranks pool items in the target language before the others, or raises
+  their score by a factor (:class:`~lingualift.compass.sampler.GapSampler`).
 """
 
 from __future__ import annotations
@@ -61,9 +61,11 @@ class UpdateSettings:
     """Also train on the drifted windows' queries (as target-language text), minus the gate's
     held-out split. Off by default: it trains on user text, and keeps it in the version folder
     (usage.jsonl); turn it on only where your users' queries may be trained on."""
+    target_language_first: bool = False
+    """COMPASS ranks the pool's target-language items before every other language within each
+    cluster (the quotas stay plain COMPASS's). Needs target-language items in the pool."""
     target_language_boost: float = 1.0
-    """COMPASS ranks target-language pool items within each cluster higher by this factor
-    (1: plain COMPASS; .inf: before every other language). Needs target-language pool items."""
+    """Or raises their ranking score within each cluster by this factor (1: plain COMPASS)."""
 
     def __post_init__(self) -> None:
         require(self.budget >= 1, f"budget must be at least 1, got {self.budget}.")
@@ -79,8 +81,7 @@ class UpdateSettings:
         require(self.fisher_samples >= 1, "fisher_samples must be at least 1.")
         require(
             self.target_language_boost > 0,
-            "target_language_boost must be positive (1: plain COMPASS, .inf: target language "
-            f"first); got {self.target_language_boost}.",
+            f"target_language_boost must be positive (1: off); got {self.target_language_boost}.",
         )
 
 

@@ -7,7 +7,8 @@ ECDA loop. Each planned update is a job under ``<updates>/<lang>-w<window>/``:
    held-out set;
 2. ``select``: COMPASS selects ``update.budget`` pool items against the
    lineage's data (first version's data + later selections), optionally
-   preferring target-language items (``update.target_language_boost``), and a
+   preferring target-language items (``update.target_language_first`` or
+   ``update.target_language_boost``), and a
    replay sample of that data is drawn (``update.replay_fraction`` of the mix);
 3. ``train``: the next version, started from the parent, on selection +
    replay (+ the usage split's queries with ``update.usage_as_training``)
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import sys
 from pathlib import Path
@@ -229,7 +229,7 @@ class EcdaUpdater:
             ctx.out, "compass", target, training, self.pool, budget, fmt="jsonl",
             encoder=self.encoder, n_clusters=recipe.n_clusters, seed=recipe.seed,
             target_lang=lang, target_language_boost=settings.target_language_boost,
-            progress=False,
+            target_language_first=settings.target_language_first, progress=False,
         )  # fmt: skip
         # Replay is a share of the whole mix: the drifted queries trained on count as new ones.
         n_usage = len(target) if settings.usage_as_training else 0
@@ -266,7 +266,6 @@ class EcdaUpdater:
             data.summaries.append(summary)
             n_usage = len(found)
         replay_examples = [ex for ex in data.examples if not ex.id.startswith(NEW_EXAMPLE_PREFIXES)]
-        boost = recipe.update.target_language_boost
         settings = {**train_settings(train_config, data, parent), "update": to_dict(recipe.update)}
 
         def stage(ctx: StageContext) -> dict[str, Any]:
@@ -291,7 +290,8 @@ class EcdaUpdater:
                     "replay_fraction": recipe.update.replay_fraction,
                     "usage_as_training": recipe.update.usage_as_training,
                     "n_usage": n_usage,
-                    "target_language_boost": boost if math.isfinite(boost) else "inf",
+                    "target_language_first": recipe.update.target_language_first,
+                    "target_language_boost": recipe.update.target_language_boost,
                 }
                 return {"penalty": info, "ecda": ecda}
 
