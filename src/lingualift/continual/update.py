@@ -128,6 +128,12 @@ def lineage_data(
     """``D_tr`` of the next update: the first version's data plus every later selection (and
     the drifted queries a later version trained on, with ``usage_as_training``)."""
     chain = lineage(store, version)
+    if any(v.card.get("method") == "shifcon" for v in chain):
+        raise LingualiftError(
+            f"{version.name} is a ShifCon adapter (it needs the shift at inference), which an "
+            "ECDA update and its gate, plain LoRA, cannot continue; make a LoRA version current "
+            "('lingualift train' or 'lingualift quickstart') to keep it fresh with ECDA."
+        )
     records = _card_data(chain[0], training_data)
     for later in chain[1:]:
         for name in (SELECTION_FILE, USAGE_FILE):
