@@ -89,6 +89,7 @@ def test_ecda_promotes_v2_and_records_the_decision(world, tmp_path, capsys):
     assert main(args(world, tmp_path)) == 0
     out = capsys.readouterr().out
     assert "promoted" in out and store.current_version("sw") == 2
+    assert "current reference sw/v2 (settling: 60 of 800 queries)" in out
     rows = [json.loads(x) for x in (tmp_path / "out/monitor/drift.jsonl").read_text().splitlines()]
     assert [r["drift"] for r in rows[:2]] == [False, False] and rows[2]["drift"]
     last = store.history("sw")[-1]
