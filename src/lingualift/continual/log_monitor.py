@@ -526,8 +526,11 @@ class LogMonitor:
             "queries": len(found["texts"]),
         })  # fmt: skip
         self.set_reference(lang, reference)
-        self._say(f"{lang}: reference of {found['version']} settled from windows "
-                  f"{found['windows'][0]}-{found['windows'][-1]} ({len(found['texts'])} queries)")  # fmt: skip
+        first, last = found["windows"][0], found["windows"][-1]
+        self._say(
+            f"{lang}: reference of {found['version']} settled on windows {first}-{last} "
+            f"({len(found['texts'])} queries)"
+        )
 
     def _build_reference(self, lang: str, texts: list[str], version: str | None) -> Reference:
         from lingualift.compass.embedding import EmbeddedSet, embed_texts
