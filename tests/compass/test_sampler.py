@@ -134,3 +134,74 @@ def test_bad_input_fails_with_one_sentence(gap_data, case, message):
         else:
             sampler.select(pool, 10, unit="tokens")
     assert str(info.value).count(". ") == 0  # one sentence
+
+
+@pytest.fixture
+def target_language_pool():
+    """gap_data's blobs with a language per row: every fourth pool item is in the target's."""
+    make = blobs()
+    target, _ = make(240, [0.5, 0.5, 0, 0, 0, 0])
+    training, _ = make(240, [0, 0.5, 0.5, 0, 0, 0])
+    pool, _ = make(1200, [1 / 6] * 6)
+    langs = np.array(["sw", "fr", "de", "id"])[np.arange(1200) % 4]
+    return (
+        EmbeddedSet.from_vectors(target, ENC, langs=["sw"] * 240),
+        EmbeddedSet.from_vectors(training, ENC),
+        EmbeddedSet.from_vectors(pool, ENC, langs=langs),
+    )
+
+
+def test_plain_compass_selects_as_before_the_language_boost_existed(target_language_pool):
+    """With target_language_boost=1 (the default) the selection is the one COMPASS made before
+    the option existed (indices recorded from that code on this data)."""
+    import hashlib
+
+    sampler = GapSampler(**RAW, n_clusters=6, seed=0).fit(*target_language_pool)
+    indices = sampler.select(budget=90).indices
+    assert indices[:10].tolist() == [305, 833, 790, 26, 470, 148, 383, 27, 981, 182]
+    assert hashlib.sha1(indices.tobytes()).hexdigest() == "91729acc0b4aaed993c113b38fd3209f69d6a4d1"
+    assert sampler.settings()["target_language_boost"] == 1.0
+
+
+def test_target_language_first_or_boosted_fills_each_clusters_quota_the_same(
+    target_language_pool,
+):
+    target, training, pool = target_language_pool
+    langs = np.asarray(pool.langs)
+
+    def select(**option):
+        sampler = GapSampler(**RAW, n_clusters=6, seed=0, **option)
+        return sampler, sampler.fit(target, training, pool).select(budget=90)
+
+    _, plain = select()
+    _, factor = select(target_language_boost=1.5)
+    sampler, first = select(target_language_first=True)
+    # Only the ranking inside a cluster changes: the quotas are plain COMPASS's.
+    quotas = [c["quota"] for c in plain.report.clusters]
+    assert [c["quota"] for c in first.report.clusters] == quotas
+    shares = [np.mean(langs[s.indices] == "sw") for s in (plain, factor, first)]
+    assert shares[0] < shares[1] <= shares[2]
+    # first: a cluster takes another language only once all its target-language items are taken.
+    labels, _ = sampler.profile_.assign(pool, sampler.anchors_, False)
+    chosen = set(first.indices.tolist())
+    for cluster in np.unique(first.clusters):
+        rows = first.indices[first.clusters == cluster]
+        if (langs[rows] != "sw").any():
+            mine = np.flatnonzero((labels == cluster) & (langs == "sw"))
+            assert set(mine.tolist()) <= chosen, cluster
+    assert any(langs[first.indices] != "sw")  # the test above had something to check
+    assert "target language ranked first" in first.reasons[0]
+    assert "target language boosted x1.5" in factor.reasons[np.flatnonzero(
+        langs[factor.indices] == "sw")[0]]  # fmt: skip
+    assert first.report.settings["target_language_first"] is True
+
+
+def test_a_target_language_preference_needs_the_target_language(target_language_pool):
+    _, training, pool = target_language_pool
+    unlabelled = EmbeddedSet.from_vectors(np.asarray(target_language_pool[0].vectors), ENC)
+    sampler = GapSampler(**RAW, n_clusters=6, target_language_boost=2.0)
+    with pytest.raises(LingualiftError, match="needs the target language; set target_lang"):
+        sampler.fit(unlabelled, training, pool).select(budget=10)
+    for bad in (0, float("inf")):
+        with pytest.raises(LingualiftError, match="positive finite factor"):
+            GapSampler(**RAW, target_language_boost=bad)

@@ -6,6 +6,7 @@ tests/jobs/test_ecda.py), so these tests run on the toy encoder in seconds.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -22,6 +23,7 @@ from tests.compass.conftest import ToyEncoder
 from .helpers import TOPICS, fake_peft, log_rows, store_with_reference, texts, write_log
 
 WINDOW = 40
+LATER = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
 SETTINGS = MonitorSettings(window=WINDOW, n_permutations=99, n_bootstrap=199)
 FINGERPRINT = {"test": 1}
 
@@ -102,10 +104,79 @@ def test_a_kept_update_cools_down_and_the_loop_keeps_its_own_state(world):
 
 
 def test_a_promotion_switches_the_monitor_to_the_new_reference(world):
-    monitor, loop = open_both(world)
+    """settle_rows=0: the next window is tested at once against the update's own reference."""
+    monitor, loop = open_both(world, settle_rows=0)
     loop.run(monitor, FakeUpdater(world["store"], promote=True))
     assert loop.updates[0]["status"] == "promoted" and world["store"].current_version("sw") == 2
-    assert [r["reference"] for r in monitor.window_rows("sw")] == ["sw/v1"] * 3 + ["sw/v2"]
+    rows = monitor.window_rows("sw")
+    assert [r["reference"] for r in rows] == ["sw/v1"] * 3 + ["sw/v2"] and "mmd" in rows[3]
+
+
+def settling_world(world):
+    """After the two stable and the first shifted window, four more shifted windows."""
+    more = log_rows(texts(("harvest", "king"), 4 * WINDOW, "c"), start=LATER)
+    write_log(world["logs"] / "seg-0002.jsonl", more)
+    return world
+
+
+def test_after_a_promotion_the_reference_settles_before_windows_are_tested(world):
+    """Windows after a promotion are held untested until they hold settle_rows queries; the
+    reference of those queries is saved in the version folder and the next windows are tested
+    against it (the update's reference of one window is never tested against)."""
+    settling_world(world)
+    monitor, loop = open_both(world, settle_rows=100)
+    loop.run(monitor, FakeUpdater(world["store"], promote=True))
+    assert [u["status"] for u in loop.updates] == ["promoted"]
+    rows = monitor.window_rows("sw")
+    held, tested = rows[3:6], rows[6:]
+    assert [r["window"] for r in held] == [3, 4, 5] and len(tested) == 2
+    for number, row in enumerate(held, start=1):
+        assert not {"js", "mmd", "novelty"} & set(row) and not row["drift"]
+        assert row["decision"]["settling"] == "sw/v2"
+        assert f"{40 * number} of 100 queries" in row["decision"]["skipped"]
+    assert "settled" in held[-1]["decision"]["skipped"]
+    assert all("mmd" in r and r["reference"] == "sw/v2" for r in tested)
+    saved = load_reference(world["store"], "sw")  # in v2's folder, replacing the provisional one
+    assert saved.version == "sw/v2" and sum(saved.histogram) == 120
+    assert saved.settings["settled_from"] == {"windows": [3, 4, 5], "queries": 120}
+    assert monitor.summary()["settled_references"] == [
+        {"lang": "sw", "version": "sw/v2", "windows": [3, 4, 5], "queries": 120}
+    ]
+    assert monitor.summary()["languages"]["sw"]["settling"] is None
+
+
+def test_a_crash_while_settling_resumes_settling(world, monkeypatch):
+    """Killed while saving the settled reference: the rerun keeps the queries the state had
+    gathered, reads the rest again after the cursor and settles from windows 3-5, once each."""
+    from lingualift.continual import log_monitor
+
+    settling_world(world)
+    monkeypatch.setattr(log_monitor, "CHUNK", WINDOW)  # the state is saved after every window
+    real_save = Reference.save
+
+    def crash(self, folder, overwrite=False):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(Reference, "save", crash)
+    monitor, loop = open_both(world, settle_rows=100)
+    with pytest.raises(RuntimeError, match="killed"):
+        loop.run(monitor, FakeUpdater(world["store"], promote=True))
+    state = json.loads((world["out"] / "monitor" / "state.json").read_text())
+    assert state["settling"]["sw"]["windows"] == [3, 4] and state["stream"]["held"]["sw"]
+    assert len(state["settling"]["sw"]["texts"]) == 2 * WINDOW
+    assert world["store"].current_version("sw") == 2
+    monkeypatch.setattr(Reference, "save", real_save)
+    monitor, loop = open_both(world, settle_rows=100)
+    updater = FakeUpdater(world["store"], promote=True)
+    loop.run(monitor, updater)
+    assert updater.calls == []  # the promotion was done; only the settling went on
+    rows = monitor.window_rows("sw")
+    assert [r["window"] for r in rows] == list(range(8))
+    assert monitor.settled_references == [
+        {"lang": "sw", "version": "sw/v2", "windows": [3, 4, 5], "queries": 120}
+    ]
+    assert load_reference(world["store"], "sw").settings["settled_from"]["windows"] == [3, 4, 5]
+    assert all("mmd" in r for r in rows[6:])
 
 
 def test_a_crash_after_the_plan_counts_no_window_twice(world, monkeypatch):

@@ -89,6 +89,7 @@ def test_ecda_promotes_v2_and_records_the_decision(world, tmp_path, capsys):
     assert main(args(world, tmp_path)) == 0
     out = capsys.readouterr().out
     assert "promoted" in out and store.current_version("sw") == 2
+    assert "current reference sw/v2 (settling: 60 of 800 queries)" in out
     rows = [json.loads(x) for x in (tmp_path / "out/monitor/drift.jsonl").read_text().splitlines()]
     assert [r["drift"] for r in rows[:2]] == [False, False] and rows[2]["drift"]
     last = store.history("sw")[-1]
@@ -101,14 +102,40 @@ def test_ecda_promotes_v2_and_records_the_decision(world, tmp_path, capsys):
     v2 = store.path("sw", 2)
     for name in ("reference/reference.json", "selection.jsonl", "heldout.jsonl"):
         assert (v2 / name).is_file(), name
-    # Windows after the promotion are compared with v2's reference; a rerun adds nothing.
-    assert all(r["reference"] == "sw/v2" for r in rows[3:])
+    # Windows after the promotion are held while v2's reference settles; a rerun adds nothing.
+    assert all(r["reference"] == "sw/v2" and r["decision"]["held"] for r in rows[3:])
+    assert "settling the reference of sw/v2: 60 of 800 queries" in rows[-1]["decision"]["skipped"]
     history = store.history("sw")
     assert main(args(world, tmp_path)) == 0
     assert store.history("sw") == history and store.versions("sw") == [1, 2]
     # Rollback stays one command.
     assert main(["adapters", "--store", str(tmp_path / "store"), "rollback", "sw"]) == 0
     assert store.current_version("sw") == 1
+
+
+def test_usage_as_training_trains_on_the_drifted_queries_but_never_the_gates_split(world, tmp_path):
+    """update.usage_as_training: the drifted queries (minus the gate's held-out split) join the
+    update's training mix, stay in the version folder and join the lineage's data; the windows
+    after the promotion are held while v2's reference settles."""
+    from lingualift.continual.update import lineage_data
+
+    store = fresh_store(world, tmp_path)
+    assert main(args(world, tmp_path, **{"update.usage_as_training": "true"})) == 0
+    assert store.current_version("sw") == 2
+    update = tmp_path / "out/updates/sw-w00002"
+    read = lambda path: [json.loads(x)["text"] for x in path.read_text().splitlines()]  # noqa: E731
+    target, gate = read(update / "usage/target.jsonl"), read(update / "usage/heldout.jsonl")
+    kept = read(store.path("sw", 2) / "usage.jsonl")
+    assert kept == target and not set(kept) & set(gate)
+    card = store.card("sw", 2)
+    assert card["ecda"]["usage_as_training"] and card["ecda"]["n_usage"] == len(target)
+    roles = {d["role"]: d["rows"] for d in card["data"]}
+    assert roles["usage"] == len(target) and roles["selection"] == 16
+    # Replay stays half of the mix: as many replayed as selected + drifted queries.
+    assert card["ecda"]["n_replay"] == 16 + len(target)
+    assert set(target) <= {r.text for r in lineage_data(store, store.get("sw", 2))}
+    rows = [json.loads(x) for x in (tmp_path / "out/monitor/drift.jsonl").read_text().splitlines()]
+    assert [r["decision"].get("settling") for r in rows[3:]] == ["sw/v2", "sw/v2"]
 
 
 def test_a_crash_inside_training_keeps_current_and_a_rerun_finishes(world, tmp_path, monkeypatch):

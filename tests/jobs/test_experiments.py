@@ -226,7 +226,9 @@ def test_compass_genres_gap_control_realistic_with_paired_intervals(tmp_path, ti
 
 
 def test_ecda_drift(tmp_path, tiny_model_dir):
-    """The ECDA experiment end to end on a tiny model: a few windows, one or two steps."""
+    """The ECDA experiment end to end on a tiny model: a few windows, one or two steps, every
+    system (plain ECDA, ECDA training on the drifted queries, ECDA preferring target-language
+    pool items, naive, full)."""
     out = tmp_path / "ecda"
     config = EcdaDriftConfig(
         model=str(tiny_model_dir), out_dir=str(out),
@@ -234,28 +236,71 @@ def test_ecda_drift(tmp_path, tiny_model_dir):
         train=TrainingArgs(max_steps=1, batch_size=2, max_length=24),
         window=24, windows_before=3, windows_after=2, stable_books="40-42", drift_books="19",
         usage_per_language=60, training_per_language=16, pool_per_language=3, budget=8,
+        pool_target_per_language=12, settle_rows=24,
         heldout_per_language=4, eval_batch_size=4, eval_max_length=32, full_steps=2,
     )  # fmt: skip
     result = run_experiment(config, progress=False)
     data = json.loads(result["results"].read_text())
     units = {u["unit"]: u for u in data["units"]}
-    assert set(units) == {"v1__sw", "ecda__sw__s0", "naive__sw__s0", "full__sw__s0"}
+    ecda_systems = ("ecda", "ecda+usage", "ecda+lang")
+    assert set(units) == {"v1__sw", "naive__sw__s0", "full__sw__s0"} | {
+        f"{s}__sw__s0" for s in ecda_systems
+    }
+    for system in ecda_systems:
+        detection = units[f"{system}__sw__s0"]["detection"]
+        assert detection["change_window"] == 3
+        tested = 3 - sum(w < 3 for w in detection["held_windows"])
+        assert detection["stable_windows"] == tested
     ecda = units["ecda__sw__s0"]
-    assert ecda["detection"]["change_window"] == 3 and ecda["detection"]["stable_windows"] == 3
-    assert ecda["detection"]["delay"] is not None and ecda["updates"][0]["status"] in (
-        "promoted", "kept",
-    )  # fmt: skip
     update = next(u for u in ecda["updates"] if u["after_change"])
+    assert update["status"] in ("promoted", "kept")
     assert units["naive__sw__s0"]["train"]["steps"] == update["train"]["steps"] == 1
     assert units["full__sw__s0"]["train"]["steps"] == 2
+    # The pool holds target-language verses; no stream query is one of them.
+    pool = [json.loads(x) for x in (out / "data/sw/pool.jsonl").read_text().splitlines()]
+    mine = {r["text"] for r in pool if r["lang"] == "sw"}
+    log = (out / "streams/sw-s0/traffic.jsonl").read_text().splitlines()
+    assert len(mine) == 12 and not mine & {json.loads(x)["text"] for x in log}
+
+    # On the same drifted window, ecda+lang's COMPASS takes more target-language pool items.
+    def update_folder(system, suffix):
+        update = units[f"{system}__sw__s0"]["updates"][0]
+        assert update["id"] == units["ecda__sw__s0"]["updates"][0]["id"]  # the same trigger
+        return out / f"streams/sw-s0{suffix}/ecda/updates" / update["id"]
+
+    def languages(folder):
+        lines = (folder / "select/selection.jsonl").read_text().splitlines()
+        return [json.loads(x)["lang"] for x in lines]
+
+    plain, boosted = (
+        languages(update_folder("ecda", "")),
+        languages(update_folder("ecda+lang", "-lang")),
+    )
+    assert boosted.count("sw") > plain.count("sw") and len(boosted) == len(plain) == 8
+    # ecda+usage trains on the drifted queries, never on the gate's held-out split of them.
+    folder = update_folder("ecda+usage", "-usage")
+    used = {json.loads(x)["text"] for x in (folder / "usage/target.jsonl").read_text().splitlines()}
+    gate = {
+        json.loads(x)["text"] for x in (folder / "usage/heldout.jsonl").read_text().splitlines()
+    }
+    select = json.loads((folder / "select/stage.json").read_text())["result"]
+    assert select["n_usage"] == len(used) > 0 and not used & gate
+    card = json.loads((folder / "train/metrics.json").read_text())
+    plain_card = json.loads((update_folder("ecda", "") / "train/metrics.json").read_text())
+    assert card["train_rows"] > plain_card["train_rows"]  # the queries and their replay share
     summary = data["summary"]["sw"]
-    assert set(summary["systems"]) == {"none", "ecda", "naive", "full"}
-    assert set(summary["paired"]) == {"ecda-none", "naive-none", "full-none", "ecda-full"}
+    assert set(summary["systems"]) == {"none", "naive", "full", *ecda_systems}
+    assert {"ecda-none", "naive-none", "full-none", "ecda-full", "ecda+usage-ecda",
+            "ecda+lang-ecda", "ecda+lang-full"} <= set(summary["paired"])  # fmt: skip
     new = summary["paired"]["ecda-none"]["new"]
     assert new["ci95"][0] <= new["difference"] <= new["ci95"][1]
-    assert summary["goals"]["compute_share"] == pytest.approx(
-        summary["systems"]["ecda"]["tokens"]["mean"] / summary["systems"]["full"]["tokens"]["mean"]
-    )
+    for system in ecda_systems:
+        assert summary["goals"][system]["compute_share"] == pytest.approx(
+            summary["systems"][system]["tokens"]["mean"]
+            / summary["systems"]["full"]["tokens"]["mean"]
+        )
     assert all(s["new_nll"]["mean"] > 0 for s in summary["systems"].values())
-    assert "| sw | ecda |" in result["table"] and "false alarms" in result["table"]
+    for system in ecda_systems:
+        assert f"| sw | {system} |" in result["table"]
+    assert "false alarms" in result["table"] and "held (settling)" in result["table"]
     assert result["plot"].stat().st_size > 0

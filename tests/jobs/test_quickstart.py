@@ -64,3 +64,50 @@ def test_bad_settings_fail_before_any_work(tmp_path):
     with pytest.raises(LingualiftError, match="Unknown baseline"):
         run_quickstart(QuickstartConfig(baselines=["best"], out_dir=str(tmp_path / "c")))
     assert not any(tmp_path.iterdir())
+
+
+def test_the_quickstarts_adapter_goes_into_production_as_it_is(tmp_path, tiny_model_dir, capsys):
+    """The quickstart's version keeps its held-out set and reference profile, the report prints
+    the serve / monitor / ecda commands, and 'lingualift ecda' runs on its store without
+    old_heldout= (it used to stop at 'sw/v1 has no old held-out set')."""
+    from lingualift.adapters.store import AdapterStore
+    from tests.continual.helpers import log_rows, write_log
+
+    out = tmp_path / "qs"
+    model = str(tiny_model_dir)
+    config = QuickstartConfig(
+        model=model, encoder=f"lm:{model}", out_dir=str(out), lora=LoraSettings(r=2),
+        train=TrainingArgs(**TRAIN), n_reference=40,
+        **{**TINY, "shifcon_train": "never", "cloze_letters": False},
+    )  # fmt: skip
+    report = run_quickstart(config).read_text()
+    store = AdapterStore(out / "adapters")
+    v1 = store.get("sw")
+    assert v1.name == "sw/v1" and (v1.path / "reference" / "reference.json").is_file()
+    heldout = [json.loads(x)["text"] for x in (v1.path / "heldout.jsonl").read_text().splitlines()]
+    texts = json.loads((out / "heldout" / "texts.json").read_text())
+    assert heldout == texts["sw"] and len(heldout) == 4
+    production = json.loads((out / "report.json").read_text())["production"]
+    assert production["reference"]["rows"] == 40 and production["heldout"] == 4
+    for verb in ("serve", "monitor", "ecda"):
+        assert production["commands"][verb] in report
+    assert f"lingualift ecda store={out / 'adapters'}" in report
+    # ECDA straight from the quickstart's store: usage verses, then queries of another kind.
+    from lingualift.data.sources import read_source
+
+    stable = [r.text for r in read_source("corpus:sw:40,41:40", seed=7, role="usage")]
+    drifted = [f"9{i} + 4{i} = 13{i}; 7{i} * 2 = {i}4{i}" for i in range(100, 140)]
+    log = write_log(tmp_path / "traffic" / "seg-0001.jsonl", log_rows(stable + drifted))
+    window = max(20, production["reference"]["min_window"])
+    settings = {
+        "store": out / "adapters", "langs": "[sw]", "input": log, "model": model,
+        "pool": out / "data" / "pool.jsonl", "out_dir": tmp_path / "ecda", "window": window,
+        "n_permutations": 99, "n_bootstrap": 199, "update.budget": 6, "train.max_steps": 1,
+        "train.batch_size": 2, "train.max_length": 32, "gate.tolerance": 1.0,
+    }  # fmt: skip
+    capsys.readouterr()
+    assert main(["ecda", *[f"{k}={v}" for k, v in settings.items()]]) == 0
+    printed = capsys.readouterr().out
+    assert "update sw-w" in printed, printed
+    [gate] = (tmp_path / "ecda" / "updates").glob("*/gate/gate.json")
+    assert json.loads(gate.read_text())["n_old"] == 4  # the quickstart's held-out verses

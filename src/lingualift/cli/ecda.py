@@ -35,9 +35,15 @@ def run(args: argparse.Namespace) -> int:
     with sigterm_requests_stop() as stop:  # a supervisor's SIGTERM stops between two polls
         result = run_ecda(config, stop=stop)
     for lang, info in result.summary["languages"].items():
+        settling = info.get("settling")
         print(
             f"{lang}: {info['windows']} windows, {info['drift']} with drift; current reference "
             f"{info['reference']}"
+            + (
+                f" (settling: {settling['queries']} of {settling['rows']} queries)"
+                if settling
+                else ""
+            )
         )
     for update in result.updates:
         print(

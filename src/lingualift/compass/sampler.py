@@ -396,6 +396,12 @@ class GapSampler(BaseSampler):
             ``[2, min(256, n_target / 5)]`` (see :func:`choose_k`).
         tau: temperature of the quotas, ``B_c ~ w(c) ** (1 / tau)``.
         language_prior: ``uniform`` or ``typology`` (URIEL similarity to the target language).
+        target_language_boost: within a cluster, the ranking score of pool items in the
+            target language is raised by this factor (``s * b`` for ``s >= 0``, ``s / b``
+            below); 1 is plain COMPASS.
+        target_language_first: within a cluster, rank pool items in the target language
+            before every other language (each group by score). With either option the
+            quotas are plain COMPASS's: only which candidates fill a cluster's quota changes.
         dedup_threshold: drop a candidate whose cosine to an already chosen one in
             its cluster exceeds this (``None`` or ``>= 1`` turns it off).
         seed: makes clustering and ties deterministic.
@@ -411,6 +417,8 @@ class GapSampler(BaseSampler):
         language_prior: Literal["uniform", "typology"] = "uniform",
         dedup_threshold: float | None = 0.95,
         seed: int = 0,
+        target_language_boost: float = 1.0,
+        target_language_first: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(encoder=encoder, n_clusters=n_clusters, seed=seed, **kwargs)
@@ -419,9 +427,16 @@ class GapSampler(BaseSampler):
             language_prior in ("uniform", "typology"),
             f"language_prior must be 'uniform' or 'typology', got {language_prior!r}.",
         )
+        require(
+            0 < target_language_boost < float("inf"),
+            "target_language_boost must be a positive finite factor (1: off; for 'first' set "
+            f"target_language_first); got {target_language_boost}.",
+        )
         self.tau = tau
         self.language_prior = language_prior
         self.dedup_threshold = dedup_threshold
+        self.target_language_boost = float(target_language_boost)
+        self.target_language_first = bool(target_language_first)
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -429,6 +444,8 @@ class GapSampler(BaseSampler):
             "tau": self.tau,
             "language_prior": self.language_prior,
             "dedup_threshold": self.dedup_threshold,
+            "target_language_boost": self.target_language_boost,
+            "target_language_first": self.target_language_first,
         }
 
     def _prior(self, langs: np.ndarray) -> np.ndarray:
@@ -455,7 +472,15 @@ class GapSampler(BaseSampler):
             # Training already covers target usage: follow the target distribution.
             weights = p_t.copy()
         score = space.pool_scores * self._prior(space.pool_langs)
-        order = np.lexsort((-score, space.pool_labels))  # by cluster, best first
+        mine = self._in_target_language(space.pool_langs)
+        if mine is None:
+            order = np.lexsort((-score, space.pool_labels))  # by cluster, best first
+        elif self.target_language_first:
+            order = np.lexsort((-score, ~mine, space.pool_labels))  # target language first
+        else:
+            b = self.target_language_boost
+            score = np.where(mine, np.where(score >= 0, score * b, score / b), score)
+            order = np.lexsort((-score, space.pool_labels))
         bounds = np.searchsorted(space.pool_labels[order], np.arange(k + 1))
         queues = [_ClusterQueue(order[bounds[c] : bounds[c + 1]]) for c in range(k)]
         filler = _Filler(space, self.dedup_threshold, self._language_budget(budget))
@@ -496,7 +521,23 @@ class GapSampler(BaseSampler):
                 reasons.append(
                     f"cluster {c}: gap clusters ran short, filled by target share {p_t[c]:.1%}"
                 )
+            if mine is not None and mine[row]:
+                reasons[-1] += (
+                    "; target language ranked first"
+                    if self.target_language_first
+                    else f"; target language boosted x{self.target_language_boost:g}"
+                )
         return filler.taken, reasons, {"quota": nominal}
+
+    def _in_target_language(self, langs: np.ndarray) -> np.ndarray | None:
+        """Which pool rows are in the target language (None when neither option is on)."""
+        if self.target_language_boost == 1.0 and not self.target_language_first:
+            return None
+        require(
+            self.target_lang is not None,
+            "A target-language preference needs the target language; set target_lang.",
+        )
+        return np.asarray(langs) == self.target_lang
 
 
 class _ClusterQueue:

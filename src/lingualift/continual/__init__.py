@@ -13,7 +13,8 @@
 * :class:`StreamMonitor`: routing by language, count or time windows, embedding;
   :func:`read_log` reads traffic logs (segments, files, stdin);
 * :class:`LogMonitor`: a log read after its cursor, windowed and tested per language,
-  with its own state (``state()`` / ``restore()``, ``state.json``) and drift rows;
+  with its own state (``state()`` / ``restore()``, ``state.json``) and drift rows; after a
+  promotion it lets the new reference settle on the next windows (``settle_reference``);
 * :class:`EcdaLoop`: drifting windows -> planned updates (its own state, ``loop.json``),
   carried out by an updater, talking to the monitor through its public methods;
 * :mod:`~lingualift.continual.update` (lineage data, replay), :mod:`~lingualift.continual.penalty`

@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from lingualift.adapters.store import AdapterStore
-from lingualift.continual.reference import Reference
+from lingualift.atomic import recover_swap
+from lingualift.continual.reference import FOLDER, Reference
 from lingualift.errors import require
 from lingualift.languages import normalize_language
 
@@ -31,6 +32,8 @@ def monitored_languages(store: AdapterStore, langs: list[str]) -> list[str]:
 def load_reference(store: AdapterStore, lang: str, version: str | None = None) -> Reference:
     """The reference profile of ``lang``'s version (current by default), or one clear error."""
     found = store.get(lang, None if version in (None, "current") else version)
+    # A settling reference replaces the provisional one in one swap; finish one a crash cut.
+    recover_swap(found.path / FOLDER)
     reference = Reference.load(found.path, what=found.name)
     reference.version = found.name  # a reference written inside a temp version folder has none
     return reference

@@ -22,8 +22,18 @@ the extra rows are dropped on the next start (they are recomputed
 identically). Whoever acts on the windows (the ECDA loop) keeps its own state
 and uses the public methods: :meth:`~LogMonitor.recent_usage`,
 :meth:`~LogMonitor.window_rows`, :meth:`~LogMonitor.windows_closed`,
-:meth:`~LogMonitor.set_reference`, :meth:`~LogMonitor.reset_recent`,
-:meth:`~LogMonitor.save`.
+:meth:`~LogMonitor.set_reference`, :meth:`~LogMonitor.settle_reference`,
+:meth:`~LogMonitor.reset_recent`, :meth:`~LogMonitor.save`.
+
+**A reference that settles** (:meth:`LogMonitor.settle_reference`, after a
+promotion): the language's next windows are not tested (their drift rows say
+``settling the reference of sw/v2: 240 of 800 queries``) until they hold the
+minimum number of queries; then the reference of those queries is built
+(:meth:`Reference.build <lingualift.continual.reference.Reference.build>`
+with the monitor's encoder), saved into the version folder in one atomic
+rename, and the next windows are tested against it. The queries gathered so
+far are in the state, so a crash while settling resumes settling; building
+again from the same queries gives the same reference.
 """
 
 from __future__ import annotations
@@ -231,6 +241,8 @@ class LogMonitor:
         self._seen_text_field = False
         self._items: Any = None
         self._reported: tuple[int, int] | None = None
+        self._settling: dict[str, dict[str, Any]] = {}
+        self._settled: list[dict[str, Any]] = []
 
     @classmethod
     def open(
@@ -277,6 +289,8 @@ class LogMonitor:
             "stream": self._stream.state(),
             "problems": self._problems,
             "n_problems": self._n_problems,
+            "settling": self._settling,
+            "settled": self._settled,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -288,9 +302,12 @@ class LogMonitor:
             problems, n_problems, n_windows = (
                 list(state["problems"]), int(state["n_problems"]), int(state["n_windows"])
             )  # fmt: skip
+            settling = {str(k): dict(v) for k, v in state.get("settling", {}).items()}
+            settled = [dict(x) for x in state.get("settled", [])]
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise self._damaged(f"{type(exc).__name__}: {exc}") from None
         self._problems, self._n_problems = problems, n_problems
+        self._settling, self._settled = settling, settled
         self._rows = self._read_rows(n_windows)
         self._fresh = False
 
@@ -411,6 +428,8 @@ class LogMonitor:
 
     def _record(self, reports: list[WindowReport], on_reports: OnReports | None) -> bool:
         for report in reports:
+            if report.decision.get("held") and report.lang in self._settling:
+                self._grow(report)
             self._rows.append(report.to_dict())
             if self.on_window is not None:
                 self.on_window(report, len(self._rows))
@@ -442,7 +461,99 @@ class LogMonitor:
 
     def set_reference(self, lang: str, reference: Reference) -> None:
         """Test ``lang``'s next windows against ``reference`` (after a promotion)."""
+        self._settling.pop(lang, None)
         self._stream.set_reference(lang, drift_monitor(reference, self.settings))
+
+    def settle_reference(
+        self, lang: str, reference: Reference, folder: str | Path, rows: int
+    ) -> None:
+        """Grow ``lang``'s next reference from its next windows (after a promotion).
+
+        ``reference`` is the new version's provisional one (it names the version);
+        the next windows are held untested until they hold ``rows`` queries, then
+        their reference is built, saved as ``folder/reference/`` (atomically,
+        replacing the provisional one) and tested against. Asking again for the
+        version being settled, or already settled, changes nothing.
+        """
+        require(rows >= 1, f"A settling reference needs at least 1 query; got {rows}.")
+        version = reference.version
+        busy = self._settling.get(lang)
+        if (busy and busy["version"] == version) or any(
+            s["lang"] == lang and s["version"] == version for s in self._settled
+        ):
+            return
+        self.set_reference(lang, reference)
+        self._settling[lang] = {
+            "version": version, "folder": str(folder), "rows": rows, "windows": [], "texts": [],
+        }  # fmt: skip
+        self._stream.hold(lang, self._settling_note(lang))
+
+    def settling(self, lang: str) -> dict[str, Any] | None:
+        """The reference ``lang`` is settling: version, queries gathered, rows needed, windows."""
+        found = self._settling.get(lang)
+        if found is None:
+            return None
+        return {
+            "version": found["version"],
+            "queries": len(found["texts"]),
+            "rows": found["rows"],
+            "windows": list(found["windows"]),
+        }
+
+    @property
+    def settled_references(self) -> list[dict[str, Any]]:
+        """Every reference this monitor settled: language, version, the windows and queries."""
+        return [dict(x) for x in self._settled]
+
+    def _settling_note(self, lang: str) -> str:
+        found = self._settling[lang]
+        return (
+            f"settling the reference of {found['version']}: {len(found['texts'])} of "
+            f"{found['rows']} queries"
+        )
+
+    def _grow(self, report: WindowReport) -> None:
+        """A held window's queries join the settling reference; built once there are enough."""
+        lang = report.lang
+        found = self._settling[lang]
+        found["windows"].append(report.index)
+        found["texts"].extend(report.texts)
+        report.decision["skipped"] = self._settling_note(lang)
+        report.decision["settling"] = found["version"]
+        if len(found["texts"]) < found["rows"]:
+            self._stream.hold(lang, self._settling_note(lang))
+            return
+        reference = self._build_reference(lang, found["texts"], found["version"])
+        reference.settings["settled_from"] = {
+            "windows": found["windows"], "queries": len(found["texts"]),
+        }  # fmt: skip
+        reference.save(found["folder"], overwrite=True)
+        report.decision["skipped"] += "; settled, the next windows are tested against it"
+        self._settled.append({
+            "lang": lang, "version": found["version"], "windows": found["windows"],
+            "queries": len(found["texts"]),
+        })  # fmt: skip
+        self.set_reference(lang, reference)
+        first, last = found["windows"][0], found["windows"][-1]
+        self._say(
+            f"{lang}: reference of {found['version']} settled on windows {first}-{last} "
+            f"({len(found['texts'])} queries)"
+        )
+
+    def _build_reference(self, lang: str, texts: list[str], version: str | None) -> Reference:
+        from lingualift.compass.embedding import EmbeddedSet, embed_texts
+
+        vectors, name = embed_texts(texts, self.encoder, self.settings.backend, progress=False)
+        usage = EmbeddedSet(vectors, name)
+        options = {"texts": texts, "seed": self.settings.seed, "encoder_spec": self.encoder_spec,
+                   "version": version}  # fmt: skip
+        reference = Reference.build(usage, lang, **options)
+        if self.settings.window_time is None and reference.min_window > self.settings.window:
+            # Windows of this size could never be tested against it: fewer clusters.
+            reference = Reference.build(
+                usage, lang, n_clusters=max(1, self.settings.window // 2), **options
+            )
+        return reference
 
     def reset_recent(self, lang: str) -> None:
         """Forget ``lang``'s last windows (their queries have been acted on)."""
@@ -460,6 +571,7 @@ class LogMonitor:
                 "drift": sum(r["drift"] for r in mine),
                 "queries": self._stream.routed.get(lang, 0),
                 "reference": monitor.reference.version,
+                "settling": self.settling(lang),
             }
         notes = []
         if counts.get("no_text"):
@@ -476,6 +588,7 @@ class LogMonitor:
             "languages": by_lang,
             "counts": counts,
             "malformed": {"count": self._n_problems, "lines": self._problems},
+            "settled_references": self.settled_references,
             "notes": notes,
         }
 

@@ -42,6 +42,7 @@ from lingualift.atomic import atomic_write_text
 from lingualift.continual.deployed import load_reference
 from lingualift.continual.log_monitor import LogMonitor
 from lingualift.continual.monitor import WindowReport
+from lingualift.continual.reference import SMALL_REFERENCE
 from lingualift.continual.watch import poll_repeatedly
 from lingualift.errors import LingualiftError, require
 from lingualift.stages import describe_differences
@@ -61,6 +62,10 @@ class LoopSettings:
     """Recent windows kept; the drifted ones among them become the new target usage."""
     cooldown_windows: int = 2
     """Windows to wait after a kept (not promoted) update before another can start."""
+    settle_rows: int = SMALL_REFERENCE
+    """After a promotion, queries of the next windows the new version's reference is built
+    from; those windows are not tested (800: below it a reference's own noise raised false
+    alarms, docs/continual.md). 0: test at once against the update's provisional reference."""
 
     def __post_init__(self) -> None:
         require(self.trigger_windows >= 1, "trigger_windows must be at least 1.")
@@ -69,6 +74,7 @@ class LoopSettings:
             "usage_windows must be at least trigger_windows.",
         )
         require(self.cooldown_windows >= 0, "cooldown_windows must not be negative.")
+        require(self.settle_rows >= 0, "settle_rows must not be negative.")
 
 
 @dataclasses.dataclass
@@ -296,7 +302,12 @@ class EcdaLoop:
             outcome = updater(update)
             lang = update.lang
             if outcome.status == "promoted":
-                monitor.set_reference(lang, load_reference(self.store, lang))
+                reference = load_reference(self.store, lang)
+                if self.settings.settle_rows:
+                    folder = self.store.get(lang).path
+                    monitor.settle_reference(lang, reference, folder, self.settings.settle_rows)
+                else:
+                    monitor.set_reference(lang, reference)
             else:
                 monitor.reset_recent(lang)
                 # Counted from the windows the loop has seen: after a crash between a plan

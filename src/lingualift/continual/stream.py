@@ -13,6 +13,12 @@ closes when a later query of its language arrives, or at :meth:`flush`; a
 query older than the open window is counted ``late`` and dropped). A time
 window with fewer queries than the statistics need is reported as skipped.
 
+A language can be **held** (:meth:`StreamMonitor.hold`): its windows still
+close, but are not embedded or tested; each is reported as skipped with the
+hold's reason and its queries (``decision["held"]``), until
+:meth:`StreamMonitor.set_reference` gives the language its next reference
+(after a promotion, the new version's reference grows from such windows).
+
 Everything needed to continue later (pending queries, window numbers, the
 last windows' texts for an update, counters) is in :meth:`state`, plain JSON.
 """
@@ -32,7 +38,7 @@ from lingualift.errors import LingualiftError, require
 from lingualift.langid import LanguageIdentifier
 from lingualift.languages import normalize_language
 
-COUNTERS = ("rows", "no_text", "unsure", "other_language", "no_ts", "late", "too_small")
+COUNTERS = ("rows", "no_text", "unsure", "other_language", "no_ts", "late", "too_small", "held")
 
 
 class StreamMonitor:
@@ -75,6 +81,8 @@ class StreamMonitor:
         }
         self.counts: Counter[str] = Counter(dict.fromkeys(COUNTERS, 0))
         self.routed: Counter[str] = Counter()
+        self.held: dict[str, str] = {}
+        """Languages whose windows close untested, with the reason their reports give."""
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -155,6 +163,13 @@ class StreamMonitor:
         self.index[lang] = index + 1
         bounds = self._bounds(lang, queries)
         texts = [q.text or "" for q in queries]
+        if lang in self.held:
+            self.counts["held"] += 1
+            decision = {"drift": False, "skipped": self.held[lang], "held": True}
+            return WindowReport(
+                lang, index, len(queries), {}, decision, [], [], monitor.reference.version,
+                bounds, texts,
+            )  # fmt: skip
         if len(queries) < monitor.min_window:
             self.counts["too_small"] += 1
             reason = (
@@ -178,8 +193,17 @@ class StreamMonitor:
         return [w for w in self.recent[lang] if w["drift"] or not drifted_only]
 
     def set_reference(self, lang: str, monitor: DriftMonitor) -> None:
-        """Compare ``lang``'s next windows with another reference (after a promotion)."""
+        """Compare ``lang``'s next windows with another reference (after a promotion); ends a
+        hold."""
         self.monitors[lang] = monitor
+        self.recent[lang].clear()
+        self.held.pop(lang, None)
+
+    def hold(self, lang: str, reason: str) -> None:
+        """Close ``lang``'s next windows untested (reported as skipped with ``reason``, their
+        queries kept in the report) until :meth:`set_reference`."""
+        require(lang in self.monitors, f"{lang!r} is not a monitored language.")
+        self.held[lang] = reason
         self.recent[lang].clear()
 
     def reset_recent(self, lang: str) -> None:
@@ -200,6 +224,7 @@ class StreamMonitor:
             "recent": {lang: list(rows) for lang, rows in self.recent.items()},
             "counts": dict(self.counts),
             "routed": dict(self.routed),
+            "held": self.held,
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -210,3 +235,4 @@ class StreamMonitor:
             self.recent[lang] = deque(state["recent"].get(lang, []), maxlen=self.keep_recent)
         self.counts = Counter({**dict.fromkeys(COUNTERS, 0), **state["counts"]})
         self.routed = Counter(state.get("routed", {}))
+        self.held = {str(k): str(v) for k, v in state.get("held", {}).items() if k in self.monitors}

@@ -11,7 +11,16 @@ in for the first version's data.
 
 The next version trains on the new selection plus a replay sample of ``D_tr``:
 ``replay_fraction`` is the share of replayed examples in the update's training
-mix (0.5: as many replayed as selected).
+mix (0.5: as many replayed as new ones). Two options can make an update help
+the target language more:
+
+- ``usage_as_training`` (off by default: it trains on user text): the drifted
+  windows' queries themselves join the new examples, as target-language text,
+  minus the gate's held-out split (which is never trained on); they are kept
+  as ``usage.jsonl`` in the version folder and so join the lineage's data;
+- ``target_language_first`` / ``target_language_boost``: within each cluster,
+  COMPASS ranks pool items in the target language before the others, or raises
+  their score by a factor (:class:`~lingualift.compass.sampler.GapSampler`).
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from lingualift.data.sources import is_corpus_spec, read_source
 from lingualift.errors import LingualiftError, require
 
 SELECTION_FILE = "selection.jsonl"
+USAGE_FILE = "usage.jsonl"
+"""The drifted queries an update trained on (``usage_as_training``), kept in its version folder."""
 
 
 @dataclasses.dataclass
@@ -46,6 +57,15 @@ class UpdateSettings:
     """Weight of the penalty (EWC's Fisher is mean-normalised, so the scales agree)."""
     fisher_samples: int = 32
     """Replay examples the EWC Fisher is estimated on."""
+    usage_as_training: bool = False
+    """Also train on the drifted windows' queries (as target-language text), minus the gate's
+    held-out split. Off by default: it trains on user text, and keeps it in the version folder
+    (usage.jsonl); turn it on only where your users' queries may be trained on."""
+    target_language_first: bool = False
+    """COMPASS ranks the pool's target-language items before every other language within each
+    cluster (the quotas stay plain COMPASS's). Needs target-language items in the pool."""
+    target_language_boost: float = 1.0
+    """Or raises their ranking score within each cluster by this factor (1: plain COMPASS)."""
 
     def __post_init__(self) -> None:
         require(self.budget >= 1, f"budget must be at least 1, got {self.budget}.")
@@ -59,6 +79,10 @@ class UpdateSettings:
         )
         require(self.penalty_lambda >= 0, "penalty_lambda must not be negative.")
         require(self.fisher_samples >= 1, "fisher_samples must be at least 1.")
+        require(
+            self.target_language_boost > 0,
+            f"target_language_boost must be positive (1: off); got {self.target_language_boost}.",
+        )
 
 
 def lineage(store: AdapterStore, version: AdapterVersion) -> list[AdapterVersion]:
@@ -101,13 +125,20 @@ def _card_data(version: AdapterVersion, fallback: str | None) -> list[Record]:
 def lineage_data(
     store: AdapterStore, version: AdapterVersion, training_data: str | None = None
 ) -> list[Record]:
-    """``D_tr`` of the next update: the first version's data plus every later selection."""
+    """``D_tr`` of the next update: the first version's data plus every later selection (and
+    the drifted queries a later version trained on, with ``usage_as_training``)."""
     chain = lineage(store, version)
+    if any(v.card.get("method") == "shifcon" for v in chain):
+        raise LingualiftError(
+            f"{version.name} is a ShifCon adapter (it needs the shift at inference), which an "
+            "ECDA update and its gate, plain LoRA, cannot continue; make a LoRA version current "
+            "('lingualift train' or 'lingualift quickstart') to keep it fresh with ECDA."
+        )
     records = _card_data(chain[0], training_data)
     for later in chain[1:]:
-        selection = later.path / SELECTION_FILE
-        if selection.is_file():
-            records.extend(read_records(selection))
+        for name in (SELECTION_FILE, USAGE_FILE):
+            if (later.path / name).is_file():
+                records.extend(read_records(later.path / name))
     require(
         records,
         f"No training data found for {version.name}'s lineage; set training_data=<file>.",
@@ -119,7 +150,8 @@ def lineage_data(
 
 
 def replay_count(n_new: int, fraction: float, available: int) -> int:
-    """Replayed examples so that they are ``fraction`` of the mix with ``n_new`` new ones."""
+    """Replayed examples so that they are ``fraction`` of the mix with ``n_new`` new ones
+    (the selection, plus the drifted queries with ``usage_as_training``)."""
     if fraction <= 0:
         return 0
     return min(available, round(fraction * n_new / (1 - fraction)))

@@ -34,6 +34,7 @@ from lingualift.continual.log_monitor import LogMonitor, MonitorSettings
 from lingualift.continual.logs import STDIN, check_source
 from lingualift.continual.loop import LOOP_FILE, EcdaLoop, LoopSettings
 from lingualift.continual.metrics import LoopReporter
+from lingualift.continual.reference import SMALL_REFERENCE
 from lingualift.continual.update import UpdateSettings, lineage_data
 from lingualift.continual.watch import WatchSettings
 from lingualift.data.sources import read_source
@@ -78,6 +79,11 @@ class EcdaConfig(WatchSettings, MonitorSettings):
     """Recent windows kept; the drifted ones among them become the new target usage."""
     cooldown_windows: int = 2
     """Windows to wait after a kept (not promoted) update before another can start."""
+    settle_rows: int = SMALL_REFERENCE
+    """After a promotion, the new version's reference is built from this many queries of the
+    next windows, which are not tested until then (800: below it a reference's own noise raised
+    false alarms, docs/continual.md); 0: test at once against the update's provisional
+    reference (built from the drifted windows that triggered it)."""
     heldout_fraction: float = 0.2
     """Share of the new usage held out for the gate (never used to select)."""
     n_clusters: int | None = None
@@ -102,7 +108,9 @@ class EcdaConfig(WatchSettings, MonitorSettings):
         require(0 < self.eval_fraction < 1, "eval_fraction must be in (0, 1) (the gate needs it).")
 
     def loop_settings(self) -> LoopSettings:
-        return LoopSettings(self.trigger_windows, self.usage_windows, self.cooldown_windows)
+        return LoopSettings(
+            self.trigger_windows, self.usage_windows, self.cooldown_windows, self.settle_rows
+        )
 
     def recipe(self) -> UpdateRecipe:
         return UpdateRecipe(

@@ -6,12 +6,17 @@ ECDA loop. Each planned update is a job under ``<updates>/<lang>-w<window>/``:
 1. ``usage``: the usage texts split into COMPASS's target and the gate's new
    held-out set;
 2. ``select``: COMPASS selects ``update.budget`` pool items against the
-   lineage's data (first version's data + later selections), and a replay
-   sample of that data is drawn (``update.replay_fraction``);
+   lineage's data (first version's data + later selections), optionally
+   preferring target-language items (``update.target_language_first`` or
+   ``update.target_language_boost``), and a
+   replay sample of that data is drawn (``update.replay_fraction`` of the mix);
 3. ``train``: the next version, started from the parent, on selection +
-   replay with the L2-SP or EWC penalty (resumable checkpoints); stored
-   *without* promoting, with its reference profile (of the new usage), its
-   selection and its held-out set in the version folder;
+   replay (+ the usage split's queries with ``update.usage_as_training``)
+   with the L2-SP or EWC penalty (resumable checkpoints); stored *without*
+   promoting, with its provisional reference profile (of the drifted windows;
+   the ECDA loop grows the settled one from the next windows), its selection,
+   the queries it trained on (``usage.jsonl``, with ``usage_as_training``) and
+   its held-out set in the version folder;
 4. ``gate``: parent and candidate scored on the old and the new held-out sets;
 5. ``decide``: ``store.promote`` with the evidence (windows, statistics,
    selection, metrics) or ``store.record`` a ``keep`` with the reason.
@@ -30,7 +35,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lingualift.adapters.data import Example, tokenize_examples
+from lingualift.adapters.data import Example, examples_from_records, tokenize_examples
 from lingualift.adapters.heldout import heldout_nll
 from lingualift.adapters.store import AdapterStore, AdapterVersion
 from lingualift.config import to_dict
@@ -39,6 +44,7 @@ from lingualift.continual.loop import PlannedUpdate, UpdateOutcome
 from lingualift.continual.reference import Reference
 from lingualift.continual.update import (
     SELECTION_FILE,
+    USAGE_FILE,
     UpdateSettings,
     lineage_data,
     replay_count,
@@ -62,7 +68,13 @@ from lingualift.workflows.training import (
 )
 
 NEW_HELDOUT_FILE = "heldout.jsonl"
-"""The usage stage's split of the new usage that the gate scores (records, never selected from)."""
+"""The usage stage's split of the new usage that the gate scores (records, never selected from
+or trained on)."""
+TARGET_FILE = "target.jsonl"
+"""The usage stage's other split: COMPASS's target usage (and training text with
+``update.usage_as_training``)."""
+NEW_EXAMPLE_PREFIXES = ("selection:", "usage:")
+"""Ids of an update's new examples; every other example of its mix is replayed."""
 
 
 @dataclasses.dataclass
@@ -203,26 +215,30 @@ class EcdaUpdater:
     def _usage(self, ctx: StageContext, texts: list[str], lang: str) -> dict[str, Any]:
         target, held = split_usage(texts, self.recipe.heldout_fraction, self.recipe.seed)
         require(target and held, f"The drifted windows of {lang} hold too few distinct queries.")
-        write_records(usage_records(target, lang, "target-"), ctx.out / "target.jsonl")
+        write_records(usage_records(target, lang, "target-"), ctx.out / TARGET_FILE)
         write_records(usage_records(held, lang, "heldout-"), ctx.out / NEW_HELDOUT_FILE)
         return {"target": len(target), "heldout": len(held)}
 
     def _select(
         self, ctx: StageContext, usage: Path, training: list[Record], lang: str
     ) -> dict[str, Any]:
-        recipe = self.recipe
-        target = read_records(usage / "target.jsonl")
-        budget = min(recipe.update.budget, len(self.pool))
+        recipe, settings = self.recipe, self.recipe.update
+        target = read_records(usage / TARGET_FILE)
+        budget = min(settings.budget, len(self.pool))
         report = select_into(
             ctx.out, "compass", target, training, self.pool, budget, fmt="jsonl",
             encoder=self.encoder, n_clusters=recipe.n_clusters, seed=recipe.seed,
-            target_lang=lang, progress=False,
+            target_lang=lang, target_language_boost=settings.target_language_boost,
+            target_language_first=settings.target_language_first, progress=False,
         )  # fmt: skip
-        n_replay = replay_count(report["n_selected"], recipe.update.replay_fraction, len(training))
+        # Replay is a share of the whole mix: the drifted queries trained on count as new ones.
+        n_usage = len(target) if settings.usage_as_training else 0
+        n_new = report["n_selected"] + n_usage
+        n_replay = replay_count(n_new, settings.replay_fraction, len(training))
         replay = replay_sample(training, n_replay, recipe.seed)
         if replay:
             write_records(replay, ctx.out / "replay.jsonl")
-        return {**report, "n_replay": len(replay), "n_training": len(training)}
+        return {**report, "n_usage": n_usage, "n_replay": len(replay), "n_training": len(training)}
 
     def _train(
         self, job: Job, select: Stage, usage: Stage, parent: AdapterVersion, texts: list[str]
@@ -240,7 +256,16 @@ class EcdaUpdater:
             out_dir=str(path), store=recipe.store, promote=False,
         )  # fmt: skip
         data = read_training_data(train_config)
-        replay_examples = [ex for ex in data.examples if not ex.id.startswith("selection:")]
+        usage_file = usage.path / TARGET_FILE
+        n_usage = 0
+        if recipe.update.usage_as_training:  # never the gate's held-out split (usage/heldout.jsonl)
+            found, summary = examples_from_records(
+                read_records(usage_file), str(usage_file), role="usage", id_prefix="usage:"
+            )
+            data.examples.extend(found)
+            data.summaries.append(summary)
+            n_usage = len(found)
+        replay_examples = [ex for ex in data.examples if not ex.id.startswith(NEW_EXAMPLE_PREFIXES)]
         settings = {**train_settings(train_config, data, parent), "update": to_dict(recipe.update)}
 
         def stage(ctx: StageContext) -> dict[str, Any]:
@@ -258,12 +283,22 @@ class EcdaUpdater:
                     trainer, recipe.update.penalty, recipe.update.penalty_lambda, rows,
                     recipe.update.fisher_samples,
                 )  # fmt: skip
-                return {"penalty": info, "ecda": {"update": job.root.name,
-                        "selection": SELECTION_FILE, "n_replay": len(replay_examples),
-                        "replay_fraction": recipe.update.replay_fraction}}  # fmt: skip
+                ecda = {
+                    "update": job.root.name,
+                    "selection": SELECTION_FILE,
+                    "n_replay": len(replay_examples),
+                    "replay_fraction": recipe.update.replay_fraction,
+                    "usage_as_training": recipe.update.usage_as_training,
+                    "n_usage": n_usage,
+                    "target_language_first": recipe.update.target_language_first,
+                    "target_language_boost": recipe.update.target_language_boost,
+                }
+                return {"penalty": info, "ecda": ecda}
 
             def extra_files(folder: Path) -> None:
                 shutil.copy2(select.path / SELECTION_FILE, folder / SELECTION_FILE)
+                if recipe.update.usage_as_training:  # the lineage's data now holds them
+                    shutil.copy2(usage_file, folder / USAGE_FILE)
                 reference.write(folder / "reference")
 
             _, result = train_and_store(

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from lingualift.compass.baselines import METHODS
 from lingualift.config import bookkeeping
+from lingualift.continual.reference import SMALL_REFERENCE
 from lingualift.errors import require
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
 from lingualift.models import DEFAULT_MODEL
@@ -32,6 +33,11 @@ ShifCon with the English side of the contrastive loss as fixed targets (no gradi
 
 GENRE_CONDITIONS = ("gap", "control", "realistic")
 """The conditions of ``compass_genres`` (see :mod:`lingualift.jobs.experiments.genres`)."""
+
+ECDA_VARIANTS = ("ecda+usage", "ecda+lang")
+"""ECDA systems of ``ecda_drift`` beside plain ECDA: the update also trains on the drifted
+queries (``update.usage_as_training``), or COMPASS ranks target-language pool items first
+(``update.target_language_first``)."""
 
 
 def _experiment_training() -> TrainingArgs:
@@ -311,3 +317,26 @@ class EcdaDriftConfig(SelectionData, HeldoutVerses, ExperimentConfig):
     full_steps: int = 0
     """Steps of the full retraining from scratch (0: train.epochs over D_tr + selection, or
     train.max_steps when that is set)."""
+    variants: list[str] = bookkeeping(default_factory=lambda: list(ECDA_VARIANTS))
+    """ECDA systems run beside plain ECDA, on the same streams: ecda+usage (the update also
+    trains on the drifted queries, minus the gate's split) and ecda+lang (COMPASS ranks the
+    pool's target-language items first within each cluster)."""
+    pool_target_per_language: int = 200
+    """Target-language verses in the pool (pool_books; never a held-out, D_tr, reference or
+    stream verse: the streams leave them out), which ecda+lang prefers; 0: other languages
+    only."""
+    settle_rows: int = SMALL_REFERENCE
+    """After a promotion, queries the new version's reference settles on before windows are
+    tested again (lingualift ecda's settle_rows)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [v for v in self.variants if v not in ECDA_VARIANTS]
+        require(not unknown, f"Unknown variants {unknown}; choose from {list(ECDA_VARIANTS)}.")
+        require(self.pool_target_per_language >= 0, "pool_target_per_language must be >= 0.")
+        require(
+            self.pool_target_per_language > 0 or "ecda+lang" not in self.variants,
+            "ecda+lang prefers the pool's target-language items; set pool_target_per_language "
+            "above 0 or drop ecda+lang from variants.",
+        )
+        require(self.settle_rows >= 0, "settle_rows must not be negative.")

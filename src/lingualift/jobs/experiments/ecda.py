@@ -12,8 +12,16 @@ of ``heldout_books``, the narrative usage) and the **new** one (verses of
 
 - ``none``: ``v1`` kept (no update);
 - ``ecda``: :func:`lingualift.workflows.ecda.ecda_over_log` over the stream (monitor,
-  COMPASS selection, update from v1 with replay and the penalty, gate); the
-  version current at the end is scored;
+  COMPASS selection, update from v1 with replay and the penalty, gate; after a
+  promotion the new reference settles on ``settle_rows`` queries); the version
+  current at the end is scored;
+- ``ecda+usage`` and ``ecda+lang`` (``variants``): ECDA over the same stream, the
+  update also training on the drifted queries minus the gate's split
+  (``update.usage_as_training``), or COMPASS ranking the pool's
+  target-language verses first within each cluster
+  (``update.target_language_first``; the pool holds
+  ``pool_target_per_language`` of them, never a verse of a stream, held-out
+  set, D_tr or the reference);
 - ``naive``: fine-tuning v1 on the same new selection, no replay, no penalty,
   no gate, for as many steps as ECDA's update (so only replay and the penalty
   differ);
@@ -21,12 +29,15 @@ of ``heldout_books``, the narrative usage) and the **new** one (verses of
   selection, ``train.epochs`` passes over it (or ``full_steps``).
 
 Reported: detection delay (windows after the change until the first drift
-flag), false alarms per 100 stable windows, NLL on the new and old sets with
-paired differences against v1 (and ECDA against full) and their 95% bootstrap
-intervals over held-out verses and seeds, compute (optimizer steps, training
-tokens; ECDA's counts every update, a false alarm's too) and the issue's goals
-(share of full retraining's new-set gain ECDA recovers, its share of full's
-compute, the old set's relative change). Every system of every seed is a
+flag), false alarms per 100 tested stable windows (windows held while a
+reference settles are not tests, and are counted apart), NLL on the new and
+old sets with paired differences against v1 (every ECDA system also against
+full and the variants against plain ECDA) and their 95% bootstrap intervals
+over held-out verses and seeds, compute (optimizer steps, training tokens;
+an ECDA system's counts every update it trained, a false alarm's too, and the
+drifted queries ecda+usage adds) and the issue's goals per ECDA system (share
+of full retraining's new-set gain recovered, share of full's compute, the old
+set's relative change). Every system of every seed is a
 resumable unit; ``naive`` and ``full`` reuse the selection of the update the
 change triggered (when ECDA detected nothing, they have nothing to train on
 and keep ``v1``).
@@ -37,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -44,14 +56,15 @@ from typing import Any
 import numpy as np
 
 from lingualift.adapters.data import Example
-from lingualift.jobs.experiments.config import EcdaDriftConfig
+from lingualift.jobs.experiments.config import ECDA_VARIANTS, EcdaDriftConfig
 from lingualift.jobs.experiments.stats import paired_difference, score_texts
 from lingualift.jobs.experiments.summary import mean_std, write_results
 from lingualift.jobs.experiments.units import Units
 from lingualift.stages import StageContext
 from lingualift.workflows.base import LoadedBase
 
-SYSTEMS = ("none", "ecda", "naive", "full")
+ECDA_SYSTEMS = ("ecda", *ECDA_VARIANTS)
+SYSTEMS = ("none", *ECDA_SYSTEMS, "naive", "full")
 
 
 def _texts(lang: str, books: str, n: int, seed: int, exclude: set[str] = frozenset()) -> list[Any]:
@@ -117,16 +130,35 @@ def deploy_v1(
             "train": {k: trained.metrics[k] for k in ("steps", "tokens")}, **result}  # fmt: skip
 
 
+def pool_target(config: EcdaDriftConfig, lang: str) -> list[Any]:
+    """The pool's target-language verses: none held out, in D_tr or in the reference usage."""
+    from lingualift.data import Record
+
+    if config.pool_target_per_language <= 0:
+        return []
+    taken = {e.id for examples in heldout(config, lang).values() for e in examples}
+    taken |= {r.id for r in _texts(lang, config.training_books, config.training_per_language,
+                                   config.data_seed)}  # fmt: skip
+    taken |= {r.id for r in _texts(lang, config.stable_books, config.usage_per_language,
+                                   config.data_seed + 2)}  # fmt: skip
+    rows = _texts(lang, config.pool_books, config.pool_target_per_language, config.data_seed + 3,
+                  taken)  # fmt: skip
+    return [Record(f"{lang}:{r.id}", r.text, lang, r.source, {**r.meta, "verse": r.id})
+            for r in rows]  # fmt: skip
+
+
 def write_stream(config: EcdaDriftConfig, lang: str, seed: int, path: Path) -> dict[str, Any]:
     """The simulated traffic log of one seed (stable windows, then drifted ones)."""
     from lingualift.atomic import atomic_write_text
     from lingualift.continual.logs import log_row
 
-    exclude = {r.id for r in _texts(lang, config.drift_books, config.heldout_per_language,
-                                     config.data_seed + 1)}  # fmt: skip
+    # Never a pool verse: selecting a query itself would flatter the gate of ecda+lang.
+    pooled = {r.meta["verse"] for r in pool_target(config, lang)}
+    exclude = pooled | {r.id for r in _texts(lang, config.drift_books,
+                                             config.heldout_per_language, config.data_seed + 1)}  # fmt: skip
     # The reference was built from these verses; replaying them would flatter the monitor.
-    reference = {r.id for r in _texts(lang, config.stable_books, config.usage_per_language,
-                                      config.data_seed + 2)}  # fmt: skip
+    reference = pooled | {r.id for r in _texts(lang, config.stable_books,
+                                               config.usage_per_language, config.data_seed + 2)}  # fmt: skip
     before = _texts(lang, config.stable_books, config.windows_before * config.window, 1000 + seed,
                     reference)  # fmt: skip
     after = _texts(
@@ -147,13 +179,15 @@ def write_stream(config: EcdaDriftConfig, lang: str, seed: int, path: Path) -> d
 
 
 def run_stream(ctx: StageContext, config: EcdaDriftConfig, base: LoadedBase, lang: str, seed: int,
-               out: Path) -> dict[str, Any]:  # fmt: skip
-    """ECDA over one seed's stream, in a copy of the base store; scores the final current version."""
+               out: Path, system: str = "ecda") -> dict[str, Any]:  # fmt: skip
+    """An ECDA system over one seed's stream, in a copy of the base store; scores the final
+    current version. Every system reads the same stream (written again, identically)."""
     from lingualift.adapters.store import AdapterStore
     from lingualift.continual.update import UpdateSettings
     from lingualift.workflows.ecda import EcdaConfig, ecda_over_log
 
-    folder = out / "streams" / f"{lang}-s{seed}"
+    suffix = "" if system == "ecda" else "-" + system.split("+", 1)[1]
+    folder = out / "streams" / f"{lang}-s{seed}{suffix}"
     store_root = folder / "store"
     if not store_root.is_dir():
         shutil.copytree(out / "stores" / "base" / lang, store_root / lang)
@@ -163,14 +197,20 @@ def run_stream(ctx: StageContext, config: EcdaDriftConfig, base: LoadedBase, lan
         input=str(log), langs=[lang], store=str(store_root), model=base.spec,
         pool=str(out / "data" / lang / "pool.jsonl"), out_dir=str(folder / "ecda"),
         window=config.window, seed=seed, usage_windows=2, heldout_fraction=0.2,
-        update=UpdateSettings(budget=config.budget, replay_fraction=config.replay_fraction,
-                              penalty=config.penalty, penalty_lambda=config.penalty_lambda),
+        settle_rows=config.settle_rows,
+        update=UpdateSettings(
+            budget=config.budget, replay_fraction=config.replay_fraction, penalty=config.penalty,
+            penalty_lambda=config.penalty_lambda, usage_as_training=system == "ecda+usage",
+            target_language_first=system == "ecda+lang",
+        ),
         train=dataclasses.replace(config.train, seed=seed), eval_fraction=0.1,
     )  # fmt: skip
     result = ecda_over_log(ecda, progress=False, base=base)
     rows = [json.loads(x) for x in (folder / "ecda/monitor/drift.jsonl").read_text().splitlines()]
     change = stream["change_window"]
-    stable = [r for r in rows if r["window"] < change]
+    # Windows held while a new reference settles are not tests: no false alarm is possible there.
+    held = [r["window"] for r in rows if r["decision"].get("held")]
+    stable = [r for r in rows if r["window"] < change and not r["decision"].get("skipped")]
     flagged = [r["window"] for r in rows if r["window"] >= change and r["drift"]]
     store = AdapterStore(store_root)
     current = store.get(lang)
@@ -182,13 +222,15 @@ def run_stream(ctx: StageContext, config: EcdaDriftConfig, base: LoadedBase, lan
         train = {k: metrics.get(k, 0) for k in ("steps", "tokens")}
         updates.append({**update, "train": train, "after_change": max(update["windows"]) >= change})
     return {
-        "system": "ecda", "lang": lang, "seed": seed,
+        "system": system, "lang": lang, "seed": seed,
         "metrics": score(model, base.tokenizer, heldout(config, lang), config),
         "detection": {
             "change_window": change,
             "delay": flagged[0] - change if flagged else None,
             "false_alarms": sum(r["drift"] for r in stable),
             "stable_windows": len(stable),
+            "held_windows": held,
+            "settled": result.summary.get("settled_references", []),
         },
         "updates": updates,
         "current": current.name,
@@ -245,7 +287,8 @@ def run_ecda_drift(config: EcdaDriftConfig, progress: bool = True) -> dict[str, 
             # no translation of a held-out verse may be selected and trained on
             held = {e.id for examples in heldout(config, lang).values() for e in examples}
             records = read_source(spec, seed=config.data_seed, role="pool")
-            write_records([r for r in records if r.meta.get("verse") not in held], pool)
+            records = [r for r in records if r.meta.get("verse") not in held]
+            write_records(records + pool_target(config, lang), pool)
         v1 = units.run(
             f"v1__{lang}", lambda ctx, lang=lang: deploy_v1(ctx, config, base, lang, out)
         )
@@ -256,6 +299,12 @@ def run_ecda_drift(config: EcdaDriftConfig, progress: bool = True) -> dict[str, 
                 lambda ctx, lang=lang, seed=seed: run_stream(ctx, config, base, lang, seed, out),
             )
             results.append(ecda)
+            for variant in config.variants:
+                results.append(units.run(
+                    f"{variant}__{lang}__s{seed}",
+                    lambda ctx, lang=lang, seed=seed, variant=variant: run_stream(
+                        ctx, config, base, lang, seed, out, variant),
+                ))  # fmt: skip
             for system in ("naive", "full"):
                 results.append(units.run(
                     f"{system}__{lang}__s{seed}",
@@ -270,19 +319,21 @@ def run_ecda_drift(config: EcdaDriftConfig, progress: bool = True) -> dict[str, 
 
 
 def summarize_ecda(units: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per language: each system's NLLs and compute, paired differences, detection, the goals."""
+    """Per language: each system's NLLs and compute, paired differences, and per ECDA system its
+    detection and the goals."""
     out: dict[str, Any] = {}
     for lang in dict.fromkeys(u["lang"] for u in units):
         mine = [u for u in units if u["lang"] == lang]
         none = next(u for u in mine if u["system"] == "none")
         seeds = sorted({u["seed"] for u in mine if u["seed"] is not None})
+        present = [s for s in SYSTEMS if any(u["system"] == s for u in mine)]
         # a skipped system (no drift detected) keeps v1, and is scored as v1
         runs = {system: {seed: next(u for u in mine if u["system"] == system and u["seed"] == seed)
                          .get("metrics") or none["metrics"] for seed in seeds}
-                for system in SYSTEMS[1:]}  # fmt: skip
+                for system in present if system != "none"}  # fmt: skip
         runs["none"] = {None: none["metrics"]}
         systems: dict[str, Any] = {}
-        for system in SYSTEMS:
+        for system in present:
             group = [none] if system == "none" else [u for u in mine if u["system"] == system]
             scored = list(runs[system].values())
             systems[system] = {
@@ -291,6 +342,10 @@ def summarize_ecda(units: list[dict[str, Any]]) -> dict[str, Any]:
                 "steps": mean_std([u["train"]["steps"] for u in group]),
                 "tokens": mean_std([u["train"]["tokens"] for u in group]),
             }
+        ecda_systems = [s for s in ECDA_SYSTEMS if s in present]
+        pairs = [(s, "none") for s in present if s != "none"]
+        pairs += [(s, "full") for s in ecda_systems if "full" in present]
+        pairs += [(s, "ecda") for s in ecda_systems if s != "ecda"]
         paired = {
             f"{a}-{b}": {
                 role: paired_difference(
@@ -299,40 +354,47 @@ def summarize_ecda(units: list[dict[str, Any]]) -> dict[str, Any]:
                 )
                 for role in ("new", "old")
             }
-            for a, b in (("ecda", "none"), ("naive", "none"), ("full", "none"), ("ecda", "full"))
+            for a, b in pairs
         }
-        streams = [u for u in mine if u["system"] == "ecda"]
-        delays = [u["detection"]["delay"] for u in streams]
-        stable = sum(u["detection"]["stable_windows"] for u in streams)
-        alarms = sum(u["detection"]["false_alarms"] for u in streams)
         out[lang] = {
             "systems": systems,
             "paired": paired,
-            "goals": _goals(paired, systems),
+            "goals": {s: _goals(paired, systems, s) for s in ecda_systems},
             "detection": {
-                "delay": mean_std([d for d in delays if d is not None]),
-                "missed": sum(d is None for d in delays),
-                "false_alarms_per_100": 100.0 * alarms / stable if stable else None,
-                "stable_windows": stable,
-                "promoted": sum(
-                    any(x["status"] == "promoted" for x in u["updates"]) for u in streams
-                ),
-                "seeds": len(streams),
+                s: _detection([u for u in mine if u["system"] == s]) for s in ecda_systems
             },
         }
     return out
 
 
-def _goals(paired: dict[str, Any], systems: dict[str, Any]) -> dict[str, Any]:
-    """The issue's goals: >= 80% of full retraining's new-set gain, <= 30% of its compute,
-    old set at most 2% worse than v1."""
-    ecda_gain = -paired["ecda-none"]["new"]["difference"]
-    full_gain = -paired["full-none"]["new"]["difference"]
-    full_tokens = systems["full"]["tokens"]["mean"]
+def _detection(streams: list[dict[str, Any]]) -> dict[str, Any]:
+    """Delay, misses, false alarms per 100 tested stable windows, held windows, promotions."""
+    delays = [u["detection"]["delay"] for u in streams]
+    stable = sum(u["detection"]["stable_windows"] for u in streams)
+    alarms = sum(u["detection"]["false_alarms"] for u in streams)
+    return {
+        "delay": mean_std([d for d in delays if d is not None]),
+        "missed": sum(d is None for d in delays),
+        "false_alarms_per_100": 100.0 * alarms / stable if stable else None,
+        "false_alarms": alarms,
+        "stable_windows": stable,
+        "held_windows": sum(len(u["detection"].get("held_windows", [])) for u in streams),
+        "updates": sum(len(u["updates"]) for u in streams),
+        "promoted": sum(any(x["status"] == "promoted" for x in u["updates"]) for u in streams),
+        "seeds": len(streams),
+    }
+
+
+def _goals(paired: dict[str, Any], systems: dict[str, Any], system: str) -> dict[str, Any]:
+    """The issue's goals for one ECDA system: >= 80% of full retraining's new-set gain, <= 30%
+    of its compute, old set at most 2% worse than v1."""
+    gain = -paired[f"{system}-none"]["new"]["difference"]
+    full_gain = -paired["full-none"]["new"]["difference"] if "full-none" in paired else 0.0
+    full_tokens = systems["full"]["tokens"]["mean"] if "full" in systems else None
     old_v1 = systems["none"]["old_nll"]["mean"]
-    recovered = ecda_gain / full_gain if full_gain > 0 else None
-    compute = systems["ecda"]["tokens"]["mean"] / full_tokens if full_tokens else None
-    old_change = paired["ecda-none"]["old"]["difference"] / old_v1
+    recovered = gain / full_gain if full_gain > 0 else None
+    compute = systems[system]["tokens"]["mean"] / full_tokens if full_tokens else None
+    old_change = paired[f"{system}-none"]["old"]["difference"] / old_v1
     return {
         "gain_recovered": recovered,
         "compute_share": compute,
@@ -352,9 +414,15 @@ def _cell(stat: dict[str, Any], digits: int = 3) -> str:
         f"{stat['mean']:.{digits}f}")  # fmt: skip
 
 
-def _diff(stat: dict[str, Any]) -> str:
+def _diff(stat: dict[str, Any] | None) -> str:
+    if stat is None:
+        return "–"
     low, high = stat["ci95"]
     return f"{stat['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.0%}"
 
 
 def format_ecda(summary: dict[str, Any]) -> str:
@@ -371,28 +439,31 @@ def format_ecda(summary: dict[str, Any]) -> str:
                 f"{_diff(pair['new']) if pair else '–'} | {_diff(pair['old']) if pair else '–'} | "
                 f"{_cell(stats['steps'], 0)} | {_cell(stats['tokens'], 0)} |"
             )
-    lines += ["", "| lang | ECDA - full, new [95% CI] | gain recovered | compute share | "
-              "old vs v1 | goals met |", "| --- | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
+    lines += ["", "| lang | system | − full, new [95% CI] | − ecda, new [95% CI] | − ecda, old "
+              "[95% CI] | gain recovered | compute share | old vs v1 | goals met |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
     for lang, info in summary.items():
-        goals = info["goals"]
-        recovered = goals["gain_recovered"]
-        compute = goals["compute_share"]
-        met = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in goals["met"].items())
-        lines.append(
-            f"| {lang} | {_diff(info['paired']['ecda-full']['new'])} | "
-            f"{'–' if recovered is None else f'{recovered:.0%}'} | "
-            f"{'–' if compute is None else f'{compute:.0%}'} | "
-            f"{goals['old_relative_change']:+.1%} | {met} |"
-        )
-    lines += ["", "| lang | detection delay (windows) | missed | false alarms / 100 stable "
-              "windows | promoted |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for system, goals in info["goals"].items():
+            paired = info["paired"]
+            vs_full = (paired.get(f"{system}-full") or {}).get("new")
+            vs_ecda = paired.get(f"{system}-ecda") or {}
+            met = ", ".join(f"{k}: {'yes' if v else 'no'}" for k, v in goals["met"].items())
+            lines.append(
+                f"| {lang} | {system} | {_diff(vs_full)} | {_diff(vs_ecda.get('new'))} | "
+                f"{_diff(vs_ecda.get('old'))} | {_share(goals['gain_recovered'])} | "
+                f"{_share(goals['compute_share'])} | {goals['old_relative_change']:+.1%} | {met} |"
+            )
+    lines += ["", "| lang | system | detection delay (windows) | missed | false alarms / 100 "
+              "tested stable windows | windows held (settling) | updates | promoted |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for lang, info in summary.items():
-        d = info["detection"]
-        fa = "–" if d["false_alarms_per_100"] is None else f"{d['false_alarms_per_100']:.1f}"
-        lines.append(
-            f"| {lang} | {_cell(d['delay'], 2)} | {d['missed']}/{d['seeds']} | {fa} "
-            f"(of {d['stable_windows']}) | {d['promoted']}/{d['seeds']} |"
-        )
+        for system, d in info["detection"].items():
+            fa = "–" if d["false_alarms_per_100"] is None else f"{d['false_alarms_per_100']:.1f}"
+            lines.append(
+                f"| {lang} | {system} | {_cell(d['delay'], 2)} | {d['missed']}/{d['seeds']} | "
+                f"{fa} ({d['false_alarms']} of {d['stable_windows']}) | {d['held_windows']} | "
+                f"{d['updates']} | {d['promoted']}/{d['seeds']} |"
+            )
     return "\n".join(lines)
 
 

@@ -45,6 +45,10 @@ class QuickstartConfig:
     """Books the target-usage sample comes from (Psalms, Matthew, Mark)."""
     n_usage: int = 200
     """Verses in the target-usage sample COMPASS aims at."""
+    n_reference: int = 800
+    """Usage verses (usage_books) the adapter's reference profile is built from, so that
+    'lingualift monitor' and 'lingualift ecda' can watch it at once (at least about 800:
+    a smaller reference raises false alarms, docs/continual.md)."""
     heldout_books: str = "20,43"
     """Held-out books (Proverbs, John): never in training, pool or usage sample."""
     n_heldout: int = 60
@@ -99,7 +103,10 @@ class QuickstartConfig:
             f"The embedded corpus has no {self.lang!r} text; choose one of "
             f"{', '.join(CORPUS_LANGUAGES)}.",
         )
-        for name in ("n_train", "n_usage", "n_heldout", "n_cloze", "budget", "pool_per_language"):
+        for name in (
+            "n_train", "n_usage", "n_reference", "n_heldout", "n_cloze", "budget",
+            "pool_per_language",
+        ):  # fmt: skip
             require(getattr(self, name) >= 1, f"{name} must be at least 1.")
         bad = [m for m in self.baselines if m not in METHODS or m == "compass"]
         require(not bad, f"Unknown baseline {bad[:1]}; use {', '.join(METHODS[1:])}.")

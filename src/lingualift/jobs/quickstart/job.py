@@ -9,11 +9,17 @@ For one non-English target language it
 3. **select-<method>**: COMPASS and the baselines at the same budget;
 4. **adapter**: a LoRA adapter on the training verses + the COMPASS selection,
    stored in ``<out_dir>/adapters``;
-5. **shifcon**: language vectors and the layer area, so the shift can be applied;
-6. **eval-<variant>**: base vs adapter vs ShifCon on held-out NLL and cloze accuracy;
-7. **shifcon-train** (when the time budget allows): brief ShifCon training
+5. **deploy**: what production needs beside the weights, in the version folder:
+   its held-out set (``heldout.jsonl``: the target-language held-out verses, the
+   old set an ECDA gate scores) and its reference profile (``reference/``, from
+   ``n_reference`` usage verses), so that ``lingualift serve``, ``monitor`` and
+   ``ecda`` take the adapter as it is (the report prints the commands);
+6. **shifcon**: language vectors and the layer area, so the shift can be applied;
+7. **eval-<variant>**: base vs adapter vs ShifCon on held-out NLL and cloze accuracy;
+8. **shifcon-train** (when the time budget allows): brief ShifCon training
    (LoRA + shift + contrastive loss), evaluated like the others;
-8. **report**: ``report.md`` (tables), ``report.json`` and ``results.png``.
+9. **report**: ``report.md`` (tables and the commands that take the adapter into
+   production), ``report.json`` and ``results.png``.
 
 Every stage runs on the stage engine (:mod:`lingualift.stages`): a rerun reuses
 what finished, a change of settings reruns the stages it reaches, an
@@ -94,6 +100,45 @@ def _heldout_stage(config: QuickstartConfig, ctx: StageContext) -> dict[str, Any
     return {"n_heldout": len(texts[config.lang]), "n_cloze": len(cloze)}
 
 
+def _deploy_stage(
+    config: QuickstartConfig, adapter: Stage, heldout: Stage, ctx: StageContext
+) -> dict[str, Any]:
+    """The version folder gets its held-out set and its reference profile (module docstring).
+
+    Written into the stored version (each file atomically), as ``lingualift monitor
+    build_reference=`` does: the adapter stage is not redone for them, and a rerun after a
+    crash writes the same files again.
+    """
+    from lingualift.adapters.data import HELDOUT_FILE, Example, write_examples
+    from lingualift.adapters.store import AdapterStore
+    from lingualift.continual.deployed import build_reference
+    from lingualift.data import write_records
+    from lingualift.data.sources import read_source
+
+    lang = config.lang
+    store = AdapterStore(Path(config.out_dir) / "adapters")
+    version = store.get(lang, adapter.result["version"])
+    # The target-language verses of the held-out books: never trained on, and what the
+    # report's NLL is measured on; an ECDA update's gate checks forgetting on them.
+    texts = json.loads((heldout.path / "texts.json").read_text("utf-8"))[lang]
+    examples = [Example(id=f"heldout-{i}", kind="text", text=t) for i, t in enumerate(texts)]
+    write_examples(examples, version.path / HELDOUT_FILE)
+    spec = f"corpus:{lang}:{config.usage_books}:{config.n_reference}"
+    records = read_source(spec, seed=config.seed, role="usage")
+    usage = write_records(records, ctx.out / "usage.jsonl")
+    reference = build_reference(
+        store, lang, str(usage), version=str(version.version), encoder=config.encoder,
+        seed=config.seed, overwrite=True,
+    )  # fmt: skip
+    return {
+        "adapter": version.name,
+        "path": str(version.path),
+        "heldout": len(examples),
+        "reference": {"usage": spec, "rows": len(records), "clusters": reference.n_clusters,
+                      "min_window": reference.min_window},
+    }  # fmt: skip
+
+
 def _heldout_set(folder: Path, langs: list[str]):
     from lingualift.evaluation.heldout import HeldoutSet
 
@@ -135,7 +180,7 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     lang = config.lang
     out = Path(config.out_dir)
     methods = ["compass", *dict.fromkeys(config.baselines)]
-    job = Job(out, label="quickstart", overwrite=config.overwrite, total=len(methods) + 9)
+    job = Job(out, label="quickstart", overwrite=config.overwrite, total=len(methods) + 10)
     job.claim()
     base = LoadedBase(config.model)
     specs = {
@@ -196,6 +241,15 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     adapter = job.run(
         "adapter", train_settings(train_config, train_data, None), adapter_stage,
         after=[data, selections["compass"]], describe=f"LoRA adapter ({config.train.max_steps} steps)",
+    )  # fmt: skip
+    deploy_settings = {
+        k: getattr(config, k) for k in ("lang", "encoder", "seed", "usage_books", "n_reference")
+    }
+    job.run(
+        "deploy", deploy_settings, lambda ctx: _deploy_stage(config, adapter, heldout, ctx),
+        after=[adapter, heldout],
+        describe=f"held-out set and reference profile ({config.n_reference} usage verses) "
+        f"in {adapter.result.get('adapter')}",
     )  # fmt: skip
 
     shifcon_langs = list(

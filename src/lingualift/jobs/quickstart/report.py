@@ -50,6 +50,22 @@ def _plot_results(evals: dict[str, Any], lang: str, path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def production_commands(config: QuickstartConfig, out: Path) -> dict[str, str]:
+    """The commands that serve the quickstart's adapter, monitor its traffic and keep it fresh."""
+    from lingualift.models import DEFAULT_MODEL
+
+    store, traffic = out / "adapters", out / "traffic"
+    model = "" if config.model == DEFAULT_MODEL else f" model={config.model}"
+    lang = config.lang
+    return {
+        "serve": f"lingualift serve store={store}{model} langs=[{lang}] log_dir={traffic}",
+        "monitor": f"lingualift monitor store={store} langs=[{lang}] input={traffic} "
+        f"out_dir={out / 'monitor'}",
+        "ecda": f"lingualift ecda store={store}{model} langs=[{lang}] input={traffic} "
+        f"pool={out / 'data' / 'pool.jsonl'} out_dir={out / 'ecda'} follow=true",
+    }
+
+
 def write_report(
     config: QuickstartConfig,
     out: Path,
@@ -115,6 +131,28 @@ def write_report(
     ]
     if "skipped" in brief:
         lines.append(f"Brief ShifCon training was skipped ({brief['skipped']}).")
+    commands = production_commands(config, out)
+    deploy = stages["deploy"].result
+    lines += [
+        "",
+        "## Into production",
+        "",
+        f"`{deploy['adapter']}` keeps its held-out set (`heldout.jsonl`, {deploy['heldout']} "
+        f"verses: the old set an ECDA gate checks forgetting on) and its reference profile "
+        f"(`reference/`, {deploy['reference']['rows']} usage verses, "
+        f"{deploy['reference']['clusters']} clusters: windows of at least "
+        f"{deploy['reference']['min_window']} queries) in `{deploy['path']}`. Serve it, watch "
+        "its traffic for drift, and keep it fresh:",
+        "",
+        "```bash",
+        *commands.values(),
+        "```",
+        "",
+        "`ecda` selects from the quickstart's pool, trains the next version from this one, "
+        "gates it on the held-out set and the drifted queries, and promotes or keeps it "
+        f"(docs/continual.md); `lingualift adapters --store {out / 'adapters'} rollback {lang}` "
+        "undoes a promotion.",
+    ]
     lines += [
         "",
         "Plots: `results.png` (NLL and cloze accuracy per variant), `select-compass/report.png`, "
@@ -136,6 +174,7 @@ def write_report(
         "shifcon": sc,
         "shifcon_train": brief,
         "eval": evals,
+        "production": {**stages["deploy"].result, "commands": commands},
         "stage_seconds": timings,
         "elapsed_seconds": round(elapsed, 1),
     }
