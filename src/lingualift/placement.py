@@ -26,6 +26,7 @@ import logging
 import re
 from typing import Any
 
+from lingualift.config import bookkeeping
 from lingualift.embedded import DEFAULT_MODEL
 from lingualift.errors import require
 
@@ -105,6 +106,25 @@ class DeviceCapabilities:
         return self.memory_bytes[index] if index < len(self.memory_bytes) else 0
 
 
+def parse_bytes(value: str | int | float | None) -> int | None:
+    """``24GB``, ``80 GiB``, ``512MB`` or a number of bytes; None stays None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        require(value > 0, f"device_memory must be positive, got {value}.")
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]i?b?|b)?\s*", str(value), re.IGNORECASE)
+    require(
+        match is not None,
+        f"device_memory must be a size like 24GB, 80GiB or 512MB; got {value!r}.",
+    )
+    number, unit = float(match.group(1)), (match.group(2) or "b").lower()
+    powers = {"k": 1, "m": 2, "g": 3, "t": 4}
+    scale = 1 if unit == "b" else (1024 if "i" in unit else 1000) ** powers[unit[0]]
+    require(number > 0, f"device_memory must be positive, got {value!r}.")
+    return int(number * scale)
+
+
 def normalize_dtype(value: Any, key: str = "dtype") -> str:
     """``value`` as one of :data:`DTYPES` (accepting bf16, fp16, fp32 and torch dtypes)."""
     text = str(value).strip().lower().removeprefix("torch.")
@@ -145,6 +165,10 @@ class ModelSettings:
     trust_remote_code: bool = False
     """Run model code shipped with a model folder or hub repo (auto_map in its config.json).
     Off by default: such code runs with your permissions; read it before turning this on."""
+    device_memory: str | None = bookkeeping(None)
+    """Memory the job may use on its device, e.g. 24GB or 80GiB, which the pre-load check plans
+    against (default: the device's own: a GPU's total memory, the CPU's available memory). Set
+    it to share a card, or to see what a smaller one would refuse."""
 
     def __post_init__(self) -> None:
         # None: a job decides the model later (e.g. a ShifCon folder's base); loading needs one.
@@ -177,11 +201,16 @@ class ModelSettings:
             isinstance(self.trust_remote_code, bool),
             f"trust_remote_code must be true or false, got {self.trust_remote_code!r}.",
         )
+        parse_bytes(self.device_memory)  # a bad size fails here, before any model is read
 
     def model_settings(self, model: str | None = None) -> ModelSettings:
         """Just these settings (from a job config that inherits them), with ``model`` if given."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSettings)}
-        return ModelSettings(**{**values, "model": model or self.model})
+        return ModelSettings(**{**self.model_kwargs(), "model": model or self.model})
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """These settings as keyword arguments: how a job builds another config (a training
+        stage's) on the same base, precision and placement."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSettings)}
 
     def resolve(self, capabilities: DeviceCapabilities | None = None) -> Placement:
         """Turn every ``auto`` into a concrete choice for this machine (or for ``capabilities``).

@@ -201,16 +201,20 @@ class TrainingArgs:
     """Longest sequence in tokens; longer examples are truncated (or split when packing)."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm; 0 turns clipping off."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
-    """Autocast (accelerate's mixed precision) of the forward and backward passes: fp32 (none:
-    the base computes in the dtype its weights were loaded in, LoRA in float32), bf16, fp16
-    (with loss scaling), or auto (follow the base: bf16 for bfloat16 weights or an nf4 base
-    computing in bfloat16, fp16 with loss scaling for float16 weights on a GPU, none for
-    float32). The weights' own dtype is the model's dtype setting, not this one."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: less memory, more compute."""
-    # Checkpoint cadence and logging change neither the weights nor a resumed run's result
-    # (bookkeeping: kept out of fingerprints, so a resume may change them).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast (accelerate's mixed precision) of the forward and backward passes: auto (follow
+    the base: bf16 for bfloat16 weights or an nf4 base computing in bfloat16, fp16 with loss
+    scaling for float16 weights on a GPU, none for float32 weights, so fp32 on the CPU), fp32
+    (none: the base computes in the dtype its weights were loaded in, LoRA in float32), bf16 or
+    fp16 (with loss scaling). The weights' own dtype is the model's dtype setting, not this
+    one."""
+    # Checkpoint cadence, gradient checkpointing and logging change neither the weights nor a
+    # resumed run's result (bookkeeping: kept out of fingerprints, so a resume may change them).
+    gradient_checkpointing: bool | None = bookkeeping(None)
+    """Recompute activations in the backward pass (less memory, more compute; the same forward
+    pass is recomputed, so the weights do not change): true, false, or unset (auto): the verbs'
+    pre-load check turns it on when the job fits the device only with it (and says so in the
+    log), off otherwise."""
     save_every: int = bookkeeping(0)
     """Write a resumable checkpoint every this many steps (0: never; an interrupted run then
     restarts from step 0)."""

@@ -104,14 +104,15 @@ class LoraTrainer:
         self.init_adapter = str(init_adapter) if init_adapter is not None else None
         self.base_model = base_model_signature(model, base_spec)
         set_seed(args.seed)  # the adapter's initialisation depends on it
+        checkpointing = bool(args.gradient_checkpointing)  # unset (auto) was not decided: off
         # QLoRA: a quantized base gets PEFT's k-bit preparation before LoRA goes on.
-        model = prepare_kbit_model(model, args.gradient_checkpointing)
+        model = prepare_kbit_model(model, checkpointing)
         if self.init_adapter is not None:
             peft_model = PeftModel.from_pretrained(model, self.init_adapter, is_trainable=True)
         else:
             peft_model = get_peft_model(model, self.lora.peft_config())
         upcast_trainable(peft_model)  # LoRA weights in float32 whatever the base's dtype
-        if args.gradient_checkpointing:
+        if checkpointing:
             peft_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
