@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.adapters.store import AdapterStore, AdapterVersion
+from lingualift.planning import check_training_args
 from lingualift.stages import Job, StageContext
 from lingualift.workflows.training import (
     TrainConfig,
@@ -69,6 +70,10 @@ def run_train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
     data = read_training_data(config)  # bad data fails before the model loads
     store = AdapterStore(config.store)
     parent = find_parent(store, config)
+    if model is None:  # does the run fit the device? (refused here, before anything loads)
+        config = dataclasses.replace(
+            config, train=check_training_args("train", config, config.train, config.lora)
+        )
     state = PartialState()
     job = Job(
         config.run_dir.parent,
@@ -84,7 +89,7 @@ def run_train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
         if model is None:
             from lingualift.models import load_causal_lm
 
-            model, tokenizer = load_causal_lm(config.model)
+            model, tokenizer = load_causal_lm(config.model_settings())
         trained, result = train_and_store(ctx, config, data, model, tokenizer, store, parent)
         out["metrics"] = trained.metrics
         return result

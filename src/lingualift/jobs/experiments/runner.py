@@ -8,8 +8,9 @@ from typing import Any
 
 from lingualift.atomic import atomic_write_text
 from lingualift.config import save_config
-from lingualift.jobs.experiments.config import ExperimentConfig
+from lingualift.jobs.experiments.config import ExperimentConfig, ShifConSetup
 from lingualift.jobs.experiments.registry import EXPERIMENTS, experiment_name
+from lingualift.planning import check_training_args
 from lingualift.stages import Job
 
 
@@ -19,6 +20,11 @@ def run_experiment(config: ExperimentConfig, progress: bool = True) -> dict[str,
     if config.out_dir is None:
         config = dataclasses.replace(config, out_dir=f"runs/experiments/{name}")
     out = Path(config.run_dir)
+    # Does a unit's training fit the device? Refused here, before anything loads (with gradient
+    # checkpointing turned on when only that fits).
+    verb = "shifcon" if isinstance(config, ShifConSetup) else "train"
+    checked = check_training_args(verb, config, config.train, config.lora)
+    config = dataclasses.replace(config, train=checked)
     Job(out, label="experiment").claim()  # never write into a folder that is not ours
     # The saved config reloads as a recipe: lingualift experiment --config <out>/config.yaml
     save_config(config, out / "config.yaml", prefix={"experiment": name})
