@@ -24,10 +24,11 @@ def run_experiment(config: ExperimentConfig, progress: bool = True) -> dict[str,
     # checkpointing turned on when only that fits).
     verb = "shifcon" if isinstance(config, ShifConSetup) else "train"
     checked = check_training_args(verb, config, config.train, config.lora)
-    config = dataclasses.replace(config, train=checked)
     Job(out, label="experiment").claim()  # never write into a folder that is not ours
     # The saved config reloads as a recipe: lingualift experiment --config <out>/config.yaml
+    # (as given: an auto gradient checkpointing is decided again on the machine that reruns it)
     save_config(config, out / "config.yaml", prefix={"experiment": name})
+    config = dataclasses.replace(config, train=checked)
     result = EXPERIMENTS[name].run(config, progress=progress)
     table_path = out / "table.md"
     atomic_write_text(table_path, result["table"] + "\n")
