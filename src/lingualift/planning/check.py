@@ -115,6 +115,7 @@ def check_fits(
     """
     settings = as_model_settings(model)
     memory = parse_bytes(device_memory if device_memory is not None else settings.device_memory)
+    given = memory is not None
     caps = capabilities if capabilities is not None else DeviceCapabilities.detect()
     placement = settings.resolve(caps)
     if memory is None:
@@ -140,7 +141,17 @@ def check_fits(
             )
             return FitDecision(checkpointed, True, memory, placement)
     raise LingualiftError(
-        _refusal(verb, shape, placement, planner, plan, memory, gradient_checkpointing, full_logits)
+        _refusal(
+            verb,
+            shape,
+            placement,
+            planner,
+            plan,
+            memory,
+            gradient_checkpointing,
+            full_logits,
+            given,
+        )
     )
 
 
@@ -180,6 +191,7 @@ def _refusal(
     memory: int,
     gradient_checkpointing: bool | None,
     full_logits: bool = True,
+    given_memory: bool = False,
 ) -> str:
     """One sentence: what the job needs, on what, and what would fit instead."""
     training = verb in ("train", "shifcon")
@@ -220,7 +232,9 @@ def _refusal(
                 options.append(f"{parts[0]}{rest} (about {gigabytes(candidate.total_bytes)})")
                 break
             size //= 2
-    where = "card" if placement.device != "cpu" else "machine (available memory)"
+    where = "card"
+    if placement.device == "cpu":
+        where = "machine (device_memory)" if given_memory else "machine (available memory)"
     head = (
         f"{_describe_job(shape, placement, batch, length)} needs about "
         f"{gigabytes(plan.total_bytes)} to {verb} on a {gigabytes(memory)} {where}"

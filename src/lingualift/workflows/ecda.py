@@ -150,6 +150,9 @@ def ecda_over_log(
         lineage_data(store, current, config.training_data)
     pool = read_source(config.pool, role="pool")
     require(all(r.lang for r in pool), "Every pool item needs a language (a 'lang' column).")
+    recipe = config.recipe()
+    if base is None:  # does an update fit the device? Refused here, before anything is written
+        recipe.train = check_training_args("train", config, config.train, LoraSettings())
     fingerprint = settings_of(config)
     fingerprint["langs"] = langs
     if config.input == STDIN:
@@ -164,9 +167,6 @@ def ecda_over_log(
         out / LOOP_FILE, config.loop_settings(), store, fingerprint,
         overwrite=config.overwrite, progress=progress,
     )  # fmt: skip
-    recipe = config.recipe()
-    if base is None:  # does an update fit the device? Refused here, before anything loads.
-        recipe.train = check_training_args("train", config, config.train, LoraSettings())
     updater = EcdaUpdater(
         out / "updates", recipe, store, pool, base or LoadedBase(config),
         monitor.encoder, monitor.encoder_spec, overwrite=config.overwrite, progress=progress,

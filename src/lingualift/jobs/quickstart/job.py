@@ -136,11 +136,12 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     lang = config.lang
     out = Path(config.out_dir)
     methods = ["compass", *dict.fromkeys(config.baselines)]
+    # The adapter's training is the quickstart's largest step: does it fit the device? Refused
+    # here, before anything loads or is written (gradient checkpointing turned on when only
+    # that fits).
+    train_args = check_training_args("train", config, config.train, config.lora)
     job = Job(out, label="quickstart", overwrite=config.overwrite, total=len(methods) + 9)
     job.claim()
-    # The adapter's training is the quickstart's largest step: does it fit the device? Refused
-    # here, before anything loads (with gradient checkpointing turned on when only that fits).
-    train_args = check_training_args("train", config, config.train, config.lora)
     base = LoadedBase(config)
     model_settings = settings_of(base.settings)  # what a stage's numbers depend on
     specs = {
