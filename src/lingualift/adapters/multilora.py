@@ -71,7 +71,9 @@ def stacking_problem(model: Any) -> str | None:
         )
     for layer in linears:
         if layer.lora_variant:
-            return f"an adapter uses a LoRA variant ({', '.join(sorted(layer.lora_variant))})"
+            kinds = sorted({type(v).__name__ for v in layer.lora_variant.values()})
+            names = ", ".join(sorted(layer.lora_variant))
+            return f"an adapter uses a LoRA variant ({', '.join(kinds)} in {names})"
         if any(layer.lora_bias.values()):
             return "an adapter has a LoRA bias"
         if layer.fan_in_fan_out:
