@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import os
 import re
 from typing import Any
 
@@ -106,6 +107,16 @@ class DeviceCapabilities:
         return self.memory_bytes[index] if index < len(self.memory_bytes) else 0
 
 
+def local_rank() -> int:
+    """This process's index on its machine under ``accelerate launch``/torchrun (0 alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def fsdp_launched() -> bool:
+    """Whether ``accelerate launch`` started this process with an FSDP config."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
 def parse_bytes(value: str | int | float | None) -> int | None:
     """``24GB``, ``80 GiB``, ``512MB`` or a number of bytes; None stays None."""
     if value is None or value == "":
@@ -152,8 +163,8 @@ class ModelSettings:
     weights are loaded in it; LoRA parameters stay float32. With quantization it is the compute
     dtype of the quantized layers and the dtype of the layers that stay unquantized."""
     device: str = "auto"
-    """Where the model runs: auto (cuda:0 when a CUDA GPU is present, else cpu), cpu, cuda or
-    cuda:N."""
+    """Where the model runs: auto (cuda:0 when a CUDA GPU is present, else cpu; under
+    accelerate launch each process its own GPU, cuda:LOCAL_RANK), cpu, cuda or cuda:N."""
     attn_implementation: str = "auto"
     """Attention kernel: auto (PyTorch's SDPA; FlashAttention-2 when flash-attn is installed and
     the GPU (Ampere or newer) and dtype (bf16/fp16) support it), sdpa, eager or
@@ -245,11 +256,14 @@ class ModelSettings:
         )
 
     def _resolve_device(self, caps: DeviceCapabilities, notes: list[str]) -> str:
+        # Under `accelerate launch` (torchrun) each process takes its own GPU: LOCAL_RANK.
+        rank = local_rank()
         if self.device == "auto":
-            device = "cuda:0" if caps.cuda_devices else "cpu"
+            device = f"cuda:{rank % caps.cuda_devices}" if caps.cuda_devices else "cpu"
             notes.append(
                 f"device=auto: {device} ("
                 + ("a CUDA GPU is present" if caps.cuda_devices else "no CUDA GPU")
+                + (f", process {rank} of a launch" if rank and caps.cuda_devices else "")
                 + ")"
             )
             return device
@@ -260,7 +274,7 @@ class ModelSettings:
             f"device={self.device} but this machine has no CUDA GPU; use device=auto or "
             "device=cpu.",
         )
-        index = int(self.device.split(":")[1]) if ":" in self.device else 0
+        index = int(self.device.split(":")[1]) if ":" in self.device else rank
         require(
             index < caps.cuda_devices,
             f"device={self.device} but this machine has {caps.cuda_devices} CUDA GPU(s) "
@@ -366,11 +380,15 @@ class Placement:
         from transformers import BitsAndBytesConfig
 
         if self.quantization == "nf4":
+            # FSDP shards flat parameters of one dtype: the packed 4-bit weights are stored in
+            # the compute dtype there (PEFT's FSDP + QLoRA guide), in uint8 otherwise.
+            storage = {"bnb_4bit_quant_storage": self.torch_dtype} if fsdp_launched() else {}
             return BitsAndBytesConfig(
                 load_in_4bit=True,
                 bnb_4bit_quant_type="nf4",
                 bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=self.torch_dtype,
+                **storage,
             )
         return BitsAndBytesConfig(load_in_8bit=True)
 
@@ -393,7 +411,9 @@ class Placement:
         quantization = self.quantization_config()
         if quantization is not None:
             kwargs["quantization_config"] = quantization
-        if quantization is not None or self.device != "cpu":
+        # Under FSDP the weights load on the CPU (transformers reads them on the first process
+        # only) and FSDP moves each process's shard to its GPU: no device map.
+        if (quantization is not None or self.device != "cpu") and not fsdp_launched():
             kwargs["device_map"] = {"": self.device}
         return kwargs
 

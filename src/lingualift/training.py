@@ -121,6 +121,29 @@ def autocast_precision(precision: str, model: Any) -> str:
     return "fp32"
 
 
+def process_state() -> Any:
+    """accelerate's ``PartialState`` of this process: alone, or one of those ``accelerate
+    launch`` started.
+
+    On a machine without a GPU, launched processes join one CPU process group (gloo):
+    accelerate does that only when asked for the CPU, which its GPU launch configs
+    (``recipes/accelerate/``) do not do. Every lingualift entry point asks here first.
+    """
+    import os
+
+    import torch
+    from accelerate import PartialState
+
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    gpu = torch.cuda.is_available()
+    require(
+        gpu or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true",
+        "FSDP runs on GPUs only (accelerate's FSDP plugin needs a CUDA or other accelerator "
+        "device); on a machine without one launch with recipes/accelerate/ddp.yaml.",
+    )
+    return PartialState(cpu=launched and not gpu)
+
+
 def _allow_precision(mixed_precision: str) -> None:
     """Let one process train runs of different precision (a bf16 base after a float32 one).
 
@@ -128,13 +151,13 @@ def _allow_precision(mixed_precision: str) -> None:
     in a single process (not under ``accelerate launch``) lingualift resets it between runs
     of different precision, as accelerate's own tests do.
     """
-    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.state import AcceleratorState
 
     if not AcceleratorState._shared_state:  # nothing set yet
         return
     if AcceleratorState().mixed_precision == mixed_precision:
         return
-    if PartialState().num_processes == 1:
+    if process_state().num_processes == 1:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
@@ -157,6 +180,24 @@ def prepare_kbit_model(model: Any, gradient_checkpointing: bool) -> Any:
         use_gradient_checkpointing=gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
     )
+
+
+def lora_aware_wrap_policy(accelerator: Any, model: Any) -> None:
+    """Under FSDP, wrap a PEFT model as PEFT's FSDP guide does: every LoRA leaf its own FSDP
+    unit beside the decoder layers (``peft.utils.other.fsdp_auto_wrap_policy``), so trainable
+    and frozen weights never share a flat parameter (``fsdp_use_orig_params: false``)."""
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    if plugin is None or not hasattr(model, "peft_config"):
+        return
+    from peft.utils.other import fsdp_auto_wrap_policy
+
+    require(
+        not plugin.use_orig_params,
+        "LoRA under FSDP needs fsdp_use_orig_params: false in the accelerate config (PEFT's "
+        "wrap policy keeps LoRA weights in their own flat parameters); use "
+        "recipes/accelerate/fsdp.yaml.",
+    )
+    plugin.auto_wrap_policy = fsdp_auto_wrap_policy(model)
 
 
 def upcast_trainable(model: Any) -> int:
@@ -351,6 +392,7 @@ class TrainingLoop:
         self.trackers = resolve_trackers(args.report_to) if accelerator is None else []
         self.precision = autocast_precision(args.precision, model)
         if accelerator is None:
+            process_state()  # a launched process on a machine without a GPU joins over gloo
             _allow_precision(MIXED_PRECISION[self.precision])
         self.accelerator = accelerator = accelerator or Accelerator(
             mixed_precision=MIXED_PRECISION[self.precision],
@@ -368,6 +410,15 @@ class TrainingLoop:
         self._torch_optimizer = torch.optim.AdamW(
             self.params, lr=args.lr, weight_decay=args.weight_decay
         )
+        self.sharded = accelerator.distributed_type == DistributedType.FSDP
+        if self.sharded:
+            require(
+                not args.save_every,
+                "Resumable checkpoints are not written under FSDP yet; set train.save_every=0 "
+                "(an interrupted run starts again from step 0) or train with DDP "
+                "(recipes/accelerate/ddp.yaml).",
+            )
+            lora_aware_wrap_policy(accelerator, model)
         self.model, self.optimizer = accelerator.prepare(model, self._torch_optimizer)
         # accelerate's clip_grad_norm_ and optimizer step re-check installed packages on every
         # call (file-system look-ups); plain and DDP runs without a loss scaler have nothing for

@@ -29,6 +29,7 @@ from typing import Any
 from lingualift.adapters.store import AdapterStore, AdapterVersion
 from lingualift.planning import check_training_args
 from lingualift.stages import Job, StageContext
+from lingualift.training import process_state
 from lingualift.workflows.training import (
     TrainConfig,
     find_parent,
@@ -65,8 +66,6 @@ class TrainResult:
 
 def run_train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> TrainResult:
     """Train (or resume, or reuse) and store one language adapter: ``lingualift train``."""
-    from accelerate import PartialState
-
     data = read_training_data(config)  # bad data fails before the model loads
     store = AdapterStore(config.store)
     parent = find_parent(store, config)
@@ -74,7 +73,7 @@ def run_train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
         config = dataclasses.replace(
             config, train=check_training_args("train", config, config.train, config.lora)
         )
-    state = PartialState()
+    state = process_state()  # one of several processes under `accelerate launch`
     job = Job(
         config.run_dir.parent,
         label="train",

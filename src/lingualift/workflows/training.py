@@ -41,7 +41,7 @@ from lingualift.errors import require
 from lingualift.languages import normalize_language
 from lingualift.placement import ModelSettings
 from lingualift.stages import StageContext
-from lingualift.training import LoraSettings, TrainingArgs
+from lingualift.training import LoraSettings, TrainingArgs, process_state
 
 
 @dataclasses.dataclass
@@ -219,8 +219,6 @@ def train_and_store(
     A newly stored version becomes current as :func:`should_promote` decides.
     Returns the trained adapter and the stage result.
     """
-    from accelerate import PartialState
-
     from lingualift.adapters.trainer import LoraTrainer
 
     hooks = hooks or StageHooks()
@@ -238,7 +236,7 @@ def train_and_store(
     trainer.load_data(train, heldout, data.summaries, config.packing)
     extra_card = hooks.prepare(trainer) if hooks.prepare is not None else {}
     trained = trainer.fit(eval_every=config.eval_every, progress=progress)
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         return trained, {}
     keep_tracker_logs(ctx)
     title = f"LoRA adapter for {config.lang}"
@@ -256,7 +254,7 @@ def train_and_store(
         }
 
         def write(folder: Path) -> None:
-            trained.model.save_pretrained(str(folder))
+            trained.save(folder)
             trained.plot(folder / "loss.png", title)
             if heldout:
                 write_examples(heldout, folder / HELDOUT_FILE)
