@@ -4,8 +4,8 @@ DDP with 2 CPU processes (gloo) trains the tiny model to the adapter one process
 the same global batch (each process takes batch_size rows of every micro-batch, see
 ``LoraTrainer.micro_batches``). FSDP: torch shards on the CPU, but accelerate's FSDP plugin
 refuses a machine without an accelerator device, so on a CPU-only machine the launch is
-refused in one sentence, and with two GPUs the FSDP adapter is compared like DDP's
-(``benchmarks/fsdp_check.py`` runs the same comparison on a GPU machine)."""
+refused in one sentence, and on a machine with two GPUs this test launches FSDP and compares
+its adapter as it does DDP's."""
 
 from __future__ import annotations
 

@@ -206,7 +206,9 @@ class LoraTrainer:
     def _loss(self, batch: dict[str, Any], backward: Backward) -> dict[str, Any]:
         # The model stays in train mode (evaluate() restores it): model.train() walks every
         # module, which costs milliseconds per step.
-        loss = self.model(**model_inputs(batch, self.accelerator.device)).loss
+        inputs = model_inputs(batch, self.accelerator.device)
+        inputs.setdefault("use_cache", False)  # a training step has no use for a KV cache
+        loss = self.model(**inputs).loss
         backward(loss)
         return {"loss": loss}
 
