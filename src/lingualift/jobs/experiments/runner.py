@@ -6,12 +6,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lingualift.atomic import atomic_write_text
+from lingualift.atomic import atomic_write_text, check_replaceable
 from lingualift.config import save_config
 from lingualift.jobs.experiments.config import ExperimentConfig, ShifConSetup
 from lingualift.jobs.experiments.registry import EXPERIMENTS, experiment_name
 from lingualift.planning import check_training_args
-from lingualift.stages import Job
+from lingualift.stages import JOB_FILE, Job
 
 
 def run_experiment(config: ExperimentConfig, progress: bool = True) -> dict[str, Any]:
@@ -20,6 +20,7 @@ def run_experiment(config: ExperimentConfig, progress: bool = True) -> dict[str,
     if config.out_dir is None:
         config = dataclasses.replace(config, out_dir=f"runs/experiments/{name}")
     out = Path(config.run_dir)
+    check_replaceable(out, JOB_FILE, overwrite=False, what="experiment output")
     # Does a unit's training fit the device? Refused here, before anything loads (with gradient
     # checkpointing turned on when only that fits).
     verb = "shifcon" if isinstance(config, ShifConSetup) else "train"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.adapters.portable import stamp_adapter
-from lingualift.atomic import atomic_write_text
+from lingualift.atomic import atomic_write_text, check_replaceable
 from lingualift.config import settings_of, to_dict
 from lingualift.data import parse_books
 from lingualift.errors import require
@@ -38,7 +38,7 @@ from lingualift.jobs.quickstart.config import QuickstartConfig
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
 from lingualift.planning import check_training_args
 from lingualift.portable import base_identity
-from lingualift.stages import Job, Stage, StageContext
+from lingualift.stages import JOB_FILE, Job, Stage, StageContext
 from lingualift.workflows.base import LoadedBase
 
 # -- stages -----------------------------------------------------------------------------
@@ -136,6 +136,7 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     lang = config.lang
     out = Path(config.out_dir)
     methods = ["compass", *dict.fromkeys(config.baselines)]
+    check_replaceable(out, JOB_FILE, config.overwrite, what="quickstart output")
     # The adapter's training is the quickstart's largest step: does it fit the device? Refused
     # here, before anything loads or is written (gradient checkpointing turned on when only
     # that fits).
