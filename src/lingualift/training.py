@@ -189,6 +189,8 @@ def lora_aware_wrap_policy(accelerator: Any, model: Any) -> None:
     plugin = getattr(accelerator.state, "fsdp_plugin", None)
     if plugin is None or not hasattr(model, "peft_config"):
         return
+    if getattr(plugin, "fsdp_version", 1) != 1:  # FSDP2 shards per parameter: no flat params
+        return
     from peft.utils.other import fsdp_auto_wrap_policy
 
     require(
