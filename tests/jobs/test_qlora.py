@@ -5,6 +5,7 @@ runs ShifCon (vectors, hooks, training); the adapters load unchanged on the unqu
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import torch
@@ -109,30 +110,45 @@ def test_eval_runs_on_a_quantized_base_with_the_adapter(world, tiny_model_dir, t
     assert results["config"]["lingualift_config"]["quantization"] == "nf4"
 
 
-def test_serve_answers_mixed_language_requests_over_a_quantized_base(world, tiny_model_dir):
+def test_serve_answers_and_hot_reloads_over_a_quantized_base(world, tiny_model_dir, tmp_path):
     from fastapi.testclient import TestClient
 
+    from lingualift.adapters import AdapterStore
     from lingualift.jobs.serve import ServeConfig, build_server
 
+    store = AdapterStore(tmp_path / "store")  # this test promotes: a store of its own
+    card = {"base_model": AdapterStore(world["store"]).card("sw", 1)["base_model"]}
+    store.save("sw", source=world["v1"].path, card=card)
     config = ServeConfig(
         model=str(tiny_model_dir),
         model_name="tiny",
         quantization="nf4",
-        store=str(world["store"]),
+        store=str(store.root),
         log_traffic=False,
         batch_wait_ms=50,
+        reload_interval_s=0.05,
     )
     parts = build_server(config)
     assert type(parts.registry.model.get_base_model().model.layers[0].mlp.up_proj).__name__ == (
         "Linear4bit"
     )
     with TestClient(parts.app) as client:
-        for model in ("sw", "tiny"):
+
+        def ask(model: str) -> str | None:
             reply = client.post(
                 "/v1/completions", json={"model": model, "prompt": "habari", "max_tokens": 3}
             )
             assert reply.status_code == 200, reply.text
             assert reply.json()["choices"][0]["text"] is not None
+            return reply.headers.get("x-lingualift-adapter")
+
+        assert ask("sw") == "sw/v1" and ask("tiny") == "base"
+        # A promotion reaches the running server: the new version loads beside the nf4 weights.
+        store.save("sw", source=world["v1"].path, card=card, promote=True)
+        deadline = time.monotonic() + 20
+        while parts.registry.snapshot().get("sw") != "sw/v2" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ask("sw") == "sw/v2"
 
 
 def test_shifcon_vectors_hooks_and_training_on_a_quantized_base(tmp_path, tiny_model_dir):
