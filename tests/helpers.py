@@ -11,3 +11,31 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     return path
+
+
+def bitsandbytes_problem() -> str | None:
+    """Why bitsandbytes cannot quantize on this machine's CPU (None when it can)."""
+    import torch
+
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return "bitsandbytes is not installed (pip install 'lingualift[qlora]')"
+    try:
+        layer = bnb.nn.Linear4bit(16, 8, compute_dtype=torch.float32, quant_type="nf4")
+        layer.weight = bnb.nn.Params4bit(torch.randn(8, 16), requires_grad=False, quant_type="nf4")
+        layer.to("cpu")(torch.randn(2, 16))  # quantizes on the move, then runs on the CPU
+    except Exception as exc:  # its CPU backend is missing or broken here
+        return f"bitsandbytes cannot run nf4 on this CPU ({type(exc).__name__}: {exc})"
+    return None
+
+
+def needs_bitsandbytes():
+    """A skip mark, with the reason, for where bitsandbytes cannot run (the GPU script covers
+    it there): ``@needs_bitsandbytes()`` or ``pytestmark = needs_bitsandbytes()``."""
+    import pytest
+
+    problem = bitsandbytes_problem()
+    return pytest.mark.skipif(
+        problem is not None, reason=f"{problem}; benchmarks/gpu_scale.py covers QLoRA on a GPU"
+    )

@@ -163,3 +163,23 @@ def test_a_model_left_to_the_job_must_be_set_before_loading():
     assert settings.model_settings("google/gemma-3-270m").resolve(CPU_ONLY).model == (
         "google/gemma-3-270m"
     )
+
+
+def test_each_launched_process_takes_its_own_gpu_and_fsdp_loads_on_the_cpu(monkeypatch):
+    two = DeviceCapabilities(
+        cuda_devices=2, bf16=(True, True), compute_capability=((8, 0), (8, 0)),
+        memory_bytes=(80 * 10**9,) * 2, bitsandbytes=True,
+    )  # fmt: skip
+    monkeypatch.setenv("LOCAL_RANK", "1")  # the second process of `accelerate launch`
+    assert ModelSettings().resolve(two).device == "cuda:1"
+    assert ModelSettings(device="cuda").resolve(two).device == "cuda:1"
+    assert ModelSettings(device="cuda:0").resolve(two).device == "cuda:0"  # as asked
+    kwargs = ModelSettings(quantization="nf4").resolve(two).from_pretrained_kwargs()
+    assert kwargs["device_map"] == {"": "cuda:1"}
+    assert kwargs["quantization_config"].bnb_4bit_quant_storage == torch.uint8
+    # Under FSDP the weights load on the CPU and FSDP moves each shard; packed nf4 weights are
+    # stored in the compute dtype (one dtype per flat parameter), as PEFT's FSDP guide does.
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    kwargs = ModelSettings(quantization="nf4").resolve(two).from_pretrained_kwargs()
+    assert "device_map" not in kwargs
+    assert kwargs["quantization_config"].bnb_4bit_quant_storage == torch.bfloat16

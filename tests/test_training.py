@@ -191,3 +191,27 @@ def test_warmup_is_steps_or_a_fraction():
     assert TrainingArgs(warmup_steps=5).warmup(100) == 5
     assert TrainingArgs(warmup_steps=0.1).warmup(100) == 10
     assert TrainingArgs(max_steps=0, epochs=2, grad_accum=2).total_steps(10) == 10
+
+
+def test_fsdp_gets_pefts_lora_aware_wrap_policy():
+    """Under FSDP the LoRA leaves are their own FSDP units (PEFT's FSDP guide); a config that
+    keeps the original parameters is refused in one sentence."""
+    from types import SimpleNamespace
+
+    from peft import get_peft_model
+
+    from lingualift.training import LoraSettings, lora_aware_wrap_policy
+
+    model = get_peft_model(tiny_causal_lm("llama")[0], LoraSettings(r=2).peft_config())
+    plugin = SimpleNamespace(use_orig_params=False, auto_wrap_policy="TRANSFORMER_BASED_WRAP")
+    lora_aware_wrap_policy(SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin)), model)
+    policy = plugin.auto_wrap_policy
+    lora_a = model.base_model.model.model.layers[0].self_attn.q_proj.lora_A["default"]
+    frozen = model.base_model.model.model.layers[0].self_attn.q_proj.base_layer
+    layer = model.base_model.model.model.layers[0]
+    assert policy(module=lora_a, recurse=False, nonwrapped_numel=0)  # a trainable leaf: a unit
+    assert not policy(module=frozen, recurse=False, nonwrapped_numel=0)  # frozen: with its layer
+    assert policy(module=layer, recurse=False, nonwrapped_numel=0)  # each decoder layer: a unit
+    plugin.use_orig_params = True
+    with pytest.raises(LingualiftError, match="fsdp_use_orig_params: false"):
+        lora_aware_wrap_policy(SimpleNamespace(state=SimpleNamespace(fsdp_plugin=plugin)), model)

@@ -23,9 +23,11 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import os
 import re
 from typing import Any
 
+from lingualift.config import bookkeeping
 from lingualift.embedded import DEFAULT_MODEL
 from lingualift.errors import require
 
@@ -105,6 +107,35 @@ class DeviceCapabilities:
         return self.memory_bytes[index] if index < len(self.memory_bytes) else 0
 
 
+def local_rank() -> int:
+    """This process's index on its machine under ``accelerate launch``/torchrun (0 alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def fsdp_launched() -> bool:
+    """Whether ``accelerate launch`` started this process with an FSDP config."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def parse_bytes(value: str | int | float | None) -> int | None:
+    """``24GB``, ``80 GiB``, ``512MB`` or a number of bytes; None stays None."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        require(value > 0, f"device_memory must be positive, got {value}.")
+        return int(value)
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]i?b?|b)?\s*", str(value), re.IGNORECASE)
+    require(
+        match is not None,
+        f"device_memory must be a size like 24GB, 80GiB or 512MB; got {value!r}.",
+    )
+    number, unit = float(match.group(1)), (match.group(2) or "b").lower()
+    powers = {"k": 1, "m": 2, "g": 3, "t": 4}
+    scale = 1 if unit == "b" else (1024 if "i" in unit else 1000) ** powers[unit[0]]
+    require(number > 0, f"device_memory must be positive, got {value!r}.")
+    return int(number * scale)
+
+
 def normalize_dtype(value: Any, key: str = "dtype") -> str:
     """``value`` as one of :data:`DTYPES` (accepting bf16, fp16, fp32 and torch dtypes)."""
     text = str(value).strip().lower().removeprefix("torch.")
@@ -132,8 +163,8 @@ class ModelSettings:
     weights are loaded in it; LoRA parameters stay float32. With quantization it is the compute
     dtype of the quantized layers and the dtype of the layers that stay unquantized."""
     device: str = "auto"
-    """Where the model runs: auto (cuda:0 when a CUDA GPU is present, else cpu), cpu, cuda or
-    cuda:N."""
+    """Where the model runs: auto (cuda:0 when a CUDA GPU is present, else cpu; under
+    accelerate launch each process its own GPU, cuda:LOCAL_RANK), cpu, cuda or cuda:N."""
     attn_implementation: str = "auto"
     """Attention kernel: auto (PyTorch's SDPA; FlashAttention-2 when flash-attn is installed and
     the GPU (Ampere or newer) and dtype (bf16/fp16) support it), sdpa, eager or
@@ -145,6 +176,10 @@ class ModelSettings:
     trust_remote_code: bool = False
     """Run model code shipped with a model folder or hub repo (auto_map in its config.json).
     Off by default: such code runs with your permissions; read it before turning this on."""
+    device_memory: str | None = bookkeeping(None)
+    """Memory the job may use on its device, e.g. 24GB or 80GiB, which the pre-load check plans
+    against (default: the device's own: a GPU's total memory, the CPU's available memory). Set
+    it to share a card, or to see what a smaller one would refuse."""
 
     def __post_init__(self) -> None:
         # None: a job decides the model later (e.g. a ShifCon folder's base); loading needs one.
@@ -177,11 +212,16 @@ class ModelSettings:
             isinstance(self.trust_remote_code, bool),
             f"trust_remote_code must be true or false, got {self.trust_remote_code!r}.",
         )
+        parse_bytes(self.device_memory)  # a bad size fails here, before any model is read
 
     def model_settings(self, model: str | None = None) -> ModelSettings:
         """Just these settings (from a job config that inherits them), with ``model`` if given."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSettings)}
-        return ModelSettings(**{**values, "model": model or self.model})
+        return ModelSettings(**{**self.model_kwargs(), "model": model or self.model})
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """These settings as keyword arguments: how a job builds another config (a training
+        stage's) on the same base, precision and placement."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSettings)}
 
     def resolve(self, capabilities: DeviceCapabilities | None = None) -> Placement:
         """Turn every ``auto`` into a concrete choice for this machine (or for ``capabilities``).
@@ -216,11 +256,14 @@ class ModelSettings:
         )
 
     def _resolve_device(self, caps: DeviceCapabilities, notes: list[str]) -> str:
+        # Under `accelerate launch` (torchrun) each process takes its own GPU: LOCAL_RANK.
+        rank = local_rank()
         if self.device == "auto":
-            device = "cuda:0" if caps.cuda_devices else "cpu"
+            device = f"cuda:{rank % caps.cuda_devices}" if caps.cuda_devices else "cpu"
             notes.append(
                 f"device=auto: {device} ("
                 + ("a CUDA GPU is present" if caps.cuda_devices else "no CUDA GPU")
+                + (f", process {rank} of a launch" if rank and caps.cuda_devices else "")
                 + ")"
             )
             return device
@@ -231,7 +274,7 @@ class ModelSettings:
             f"device={self.device} but this machine has no CUDA GPU; use device=auto or "
             "device=cpu.",
         )
-        index = int(self.device.split(":")[1]) if ":" in self.device else 0
+        index = int(self.device.split(":")[1]) if ":" in self.device else rank
         require(
             index < caps.cuda_devices,
             f"device={self.device} but this machine has {caps.cuda_devices} CUDA GPU(s) "
@@ -337,11 +380,15 @@ class Placement:
         from transformers import BitsAndBytesConfig
 
         if self.quantization == "nf4":
+            # FSDP shards flat parameters of one dtype: the packed 4-bit weights are stored in
+            # the compute dtype there (PEFT's FSDP + QLoRA guide), in uint8 otherwise.
+            storage = {"bnb_4bit_quant_storage": self.torch_dtype} if fsdp_launched() else {}
             return BitsAndBytesConfig(
                 load_in_4bit=True,
                 bnb_4bit_quant_type="nf4",
                 bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=self.torch_dtype,
+                **storage,
             )
         return BitsAndBytesConfig(load_in_8bit=True)
 
@@ -364,7 +411,9 @@ class Placement:
         quantization = self.quantization_config()
         if quantization is not None:
             kwargs["quantization_config"] = quantization
-        if quantization is not None or self.device != "cpu":
+        # Under FSDP the weights load on the CPU (transformers reads them on the first process
+        # only) and FSDP moves each process's shard to its GPU: no device map.
+        if (quantization is not None or self.device != "cpu") and not fsdp_launched():
             kwargs["device_map"] = {"": self.device}
         return kwargs
 

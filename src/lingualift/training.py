@@ -103,6 +103,29 @@ def autocast_precision(precision: str, model: Any) -> str:
     return "fp32"
 
 
+def process_state() -> Any:
+    """accelerate's ``PartialState`` of this process: alone, or one of those ``accelerate
+    launch`` started.
+
+    On a machine without a GPU, launched processes join one CPU process group (gloo):
+    accelerate does that only when asked for the CPU, which its GPU launch configs
+    (``recipes/accelerate/``) do not do. Every lingualift entry point asks here first.
+    """
+    import os
+
+    import torch
+    from accelerate import PartialState
+
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    gpu = torch.cuda.is_available()
+    require(
+        gpu or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true",
+        "FSDP runs on GPUs only (accelerate's FSDP plugin needs a CUDA or other accelerator "
+        "device); on a machine without one launch with recipes/accelerate/ddp.yaml.",
+    )
+    return PartialState(cpu=launched and not gpu)
+
+
 def _allow_precision(mixed_precision: str) -> None:
     """Let one process train runs of different precision (a bf16 base after a float32 one).
 
@@ -110,13 +133,13 @@ def _allow_precision(mixed_precision: str) -> None:
     in a single process (not under ``accelerate launch``) lingualift resets it between runs
     of different precision, as accelerate's own tests do.
     """
-    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.state import AcceleratorState
 
     if not AcceleratorState._shared_state:  # nothing set yet
         return
     if AcceleratorState().mixed_precision == mixed_precision:
         return
-    if PartialState().num_processes == 1:
+    if process_state().num_processes == 1:
         AcceleratorState._reset_state(reset_partial_state=False)
 
 
@@ -139,6 +162,26 @@ def prepare_kbit_model(model: Any, gradient_checkpointing: bool) -> Any:
         use_gradient_checkpointing=gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
     )
+
+
+def lora_aware_wrap_policy(accelerator: Any, model: Any) -> None:
+    """Under FSDP, wrap a PEFT model as PEFT's FSDP guide does: every LoRA leaf its own FSDP
+    unit beside the decoder layers (``peft.utils.other.fsdp_auto_wrap_policy``), so trainable
+    and frozen weights never share a flat parameter (``fsdp_use_orig_params: false``)."""
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    if plugin is None or not hasattr(model, "peft_config"):
+        return
+    if getattr(plugin, "fsdp_version", 1) != 1:  # FSDP2 shards per parameter: no flat params
+        return
+    from peft.utils.other import fsdp_auto_wrap_policy
+
+    require(
+        not plugin.use_orig_params,
+        "LoRA under FSDP needs fsdp_use_orig_params: false in the accelerate config (PEFT's "
+        "wrap policy keeps LoRA weights in their own flat parameters); use "
+        "recipes/accelerate/fsdp.yaml.",
+    )
+    plugin.auto_wrap_policy = fsdp_auto_wrap_policy(model)
 
 
 def upcast_trainable(model: Any) -> int:
@@ -184,16 +227,20 @@ class TrainingArgs(TrackerSettings):
     """Longest sequence in tokens; longer examples are truncated (or split when packing)."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm; 0 turns clipping off."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
-    """Autocast (accelerate's mixed precision) of the forward and backward passes: fp32 (none:
-    the base computes in the dtype its weights were loaded in, LoRA in float32), bf16, fp16
-    (with loss scaling), or auto (follow the base: bf16 for bfloat16 weights or an nf4 base
-    computing in bfloat16, fp16 with loss scaling for float16 weights on a GPU, none for
-    float32). The weights' own dtype is the model's dtype setting, not this one."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: less memory, more compute."""
-    # Checkpoint cadence and logging change neither the weights nor a resumed run's result
-    # (bookkeeping: kept out of fingerprints, so a resume may change them).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast (accelerate's mixed precision) of the forward and backward passes: auto (follow
+    the base: bf16 for bfloat16 weights or an nf4 base computing in bfloat16, fp16 with loss
+    scaling for float16 weights on a GPU, none for float32 weights, so fp32 on the CPU), fp32
+    (none: the base computes in the dtype its weights were loaded in, LoRA in float32), bf16 or
+    fp16 (with loss scaling). The weights' own dtype is the model's dtype setting, not this
+    one."""
+    # Checkpoint cadence, gradient checkpointing and logging change neither the weights nor a
+    # resumed run's result (bookkeeping: kept out of fingerprints, so a resume may change them).
+    gradient_checkpointing: bool | None = bookkeeping(None)
+    """Recompute activations in the backward pass (less memory, more compute; the same forward
+    pass is recomputed, so the weights do not change): true, false, or unset (auto): the verbs'
+    pre-load check turns it on when the job fits the device only with it (and says so in the
+    log), off otherwise."""
     save_every: int = bookkeeping(0)
     """Write a resumable checkpoint every this many steps (0: never; an interrupted run then
     restarts from step 0)."""
@@ -325,6 +372,7 @@ class TrainingLoop:
             )
         self.precision = autocast_precision(args.precision, model)
         if accelerator is None:
+            process_state()  # a launched process on a machine without a GPU joins over gloo
             _allow_precision(MIXED_PRECISION[self.precision])
         self.accelerator = accelerator = accelerator or Accelerator(
             mixed_precision=MIXED_PRECISION[self.precision],
@@ -342,6 +390,15 @@ class TrainingLoop:
         self._torch_optimizer = torch.optim.AdamW(
             self.params, lr=args.lr, weight_decay=args.weight_decay
         )
+        self.sharded = accelerator.distributed_type == DistributedType.FSDP
+        if self.sharded:
+            require(
+                not args.save_every,
+                "Resumable checkpoints are not written under FSDP yet; set train.save_every=0 "
+                "(an interrupted run starts again from step 0) or train with DDP "
+                "(recipes/accelerate/ddp.yaml).",
+            )
+            lora_aware_wrap_policy(accelerator, model)
         self.model, self.optimizer = accelerator.prepare(model, self._torch_optimizer)
         # accelerate's clip_grad_norm_ and optimizer step re-check installed packages on every
         # call (file-system look-ups); plain and DDP runs without a loss scaler have nothing for

@@ -14,29 +14,9 @@ from lingualift.evaluation.perplexity import perplexity
 from lingualift.models import base_precision, load_causal_lm
 from lingualift.placement import ModelSettings
 from lingualift.training import LoraSettings, TrainingArgs
+from tests.helpers import needs_bitsandbytes
 
 TEXTS = [f"habari ya asubuhi rafiki yangu {i}" for i in range(8)]
-
-
-def _bitsandbytes_problem() -> str | None:
-    """Why bitsandbytes cannot quantize on this machine's CPU (None when it can)."""
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
-        return "bitsandbytes is not installed (pip install 'lingualift[qlora]')"
-    try:
-        layer = bnb.nn.Linear4bit(16, 8, compute_dtype=torch.float32, quant_type="nf4")
-        layer.weight = bnb.nn.Params4bit(torch.randn(8, 16), requires_grad=False, quant_type="nf4")
-        layer.to("cpu")(torch.randn(2, 16))  # quantizes on the move, then runs on the CPU
-    except Exception as exc:  # its CPU backend is missing or broken here
-        return f"bitsandbytes cannot run nf4 on this CPU ({type(exc).__name__}: {exc})"
-    return None
-
-
-needs_bitsandbytes = pytest.mark.skipif(
-    _bitsandbytes_problem() is not None,
-    reason=f"{_bitsandbytes_problem()}; benchmarks/gpu_scale.py covers QLoRA on a GPU",
-)
 
 
 def _trainer(model, tokenizer, tmp_path, **args):
@@ -68,7 +48,7 @@ def test_precision_auto_is_no_autocast_for_float32(tiny_model_dir, tmp_path):
     assert _trainer(model, tokenizer, tmp_path, precision="auto").loop.precision == "fp32"
 
 
-@needs_bitsandbytes
+@needs_bitsandbytes()
 @pytest.mark.parametrize("quantization", ["nf4", "int8"])
 def test_qlora_trains_stores_evaluates_and_loads_on_the_unquantized_base(
     tiny_model_dir, tmp_path, quantization
@@ -106,7 +86,7 @@ def test_qlora_trains_stores_evaluates_and_loads_on_the_unquantized_base(
     assert abs(on_quantized - on_plain) / on_plain < 0.1  # a tiny model quantizes gently
 
 
-@needs_bitsandbytes
+@needs_bitsandbytes()
 def test_several_adapters_are_not_merged_into_a_quantized_base(tiny_model_dir, tmp_path):
     from peft import get_peft_model
 
@@ -118,3 +98,41 @@ def test_several_adapters_are_not_merged_into_a_quantized_base(tiny_model_dir, t
     settings = ModelSettings(model=str(tiny_model_dir), quantization="nf4")
     with pytest.raises(LingualiftError, match="quantized base"):
         load_for_eval(settings, f"{folder}+{folder}")
+
+
+@needs_bitsandbytes()
+@pytest.mark.parametrize("quantization", ["nf4", "int8"])
+def test_stacked_multi_lora_runs_over_a_quantized_base_as_pefts_path_does(
+    tiny_model_dir, tmp_path, quantization, caplog
+):
+    """The server's mixed-language batches: every row on its own adapter, over bitsandbytes'
+    4-/8-bit layers, gathered in one stacked product per layer (no fallback)."""
+    import logging
+
+    from peft import LoraConfig, get_peft_model
+
+    from lingualift.adapters import base_model_signature
+    from lingualift.adapters.registry import AdapterRegistry
+
+    store = AdapterStore(tmp_path / "store")
+    for seed, lang in enumerate(["sw", "fr"]):
+        model, _ = load_causal_lm(str(tiny_model_dir))
+        torch.manual_seed(seed)
+        config = LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)
+        peft_model = get_peft_model(model, config)
+        store.save(lang, peft_model, card={"base_model": base_model_signature(peft_model)})
+    settings = ModelSettings(model=str(tiny_model_dir), quantization=quantization)
+    model, tokenizer = load_causal_lm(settings)
+    registry = AdapterRegistry(model, store)
+    ids = tokenizer(["habari", "bonjour rafiki", "hello"], return_tensors="pt", padding=True)
+    rows = [registry.current("sw"), registry.current("fr"), None]
+    with torch.inference_mode(), caplog.at_level(logging.WARNING):
+        with registry.batch(rows) as extra:
+            assert extra == {}  # stacked, not PEFT's per-adapter loop
+            stacked = registry.model(**ids).logits
+        expected = registry.model(**ids, adapter_names=["sw@v1", "fr@v1", "__base__"]).logits
+        with registry.batch([None] * 3):
+            base = registry.model(**ids).logits
+    assert "PEFT's per-adapter path" not in caplog.text
+    torch.testing.assert_close(stacked, expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(stacked[0], base[0])  # the adapters do change the rows

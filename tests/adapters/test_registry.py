@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from peft import PeftModel
@@ -179,7 +181,7 @@ def test_a_mixed_batch_runs_stacked_lora_and_equals_pefts_adapter_names(store):
     assert not torch.allclose(got.logits[0], got.logits[2])  # the adapters differ
 
 
-def test_adapter_kinds_that_cannot_be_stacked_batch_through_pefts_adapter_names(tmp_path):
+def test_adapter_kinds_that_cannot_be_stacked_batch_through_pefts_adapter_names(tmp_path, caplog):
     from peft import LoraConfig, get_peft_model
 
     store = AdapterStore(tmp_path / "dora")
@@ -190,5 +192,29 @@ def test_adapter_kinds_that_cannot_be_stacked_batch_through_pefts_adapter_names(
         )
         store.save(lang, get_peft_model(tiny_causal_lm("llama", **TINY)[0], config))
     registry = registry_for(store)
-    with registry.batch([registry.current("sw"), registry.current("fr")]) as extra:
-        assert extra == {"adapter_names": ["sw@v1", "fr@v1"]}
+    with caplog.at_level(logging.WARNING, logger="lingualift.adapters.registry"):
+        for _ in range(2):  # the reason is logged once per set of adapters, not per batch
+            with registry.batch([registry.current("sw"), registry.current("fr")]) as extra:
+                assert extra == {"adapter_names": ["sw@v1", "fr@v1"]}
+    fallbacks = [r for r in caplog.records if "PEFT's per-adapter path" in r.getMessage()]
+    assert len(fallbacks) == 1 and "LoRA variant (DoraLinearVariant" in fallbacks[0].getMessage()
+
+
+def test_pickled_only_adapter_folders_are_refused_in_one_sentence(store, tmp_path):
+    import shutil
+
+    version = store.path("sw")
+    pickled = tmp_path / "pickled"
+    shutil.copytree(version, pickled)
+    (pickled / "adapter_model.safetensors").unlink()
+    (pickled / "adapter_model.bin").write_bytes(b"not loaded: a pickle can run code")
+    with pytest.raises(LingualiftError, match="only pickled adapter weights .adapter_model.bin"):
+        registry_for(None, folders={"sw": pickled}, strict=True)
+    # A store version holding only a pickle is refused the same way (the old one keeps serving).
+    registry = registry_for(store)
+    v2 = store.save("sw", source=version, promote=True)
+    (v2.path / "adapter_model.safetensors").unlink()  # swapped for a pickle once promoted
+    (v2.path / "adapter_model.bin").write_bytes(b"not loaded")
+    registry.poll()
+    assert "only pickled adapter weights" in registry.failures["sw"]
+    assert registry.snapshot()["sw"] == "sw/v1"

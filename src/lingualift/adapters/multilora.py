@@ -15,10 +15,15 @@ matmuls, the idea of punica's and S-LoRA's gathered kernels, on top of the base
 layer's output (PEFT's own adapters switched off for the batch). The stacks
 are rebuilt when the set of loaded adapters changes (a hot reload).
 
-Only plain LoRA on ``nn.Linear`` layers is stacked; a model with other adapter
-kinds (DoRA, embeddings, convolutions) keeps PEFT's path.
-:meth:`lingualift.adapters.registry.AdapterRegistry.batch` picks the path for
-every mixed batch, the server's and :class:`~lingualift.adapters.Router`'s.
+Plain LoRA on linear layers is stacked: ``nn.Linear`` and, over a quantized
+base (QLoRA), bitsandbytes' ``Linear4bit`` and ``Linear8bitLt``: the base product
+stays bitsandbytes' own (PEFT's adapters are off for the batch) and the stacked
+LoRA product is added from the layer's input, in the adapters' float32 (cast to
+the layer's output dtype). A model with other adapter kinds (DoRA, embeddings,
+convolutions, other quantizers) keeps PEFT's path; :attr:`StackedLora.reason`
+says why, and :meth:`lingualift.adapters.registry.AdapterRegistry.batch` (which
+picks the path for every mixed batch, the server's and
+:class:`~lingualift.adapters.Router`'s) logs it once.
 """
 
 from __future__ import annotations
@@ -31,26 +36,49 @@ BASE = "__base__"
 """PEFT's adapter name for a row on the base model (``adapter_names``)."""
 
 
-def _lora_linears(model: Any) -> list[Any]:
+def _linear_lora_types() -> tuple[type, ...]:
+    """PEFT's LoRA layer classes over a linear base: ``nn.Linear`` and bitsandbytes' layers."""
     from peft.tuners.lora import Linear as LoraLinear
 
-    return [m for m in model.modules() if isinstance(m, LoraLinear)]
+    kinds: list[type] = [LoraLinear]
+    try:  # present when bitsandbytes is installed (QLoRA)
+        from peft.tuners.lora import bnb as lora_bnb
+    except ImportError:
+        return tuple(kinds)
+    kinds += [getattr(lora_bnb, name) for name in ("Linear8bitLt", "Linear4bit")]
+    return tuple(k for k in kinds if isinstance(k, type))
 
 
-def _plain_lora_only(model: Any) -> bool:
-    """Plain LoRA on linear layers only: no DoRA or other variants, no LoRA bias, no other layer kinds."""
+def _lora_linears(model: Any) -> list[Any]:
+    kinds = _linear_lora_types()
+    return [m for m in model.modules() if isinstance(m, kinds)]
+
+
+def stacking_problem(model: Any) -> str | None:
+    """Why the adapters of ``model`` cannot be stacked (None: plain LoRA on linear layers
+    only, with no DoRA or other variants, no LoRA bias, no other layer kinds)."""
     from peft.tuners.lora import LoraLayer
 
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
+    if not layers:
+        return "no LoRA layers are loaded"
     linears = _lora_linears(model)
-    return (
-        bool(layers)
-        and len(layers) == len(linears)
-        and not any(
-            layer.lora_variant or any(layer.lora_bias.values()) or layer.fan_in_fan_out
-            for layer in linears
+    if len(layers) != len(linears):
+        other = next(m for m in layers if not isinstance(m, _linear_lora_types()))
+        return (
+            f"an adapter sits on a {type(other).__module__}.{type(other).__name__} layer (only "
+            "linear and bitsandbytes 4-/8-bit layers are stacked)"
         )
-    )
+    for layer in linears:
+        if layer.lora_variant:
+            kinds = sorted({type(v).__name__ for v in layer.lora_variant.values()})
+            names = ", ".join(sorted(layer.lora_variant))
+            return f"an adapter uses a LoRA variant ({', '.join(kinds)} in {names})"
+        if any(layer.lora_bias.values()):
+            return "an adapter has a LoRA bias"
+        if layer.fan_in_fan_out:
+            return "an adapter targets a fan-in-fan-out (Conv1D) layer"
+    return None
 
 
 class StackedLora:
@@ -61,6 +89,8 @@ class StackedLora:
         # (name, id(config)) of every loaded adapter: a reload makes a new config.
         self._key: tuple[tuple[str, int], ...] = ()
         self._usable = False
+        self.reason: str | None = None
+        """Why the loaded adapters cannot be stacked (None when they can)."""
         self._slots: dict[str, int] = {}
         self._stacks: list[tuple[Any, Any, Any]] = []  # (LoRA layer, A, B)
 
@@ -68,7 +98,8 @@ class StackedLora:
         """Rebuild the stacks if the loaded adapters changed; False when one cannot be stacked."""
         key = tuple((name, id(config)) for name, config in sorted(self.model.peft_config.items()))
         if key != self._key:
-            self._usable = _plain_lora_only(self.model)
+            self.reason = stacking_problem(self.model)
+            self._usable = self.reason is None
             if self._usable:
                 self._build(tuple(name for name, _ in key))
             self._key = key

@@ -126,6 +126,7 @@ class AdapterRegistry:
         self._watch = StoreWatch(store) if store is not None else None
         self._pinned: set[str] = set()
         self._stacked: StackedLora | None = None
+        self._fallback_logged: str | None = None
         for lang, folder in (folders or {}).items():
             code = normalize_language(lang)
             self._pinned.add(code)
@@ -224,7 +225,14 @@ class AdapterRegistry:
     def _stacked_ready(self) -> bool:
         if self._stacked is None or self._stacked.model is not self.model:
             self._stacked = StackedLora(self.model)  # the first load wrapped the model
-        return self._stacked.ready()
+        ready = self._stacked.ready()
+        reason = self._stacked.reason
+        if not ready and reason != self._fallback_logged:  # once per set of adapters
+            logger.warning(
+                "mixed-adapter batches use PEFT's per-adapter path, not stacked LoRA: %s", reason
+            )
+        self._fallback_logged = reason
+        return ready
 
     def _languages_to_watch(self) -> list[str]:
         if self.store is None:
@@ -287,6 +295,7 @@ class AdapterRegistry:
                     self._retired.remove(adapter)
                 adapter.retired = False
                 return adapter
+        refuse_pickled_adapter(self.store.root / lang / f"v{version}")
         path = self.store.check_weights(lang, version)
         adapter = LoadedAdapter(lang, f"{lang}/v{version}", f"{lang}@v{version}", path, version)
         self._inject(adapter, self.store.card(lang, version))
@@ -294,6 +303,7 @@ class AdapterRegistry:
 
     def _load_folder(self, lang: str, folder: Path) -> LoadedAdapter:
         """Load a PEFT folder given directly (its card, when it has one, names its base)."""
+        refuse_pickled_adapter(folder)
         missing = [name for name in PEFT_FILES if not (folder / name).is_file()]
         if missing:
             raise LingualiftError(
@@ -340,6 +350,29 @@ class AdapterRegistry:
                 "another version or retrain it."
             ) from None
         self.model.eval()
+
+
+PICKLED_ADAPTER_WEIGHTS = ("adapter_model*.bin", "*.pt", "*.pth", "*.pkl")
+"""Adapter weight files that are Python pickles (loading one can run code)."""
+
+
+def refuse_pickled_adapter(folder: str | Path) -> None:
+    """Refuse, in one sentence, a PEFT folder whose weights exist only as pickles.
+
+    PEFT falls back to ``adapter_model.bin`` (``torch.load``) when no safetensors file is
+    there; lingualift loads safetensors only, everywhere an adapter is loaded (evaluation,
+    the registry behind ``serve`` and ``generate``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or (folder / PEFT_FILES[1]).is_file():
+        return
+    pickled = sorted(p.name for pattern in PICKLED_ADAPTER_WEIGHTS for p in folder.glob(pattern))
+    if pickled:
+        raise LingualiftError(
+            f"{folder} holds only pickled adapter weights ({pickled[0]}), which can run code "
+            "when loaded, and lingualift loads safetensors only; re-save the adapter with "
+            "save_pretrained(folder, safe_serialization=True) where you trust it."
+        )
 
 
 def check_adapter_fits(path: Path, model: Any, label: str) -> None:

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lingualift.adapters.registry import AdapterRegistry, LoadedAdapter
 from lingualift.adapters.store import PEFT_FILES, AdapterStore
+from lingualift.embedded import DEFAULT_MODEL
 from lingualift.errors import LingualiftError
 from lingualift.langid import LanguageIdentifier, default_identifier
 from lingualift.languages import normalize_language
+from lingualift.placement import ModelSettings, as_model_settings
 
 if TYPE_CHECKING:
     from lingualift.chat import ChatTemplate
@@ -75,7 +77,7 @@ class Router:
 
     def __init__(
         self,
-        model: str | Any = None,
+        model: str | ModelSettings | Any = None,
         tokenizer: Any = None,
         *,
         store: AdapterStore | str | Path | None = None,
@@ -83,18 +85,25 @@ class Router:
         adapters: dict[str, str | Path] | None = None,
         identifier: LanguageIdentifier | None = None,
         strict: bool = False,
+        before_load: Callable[[ModelSettings], Any] | None = None,
     ) -> None:
         """Load the base model and the adapters.
 
-        ``model`` is a model spec (the embedded Gemma 3 270M by default) or a
-        loaded model, with ``tokenizer``. Adapters come from ``adapters``
+        ``model`` is a model spec (the embedded Gemma 3 270M by default), its
+        :class:`~lingualift.placement.ModelSettings` (precision, placement,
+        quantization), or a loaded model, with ``tokenizer``. Adapters come from ``adapters``
         (language -> PEFT folder) or else from the store: the current version
         of each language in ``langs`` (default: every language in the store).
         With ``strict`` a request in a language without an adapter is an error
-        instead of a base-model fallback.
+        instead of a base-model fallback. ``before_load(settings)`` runs once the
+        adapters are found, before a base model given by spec or settings loads
+        (the ``generate`` verb's memory check).
         """
         self.store = store if isinstance(store, AdapterStore) else AdapterStore(store)
-        spec = model if isinstance(model, str) or model is None else None
+        settings = None
+        if model is None or isinstance(model, str | ModelSettings):
+            settings = as_model_settings(model or DEFAULT_MODEL)
+        spec = settings.model if settings is not None else None
         # Adapters are found (and missing ones refused) before the base model takes minutes
         # to load; the registry checks each one against the loaded model.
         folders = {normalize_language(k): Path(v) for k, v in (adapters or {}).items()}
@@ -112,10 +121,12 @@ class Router:
                 f"No adapters to route to in {self.store.root}; train one with 'lingualift train' "
                 "or pass langs=/adapters=."
             )
-        if model is None or isinstance(model, str):
-            from lingualift.models import DEFAULT_MODEL, load_causal_lm
+        if settings is not None:
+            from lingualift.models import load_causal_lm
 
-            model, tokenizer = load_causal_lm(model or DEFAULT_MODEL)
+            if before_load is not None:
+                before_load(settings)
+            model, tokenizer = load_causal_lm(settings)
         if tokenizer is None:
             raise ValueError("pass the tokenizer together with the model")
         self.tokenizer = tokenizer

@@ -64,6 +64,16 @@ class TrainedAdapter:
     """The base model's signature (what an adapter depends on)."""
     data: list[DataSummary]
     """What the run trained on (paths, roles, fingerprints)."""
+    state_dict: dict[str, Any] | None = None
+    """The whole model's weights gathered from the processes when they are sharded (FSDP);
+    None when ``model`` holds them itself."""
+
+    def save(self, folder: str | Path) -> None:
+        """Write the PEFT adapter folder (from the gathered weights under FSDP)."""
+        if self.state_dict is None:
+            self.model.save_pretrained(str(folder))
+        else:
+            self.model.save_pretrained(str(folder), state_dict=self.state_dict)
 
     def plot(self, path: str | Path, title: str) -> Path:
         """Training and held-out loss against steps, as a PNG."""
@@ -104,14 +114,15 @@ class LoraTrainer:
         self.init_adapter = str(init_adapter) if init_adapter is not None else None
         self.base_model = base_model_signature(model, base_spec)
         set_seed(args.seed)  # the adapter's initialisation depends on it
+        checkpointing = bool(args.gradient_checkpointing)  # unset (auto) was not decided: off
         # QLoRA: a quantized base gets PEFT's k-bit preparation before LoRA goes on.
-        model = prepare_kbit_model(model, args.gradient_checkpointing)
+        model = prepare_kbit_model(model, checkpointing)
         if self.init_adapter is not None:
             peft_model = PeftModel.from_pretrained(model, self.init_adapter, is_trainable=True)
         else:
             peft_model = get_peft_model(model, self.lora.peft_config())
         upcast_trainable(peft_model)  # LoRA weights in float32 whatever the base's dtype
-        if args.gradient_checkpointing:
+        if checkpointing:
             peft_model.gradient_checkpointing_enable(
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
@@ -195,7 +206,9 @@ class LoraTrainer:
     def _loss(self, batch: dict[str, Any], backward: Backward) -> dict[str, Any]:
         # The model stays in train mode (evaluate() restores it): model.train() walks every
         # module, which costs milliseconds per step.
-        loss = self.model(**model_inputs(batch, self.accelerator.device)).loss
+        inputs = model_inputs(batch, self.accelerator.device)
+        inputs.setdefault("use_cache", False)  # a training step has no use for a KV cache
+        loss = self.model(**inputs).loss
         backward(loss)
         return {"loss": loss}
 
@@ -204,16 +217,25 @@ class LoraTrainer:
         if not self.eval_rows:
             return None
         accelerator = self.accelerator
-        rows = self.eval_rows[accelerator.process_index :: accelerator.num_processes]
+        if self.loop.sharded:
+            # FSDP gathers weights inside every forward, so each process runs the same batches:
+            # all rows, no reduction.
+            rows, model = self.eval_rows, self.model
+        else:
+            # Each process scores its slice on the unwrapped model: DDP's forward may sync
+            # buffers, which would wait on a process whose slice has fewer batches.
+            rows = self.eval_rows[accelerator.process_index :: accelerator.num_processes]
+            model = accelerator.unwrap_model(self.model)
         totals = nll_totals(
-            self.model,
+            model,
             rows,
             self.tokenizer.pad_token_id,
             batch_size or self.args.batch_size,
             accelerator.device,
         )
         self.model.train()
-        totals = accelerator.reduce(totals, reduction="sum")
+        if not self.loop.sharded:
+            totals = accelerator.reduce(totals, reduction="sum")
         return float(totals[0] / totals[1].clamp(min=1))
 
     def _tracked_settings(self) -> dict[str, Any]:
@@ -272,11 +294,14 @@ class LoraTrainer:
         state["evals"].append({"step": total, "eval_loss": self.evaluate()})
         self.loop.log({"eval/loss": state["evals"][-1]["eval_loss"]}, total)
         self.loop.end_tracking()
+        # Sharded weights are gathered (every process takes part) for the main one to save.
+        gathered = accelerator.get_state_dict(self.model) if self.loop.sharded else None
         return TrainedAdapter(
             model=accelerator.unwrap_model(self.model),
             metrics=self._metrics(total, state),
             base_model=self.base_model,
             data=self.data,
+            state_dict=gathered,
         )
 
     def _metrics(self, total: int, state: dict[str, Any]) -> dict[str, Any]:

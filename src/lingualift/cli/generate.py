@@ -11,11 +11,13 @@ from lingualift.chat import check_chat_template
 from lingualift.cli._common import Flag, add_verb, config_from_args
 from lingualift.cli.verbs import Verb
 from lingualift.errors import require
+from lingualift.placement import ModelSettings
 
 
 @dataclasses.dataclass
-class RoutedGenerationConfig:
-    """Settings of ``lingualift generate``."""
+class RoutedGenerationConfig(ModelSettings):
+    """Settings of ``lingualift generate`` (the base model with its precision and placement:
+    model, dtype, device, attn_implementation, quantization, trust_remote_code)."""
 
     prompts: list[str] = dataclasses.field(default_factory=list)
     """Prompts (also the command's bare words), before those of input."""
@@ -25,8 +27,6 @@ class RoutedGenerationConfig:
     """Prompt column of input."""
     lang: str | None = None
     """Language of every prompt (default: the input's lang column, else detected per prompt)."""
-    model: str | None = None
-    """Base model (default: the embedded Gemma 3 270M)."""
     store: str | None = None
     """Adapter store root (default $LINGUALIFT_HOME/adapters)."""
     langs: list[str] | None = None
@@ -47,6 +47,7 @@ class RoutedGenerationConfig:
     """Write the results as JSONL/Parquet records here (default: print JSON lines)."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("max_new_tokens", "batch_size"):
             value = getattr(self, name)
             require(value >= 1, f"{name} must be at least 1, got {value}.")
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from lingualift.adapters.routing import Router
+    from lingualift.planning import check_fits, prompt_tokens_bound
 
     config = config_from_args(args)
     if config.out:  # refused before the model loads, not after generating
@@ -108,7 +110,18 @@ def run(args: argparse.Namespace) -> int:
     require(prompts, "No prompts; pass them as arguments or with input=<file>.")
     # Fallbacks are reported below, once per prompt; the router's own warning would repeat them.
     logging.getLogger("lingualift.adapters.routing").setLevel(logging.ERROR)
-    router = Router(config.model, store=config.store, langs=config.langs, strict=config.strict)
+    # Batches of the longest prompt plus its completion must fit: refused before loading.
+    length = prompt_tokens_bound(prompts, chat=config.chat) + config.max_new_tokens
+    batch = min(config.batch_size, len(prompts))
+    router = Router(
+        config.model_settings(),
+        store=config.store,
+        langs=config.langs,
+        strict=config.strict,
+        before_load=lambda settings: check_fits(
+            "serve", settings, batch_size=batch, max_length=length
+        ),
+    )
     template = None
     if config.chat:
         from lingualift.chat import resolve_chat_template

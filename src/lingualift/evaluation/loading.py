@@ -73,6 +73,7 @@ def check_adapter_folder(path: str | Path, model: Any) -> None:
     """A loadable PEFT folder whose weights are whole and whose card (if any) names this base."""
     import json
 
+    from lingualift.adapters.registry import refuse_pickled_adapter
     from lingualift.adapters.store import (
         CARD_NAME,
         base_model_signature,
@@ -86,13 +87,8 @@ def check_adapter_folder(path: str | Path, model: Any) -> None:
             f"{folder} is not a PEFT adapter folder (no adapter_config.json); "
             "pass the folder a training run saved."
         )
+    refuse_pickled_adapter(folder)
     weights = folder / "adapter_model.safetensors"
-    if not weights.is_file() and any(folder.glob("adapter_model*.bin")):
-        raise LingualiftError(
-            f"{folder} holds only pickled adapter weights (adapter_model.bin), which can run code "
-            "when loaded, and lingualift loads safetensors only; re-save the adapter with "
-            "save_pretrained(folder, safe_serialization=True) where you trust it."
-        )
     problem = weights_problem(weights) if weights.is_file() else None
     if problem:
         raise LingualiftError(f"{weights} is damaged ({problem}); retrain or re-save the adapter.")

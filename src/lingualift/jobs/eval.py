@@ -12,11 +12,17 @@ from lingualift.atomic import check_file_target, check_folder_target
 from lingualift.config import bookkeeping, to_dict
 from lingualift.data import Columns, shorthand_columns
 from lingualift.errors import LingualiftError, require
+from lingualift.placement import ModelSettings, Placement
+from lingualift.planning import ModelShape, check_fits, model_shape, prompt_tokens_bound
+
+DEFAULT_PERPLEXITY_WINDOW = 2048
+"""The perplexity window when max_length is not given (and the model allows it)."""
 
 
 @dataclasses.dataclass
-class EvalConfig:
-    """Settings of ``lingualift eval``."""
+class EvalConfig(ModelSettings):
+    """Settings of ``lingualift eval`` (the base model with its precision and placement:
+    model, dtype, device, attn_implementation, quantization, trust_remote_code)."""
 
     task: Literal["global-mmlu", "mmlu-prox", "perplexity", "longcontext"] = "global-mmlu"
     """What to measure: a multiple-choice benchmark, per-language perplexity, or long context."""
@@ -25,16 +31,10 @@ class EvalConfig:
     with the 'lingualift' model type (adapters and ShifCon applied the same way); 'vllm' runs
     them through lm-eval's 'vllm' model (vLLM's engine on a GPU, the adapter as its
     lora_local_path; no ShifCon; needs pip install vllm)."""
-    model: str = "embedded:gemma-3-270m"
-    """Base model: embedded:<name>, a local folder, or a hub id."""
     adapters: str | None = None
     """PEFT adapter folder(s) applied on the base model, several joined by '+' (merged in order)."""
     shifcon: str | None = None
     """ShifCon folder; its shift is applied per language of each question."""
-    dtype: str = "float32"
-    """Model weights dtype: float32, bfloat16 or float16."""
-    device: str | None = None
-    """Torch device (cpu, cuda, cuda:1); default: the model's."""
     data: str = "hub"
     """Questions: 'hub', an hf: spec, a data file (JSON Lines, JSON array, CSV/TSV, Parquet,
     compressed), a saved dataset folder, or a folder of <lang>_<split> files.
@@ -92,6 +92,7 @@ class EvalConfig:
     """Keep every scored sample (prompt, log-likelihoods, prediction) in the results."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.columns = shorthand_columns(self.columns, self.text_field)
         require(
             not self.out_dir.lower().endswith(".json"),
@@ -143,14 +144,18 @@ def run_cloze(config: ClozeConfig) -> tuple[list[dict[str, Any]], Path]:
     return rows, write_cloze(rows, config.out)
 
 
-def _model_args(config: EvalConfig) -> str:
-    """The run's model in lm-eval's ``--model_args`` form (what names the run)."""
+def _model_args(config: EvalConfig, placement: Placement | None) -> str:
+    """The run's model in lm-eval's ``--model_args`` form (what names the run), with the dtype
+    (and quantization) the weights were loaded in."""
     args = [f"pretrained={config.model}"]
     if config.adapters:
         args.append(f"peft={config.adapters}")
     if config.shifcon:
         args.append(f"shifcon={config.shifcon}")
-    return ",".join([*args, f"dtype={config.dtype}"])
+    args.append(f"dtype={placement.dtype if placement else config.dtype}")
+    if config.quantization != "none":
+        args.append(f"quantization={config.quantization}")
+    return ",".join(args)
 
 
 def _model_info(config: EvalConfig) -> dict[str, Any]:
@@ -179,14 +184,15 @@ def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
         results = _run_longcontext(config, loaded)
     else:  # pragma: no cover - Literal-checked by the config loader
         raise LingualiftError(f"Unknown task {config.task!r}.")
+    placement = getattr(loaded.get("model"), "lingualift_placement", None)
     meta = run_metadata(
-        _model_args(config),
+        _model_args(config, placement),
         model=loaded.get("model"),
         tokenizer=loaded.get("tokenizer"),
         started=started,
         seconds=time.perf_counter() - began,
         batch_size=config.batch_size,
-        device=config.device,
+        device=placement.device if placement else None,
         limit=config.limit,
         seed=config.seed,
     )
@@ -198,18 +204,35 @@ def run_eval(config: EvalConfig, print_table: bool = True) -> dict[str, Any]:
     return results
 
 
-def _load(config: EvalConfig, loaded: dict[str, Any]):
+def _load(
+    config: EvalConfig,
+    loaded: dict[str, Any],
+    max_length: int,
+    full_logits: bool = False,
+    shape: ModelShape | None = None,
+):
+    """Check that batches of ``max_length`` tokens fit the device (one sentence if not), then
+    load the model, its adapters and ShifCon."""
     from lingualift.evaluation.loading import load_for_eval, shifcon_apply
 
-    model, tokenizer, sc = load_for_eval(
-        config.model, config.adapters, config.shifcon, config.dtype, config.device
-    )
+    check_fits(
+        "eval", config, batch_size=config.batch_size, max_length=max(1, max_length),
+        full_logits=full_logits, shape=shape,
+    )  # fmt: skip
+    model, tokenizer, sc = load_for_eval(config.model_settings(), config.adapters, config.shifcon)
     loaded.update(model=model, tokenizer=tokenizer)
     return model, tokenizer, shifcon_apply(sc, model)
 
 
 def _run_mcq(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, Any]:
-    from lingualift.evaluation.mcq import evaluate_mcq, get_benchmark, load_mcq
+    from lingualift.evaluation.mcq import (
+        build_cot_prompt,
+        build_prompt,
+        evaluate_mcq,
+        get_benchmark,
+        load_mcq,
+        pick_shots,
+    )
     from lingualift.evaluation.results import mcq_results
 
     bench = get_benchmark(config.task)
@@ -220,7 +243,11 @@ def _run_mcq(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, Any]:
     if config.num_fewshot > 0:
         dev_source = config.dev_data or config.data
         shots = load_mcq(dev_source, bench.name, sorted({i.lang for i in items}), "dev")
-    model, tokenizer, apply = _load(config, loaded)
+    # Scoring keeps only the answer positions' logits; chain-of-thought generates after it.
+    build = build_cot_prompt if config.mode == "cot" else build_prompt
+    prompts = [build(item, pick_shots(item, shots, config.num_fewshot)) for item in items]
+    generated = config.max_new_tokens if config.mode == "cot" else 0
+    model, tokenizer, apply = _load(config, loaded, prompt_tokens_bound(prompts) + generated)
     samples = evaluate_mcq(
         model,
         tokenizer,
@@ -266,7 +293,9 @@ def _run_perplexity(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, Any
             any(r.lang == lang for r in records),
             f"No held-out text in language {lang!r} in {config.data}; change langs or the data.",
         )
-    model, tokenizer, apply = _load(config, loaded)
+    shape = model_shape(config)  # the model's config is read (and vetted) before its tokenizer
+    window = _longest_window(config, records)
+    model, tokenizer, apply = _load(config, loaded, window, full_logits=True, shape=shape)
     context = (lambda lang: apply([lang])) if apply else None
     per_lang = perplexity_by_language(
         model,
@@ -325,6 +354,20 @@ def _run_perplexity(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, Any
     }
 
 
+def _longest_window(config: EvalConfig, records: list[Any]) -> int:
+    """The longest perplexity window these records make, in tokens (what the plan is for).
+
+    Perplexity keeps the logits of every position, so the plan needs the real length: the
+    tokenizer (not the model) counts the tokens of every text, capped at the window.
+    """
+    from lingualift.models import load_tokenizer
+
+    window = config.max_length or DEFAULT_PERPLEXITY_WINDOW
+    tokenizer = load_tokenizer(str(config.model), trust_remote_code=config.trust_remote_code)
+    longest = max((len(tokenizer(r.text)["input_ids"]) for r in records), default=1)
+    return min(window, longest + 1)  # + the BOS token a window may gain
+
+
 def _first_per_language(records: list[Any], limit: int) -> list[Any]:
     counts: dict[str | None, int] = {}
     kept = []
@@ -345,7 +388,9 @@ def _run_longcontext(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, An
     )
 
     require(config.langs, "Long-context evaluation needs langs, e.g. langs=sw,fr.")
-    model, tokenizer, apply = _load(config, loaded)
+    # Prompts of up to max(lengths) tokens, then a short generated answer (below).
+    answer = min(config.max_new_tokens, 64)
+    model, tokenizer, apply = _load(config, loaded, max(config.lengths) + answer)
     items = []
     for lang in config.langs:
         texts = haystack_texts(lang, config.books if config.books != "nt" else "39-66")
@@ -378,7 +423,7 @@ def _run_longcontext(config: EvalConfig, loaded: dict[str, Any]) -> dict[str, An
         items,
         batch_size=config.batch_size,
         apply=apply,
-        max_new_tokens=min(config.max_new_tokens, 64),
+        max_new_tokens=answer,
     )
     return longcontext_results(samples, _model_info(config), config.log_samples)
 
@@ -461,6 +506,12 @@ def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
     else:
         import lingualift.evaluation.lmeval_bridge  # noqa: F401  registers the 'lingualift' model
 
+        # lm-eval's tasks are known only to lm-eval: the plan covers the weights and batches
+        # of max_length (default 2048) tokens, not each task's loss over the vocabulary.
+        check_fits(
+            "eval", config, batch_size=config.batch_size,
+            max_length=config.max_length or DEFAULT_PERPLEXITY_WINDOW, full_logits=False,
+        )  # fmt: skip
         model, model_args = "lingualift", _lingualift_model_args(config)
     from lm_eval.loggers import EvaluationTracker
 
@@ -502,15 +553,19 @@ def _run_lm_eval(config: EvalConfig, print_table: bool) -> dict[str, Any]:
 
 def _lingualift_model_args(config: EvalConfig) -> str:
     """``model_args`` of the bridge's ``lingualift`` model (backend=lm-eval)."""
-    args = [f"pretrained={config.model}", f"dtype={config.dtype}"]
+    args = [f"pretrained={config.model}", f"dtype={config.dtype}", f"device={config.device}"]
+    if config.attn_implementation != "auto":
+        args.append(f"attn_implementation={config.attn_implementation}")
+    if config.quantization != "none":
+        args.append(f"quantization={config.quantization}")
+    if config.trust_remote_code:
+        args.append("trust_remote_code=true")
     if config.adapters:
         args.append(f"peft={config.adapters}")
     if config.shifcon:
         langs = config.langs
         args.append(f"shifcon={config.shifcon}")
         args.append(f"lang={langs[0] if len(langs) == 1 else 'auto'}")
-    if config.device:
-        args.append(f"device={config.device}")
     if config.lm_eval_model_args:
         _extra_model_args(config)  # the same check as for vllm
         args.append(config.lm_eval_model_args)

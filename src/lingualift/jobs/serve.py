@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from lingualift.adapters.store import AdapterStore
 from lingualift.chat import check_chat_template
 from lingualift.errors import LingualiftError
-from lingualift.models import DEFAULT_MODEL
 from lingualift.paths import lingualift_home
+from lingualift.placement import ModelSettings
+from lingualift.planning import check_fits
 
 if TYPE_CHECKING:  # the serving stack (FastAPI, torch) loads only when a server is built
     from fastapi import FastAPI
@@ -42,12 +43,11 @@ API_KEY_ENV = "LINGUALIFT_API_KEY"
 
 
 @dataclasses.dataclass
-class ServeConfig:
-    """An OpenAI-compatible server for one base model and every language's current adapter."""
+class ServeConfig(ModelSettings):
+    """An OpenAI-compatible server for one base model (the one the adapters were trained on,
+    held as dtype, device, attn_implementation and quantization say) and every language's
+    current adapter."""
 
-    model: str = DEFAULT_MODEL
-    """Base model: an embedded name, a hub id or a local folder (the one the adapters were
-    trained on)."""
     model_name: str | None = None
     """Id of the base model in the API (/v1/models, the 'model' field); default: the model spec.
     Requests naming it are routed like 'auto'."""
@@ -119,14 +119,11 @@ class ServeConfig:
     lang_min_confidence: float | None = None
     """Language identification below this confidence counts as unsure (base model); None: the
     identifier's threshold calibrated in docs/langid.md (95% precision on short queries)."""
-    dtype: str = "float32"
-    """Model weights dtype: float32, bfloat16 or float16."""
-    device: str | None = None
-    """torch device (cpu, cuda, cuda:1); default: the model's load device (CPU)."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level of the server and uvicorn."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("max_batch_size", "max_queue", "max_tokens_limit", "default_max_tokens"):
             if getattr(self, name) < 1:
                 raise LingualiftError(f"{name} must be at least 1, got {getattr(self, name)}.")
@@ -152,7 +149,7 @@ class ServeConfig:
     @property
     def served_model_name(self) -> str:
         """The base model's id in the API."""
-        return self.model_name or self.model
+        return self.model_name or str(self.model)
 
     def resolved_api_key(self) -> str | None:
         """The configured key, else $LINGUALIFT_API_KEY, else None (no authentication)."""
@@ -236,7 +233,13 @@ def build_server(config: ServeConfig, model: Any = None, tokenizer: Any = None) 
         shifcon = ShifCon.load(config.shifcon)
     check_traffic_folder(config)
     if model is None:
-        model, tokenizer = load_causal_lm(config.model, dtype=config.dtype, device=config.device)
+        # A full batch of the longest requests must fit: prompts planned as long as the
+        # largest completion (a request's prompt is unknown until it arrives).
+        check_fits(
+            "serve", config, batch_size=config.max_batch_size,
+            max_length=2 * config.max_tokens_limit,
+        )  # fmt: skip
+        model, tokenizer = load_causal_lm(config.model_settings())
     chat_template = resolve_chat_template(tokenizer, config.chat_template)
     if chat_template.is_default:
         logger.warning(

@@ -17,20 +17,20 @@ from typing import Any
 from lingualift.config import bookkeeping, settings_of
 from lingualift.errors import LingualiftError, require
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
-from lingualift.models import DEFAULT_MODEL
+from lingualift.placement import ModelSettings
+from lingualift.planning import check_fits, prompt_tokens_bound
 from lingualift.stages import Job, StageContext
 
 # -- vectors ------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
-class VectorsConfig:
-    """Compute language vectors (and principal subspaces) for a model."""
+class VectorsConfig(ModelSettings):
+    """Compute language vectors (and principal subspaces) for a model (its precision and
+    placement: dtype, device, attn_implementation, quantization, trust_remote_code)."""
 
     out_dir: str = bookkeeping("runs/shifcon")
     """Folder to write ``vectors.safetensors`` into (a ShifCon folder once ``layers`` ran)."""
-    model: str = DEFAULT_MODEL
-    """Base model: an embedded name, a hub id or a local folder."""
     langs: list[str] = dataclasses.field(
         default_factory=lambda: ["en", "fr", "de", "ru", "sw", "hi", "ar", "zh"]
     )
@@ -47,14 +47,11 @@ class VectorsConfig:
     """Tokens kept per sentence."""
     subspace_rank: int = 16
     """Principal directions kept per language and layer for the layer curve (0 = none)."""
-    dtype: str = "float32"
-    """Model dtype: float32, bfloat16 or float16."""
-    device: str | None = None
-    """Torch device (cpu, cuda, ...); default: where the model loads."""
     overwrite: bool = bookkeeping(False)
     """Recompute vectors that exist in ``out_dir`` with other settings."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("per_language", "batch_size", "max_length"):
             value = getattr(self, name)
             require(value >= 1, f"{name} must be at least 1, got {value}.")
@@ -101,12 +98,17 @@ def run_vectors(config: VectorsConfig, progress: bool = True):
     settings = settings_of(config)
     settings["texts"] = {lang: len(sentences) for lang, sentences in texts.items()}
     out = Path(config.out_dir)
+    # Forward passes that stop at the last decoder layer (no logits): refused here if too big.
+    check_fits(
+        "eval", config, batch_size=config.batch_size, max_length=config.max_length,
+        full_logits=False,
+    )  # fmt: skip
 
     def compute(ctx: StageContext) -> dict[str, Any]:
         from lingualift.models import load_causal_lm
         from lingualift.shifcon.vectors import compute_language_vectors
 
-        model, tokenizer = load_causal_lm(config.model, dtype=config.dtype, device=config.device)
+        model, tokenizer = load_causal_lm(config.model_settings())
         parts = []
         for lang, sentences in texts.items():
             part_path = ctx.work / f"{lang}.safetensors"  # finished languages survive a crash
@@ -183,9 +185,11 @@ def run_layers(config: LayersConfig):
 
 
 @dataclasses.dataclass
-class GenerateConfig:
-    """Generate with the shift applied."""
+class GenerateConfig(ModelSettings):
+    """Generate with the shift applied (precision and placement as every verb's)."""
 
+    model: str | None = None
+    """Base model; default: the one the vectors were computed on."""
     shifcon: str = "runs/shifcon"
     """ShifCon folder (vectors + layer area)."""
     prompts: list[str] = dataclasses.field(default_factory=list)
@@ -194,8 +198,6 @@ class GenerateConfig:
     """Records file of prompts (text and lang)."""
     lang: str | None = None
     """Language of every prompt; default: identified per prompt (lingualift.langid)."""
-    model: str | None = None
-    """Base model; default: the one the vectors were computed on."""
     adapter: str | None = None
     """A PEFT adapter folder to load on top (e.g. ``<train out>/adapter``)."""
     max_new_tokens: int = 48
@@ -231,7 +233,12 @@ def run_shifcon_generate(config: GenerateConfig) -> list[dict[str, str]]:
             langs = [r.lang for r in records]
     if config.lang:
         langs = config.lang
-    model, tokenizer = load_causal_lm(config.model or shifcon.base_model)
+    settings = config.model_settings(config.model or shifcon.base_model)
+    check_fits(  # the prompts decode as one batch
+        "serve", settings, batch_size=max(1, len(prompts)),
+        max_length=prompt_tokens_bound(prompts, chat=config.chat) + config.max_new_tokens,
+    )  # fmt: skip
+    model, tokenizer = load_causal_lm(settings)
     if config.adapter:
         model = apply_adapters(model, [config.adapter], merge=False)
     extra = {"temperature": config.temperature} if config.do_sample else {}

@@ -19,6 +19,8 @@ from lingualift.atomic import atomic_write_text
 from lingualift.config import bookkeeping, save_config, settings_of, to_dict
 from lingualift.errors import require
 from lingualift.languages import normalize_language
+from lingualift.placement import ModelSettings
+from lingualift.planning import check_training_args
 from lingualift.shifcon.loss import ShifConObjective
 from lingualift.stages import Job, StageContext
 from lingualift.training import LoraSettings, TrainingArgs
@@ -31,15 +33,16 @@ def _shifcon_training_defaults() -> TrainingArgs:
 
 
 @dataclasses.dataclass
-class ShifConTrainConfig:
-    """Train with ``L = alpha * L_gen + beta * L_con`` (ShifCon) or plain LoRA (shift off, beta 0)."""
+class ShifConTrainConfig(ModelSettings):
+    """Train with ``L = alpha * L_gen + beta * L_con`` (ShifCon) or plain LoRA (shift off, beta 0),
+    on a base held as dtype, device, attn_implementation and quantization say (QLoRA with nf4)."""
 
+    model: str | None = None
+    """Base model; default: the one the vectors were computed on."""
     out_dir: str = bookkeeping("runs/shifcon-train")
     """Output folder: ``adapter/`` (or ``model/``), ``shifcon/``, ``log.jsonl``, ``metrics.json``."""
     shifcon: str = "runs/shifcon"
     """ShifCon folder (vectors + layer area) from ``vectors`` and ``layers``."""
-    model: str | None = None
-    """Base model; default: the one the vectors were computed on."""
     langs: list[str] | None = None
     """Non-dominant languages to train on; default: every language with a vector."""
     data: str | None = None
@@ -65,7 +68,13 @@ class ShifConTrainConfig:
     """Redo a run whose out_dir was made with other settings."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.per_language >= 1, "per_language must be at least 1.")
+        require(
+            self.method == "lora" or self.quantization == "none",
+            "method=full trains every weight, which a quantized base cannot hold; use "
+            "method=lora (QLoRA) or quantization=none.",
+        )
 
 
 def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict[str, Any]:
@@ -104,19 +113,25 @@ def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict
         "area": [shifcon.a, shifcon.b],
         "model": model_spec,
     }
+    model_settings = config.model_settings(model_spec)
+    # Does the run fit the device? Refused here, before anything loads. (Full fine-tuning is
+    # planned as LoRA: a lower bound.)
+    args = check_training_args(
+        "shifcon", model_settings, config.train, config.lora if config.method == "lora" else None
+    )
 
     def train(ctx: StageContext) -> dict[str, Any]:
         from lingualift.adapters.trainer import plot_losses
-        from lingualift.models import load_causal_lm
+        from lingualift.models import base_precision, load_causal_lm
         from lingualift.shifcon.trainer import ShifConTrainer
 
-        model, tokenizer = load_causal_lm(model_spec)
+        model, tokenizer = load_causal_lm(model_settings)
         trainer = ShifConTrainer(
             model,
             tokenizer,
             shifcon,
             pairs,
-            config.train,
+            args,
             objective=config.objective,
             lora=config.lora if config.method == "lora" else None,
             run_dir=ctx.work,
@@ -145,6 +160,7 @@ def run_shifcon_train(config: ShifConTrainConfig, progress: bool = True) -> dict
 
         card = {
             "base_model": base_model_signature(trainer.model, model_spec),
+            "base_precision": base_precision(trainer.model),
             "method": "shifcon",
             "languages": metrics["languages"],
             "shifcon": {"a": shifcon.a, "b": shifcon.b, "folder": "../shifcon"},

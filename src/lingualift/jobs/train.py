@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.adapters.store import AdapterStore, AdapterVersion
+from lingualift.planning import check_training_args
 from lingualift.stages import Job, StageContext
+from lingualift.training import process_state
 from lingualift.workflows.training import (
     TrainConfig,
     find_parent,
@@ -64,12 +66,14 @@ class TrainResult:
 
 def run_train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> TrainResult:
     """Train (or resume, or reuse) and store one language adapter: ``lingualift train``."""
-    from accelerate import PartialState
-
     data = read_training_data(config)  # bad data fails before the model loads
     store = AdapterStore(config.store)
     parent = find_parent(store, config)
-    state = PartialState()
+    if model is None:  # does the run fit the device? (refused here, before anything loads)
+        config = dataclasses.replace(
+            config, train=check_training_args("train", config, config.train, config.lora)
+        )
+    state = process_state()  # one of several processes under `accelerate launch`
     job = Job(
         config.run_dir.parent,
         label="train",
@@ -84,7 +88,7 @@ def run_train(config: TrainConfig, model: Any = None, tokenizer: Any = None) -> 
         if model is None:
             from lingualift.models import load_causal_lm
 
-            model, tokenizer = load_causal_lm(config.model)
+            model, tokenizer = load_causal_lm(config.model_settings())
         trained, result = train_and_store(ctx, config, data, model, tokenizer, store, parent)
         out["metrics"] = trained.metrics
         return result

@@ -33,9 +33,11 @@ says what would fit. The estimates are checked against measured peak memory in
 from lingualift.planning.check import (
     FitDecision,
     check_fits,
+    check_training_args,
     gigabytes,
     parse_bytes,
     planning_capabilities,
+    prompt_tokens_bound,
 )
 from lingualift.planning.estimate import (
     CE_COPIES,
@@ -75,10 +77,12 @@ __all__ = [
     "VerbPlan",
     "bundled_config",
     "check_fits",
+    "check_training_args",
     "format_plan",
     "gigabytes",
     "model_shape",
     "parse_bytes",
     "plan_memory",
     "planning_capabilities",
+    "prompt_tokens_bound",
 ]

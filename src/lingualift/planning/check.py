@@ -4,34 +4,40 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
+from collections.abc import Sequence
+from typing import Any
 
-from lingualift.errors import LingualiftError, require
-from lingualift.placement import DeviceCapabilities, ModelSettings, Placement, as_model_settings
+from lingualift.errors import LingualiftError
+from lingualift.placement import (
+    DeviceCapabilities,
+    ModelSettings,
+    Placement,
+    as_model_settings,
+    parse_bytes,
+)
 from lingualift.planning.estimate import USABLE_FRACTION, MemoryPlanner, VerbPlan
 from lingualift.planning.shape import ModelShape, model_shape
-from lingualift.training import LoraSettings
+from lingualift.training import LoraSettings, TrainingArgs
 
 logger = logging.getLogger(__name__)
 
 
-def parse_bytes(value: str | int | float | None) -> int | None:
-    """``24GB``, ``80 GiB``, ``512MB`` or a number of bytes; None stays None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        require(value > 0, f"device_memory must be positive, got {value}.")
-        return int(value)
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]i?b?|b)?\s*", str(value), re.IGNORECASE)
-    require(
-        match is not None,
-        f"device_memory must be a size like 24GB, 80GiB or 512MB; got {value!r}.",
-    )
-    number, unit = float(match.group(1)), (match.group(2) or "b").lower()
-    powers = {"k": 1, "m": 2, "g": 3, "t": 4}
-    scale = 1 if unit == "b" else (1024 if "i" in unit else 1000) ** powers[unit[0]]
-    require(number > 0, f"device_memory must be positive, got {value!r}.")
-    return int(number * scale)
+SPECIAL_TOKENS_ALLOWANCE = 16
+"""Tokens a prompt may gain beyond its text: BOS/EOS and other special tokens."""
+CHAT_TEMPLATE_ALLOWANCE = 256
+"""Tokens a chat template may add around a prompt (role headers, a default system prompt)."""
+
+
+def prompt_tokens_bound(prompts: Sequence[str], chat: bool = False) -> int:
+    """An upper bound on the tokens of the longest prompt, known before any tokenizer loads.
+
+    Byte-level BPE (Llama 3, Qwen2) and byte-fallback SentencePiece (Gemma, Llama 2)
+    tokenizers never make more tokens than the text has UTF-8 bytes; special tokens and a
+    chat template add a few more. Generation plans keep only the last position's logits,
+    so planning for this bound costs little (KV cache and one block's transient).
+    """
+    longest = max((len(p.encode("utf-8")) for p in prompts), default=0)
+    return longest + SPECIAL_TOKENS_ALLOWANCE + (CHAT_TEMPLATE_ALLOWANCE if chat else 0)
 
 
 def gigabytes(value: int) -> str:
@@ -95,17 +101,21 @@ def check_fits(
     device_memory: int | str | None = None,
     capabilities: DeviceCapabilities | None = None,
     shape: ModelShape | None = None,
+    full_logits: bool = True,
 ) -> FitDecision:
     """Check, before anything loads, that ``verb`` fits the device; refuse in one sentence if not.
 
     ``gradient_checkpointing=None`` lets the check decide: off when the job fits without
     it, on (logged) when only that makes it fit. When nothing about the job as given fits,
     the refusal names what would (nf4 with checkpointing, a smaller batch) and its size.
-    ``device_memory`` defaults to the resolved device's memory (a GPU's total, the CPU's
-    available RAM); when that is unknown the plan is returned unchecked.
+    ``device_memory`` defaults to the settings' own ``device_memory``, else the resolved
+    device's memory (a GPU's total, the CPU's available RAM); when that is unknown the plan
+    is returned unchecked. ``full_logits=False`` plans an evaluation that keeps only a few
+    positions' logits (answer letters, hidden states, generation) instead of every one.
     """
     settings = as_model_settings(model)
-    memory = parse_bytes(device_memory)
+    memory = parse_bytes(device_memory if device_memory is not None else settings.device_memory)
+    given = memory is not None
     caps = capabilities if capabilities is not None else DeviceCapabilities.detect()
     placement = settings.resolve(caps)
     if memory is None:
@@ -114,11 +124,11 @@ def check_fits(
     planner = MemoryPlanner(shape, placement, lora, precision)
     training = verb in ("train", "shifcon")
     checkpointing = bool(gradient_checkpointing)
-    plan = planner.plan(verb, batch_size, max_length, checkpointing, memory)
+    plan = planner.plan(verb, batch_size, max_length, checkpointing, memory, full_logits)
     if memory is None or plan.fits:
         return FitDecision(plan, checkpointing, memory, placement)
     if training and gradient_checkpointing is None:
-        checkpointed = planner.plan(verb, batch_size, max_length, True, memory)
+        checkpointed = planner.plan(verb, batch_size, max_length, True, memory, full_logits)
         if checkpointed.fits:
             logger.warning(
                 "%s needs about %s without gradient checkpointing on %s of %s; turning "
@@ -131,8 +141,45 @@ def check_fits(
             )
             return FitDecision(checkpointed, True, memory, placement)
     raise LingualiftError(
-        _refusal(verb, shape, placement, planner, plan, memory, gradient_checkpointing)
+        _refusal(
+            verb,
+            shape,
+            placement,
+            planner,
+            plan,
+            memory,
+            gradient_checkpointing,
+            full_logits,
+            given,
+        )
     )
+
+
+def check_training_args(
+    verb: str,
+    settings: ModelSettings,
+    args: TrainingArgs,
+    lora: LoraSettings | None = None,
+    **kwargs: Any,
+) -> TrainingArgs:
+    """:func:`check_fits` for a training run of ``args``; returns ``args`` with
+    ``gradient_checkpointing`` decided (``None``, auto, becomes on or off as the plan needs).
+
+    What every training verb runs before it loads its base model (``verb``: ``train``, or
+    ``shifcon`` for ShifCon training). ``kwargs`` go to :func:`check_fits` (tests pass
+    ``capabilities``).
+    """
+    decision = check_fits(
+        verb,
+        settings,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        lora=lora,
+        precision=args.precision,
+        gradient_checkpointing=args.gradient_checkpointing,
+        **kwargs,
+    )
+    return dataclasses.replace(args, gradient_checkpointing=decision.gradient_checkpointing)
 
 
 def _refusal(
@@ -143,6 +190,8 @@ def _refusal(
     plan: VerbPlan,
     memory: int,
     gradient_checkpointing: bool | None,
+    full_logits: bool = True,
+    given_memory: bool = False,
 ) -> str:
     """One sentence: what the job needs, on what, and what would fit instead."""
     training = verb in ("train", "shifcon")
@@ -154,7 +203,7 @@ def _refusal(
         return candidate.total_bytes <= memory * USABLE_FRACTION
 
     if training and gradient_checkpointing is False:
-        on = planner.plan(verb, batch, length, True, memory)
+        on = planner.plan(verb, batch, length, True, memory, full_logits)
         if fits(on):
             options.append(f"gradient_checkpointing=true (about {gigabytes(on.total_bytes)})")
     # Quantizing first (it keeps the batch), then the largest batch that fits as it is.
@@ -167,7 +216,7 @@ def _refusal(
             break
         size = batch if quantization else batch // 2
         while size >= 1:
-            candidate = variant.plan(verb, size, length, may_checkpoint, memory)
+            candidate = variant.plan(verb, size, length, may_checkpoint, memory, full_logits)
             if fits(candidate):
                 ckpt = ["gradient_checkpointing=true"] if may_checkpoint else []
                 smaller = []
@@ -183,7 +232,9 @@ def _refusal(
                 options.append(f"{parts[0]}{rest} (about {gigabytes(candidate.total_bytes)})")
                 break
             size //= 2
-    where = "card" if placement.device != "cpu" else "machine (available memory)"
+    where = "card"
+    if placement.device == "cpu":
+        where = "machine (device_memory)" if given_memory else "machine (available memory)"
     head = (
         f"{_describe_job(shape, placement, batch, length)} needs about "
         f"{gigabytes(plan.total_bytes)} to {verb} on a {gigabytes(memory)} {where}"

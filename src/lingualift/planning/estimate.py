@@ -241,9 +241,14 @@ class MemoryPlanner:
             overhead_bytes=self._overhead(),
         )
 
-    def eval(self, batch_size: int, max_length: int) -> VerbPlan:
-        """Scoring ``batch_size`` sequences of ``max_length`` tokens (perplexity: full logits)."""
-        activations = self.inference_activations(batch_size * max_length, full_logits=True)
+    def eval(self, batch_size: int, max_length: int, full_logits: bool = True) -> VerbPlan:
+        """Scoring ``batch_size`` sequences of ``max_length`` tokens.
+
+        ``full_logits``: the loss over every position (perplexity); without it only a few
+        positions' logits are kept (answer letters, hidden states) and one block's transient
+        is the peak.
+        """
+        activations = self.inference_activations(batch_size * max_length, full_logits=full_logits)
         return VerbPlan(
             verb="eval",
             batch_size=batch_size,
@@ -284,12 +289,13 @@ class MemoryPlanner:
         max_length: int,
         checkpointing: bool = False,
         device_memory: int | None = None,
+        full_logits: bool = True,
     ) -> VerbPlan:
         require(verb in VERBS, f"Unknown verb {verb!r} to plan; use {', '.join(VERBS)}.")
         if verb in ("train", "shifcon"):
             plan = self.train(batch_size, max_length, checkpointing, verb=verb)
         elif verb == "eval":
-            plan = self.eval(batch_size, max_length)
+            plan = self.eval(batch_size, max_length, full_logits)
         else:
             plan = self.serve(batch_size, max_length, device_memory)
         if device_memory:

@@ -30,9 +30,6 @@ class PlanConfig(ModelSettings):
     """Training autocast: auto (follows dtype), fp32, bf16 or fp16."""
     gradient_checkpointing: str = "auto"
     """auto (on only when the job does not fit without it), true or false."""
-    device_memory: str | None = None
-    """Memory of the device to plan for, e.g. 24GB or 80GiB (default: the resolved device's:
-    a GPU's total memory, the CPU's available memory)."""
     json: bool = False
     """Print one JSON object instead of a table."""
 
@@ -50,7 +47,6 @@ class PlanConfig(ModelSettings):
             f"{self.gradient_checkpointing!r}.",
         )
         self.gradient_checkpointing = value
-        parse_bytes(self.device_memory)  # a bad size fails here, before any model is read
 
 
 @dataclasses.dataclass

@@ -38,7 +38,15 @@ from lingualift.errors import require
 from lingualift.shifcon.capture import capture_states, layer_states, masked_token_mean
 from lingualift.shifcon.core import ShifCon
 from lingualift.shifcon.loss import ShifConObjective, contrastive_loss
-from lingualift.training import Backward, LoraSettings, StepRecord, TrainingArgs, TrainingLoop
+from lingualift.training import (
+    Backward,
+    LoraSettings,
+    StepRecord,
+    TrainingArgs,
+    TrainingLoop,
+    prepare_kbit_model,
+    upcast_trainable,
+)
 
 
 @dataclasses.dataclass
@@ -203,11 +211,25 @@ def shifcon_losses(
 
 
 def prepare_model(model: Any, lora: LoraSettings | None, gradient_checkpointing: bool):
-    """Wrap with a LoRA adapter (PEFT) or, with ``lora=None``, unfreeze every parameter."""
+    """Wrap with a LoRA adapter (PEFT) or, with ``lora=None``, unfreeze every parameter.
+
+    A quantized base (QLoRA) gets PEFT's k-bit preparation first and trains LoRA only; the
+    LoRA weights stay float32 whatever the base's dtype.
+    """
+    quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(
+        model, "is_loaded_in_8bit", False
+    )
+    require(
+        lora is not None or not quantized,
+        "Full fine-tuning trains every weight, which a quantized base cannot hold; use "
+        "method=lora or quantization=none.",
+    )
     if lora is not None:
         from peft import get_peft_model
 
+        model = prepare_kbit_model(model, gradient_checkpointing)
         model = get_peft_model(model, lora.peft_config())
+        upcast_trainable(model)
     else:
         for param in model.parameters():
             param.requires_grad_(True)
@@ -256,7 +278,9 @@ class ShifConTrainer:
         self.pairs = pairs
         torch.manual_seed(args.seed)
         shifcon.vectors.check_model(model)
-        model = prepare_model(model, lora, args.gradient_checkpointing)
+        # Unset gradient checkpointing (auto) is decided by the verbs' pre-load check: off here.
+        self.checkpointing = bool(args.gradient_checkpointing)
+        model = prepare_model(model, lora, self.checkpointing)
         batches = make_batches(pairs, args.batch_size, args.seed)
         self.total_steps = args.total_steps(len(batches))
         # Enough seeded epochs of batches to cover every step.
@@ -313,7 +337,7 @@ class ShifConTrainer:
             tau=objective.tau,
             shift=objective.shift,
             max_length=self.args.max_length,
-            mixed_batch=self.args.gradient_checkpointing,
+            mixed_batch=self.checkpointing,
             train_anchors=objective.train_anchors,
             backward=backward,
         )

@@ -7,23 +7,32 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from lingualift.placement import ModelSettings, as_model_settings
+
 
 class LoadedBase:
-    """A base model spec, loaded on first use and kept for every stage of a job.
+    """A base model (its spec with precision and placement), loaded on first use and kept for
+    every stage of a job.
 
     Stages that find their outputs finished never load it; training stages get a
     fresh copy (:meth:`fresh`), so the original stays free of adapter layers.
     (Not pydantic's ``BaseModel``: this holds a causal LM and its tokenizer.)
     """
 
-    def __init__(self, spec: str) -> None:
-        self.spec = spec
+    def __init__(self, settings: str | ModelSettings) -> None:
+        # Just the six settings (a job config that inherits them carries much more).
+        self.settings = as_model_settings(settings).model_settings()
+
+    @property
+    def spec(self) -> str:
+        """The model spec (an embedded name, a hub id or a local folder)."""
+        return str(self.settings.model)
 
     @functools.cached_property
     def _loaded(self) -> tuple[Any, Any]:
         from lingualift.models import load_causal_lm
 
-        model, tokenizer = load_causal_lm(self.spec)
+        model, tokenizer = load_causal_lm(self.settings)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         return model, tokenizer
@@ -41,7 +50,8 @@ class LoadedBase:
         return copy.deepcopy(self.model)
 
     def with_adapter(self, folder: str | Path) -> Any:
-        """A fresh copy with a stored PEFT adapter merged in (scored at the base model's speed)."""
+        """A fresh copy with a stored PEFT adapter on it: merged in (scored at the base model's
+        speed), or kept beside a quantized base's weights (merging would re-quantize them)."""
         from lingualift.evaluation.loading import apply_adapters
 
         return apply_adapters(self.fresh(), [str(folder)], merge=True)

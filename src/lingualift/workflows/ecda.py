@@ -40,8 +40,9 @@ from lingualift.continual.watch import WatchSettings
 from lingualift.data.sources import read_source
 from lingualift.embed import Encoder
 from lingualift.errors import require
-from lingualift.models import DEFAULT_MODEL
-from lingualift.training import TrainingArgs
+from lingualift.placement import ModelSettings
+from lingualift.planning import check_training_args
+from lingualift.training import LoraSettings, TrainingArgs
 from lingualift.workflows.base import LoadedBase
 from lingualift.workflows.ecda_update import EcdaUpdater, UpdateRecipe
 
@@ -51,8 +52,9 @@ def _update_training() -> TrainingArgs:
 
 
 @dataclasses.dataclass
-class EcdaConfig(WatchSettings, MonitorSettings):
-    """Settings of ``lingualift ecda``."""
+class EcdaConfig(WatchSettings, MonitorSettings, ModelSettings):
+    """Settings of ``lingualift ecda`` (the adapters' base model with its precision and
+    placement: model, dtype, device, attn_implementation, quantization, trust_remote_code)."""
 
     input: str = ""
     """Production queries: a traffic-log file, a folder of log segments, or '-' (stdin)."""
@@ -60,8 +62,6 @@ class EcdaConfig(WatchSettings, MonitorSettings):
     """Languages to keep fresh; empty: every language of the store with a current version."""
     store: str | None = None
     """Adapter store root (default $LINGUALIFT_HOME/adapters)."""
-    model: str = DEFAULT_MODEL
-    """Base model of the adapters."""
     pool: str = ""
     """Candidate pool for COMPASS (a data file with a language column, or corpus:...)."""
     # Read by content where used (the gate's and the lineage's fingerprints cover them).
@@ -102,7 +102,9 @@ class EcdaConfig(WatchSettings, MonitorSettings):
     """Start afresh in an out_dir made with other settings."""
 
     def __post_init__(self) -> None:
-        super().__post_init__()
+        # Both bases check their own keys (neither calls the other).
+        MonitorSettings.__post_init__(self)
+        ModelSettings.__post_init__(self)
         self.loop_settings()  # trigger, usage and cooldown windows are checked there
         require(0 < self.heldout_fraction < 1, "heldout_fraction must be in (0, 1).")
         require(0 < self.eval_fraction < 1, "eval_fraction must be in (0, 1) (the gate needs it).")
@@ -114,7 +116,7 @@ class EcdaConfig(WatchSettings, MonitorSettings):
 
     def recipe(self) -> UpdateRecipe:
         return UpdateRecipe(
-            model=self.model, store=self.store, update=self.update, train=self.train,
+            model=self.model_settings(), store=self.store, update=self.update, train=self.train,
             gate=self.gate, packing=self.packing, eval_fraction=self.eval_fraction,
             heldout_fraction=self.heldout_fraction, n_clusters=self.n_clusters,
             training_data=self.training_data, old_heldout=self.old_heldout,
@@ -156,6 +158,9 @@ def ecda_over_log(
         lineage_data(store, current, config.training_data)
     pool = read_source(config.pool, role="pool")
     require(all(r.lang for r in pool), "Every pool item needs a language (a 'lang' column).")
+    recipe = config.recipe()
+    if base is None:  # does an update fit the device? Refused here, before anything is written
+        recipe.train = check_training_args("train", config, config.train, LoraSettings())
     fingerprint = settings_of(config)
     fingerprint["langs"] = langs
     if config.input == STDIN:
@@ -174,7 +179,7 @@ def ecda_over_log(
         overwrite=config.overwrite, progress=progress,
     )  # fmt: skip
     updater = EcdaUpdater(
-        out / "updates", config.recipe(), store, pool, base or LoadedBase(config.model),
+        out / "updates", recipe, store, pool, base or LoadedBase(config),
         monitor.encoder, monitor.encoder_spec, overwrite=config.overwrite, progress=progress,
     )  # fmt: skip
     with reporter.start(monitor, loop):

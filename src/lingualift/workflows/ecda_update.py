@@ -55,6 +55,7 @@ from lingualift.continual.update import (
 from lingualift.data import Record, fingerprint, read_records, write_records
 from lingualift.embed import Encoder
 from lingualift.errors import require
+from lingualift.placement import ModelSettings
 from lingualift.stages import Job, Stage, StageContext
 from lingualift.training import TrainingArgs
 from lingualift.workflows.base import LoadedBase
@@ -81,8 +82,8 @@ NEW_EXAMPLE_PREFIXES = ("selection:", "usage:")
 class UpdateRecipe:
     """How an update is carried out (the ECDA config's update, training and gate keys)."""
 
-    model: str
-    """Base model of the adapters (its spec, recorded in the card)."""
+    model: ModelSettings
+    """Base model of the adapters, with its precision and placement (the training config's)."""
     store: str | None
     """Adapter store root, as configured (recorded in the training config)."""
     update: UpdateSettings
@@ -250,7 +251,8 @@ class EcdaUpdater:
         replay = select.path / "replay.jsonl"
         path = job.root / "train"
         train_config = TrainConfig(
-            lang=lang, model=recipe.model, data=str(replay) if replay.is_file() else None,
+            **recipe.model.model_kwargs(), lang=lang,
+            data=str(replay) if replay.is_file() else None,
             data_format="text", selection=str(select.path / SELECTION_FILE), train=recipe.train,
             packing=recipe.packing, eval_fraction=recipe.eval_fraction, parent=parent.name,
             out_dir=str(path), store=recipe.store, promote=False,

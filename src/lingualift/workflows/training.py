@@ -39,19 +39,19 @@ from lingualift.config import bookkeeping, save_config, settings_of, to_dict
 from lingualift.data.sources import is_corpus_spec, read_source
 from lingualift.errors import require
 from lingualift.languages import normalize_language
-from lingualift.models import DEFAULT_MODEL
+from lingualift.placement import ModelSettings
 from lingualift.stages import StageContext
-from lingualift.training import LoraSettings, TrainingArgs
+from lingualift.training import LoraSettings, TrainingArgs, process_state
 
 
 @dataclasses.dataclass
-class TrainConfig:
-    """One LoRA training run for one target language."""
+class TrainConfig(ModelSettings):
+    """One LoRA training run for one target language (on the base model, precision and
+    placement of :class:`~lingualift.placement.ModelSettings`: model, dtype, device,
+    attn_implementation, quantization, trust_remote_code)."""
 
     lang: str = "sw"
     """Target language of the adapter (any ISO 639 code or English name)."""
-    model: str = DEFAULT_MODEL
-    """Base model: an embedded name, a hub id or a local folder."""
     data: str | None = None
     """Training data: a JSONL/CSV/TSV/Parquet file, 'hf:<dataset>', or verses of the embedded
     corpus as 'corpus:<lang>[:<books>[:<n>]]' (e.g. 'corpus:sw:nt:2000': 2000 New Testament
@@ -102,6 +102,7 @@ class TrainConfig:
     """Redo a run whose out_dir was made with other settings."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.lang = normalize_language(self.lang)
         require(
             self.data is not None or self.selection is not None,
@@ -218,8 +219,6 @@ def train_and_store(
     A newly stored version becomes current as :func:`should_promote` decides.
     Returns the trained adapter and the stage result.
     """
-    from accelerate import PartialState
-
     from lingualift.adapters.trainer import LoraTrainer
 
     hooks = hooks or StageHooks()
@@ -237,7 +236,7 @@ def train_and_store(
     trainer.load_data(train, heldout, data.summaries, config.packing)
     extra_card = hooks.prepare(trainer) if hooks.prepare is not None else {}
     trained = trainer.fit(eval_every=config.eval_every, progress=progress)
-    if not PartialState().is_main_process:
+    if not process_state().is_main_process:
         return trained, {}
     keep_tracker_logs(ctx)
     title = f"LoRA adapter for {config.lang}"
@@ -255,7 +254,7 @@ def train_and_store(
         }
 
         def write(folder: Path) -> None:
-            trained.model.save_pretrained(str(folder))
+            trained.save(folder)
             trained.plot(folder / "loss.png", title)
             if heldout:
                 write_examples(heldout, folder / HELDOUT_FILE)
@@ -283,8 +282,13 @@ def adapter_card(
 ) -> dict[str, Any]:
     """The card stored beside an adapter (the store adds lang, version and time): base model,
     parent, data and selection fingerprints, settings, metrics, the run and the software."""
+    from lingualift.models import base_precision
+
     return {
         "base_model": trained.base_model,
+        # How the base held its weights (dtype, quantization): a QLoRA adapter says it was
+        # trained on an nf4/int8 base, and loads unchanged on the unquantized one.
+        "base_precision": base_precision(trained.model),
         "parent": parent.name if parent else None,
         "data": [dataclasses.asdict(s) for s in trained.data],
         "selection": selection,

@@ -86,7 +86,7 @@ def train_adapter(
 
     train_config = TrainConfig(
         lang=lang,
-        model=base.spec,
+        **base.settings.model_kwargs(),
         data=str(data),
         data_format="text",
         selection=str(selection),
@@ -107,7 +107,7 @@ def run_compass_vs_baselines(
 ) -> dict[str, Any]:
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = LoadedBase(config.model)
+    base = LoadedBase(config)
     sets = heldout_sets(config, config.langs, english=False)
     results = [
         units.run(

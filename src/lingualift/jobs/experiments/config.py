@@ -23,7 +23,7 @@ from lingualift.config import bookkeeping
 from lingualift.continual.reference import SMALL_REFERENCE
 from lingualift.errors import require
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
-from lingualift.models import DEFAULT_MODEL
+from lingualift.placement import ModelSettings
 from lingualift.training import LoraSettings, TrainingArgs
 
 SHIFCON_ABLATIONS = ("shift-trained", "contrastive-only", "fixed-anchors")
@@ -50,8 +50,9 @@ def _check_methods(methods: list[str]) -> None:
 
 
 @dataclasses.dataclass
-class ExperimentConfig:
-    """What every experiment on the embedded model has: the model, languages, seeds, training."""
+class ExperimentConfig(ModelSettings):
+    """What every experiment on the embedded model has: the model (with its precision and
+    placement), languages, seeds, training."""
 
     steps_from_epochs: ClassVar[bool] = False
     """Whether train.max_steps=0 is allowed (steps derived from epochs)."""
@@ -59,8 +60,6 @@ class ExperimentConfig:
     out_dir: str | None = bookkeeping(None)
     """Output folder (default runs/experiments/<experiment>); one JSON per finished run is kept
     under units/, so a rerun resumes where an interrupted one stopped."""
-    model: str = DEFAULT_MODEL
-    """Base model: an embedded name, a hub id or a local folder."""
     langs: list[str] = bookkeeping(default_factory=lambda: ["sw", "hi"])
     """Target (non-English) languages."""
     seeds: list[int] = bookkeeping(default_factory=lambda: [0, 1, 2])
@@ -75,6 +74,7 @@ class ExperimentConfig:
     """Longest held-out window in tokens for the NLL."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.langs = [normalize_language(x) for x in self.langs]
         require(self.langs, "Give at least one target language in langs.")
         require(

@@ -115,8 +115,8 @@ def deploy_v1(
     write_records(usage, data_dir / "usage.jsonl")
     store = AdapterStore(out / "stores" / "base")
     train_config = TrainConfig(
-        lang=lang, model=base.spec, data=str(data_dir / "training.jsonl"), data_format="text",
-        lora=config.lora, train=dataclasses.replace(config.train, seed=config.data_seed),
+        **base.settings.model_kwargs(), lang=lang, data=str(data_dir / "training.jsonl"),
+        data_format="text", lora=config.lora, train=dataclasses.replace(config.train, seed=config.data_seed),
         packing=True, eval_fraction=0.1, store=str(store.root), out_dir=str(ctx.out),
     )  # fmt: skip
     trained, result = train_and_store(
@@ -194,7 +194,7 @@ def run_stream(ctx: StageContext, config: EcdaDriftConfig, base: LoadedBase, lan
     log = folder / "traffic.jsonl"
     stream = write_stream(config, lang, seed, log)
     ecda = EcdaConfig(
-        input=str(log), langs=[lang], store=str(store_root), model=base.spec,
+        input=str(log), langs=[lang], store=str(store_root), **base.settings.model_kwargs(),
         pool=str(out / "data" / lang / "pool.jsonl"), out_dir=str(folder / "ecda"),
         window=config.window, seed=seed, usage_windows=2, heldout_fraction=0.2,
         settle_rows=config.settle_rows,
@@ -256,8 +256,8 @@ def run_baseline(ctx: StageContext, config: EcdaDriftConfig, base: LoadedBase, l
     # full retraining passes over all of its data (train.epochs) unless full_steps says otherwise.
     steps = config.full_steps if full else update["train"]["steps"]
     train_config = TrainConfig(
-        lang=lang, model=base.spec, data=str(out / "data" / lang / "training.jsonl") if full else None,
-        data_format="text", selection=str(folder / "select" / "selection.jsonl"), lora=config.lora,
+        **base.settings.model_kwargs(), lang=lang,
+        data=str(out / "data" / lang / "training.jsonl") if full else None, data_format="text", selection=str(folder / "select" / "selection.jsonl"), lora=config.lora,
         train=dataclasses.replace(config.train, seed=seed, max_steps=steps), packing=True,
         eval_fraction=0.0,
     )  # fmt: skip
@@ -278,7 +278,7 @@ def run_ecda_drift(config: EcdaDriftConfig, progress: bool = True) -> dict[str, 
 
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = LoadedBase(config.model)
+    base = LoadedBase(config)
     results: list[dict[str, Any]] = []
     for lang in config.langs:
         pool = out / "data" / lang / "pool.jsonl"

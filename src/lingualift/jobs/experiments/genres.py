@@ -173,7 +173,7 @@ def _train_and_score(
 
     train_config = TrainConfig(
         lang=lang,
-        model=base.spec,
+        **base.settings.model_kwargs(),
         data=str(data_dir / "training.jsonl"),
         data_format="text",
         selection=str(extra) if extra else None,
@@ -197,7 +197,7 @@ def run_compass_genres(config: CompassGenresConfig, progress: bool = True) -> di
     settings = config.genres
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = LoadedBase(config.model)
+    base = LoadedBase(config)
     conds = conditions(settings)
     folders: dict[tuple[str, str], Path] = {}
     steps: dict[str, int] = {}

@@ -170,7 +170,7 @@ def run_shifcon_vs_lora(config: ShifConVsLoraConfig, progress: bool = True) -> d
     """
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = LoadedBase(config.model)
+    base = LoadedBase(config)
     shifcon = language_area(config, base, out)
     sets = heldout_sets(config, config.langs, english=config.english)
     pairs = _pairs(config)
@@ -314,7 +314,7 @@ def run_layer_area(config: LayerAreaConfig, progress: bool = True) -> dict[str, 
 
     out = Path(config.run_dir)
     units = Units(out, config, progress)
-    base = LoadedBase(config.model)
+    base = LoadedBase(config)
     chosen = language_area(config, base, out)
     sets = heldout_sets(config, config.langs, english=False)
     pairs = _pairs(config)

@@ -9,7 +9,7 @@ from lingualift.config import bookkeeping
 from lingualift.data import CORPUS_LANGUAGES
 from lingualift.errors import require
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
-from lingualift.models import DEFAULT_MODEL
+from lingualift.placement import ModelSettings
 from lingualift.training import LoraSettings, TrainingArgs
 
 
@@ -24,13 +24,12 @@ def _quickstart_training() -> TrainingArgs:
 
 
 @dataclasses.dataclass
-class QuickstartConfig:
-    """Settings of the quickstart job (defaults finish in under 10 minutes on 2 CPU cores)."""
+class QuickstartConfig(ModelSettings):
+    """Settings of the quickstart job (defaults finish in under 10 minutes on 2 CPU cores); the
+    base model with its precision and placement as every verb's."""
 
     lang: str = "sw"
     """Target (non-English) language, any code or name the embedded corpus has."""
-    model: str = DEFAULT_MODEL
-    """Base model: an embedded name, a hub id or a local folder."""
     encoder: str = "e5-nano"
     """Sentence encoder of COMPASS (see lingualift.embed.get_encoder)."""
     out_dir: str = bookkeeping("runs/quickstart")
@@ -93,6 +92,7 @@ class QuickstartConfig:
     def __post_init__(self) -> None:
         from lingualift.compass import METHODS
 
+        super().__post_init__()
         self.lang = normalize_language(self.lang)
         require(
             self.lang != DOMINANT_LANGUAGE,

@@ -36,14 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from lingualift.adapters.portable import stamp_adapter
-from lingualift.atomic import atomic_write_text
+from lingualift.atomic import atomic_write_text, check_replaceable
 from lingualift.config import settings_of, to_dict
 from lingualift.data import parse_books
 from lingualift.errors import require
 from lingualift.jobs.quickstart.config import QuickstartConfig
 from lingualift.languages import DOMINANT_LANGUAGE, normalize_language
+from lingualift.planning import check_training_args
 from lingualift.portable import base_identity
-from lingualift.stages import Job, Stage, StageContext
+from lingualift.stages import JOB_FILE, Job, Stage, StageContext
 from lingualift.workflows.base import LoadedBase
 
 # -- stages -----------------------------------------------------------------------------
@@ -180,9 +181,15 @@ def run_quickstart(config: QuickstartConfig) -> Path:
     lang = config.lang
     out = Path(config.out_dir)
     methods = ["compass", *dict.fromkeys(config.baselines)]
+    check_replaceable(out, JOB_FILE, config.overwrite, what="quickstart output")
+    # The adapter's training is the quickstart's largest step: does it fit the device? Refused
+    # here, before anything loads or is written (gradient checkpointing turned on when only
+    # that fits).
+    train_args = check_training_args("train", config, config.train, config.lora)
     job = Job(out, label="quickstart", overwrite=config.overwrite, total=len(methods) + 10)
     job.claim()
-    base = LoadedBase(config.model)
+    base = LoadedBase(config)
+    model_settings = settings_of(base.settings)  # what a stage's numbers depend on
     specs = {
         "train": f"corpus:{lang}:{config.train_books}:{config.n_train}",
         "usage": f"corpus:{lang}:{config.usage_books}:{config.n_usage}",
@@ -219,9 +226,10 @@ def run_quickstart(config: QuickstartConfig) -> Path:
         )  # fmt: skip
 
     train_config = TrainConfig(
-        lang=lang, model=config.model, data=str(data.path / "train.jsonl"), data_format="text",
-        selection=str(selections["compass"].path / "selection.jsonl"), lora=config.lora,
-        train=config.train, packing=True, eval_fraction=0.0, store=str(out / "adapters"),
+        **base.settings.model_kwargs(), lang=lang, data=str(data.path / "train.jsonl"),
+        data_format="text", selection=str(selections["compass"].path / "selection.jsonl"),
+        lora=config.lora, train=train_args, packing=True, eval_fraction=0.0,
+        store=str(out / "adapters"),
     )  # fmt: skip
     train_data = read_training_data(train_config)
     trained_now: dict[str, Any] = {}
@@ -256,7 +264,7 @@ def run_quickstart(config: QuickstartConfig) -> Path:
         dict.fromkeys([lang, *(normalize_language(x) for x in config.shifcon_langs)])
     )
     shifcon_settings = {
-        "model": config.model, "langs": shifcon_langs, "books": config.train_books,
+        "model": model_settings, "langs": shifcon_langs, "books": config.train_books,
         "per_language": config.vector_sentences, "rank": config.subspace_rank,
     }  # fmt: skip
     shifcon_stage = job.run(
@@ -276,7 +284,7 @@ def run_quickstart(config: QuickstartConfig) -> Path:
         return _eval_result(scores, lang)
 
     both = [lang, DOMINANT_LANGUAGE]
-    scoring = {"model": config.model, "letters": config.cloze_letters}
+    scoring = {"model": model_settings, "letters": config.cloze_letters}
     evals = {
         "base": job.run(
             "eval-base", scoring, lambda ctx: evaluate(base.model, both, False), after=[heldout]
@@ -320,7 +328,7 @@ def _shifcon_stage(config: QuickstartConfig, langs: list[str], base: LoadedBase,
 
     texts = corpus_texts(langs, config.train_books, config.vector_sentences)
     shifcon = ShifCon.build(
-        base.model, base.tokenizer, texts, ctx.out, base_spec=config.model,
+        base.model, base.tokenizer, texts, ctx.out, base_spec=base.spec,
         batch_size=config.eval_batch_size, max_length=64, subspace_rank=config.subspace_rank,
     )  # fmt: skip
     return {
@@ -364,9 +372,11 @@ def _shifcon_train(config, job, base, shifcon, lang, evaluate, started, adapter,
         if not run:
             return {"skipped": f"estimated {estimate:.0f} s, {max(left, 0):.0f} s of budget left"}
         pairs = corpus_pairs([lang], config.train_books, config.shifcon_pairs)
+        checked = check_training_args("shifcon", base.settings, args, config.lora)
         trainer = ShifConTrainer(
-            base.fresh(), base.tokenizer, shifcon, pairs, args, lora=config.lora, run_dir=ctx.work
-        )
+            base.fresh(), base.tokenizer, shifcon, pairs, checked, lora=config.lora,
+            run_dir=ctx.work,
+        )  # fmt: skip
         metrics = trainer.train()
         trainer.model.save_pretrained(str(ctx.out / "adapter"))
         stamp_adapter(ctx.out / "adapter", base_identity(base.spec), lang)
