@@ -158,7 +158,7 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server, cli
         post(server, completions, long_prompt), 400, code="context_length_exceeded", says="256"
     )
     assert_error(post(server, completions, content=b"x" * 5000), 413, code="request_too_large")
-    assert_error(post(server, completions, {"model": "sw", "prompt": "hi", "n": 2}), 400, "n")
+    assert_error(post(server, completions, {"model": "sw", "prompt": "hi", "n": 0}), 400, "n")
     assert_error(post(server, completions, {"model": "sw"}), 400, "prompt")
     assert_error(post(server, "/v1/chat/completions", {"model": "sw"}), 400, "messages")
     bad_temperature = {"model": "sw", "prompt": "hi", "temperature": 7}

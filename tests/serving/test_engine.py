@@ -28,7 +28,7 @@ def make_engine(model_dir, store, **kwargs):
 def submit(engine, prompt, lang, **sampling):
     sink = Collector()
     params = SamplingParams(**{"max_tokens": 8, "temperature": 0.0, **sampling})
-    request = GenerationRequest(engine.encode(prompt), params, sink, lang=lang)
+    request = GenerationRequest([engine.encode(prompt)], params, sink, lang=lang)
     engine.submit(request)
     return request, sink
 
