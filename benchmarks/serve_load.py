@@ -397,6 +397,7 @@ def parse_args() -> argparse.Namespace:
     add("--timeout-s", type=float, help="bound on the whole run")
     add("--threads", type=int, help="torch threads of the servers and the bare loops")
     add("--out", default="docs/serve_load.json")
+    add("--table", metavar="JSON", help="only print the Markdown tables of a report, then exit")
     args = parser.parse_args()
     for key, value in PRESETS["tiny" if args.tiny else "real"].items():
         if getattr(args, key) is None:
@@ -407,8 +408,52 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def markdown(report: dict) -> str:
+    """The report's figures as the Markdown tables of docs/serving.md."""
+    lines = []
+    if "poisson" in report:
+        lines += [
+            "| offered load | batching | tok/s | TTFT p50 / p95 | latency p50 / p95 |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        capacity = report["poisson"]["capacity_tokens_per_s"]
+        for load in report["poisson"]["loads"]:
+            share = load["offered_tokens_per_s"] / capacity
+            for mode in MODES:
+                m = load[mode]
+                lines.append(
+                    f"| {load['rate_per_s']:.2f} req/s ({share:.0%}) | {mode} | "
+                    f"{m['tokens_per_s']:.1f} | {m['p50_ttft_s']:.2f} / {m['p95_ttft_s']:.2f} s | "
+                    f"{m['p50_latency_s']:.2f} / {m['p95_latency_s']:.2f} s |"
+                )
+        lines += ["", "| offered load | p95 latency continuous / static | throughput continuous / static |",
+                  "| --- | --- | --- |"]  # fmt: skip
+        for load in report["poisson"]["loads"]:
+            r = load["ratios"]
+            lines.append(
+                f"| {load['rate_per_s']:.2f} req/s | {r['p95_latency_continuous_over_static']:.2f} "
+                f"(goal <= 0.5) | {r['throughput_continuous_over_static']:.2f} (goal >= 1) |"
+            )
+    if "closed" in report and "ratios" in report["closed"]:
+        rate, ratios = report["closed"]["median_tokens_per_s"], report["closed"]["ratios"]
+        lines += [
+            "",
+            "| closed loop (median tok/s) | mixed | single | bare | bare-mixed |",
+            "| --- | --- | --- | --- | --- |",
+            f"| | {rate['mixed']:.1f} | {rate['single']:.1f} | {rate['bare']:.1f} | "
+            f"{rate['bare-mixed']:.1f} |",
+            "",
+            f"mixed / single {ratios['mixed_over_single']:.2f} (goal >= 0.9), single / bare "
+            f"{ratios['single_over_bare']:.2f} (goal >= 0.9).",
+        ]
+    return "\n".join(lines)
+
+
 def main() -> int:
     args = parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text("utf-8"))))
+        return 0
     if args.threads:
         import torch
 
@@ -556,6 +601,7 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n", "utf-8")
+    print(markdown(result))
     print(f"wrote {out}")
     return 0
 

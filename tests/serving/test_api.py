@@ -552,3 +552,31 @@ def test_the_models_generation_config_gives_the_defaults(tmp_path, store):
             model="sw", prompt="jambo", max_tokens=24, temperature=0, extra_body=extra
         )
         assert unbounded.choices[0].text != longer_greedy.choices[0].text
+
+
+def test_streams_carry_every_choice_by_its_index(client):
+    body = dict(model="sw", prompt=["jambo", "salut"], n=2, max_tokens=5, **GREEDY)
+    whole = client.completions.create(**body)
+    chunks = list(
+        client.completions.create(stream=True, stream_options={"include_usage": True}, **body)
+    )
+    texts, finished = ["", "", "", ""], [None] * 4
+    for chunk in chunks[:-1]:
+        (choice,) = chunk.choices
+        texts[choice.index] += choice.text
+        if choice.finish_reason:
+            finished[choice.index] = choice.finish_reason
+    assert texts == [c.text for c in whole.choices] and finished == ["length"] * 4
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens == 20
+    messages = [{"role": "user", "content": "jambo"}]
+    chat = list(
+        client.chat.completions.create(
+            model="fr", messages=messages, n=2, max_tokens=4, stream=True, **GREEDY
+        )
+    )
+    roles = [c.choices[0].index for c in chat if c.choices[0].delta.role == "assistant"]
+    assert roles == [0, 1]
+    contents = ["", ""]
+    for chunk in chat:
+        contents[chunk.choices[0].index] += chunk.choices[0].delta.content or ""
+    assert contents[0] == contents[1] != ""  # greedy choices of one prompt agree

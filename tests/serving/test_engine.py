@@ -458,3 +458,20 @@ def test_a_promotion_between_steps_keeps_running_rows_on_their_version(model_dir
     assert old.token_ids == greedy_alone(model_dir, store, "sw", ids, 16, version=1)
     assert new.token_ids == greedy_alone(model_dir, store, "sw", ids, 16, version=2)
     assert old.token_ids != new.token_ids
+
+
+def test_a_cache_that_cannot_be_joined_falls_back_to_static_batching(
+    model_dir, store, monkeypatch, caplog
+):
+    import lingualift.serving.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "unsupported", lambda cache: "the cache is exotic")
+    engine = make_engine(model_dir, store)
+    _, sink = submit(engine, "jambo", "sw", max_tokens=6)
+    engine.start()
+    try:
+        assert sink.wait().completion_tokens == 6
+    finally:
+        engine.stop()
+    assert engine.batching == "static"
+    assert "continuous batching is off for this model (the cache is exotic)" in caplog.text

@@ -128,11 +128,16 @@ class StackedLora:
             delta = torch.bmm(torch.bmm(flat, a), b)
             return output + delta.reshape(output.shape).to(output.dtype)
 
+        # PEFT's own adapters are off for the batch: the tuner's switch, not the model's
+        # disable_adapter(), which also builds a status report of every layer on each entry
+        # (a serving engine enters a batch context each time its rows change).
+        tuner = self.model.base_model
+        tuner.disable_adapter_layers()
         try:
-            with self.model.disable_adapter():
-                for layer, _, _ in self._stacks:
-                    handles.append(layer.register_forward_hook(add_rows))
-                yield
+            for layer, _, _ in self._stacks:
+                handles.append(layer.register_forward_hook(add_rows))
+            yield
         finally:
             for handle in handles:
                 handle.remove()
+            tuner.enable_adapter_layers()

@@ -257,6 +257,8 @@ class Engine:
         self._batch: PaddedBatch | None = None
         self._rows: list[_Row] = []
         self._context: contextlib.ExitStack | None = None
+        """The adapter and ShifCon context of the last forward, kept open while it still fits."""
+        self._context_key: tuple[Any, ...] = ()
         self._context_extra: dict[str, Any] = {}
         self._joinable: bool | None = None
         self.eos_ids = _eos_ids(registry.model, tokenizer)
@@ -414,7 +416,6 @@ class Engine:
         """Prefill the newcomers' prompts and join their rows to the batch (or finish them)."""
         import torch
 
-        self._close_context()
         now = time.monotonic()
         prompts: list[_Prompt] = []
         rows: list[_Row] = []
@@ -426,9 +427,10 @@ class Engine:
         try:
             with torch.inference_mode():
                 batch, row_of, scored = self._prefill(prompts)
-                self._join(prompts, rows, batch, row_of)
+                joined = self._join(prompts, rows, batch, row_of)
         except Exception as exc:
             logger.exception("starting %d rows failed", len(rows))
+            self._close_context()
             for row in rows:
                 if not row.done:
                     row.done = True
@@ -456,12 +458,14 @@ class Engine:
             for row in rows:  # choices that wanted only their prompt scored end at once
                 if row.request is request and not row.done and request.sampling.max_tokens == 0:
                     self._finish(row, "length")
+        if joined and self.on_batch is not None:
+            self.on_batch(len(self._rows))
 
     def _join(
         self, prompts: list[_Prompt], rows: list[_Row], batch: PaddedBatch, row_of: list[int]
-    ) -> None:
-        """Make the rows that generate part of the running batch: each a copy of its prompt's
-        prefilled row (``row_of``: the batch row of each prompt)."""
+    ) -> int:
+        """Make the rows that generate part of the running batch, each a copy of its prompt's
+        prefilled row (``row_of``: the batch row of each prompt); returns how many joined."""
         import torch
 
         index: list[int] = []
@@ -474,15 +478,14 @@ class Engine:
                 joining.append(row)
                 index.append(starts[(id(row.request), row.index // row.request.n)])
         if not joining:
-            return
+            return 0
         batch.select(torch.tensor(index, dtype=torch.long, device=batch.logits.device))
         if self._batch is None:
             self._batch = batch
         else:
             self._batch.join(batch)
         self._rows += joining
-        if self.on_batch is not None:
-            self.on_batch(len(self._rows))
+        return len(joining)
 
     def _new_row(
         self, request: GenerationRequest, prompt: int, ids: list[int], choice: int
@@ -507,8 +510,9 @@ class Engine:
 
         Prompts to score are run apart, in column chunks with every position's logits.
         """
-        plain = [i for i, p in enumerate(prompts) if p.request.sampling.prompt_logprobs is None]
-        scored = [i for i, p in enumerate(prompts) if i not in set(plain)]
+        plain, scored = [], []
+        for i, prompt in enumerate(prompts):
+            (plain if prompt.request.sampling.prompt_logprobs is None else scored).append(i)
         batch: PaddedBatch | None = None
         order: list[int] = []
         logprobs: dict[int, list[TokenLogprobs | None]] = {}
@@ -542,51 +546,46 @@ class Engine:
             attention[i, width - len(prompt.ids) :] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        adapters = [p.adapter for p in prompts]
-        langs = [p.request.lang for p in prompts]
-        with contextlib.ExitStack() as stack:
-            extra = self._enter_rows(stack, adapters, langs)
-            if not score:
-                out = self.model(
-                    input_ids=input_ids,
-                    attention_mask=attention,
-                    position_ids=positions,
-                    use_cache=True,
-                    logits_to_keep=1,
-                    **extra,
-                )
-                batch = PaddedBatch(
-                    out.past_key_values, attention, positions[:, -1] + 1, out.logits[:, -1, :]
-                )
-                self._check_joinable(batch)
-                return batch, None
-            scores: list[list[TokenLogprobs | None]] = [[None] for _ in prompts]
-            vocab = self.vocab_size or 1
-            chunk = max(1, self.prefill_logits_budget // (len(prompts) * vocab))
-            cache = None
-            for start in range(0, width, chunk):
-                end = min(width, start + chunk)
-                out = self.model(
-                    input_ids=input_ids[:, start:end],
-                    attention_mask=attention[:, :end],
-                    position_ids=positions[:, start:end],
-                    past_key_values=cache,
-                    use_cache=True,
-                    **extra,
-                )
-                cache = out.past_key_values
-                for i, prompt in enumerate(prompts):
-                    first = width - len(prompt.ids)  # the column of the prompt's first token
-                    a, b = max(start, first), min(end, width - 1)
-                    if a < b:  # column c's logits score the token in column c + 1
-                        targets = prompt.ids[a + 1 - first : b + 1 - first]
-                        top = prompt.request.sampling.prompt_logprobs or 0
-                        scores[i] += score_tokens(
-                            out.logits[i, a - start : b - start], targets, top
-                        )
-            batch = PaddedBatch(cache, attention, positions[:, -1] + 1, out.logits[:, -1, :])
+        extra = self._context_for([p.adapter for p in prompts], [p.request.lang for p in prompts])
+        if not score:
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=1,
+                **extra,
+            )
+            batch = PaddedBatch(
+                out.past_key_values, attention, positions[:, -1] + 1, out.logits[:, -1, :]
+            )
             self._check_joinable(batch)
-            return batch, scores
+            return batch, None
+        scores: list[list[TokenLogprobs | None]] = [[None] for _ in prompts]
+        vocab = self.vocab_size or 1
+        chunk = max(1, self.prefill_logits_budget // (len(prompts) * vocab))
+        cache = None
+        for start in range(0, width, chunk):
+            end = min(width, start + chunk)
+            out = self.model(
+                input_ids=input_ids[:, start:end],
+                attention_mask=attention[:, :end],
+                position_ids=positions[:, start:end],
+                past_key_values=cache,
+                use_cache=True,
+                **extra,
+            )
+            cache = out.past_key_values
+            for i, prompt in enumerate(prompts):
+                first = width - len(prompt.ids)  # the column of the prompt's first token
+                a, b = max(start, first), min(end, width - 1)
+                if a < b:  # column c's logits score the token in column c + 1
+                    targets = prompt.ids[a + 1 - first : b + 1 - first]
+                    top = prompt.request.sampling.prompt_logprobs or 0
+                    scores[i] += score_tokens(out.logits[i, a - start : b - start], targets, top)
+        batch = PaddedBatch(cache, attention, positions[:, -1] + 1, out.logits[:, -1, :])
+        self._check_joinable(batch)
+        return batch, scores
 
     def _check_joinable(self, batch: PaddedBatch) -> None:
         if self._joinable is not None:
@@ -648,14 +647,9 @@ class Engine:
             batch.trim()
             tokens = tokens[index]
             self._rows = [self._rows[i] for i in keep]
-            self._close_context()
-        if self._context is None:
-            self._context = contextlib.ExitStack()
-            self._context_extra = self._enter_rows(
-                self._context,
-                [row.adapter for row in self._rows],
-                [row.request.lang for row in self._rows],
-            )
+        extra = self._context_for(
+            [row.adapter for row in self._rows], [row.request.lang for row in self._rows]
+        )
         batch.append_column()
         out = self.model(
             input_ids=tokens[:, None],
@@ -664,7 +658,7 @@ class Engine:
             past_key_values=batch.cache,
             use_cache=True,
             logits_to_keep=1,
-            **self._context_extra,
+            **extra,
         )
         batch.cache, batch.logits = out.past_key_values, out.logits[:, -1, :]
         batch.positions = batch.positions + 1
@@ -728,20 +722,37 @@ class Engine:
     def _close_context(self) -> None:
         if self._context is not None:
             self._context.close()
-            self._context, self._context_extra = None, {}
+            self._context, self._context_key, self._context_extra = None, (), {}
 
-    def _enter_rows(
-        self,
-        stack: contextlib.ExitStack,
-        adapters: Sequence[LoadedAdapter | None],
-        langs: Sequence[str | None],
+    def _context_for(
+        self, adapters: Sequence[LoadedAdapter | None], langs: Sequence[str | None]
     ) -> dict[str, Any]:
-        """Adapters and ShifCon shifts for a forward over these rows; returns extra kwargs."""
-        extra = stack.enter_context(self.registry.batch(list(adapters)))
-        if self.shifcon is not None:
-            known = set(self.shifcon.languages)
-            shifts = [lang if lang in known else self.shifcon.dominant for lang in langs]
-            stack.enter_context(self.shifcon.apply(self.model, shifts))
+        """Adapters and ShifCon shifts for a forward over these rows; returns extra kwargs.
+
+        PEFT's adapter switches walk the whole model (tens of milliseconds for a small one),
+        so the context stays open while the next forward needs the same one: rows that all
+        use one adapter (or none) need the same context however many join or leave, and so
+        does a prefill of newcomers on that adapter. Rows on several adapters are gathered
+        per row, so any change of rows enters a new context.
+        """
+        names = [a.peft_name if a is not None else None for a in adapters]
+        key: tuple[Any, ...] = ("one", names[0]) if len(set(names)) == 1 else ("rows", *names)
+        if self.shifcon is not None:  # shifts are applied per row
+            key += ("langs", *langs)
+        if self._context is not None and key == self._context_key:
+            return self._context_extra
+        self._close_context()
+        stack = contextlib.ExitStack()
+        try:
+            extra = stack.enter_context(self.registry.batch(list(adapters)))
+            if self.shifcon is not None:
+                known = set(self.shifcon.languages)
+                shifts = [lang if lang in known else self.shifcon.dominant for lang in langs]
+                stack.enter_context(self.shifcon.apply(self.model, shifts))
+        except BaseException:
+            stack.close()
+            raise
+        self._context, self._context_key, self._context_extra = stack, key, extra
         return extra
 
 
