@@ -16,7 +16,7 @@ from lingualift.serving.engine import (
     TextDelta,
 )
 
-from .conftest import Collector, greedy_alone
+from .conftest import Collector, greedy_alone, wait_for
 
 
 def make_engine(model_dir, store, **kwargs):
@@ -475,3 +475,41 @@ def test_a_cache_that_cannot_be_joined_falls_back_to_static_batching(
         engine.stop()
     assert engine.batching == "static"
     assert "continuous batching is off for this model (the cache is exotic)" in caplog.text
+
+
+def test_a_mixed_batch_takes_joining_and_leaving_rows_without_switching_peft(model_dir, store):
+    """PEFT's switch between its own adapters and the stacked path walks every layer; once a
+    batch is stacked, newcomers' prefills and rows leaving only regather the rows."""
+    engine = make_engine(model_dir, store)
+    tuner = engine.model.base_model
+    switches = []
+    original = tuner.disable_adapter_layers
+    tuner.disable_adapter_layers = lambda: (switches.append(1), original())[1]
+    ids = engine.encode("jambo rafiki")
+    sinks, forwards = [], 0
+    langs = ["fr", None, "sw", "fr", "sw"]
+
+    def send_one_per_forward(module, args):
+        nonlocal forwards
+        forwards += 1
+        if 3 <= forwards < 3 + len(langs):  # one newcomer after each forward, then rows leave
+            sink = Collector()
+            sinks.append((langs[forwards - 3], forwards, sink))
+            params = SamplingParams(max_tokens=4 + forwards, temperature=0.0, ignore_eos=True)
+            engine.submit(GenerationRequest([ids], params, sink, lang=langs[forwards - 3]))
+
+    hook = decoder_layers(engine.model)[0].register_forward_pre_hook(send_one_per_forward)
+    first = Collector()
+    params = SamplingParams(max_tokens=12, temperature=0.0, ignore_eos=True)
+    engine.submit(GenerationRequest([ids], params, first, lang="sw"))
+    engine.start()
+    try:
+        assert first.wait().token_ids == greedy_alone(model_dir, store, "sw", ids, 12)
+        wait_for(lambda: len(sinks) == len(langs), what="every newcomer")
+        for lang, sent_at, sink in sinks:
+            expected = greedy_alone(model_dir, store, lang, ids, 4 + sent_at)
+            assert sink.wait().token_ids == expected
+    finally:
+        engine.stop()
+        hook.remove()
+    assert 1 <= len(switches) <= 2  # entering the stacked path, not once per change of rows

@@ -260,6 +260,7 @@ class Engine:
         """The adapter and ShifCon context of the last forward, kept open while it still fits."""
         self._context_key: tuple[Any, ...] = ()
         self._context_extra: dict[str, Any] = {}
+        self._context_regathers = False
         self._joinable: bool | None = None
         self.eos_ids = _eos_ids(registry.model, tokenizer)
         self.max_positions = _max_positions(registry.model)
@@ -723,6 +724,7 @@ class Engine:
         if self._context is not None:
             self._context.close()
             self._context, self._context_key, self._context_extra = None, (), {}
+            self._context_regathers = False
 
     def _context_for(
         self, adapters: Sequence[LoadedAdapter | None], langs: Sequence[str | None]
@@ -732,15 +734,25 @@ class Engine:
         PEFT's adapter switches walk the whole model (tens of milliseconds for a small one),
         so the context stays open while the next forward needs the same one: rows that all
         use one adapter (or none) need the same context however many join or leave, and so
-        does a prefill of newcomers on that adapter. Rows on several adapters are gathered
-        per row, so any change of rows enters a new context.
+        does a prefill of newcomers on that adapter. Rows on several adapters go through
+        stacked LoRA, gathered per row: once open, that context takes any later rows (a
+        prefill, rows that joined or left) by regathering them, until a reload check closes
+        it. ShifCon's shifts are per row: with ShifCon every change of rows re-enters.
         """
-        names = [a.peft_name if a is not None else None for a in adapters]
-        key: tuple[Any, ...] = ("one", names[0]) if len(set(names)) == 1 else ("rows", *names)
-        if self.shifcon is not None:  # shifts are applied per row
-            key += ("langs", *langs)
+        names = tuple(a.peft_name if a is not None else None for a in adapters)
+        if self.shifcon is not None:
+            key: tuple[Any, ...] = (names, tuple(langs))
+        elif self._context_regathers:
+            key = names
+        else:
+            key = ("one", names[0]) if len(set(names)) == 1 else names
         if self._context is not None and key == self._context_key:
             return self._context_extra
+        if self._context is not None and self._context_regathers:
+            extra = self.registry.rebatch(adapters)
+            if extra is not None:
+                self._context_key, self._context_extra = names, extra
+                return extra
         self._close_context()
         stack = contextlib.ExitStack()
         try:
@@ -753,6 +765,14 @@ class Engine:
             stack.close()
             raise
         self._context, self._context_key, self._context_extra = stack, key, extra
+        # A stacked batch (rows on several adapters) can take later rows by regathering.
+        self._context_regathers = (
+            self.shifcon is None
+            and len(set(names)) > 1
+            and self.registry.rebatch(adapters) is not None
+        )
+        if self._context_regathers:
+            self._context_key = names
         return extra
 
 
