@@ -31,8 +31,10 @@ ends before the next one starts. Models whose cache cannot be joined in place
 (:meth:`~lingualift.adapters.registry.AdapterRegistry.batch`: stacked LoRA,
 one gathered matmul per layer, when rows mix plain LoRA adapters; PEFT's
 ``adapter_names`` otherwise; one active adapter, or adapters off, when every
-row agrees), entered once per batch composition, not per step. ShifCon shifts
-each row for its language.
+row agrees). PEFT's switches walk every layer, so the context is kept while the
+next forward fits it (one adapter: however rows come and go), and a stacked
+batch takes new rows by regathering them. ShifCon shifts each row for its
+language.
 
 **Prompt logprobs** (``echo`` with ``logprobs``, lm-eval's loglikelihood
 requests) need the logits at every prompt position; those prompts are
