@@ -1,45 +1,54 @@
-"""Benchmark: load on the OpenAI-compatible server vs a bare ``model.generate`` loop.
+"""Benchmark: the server under load, static vs continuous batching, and against bare generate.
 
-A server (``lingualift serve`` in a subprocess, localhost only) holds one base
-model with a random LoRA adapter (r=8, all linear layers; speed does not depend
-on what an adapter learned) for each of ``--langs``. ``--clients`` concurrent
-clients each send requests one after the other (greedy, ``ignore_eos``, exactly
-``--max-tokens`` new tokens) until ``--requests`` were answered, in two modes,
-alternating over ``--rounds``:
+Two ``lingualift serve`` processes (localhost only) hold the same base model with
+a random LoRA adapter (r=8, all linear layers; speed does not depend on what an
+adapter learned) for each of ``--langs``: one with ``batching=continuous`` (the
+default), one with ``batching=static``. Two phases run in one go:
 
-* mixed  - request ``i`` asks for language ``langs[i % len(langs)]``: every batch
-  mixes all adapters (stacked per layer, :mod:`lingualift.adapters.multilora`);
-* single - every request asks for the first language: one adapter per batch;
+**Poisson** (static vs continuous, the same offered load). First the
+continuous server's capacity is measured (``--max-batch`` concurrent requests of
+64 tokens: completion tokens/s over mean tokens per request). Then for each
+load in ``--loads`` (fractions of that capacity; or ``--rates`` in requests/s)
+``--requests`` requests arrive at Poisson times (seeded), each for a language
+drawn from ``--langs`` (mixed adapters), greedy, ``ignore_eos``, ``max_tokens``
+drawn from ``--min-tokens``..``--max-tokens`` (8-128). The same arrivals and
+requests go to both servers, one after the other (the order alternates by
+load). Requests stream, so each one's time to first token (first chunk) and
+latency (send to ``[DONE]``) are measured; throughput is completion tokens over
+the time from the first send to the last answer. Reported per server and load:
+p50/p95 time to first token, p50/p95 latency, tokens/s; and the ratios the
+design aims for: continuous p95 latency at most half of static's, throughput
+at least equal.
 
-then, with the server stopped, the same prompts run through
+**Closed loop** (is the server as fast as ``generate``; do mixed batches cost).
+``--clients`` clients each send requests one after the other (greedy,
+``ignore_eos``, exactly ``--closed-tokens`` tokens) to the continuous server:
+*mixed* (request ``i`` for language ``i % len(langs)``: every batch mixes every
+adapter, stacked per layer) and *single* (one adapter), alternating over
+``--rounds``; then, with the servers stopped, a bare ``model.generate`` loop on
+the same prompts at the same batch size (*bare*: one adapter active;
+*bare-mixed*: PEFT's ``adapter_names``). Goals: single >= 0.9 x bare, mixed
+>= 0.9 x single.
 
-* bare   - ``model.generate`` in batches of ``--clients`` (the server's batch
-  size), left padded, first language's adapter active, no HTTP and no queue;
-* bare-mixed - the same with each row's adapter through ``adapter_names``.
+Every request must be answered (HTTP 200) and each server's traffic log must
+hold one row per request sent to it. Everything stops by itself: ``--timeout-s``
+bounds the whole run. A table is printed and JSON written (``--out``).
 
-It reports generated tokens per second and p50/p95 request latency per mode,
-the ratios the design aims for (mixed/single >= 0.8, single/bare >= 0.9),
-asserts that every request was answered (HTTP 200) and that the traffic log
-holds one row per request, prints a table and writes JSON (``--out``).
-Everything stops by itself: ``--timeout-s`` bounds the whole run. With the
-defaults (8 clients, 16 requests of 32 tokens per mode and round, 2 rounds:
-2,048 server tokens, then 2 x 512 bare tokens) a run on the embedded 270M
-model took about 2 minutes on 2 idle CPU cores (docs/serving.md).
+    python benchmarks/serve_load.py --out docs/serve_load.json      # embedded Gemma 3 270M
 
-    python benchmarks/serve_load.py --out docs/serve_load.json                  # embedded 270M
-
-    # a quick check of the script itself on a tiny random model (seconds):
+    # the script itself on a tiny random model (seconds; its figures mean nothing):
     python -c "from lingualift.testing import save_tiny_causal_lm as s; s('/tmp/tiny-model')"
-    python benchmarks/serve_load.py --model /tmp/tiny-model --clients 4 --requests 8 \\
-        --max-tokens 8 --out /tmp/serve_load_tiny.json
+    python benchmarks/serve_load.py --tiny --model /tmp/tiny-model --out /tmp/serve_load_tiny.json
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -47,6 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 PROMPTS = {
@@ -58,6 +68,20 @@ PROMPTS = {
     "id": ["Selamat pagi temanku, hari ini aku", "Anak-anak bermain bola di sekolah"],
 }
 CLI = "import sys; from lingualift.cli import main; sys.exit(main(sys.argv[1:]))"
+MODES = ("static", "continuous")
+
+# Defaults: "real" for the embedded 270M model on 2 CPU cores (about 0.2 s per decoding step
+# at batch 8), "tiny" for a random 32-wide model where HTTP and Python dominate.
+PRESETS = {
+    "real": dict(
+        requests=24, loads="0.3,0.6,0.9", closed_requests=16, closed_tokens=32, rounds=2,
+        timeout_s=5400.0, threads=None,
+    ),
+    "tiny": dict(
+        requests=16, loads="0.5,0.9", closed_requests=8, closed_tokens=8, rounds=1,
+        timeout_s=300.0, threads=1,
+    ),
+}  # fmt: skip
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -91,16 +115,176 @@ def make_store(model_spec: str, langs: list[str], root: Path) -> None:
         model = peft_model.unload()  # the plain base model again, for the next adapter
 
 
-async def run_clients(url: str, requests: list[tuple[str, str]], clients: int, max_tokens: int):
+def child_env(threads: int | None) -> dict[str, str]:
+    """The servers' environment: this same lingualift, and ``threads`` torch threads if given."""
+    import lingualift
+
+    env = os.environ.copy()
+    source = str(Path(lingualift.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (source, env.get("PYTHONPATH")) if p)
+    if threads:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[name] = str(threads)
+    return env
+
+
+@contextlib.contextmanager
+def servers(args, store_root: Path, work: Path, deadline: float) -> Iterator[dict[str, dict]]:
+    """Both servers running (mode -> {url, log_dir, process}), stopped gracefully at the end."""
+    import httpx
+
+    running: dict[str, dict] = {}
+    try:
+        for mode in MODES:
+            port = free_port()
+            log_dir = work / f"traffic-{mode}"
+            command = [
+                sys.executable, "-c", CLI, "serve",
+                f"model={args.model}", f"store={store_root}", f"log_dir={log_dir}",
+                f"port={port}", f"batching={mode}", f"max_batch_size={args.max_batch}",
+                f"batch_wait_ms={args.batch_wait_ms}", "max_queue=1024",
+                f"max_tokens_limit={max(args.max_tokens, args.closed_tokens, 64)}",
+                "reload_interval_s=60", "log_level=warning",
+            ]  # fmt: skip
+            process = subprocess.Popen(command, env=child_env(args.threads))
+            running[mode] = {
+                "url": f"http://127.0.0.1:{port}",
+                "log_dir": log_dir,
+                "process": process,
+            }
+        for mode, server in running.items():  # both load their model at once: wait for /health
+            while True:
+                if server["process"].poll() is not None:
+                    raise SystemExit(
+                        f"the {mode} server exited with {server['process'].returncode}"
+                    )
+                if time.monotonic() > deadline:
+                    raise SystemExit("the servers did not start before --timeout-s")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"{server['url']}/health", timeout=2).status_code == 200:
+                        break
+                time.sleep(0.3)
+        yield running
+    finally:
+        for server in running.values():  # graceful: each traffic log closes its segment
+            server["process"].send_signal(signal.SIGINT)
+        for server in running.values():
+            try:
+                server["process"].wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server["process"].kill()
+                server["process"].wait()
+
+
+# -- the Poisson phase ---------------------------------------------------------------------------
+
+
+def workload(langs: list[str], n: int, rate: float, low: int, high: int, seed: int) -> list[dict]:
+    """``n`` requests: Poisson arrival times at ``rate`` per second, a language and a prompt each,
+    ``max_tokens`` uniform in ``low..high``."""
+    rng = random.Random(seed)
+    at, requests = 0.0, []
+    for _ in range(n):
+        lang = rng.choice(langs)
+        requests.append(
+            {
+                "at": at,
+                "lang": lang,
+                "prompt": rng.choice(PROMPTS[lang]),
+                "max_tokens": rng.randint(low, high),
+            }
+        )
+        at += rng.expovariate(rate)
+    return requests
+
+
+async def stream_one(http, url: str, request: dict, start: float) -> dict:
+    """Send one request at its arrival time and stream its answer; its timings."""
+    await asyncio.sleep(max(0.0, start + request["at"] - time.perf_counter()))
+    body = {
+        "model": request["lang"],
+        "prompt": request["prompt"],
+        "max_tokens": request["max_tokens"],
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    sent = time.perf_counter()
+    first, tokens, status = None, 0, 0
+    async with http.stream("POST", f"{url}/v1/completions", json=body) as response:
+        status = response.status_code
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            elif first is None and chunk.get("choices"):
+                first = time.perf_counter()
+    done = time.perf_counter()
+    return {
+        "status": status,
+        "sent_s": sent - start,
+        "ttft_s": (first or done) - sent,
+        "latency_s": done - sent,
+        "tokens": tokens,
+        "asked": request["max_tokens"],
+    }
+
+
+async def poisson_run(url: str, requests: list[dict]) -> tuple[list[dict], float]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=len(requests) + 1)
+    async with httpx.AsyncClient(timeout=3600, limits=limits) as http:
+        start = time.perf_counter()
+        results = await asyncio.gather(*(stream_one(http, url, r, start) for r in requests))
+        seconds = time.perf_counter() - start
+    return list(results), seconds
+
+
+def poisson_summary(results: list[dict], seconds: float) -> dict:
+    tokens = sum(r["tokens"] for r in results)
+    ttft = [r["ttft_s"] for r in results]
+    latency = [r["latency_s"] for r in results]
+    return {
+        "requests": len(results),
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+        "p50_ttft_s": percentile(ttft, 0.5),
+        "p95_ttft_s": percentile(ttft, 0.95),
+        "p50_latency_s": percentile(latency, 0.5),
+        "p95_latency_s": percentile(latency, 0.95),
+    }
+
+
+async def capacity(url: str, langs: list[str], batch: int, tokens: int) -> float:
+    """Completion tokens/s of ``batch`` concurrent requests of ``tokens`` tokens."""
+    requests = [
+        {"at": 0.0, "lang": langs[i % len(langs)], "prompt": PROMPTS[langs[i % len(langs)]][0],
+         "max_tokens": tokens}
+        for i in range(batch)
+    ]  # fmt: skip
+    results, seconds = await poisson_run(url, requests)
+    assert all(r["status"] == 200 for r in results), results
+    return sum(r["tokens"] for r in results) / seconds
+
+
+# -- the closed-loop phase -----------------------------------------------------------------------
+
+
+async def closed_loop(url: str, requests: list[tuple[str, str]], clients: int, max_tokens: int):
     """Send ``requests`` ((model, prompt) pairs) from ``clients`` concurrent clients."""
     import httpx
 
     results: list[dict] = []
-    pending = list(enumerate(requests))
+    pending = list(requests)
 
     async def client(http: httpx.AsyncClient) -> None:
         while pending:
-            _, (model, prompt) = pending.pop(0)
+            model, prompt = pending.pop(0)
             body = {
                 "model": model,
                 "prompt": prompt,
@@ -110,26 +294,24 @@ async def run_clients(url: str, requests: list[tuple[str, str]], clients: int, m
             }
             start = time.perf_counter()
             response = await http.post(f"{url}/v1/completions", json=body)
-            latency = time.perf_counter() - start
             data = response.json()
             results.append(
                 {
                     "status": response.status_code,
-                    "latency_s": latency,
+                    "latency_s": time.perf_counter() - start,
                     "tokens": (data.get("usage") or {}).get("completion_tokens", 0),
                     "adapter": (data.get("lingualift") or {}).get("adapter"),
                 }
             )
 
-    limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as http:
+    async with httpx.AsyncClient(timeout=3600, limits=httpx.Limits(max_connections=clients)) as h:
         start = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
+        await asyncio.gather(*(client(h) for _ in range(clients)))
         seconds = time.perf_counter() - start
     return results, seconds
 
 
-def summarize(name: str, results: list[dict], seconds: float) -> dict:
+def closed_summary(name: str, results: list[dict], seconds: float) -> dict:
     tokens = sum(r["tokens"] for r in results)
     latencies = [r["latency_s"] for r in results]
     return {
@@ -184,156 +366,242 @@ def bare_loops(model_spec, store_root, langs, prompts, batch_size, max_tokens) -
             latencies += [time.perf_counter() - t0] * len(rows)
             tokens += (out.shape[1] - batch["input_ids"].shape[1]) * len(rows)
         seconds = time.perf_counter() - start
-        summary = summarize(name, [{"latency_s": x, "tokens": 0} for x in latencies], seconds)
+        summary = closed_summary(name, [{"latency_s": x, "tokens": 0} for x in latencies], seconds)
         summary.update(tokens=tokens, tokens_per_s=tokens / seconds, adapters=["generate"])
         summaries.append(summary)
     return summaries
 
 
-def main() -> int:
+# -- the run -------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="embedded:gemma-3-270m")
-    parser.add_argument("--langs", default="sw,fr,es,de", help="one adapter each")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients = batch size")
-    parser.add_argument("--requests", type=int, default=16, help="requests per mode and round")
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch-wait-ms", type=float, default=10.0)
-    parser.add_argument("--timeout-s", type=float, default=3600.0, help="bound on the whole run")
-    parser.add_argument("--out", default="docs/serve_load.json")
+    add = parser.add_argument
+    add("--tiny", action="store_true", help="defaults for a tiny random model (PRESETS['tiny'])")
+    add("--model", default="embedded:gemma-3-270m")
+    add("--langs", default="sw,fr,es,de", help="one adapter each")
+    add("--max-batch", type=int, default=8, help="the servers' max_batch_size")
+    add("--batch-wait-ms", type=float, default=10.0)
+    add("--requests", type=int, help="Poisson requests per load and server")
+    add("--loads", help="offered loads, fractions of the measured capacity (comma-separated)")
+    add("--rates", help="offered loads in requests/s instead of --loads (comma-separated)")
+    add("--min-tokens", type=int, default=8)
+    add("--max-tokens", type=int, default=128)
+    add("--seed", type=int, default=0)
+    add("--clients", type=int, default=8, help="closed loop: concurrent clients (= batch size)")
+    add("--closed-requests", type=int, help="closed loop: requests per mode and round")
+    add("--closed-tokens", type=int, help="closed loop: tokens per request")
+    add("--rounds", type=int, help="closed loop: rounds of mixed and single")
+    add("--phases", default="poisson,closed", help="which phases to run")
+    add("--timeout-s", type=float, help="bound on the whole run")
+    add("--threads", type=int, help="torch threads of the servers and the bare loops")
+    add("--out", default="docs/serve_load.json")
+    add("--table", metavar="JSON", help="only print the Markdown tables of a report, then exit")
     args = parser.parse_args()
-    deadline = time.monotonic() + args.timeout_s
-    langs = [x.strip() for x in args.langs.split(",") if x.strip()]
-    unknown = [lang for lang in langs if lang not in PROMPTS]
+    for key, value in PRESETS["tiny" if args.tiny else "real"].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    unknown = [lang for lang in args.langs.split(",") if lang not in PROMPTS]
     if unknown:
         parser.error(f"no built-in prompts for {unknown}; choose from {sorted(PROMPTS)}")
+    return args
 
+
+def markdown(report: dict) -> str:
+    """The report's figures as the Markdown tables of docs/serving.md."""
+    lines = []
+    if "poisson" in report:
+        lines += [
+            "| offered load | batching | tok/s | TTFT p50 / p95 | latency p50 / p95 |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        capacity = report["poisson"]["capacity_tokens_per_s"]
+        for load in report["poisson"]["loads"]:
+            share = load["offered_tokens_per_s"] / capacity
+            for mode in MODES:
+                m = load[mode]
+                lines.append(
+                    f"| {load['rate_per_s']:.2f} req/s ({share:.0%}) | {mode} | "
+                    f"{m['tokens_per_s']:.1f} | {m['p50_ttft_s']:.2f} / {m['p95_ttft_s']:.2f} s | "
+                    f"{m['p50_latency_s']:.2f} / {m['p95_latency_s']:.2f} s |"
+                )
+        lines += ["", "| offered load | p95 latency continuous / static | throughput continuous / static |",
+                  "| --- | --- | --- |"]  # fmt: skip
+        for load in report["poisson"]["loads"]:
+            r = load["ratios"]
+            lines.append(
+                f"| {load['rate_per_s']:.2f} req/s | {r['p95_latency_continuous_over_static']:.2f} "
+                f"(goal <= 0.5) | {r['throughput_continuous_over_static']:.2f} (goal >= 1) |"
+            )
+    if "closed" in report and "ratios" in report["closed"]:
+        rate, ratios = report["closed"]["median_tokens_per_s"], report["closed"]["ratios"]
+        lines += [
+            "",
+            "| closed loop (median tok/s) | mixed | single | bare | bare-mixed |",
+            "| --- | --- | --- | --- | --- |",
+            f"| | {rate['mixed']:.1f} | {rate['single']:.1f} | {rate['bare']:.1f} | "
+            f"{rate['bare-mixed']:.1f} |",
+            "",
+            f"mixed / single {ratios['mixed_over_single']:.2f} (goal >= 0.9), single / bare "
+            f"{ratios['single_over_bare']:.2f} (goal >= 0.9).",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    args = parse_args()
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text("utf-8"))))
+        return 0
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    deadline = time.monotonic() + args.timeout_s
+    langs = [x.strip() for x in args.langs.split(",") if x.strip()]
+    phases = {p.strip() for p in args.phases.split(",")}
     work = Path(tempfile.mkdtemp(prefix="lingualift-serve-load-"))
-    store_root, log_dir = work / "store", work / "traffic"
+    store_root = work / "store"
     print(f"building {len(langs)} random adapters on {args.model} in {store_root}", flush=True)
     make_store(args.model, langs, store_root)
-
-    mixed = [
-        (langs[i % len(langs)], PROMPTS[langs[i % len(langs)]][i // len(langs) % 2])
-        for i in range(args.requests)
-    ]
-    single = [(langs[0], prompt) for _, prompt in mixed]  # the same prompts, one adapter
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = [
-        sys.executable, "-c", CLI, "serve",
-        f"model={args.model}", f"store={store_root}", f"log_dir={log_dir}", f"port={port}",
-        f"max_batch_size={args.clients}", f"batch_wait_ms={args.batch_wait_ms}",
-        f"max_queue={4 * args.clients}", f"max_tokens_limit={max(args.max_tokens, 16)}",
-        f"default_max_tokens={min(16, args.max_tokens)}", "reload_interval_s=60",
-        "log_level=warning",
-    ]  # fmt: skip
-    server = subprocess.Popen(command, env=os.environ.copy())
-    sent = 0
-    summaries: dict[str, list[dict]] = {"mixed": [], "single": []}
-    try:
-        import httpx
-
-        while True:  # the model loads: wait for /health
-            if server.poll() is not None:
-                raise SystemExit(f"the server exited with code {server.returncode}")
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not start before --timeout-s")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        warm, _ = asyncio.run(run_clients(url, mixed[: args.clients], args.clients, 4))
-        sent += len(warm)
-        assert all(r["status"] == 200 for r in warm), warm
-        for round_ in range(args.rounds):
-            order = ["mixed", "single"] if round_ % 2 == 0 else ["single", "mixed"]
-            for name in order:
-                if time.monotonic() > deadline:
-                    raise SystemExit("out of time (--timeout-s); stopping")
-                requests = mixed if name == "mixed" else single
-                results, seconds = asyncio.run(
-                    run_clients(url, requests, args.clients, args.max_tokens)
-                )
-                sent += len(results)
-                failed = [r for r in results if r["status"] != 200]
-                assert not failed, f"{len(failed)} requests failed: {failed[:3]}"
-                assert all(r["tokens"] == args.max_tokens for r in results)
-                summary = summarize(name, results, seconds)
-                summaries[name].append(summary)
-                print(
-                    f"round {round_} {name:<6} {summary['tokens_per_s']:8.1f} tok/s  "
-                    f"p50 {summary['p50_latency_s']:.2f} s  p95 {summary['p95_latency_s']:.2f} s  "
-                    f"adapters {summary['adapters']}",
-                    flush=True,
-                )
-    finally:
-        server.send_signal(signal.SIGINT)  # graceful: the traffic log closes its segment
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-    from lingualift.data.traffic import list_segments, read_segments
-
-    rows = list(read_segments(log_dir))
-    assert not list(log_dir.glob("*.partial")), "the server left an open segment"
-    assert len(rows) == sent, f"{len(rows)} log rows for {sent} requests"
-    print(f"traffic log: {len(rows)} rows in {len(list_segments(log_dir))} segment(s)", flush=True)
-
-    prompts = mixed  # one round's prompts: rates, not totals, are compared
-    if time.monotonic() > deadline:
-        raise SystemExit("out of time (--timeout-s) before the bare loops")
-    bare, bare_mixed = bare_loops(
-        args.model, store_root, langs, prompts, args.clients, args.max_tokens
-    )
-    for summary in (bare, bare_mixed):
-        print(f"{summary['mode']:<10} {summary['tokens_per_s']:8.1f} tok/s", flush=True)
-
-    def best(name: str) -> dict:
-        return max(summaries[name], key=lambda s: s["tokens_per_s"])
-
-    rate = {
-        name: statistics.median(s["tokens_per_s"] for s in summaries[name]) for name in summaries
-    }
-    ratios = {
-        "mixed_over_single": rate["mixed"] / rate["single"],
-        "single_over_bare": rate["single"] / bare["tokens_per_s"],
-        "mixed_over_bare_mixed": rate["mixed"] / bare_mixed["tokens_per_s"],
-    }
-    result = {
+    sent = dict.fromkeys(MODES, 0)
+    result: dict = {
         "model": args.model,
         "langs": langs,
-        "clients": args.clients,
-        "batch_size": args.clients,
-        "requests_per_mode_and_round": args.requests,
-        "max_tokens": args.max_tokens,
-        "rounds": args.rounds,
-        "requests_sent": sent,
-        "log_rows": len(rows),
-        "median_tokens_per_s": {**rate, "bare": bare["tokens_per_s"], "bare-mixed": bare_mixed["tokens_per_s"]},
-        "best_round": {"mixed": best("mixed"), "single": best("single")},
-        "rounds_detail": summaries,
-        "bare": bare,
-        "bare_mixed": bare_mixed,
-        "ratios": ratios,
-        "goals": {"mixed_over_single": 0.8, "single_over_bare": 0.9},
-        "cpu_count": os.cpu_count(),
-        "loadavg": os.getloadavg(),
-    }  # fmt: skip
-    print(
-        f"mixed/single {ratios['mixed_over_single']:.2f} (goal 0.8), "
-        f"single/bare {ratios['single_over_bare']:.2f} (goal 0.9), "
-        f"mixed/bare-mixed {ratios['mixed_over_bare_mixed']:.2f}",
-        flush=True,
-    )
+        "max_batch_size": args.max_batch,
+        "threads": args.threads,
+    }
+
+    def out_of_time(what: str) -> None:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"out of time (--timeout-s) before {what}; stopping")
+
+    with servers(args, store_root, work, deadline) as running:
+        warm = [(langs[i % len(langs)], PROMPTS[langs[i % len(langs)]][0]) for i in range(4)]
+        for mode in MODES:  # the first requests of a process pay for lazy initialisation
+            results, _ = asyncio.run(closed_loop(running[mode]["url"], warm, 4, 4))
+            assert all(r["status"] == 200 for r in results), results
+            sent[mode] += len(results)
+
+        if "poisson" in phases:
+            cap = asyncio.run(capacity(running["continuous"]["url"], langs, args.max_batch, 64))
+            sent["continuous"] += args.max_batch
+            mean_tokens = (args.min_tokens + args.max_tokens) / 2
+            if args.rates:
+                rates = [float(x) for x in args.rates.split(",")]
+            else:
+                rates = [float(x) * cap / mean_tokens for x in args.loads.split(",")]
+            print(f"capacity {cap:.1f} tok/s = {cap / mean_tokens:.3f} req/s of {mean_tokens:.0f} "
+                  "tokens on average", flush=True)  # fmt: skip
+            poisson = []
+            for k, rate in enumerate(rates):
+                requests = workload(
+                    langs, args.requests, rate, args.min_tokens, args.max_tokens, args.seed + k
+                )
+                row = {"rate_per_s": rate, "offered_tokens_per_s": rate * mean_tokens}
+                for mode in MODES if k % 2 == 0 else MODES[::-1]:
+                    out_of_time(f"the {mode} run at {rate:.3f} requests/s")
+                    results, seconds = asyncio.run(poisson_run(running[mode]["url"], requests))
+                    sent[mode] += len(results)
+                    failed = [r for r in results if r["status"] != 200]
+                    assert not failed, f"{len(failed)} requests failed: {failed[:3]}"
+                    assert all(r["tokens"] == r["asked"] for r in results), results
+                    row[mode] = poisson_summary(results, seconds)
+                    row[mode]["requests_detail"] = results
+                s, c = row["static"], row["continuous"]
+                row["ratios"] = {
+                    "p95_latency_continuous_over_static": c["p95_latency_s"] / s["p95_latency_s"],
+                    "throughput_continuous_over_static": c["tokens_per_s"] / s["tokens_per_s"],
+                }
+                poisson.append(row)
+                for mode in MODES:
+                    m = row[mode]
+                    print(
+                        f"{rate:6.3f} req/s {mode:<10} {m['tokens_per_s']:8.1f} tok/s  ttft p50 "
+                        f"{m['p50_ttft_s']:.2f} p95 {m['p95_ttft_s']:.2f} s  latency p50 "
+                        f"{m['p50_latency_s']:.2f} p95 {m['p95_latency_s']:.2f} s",
+                        flush=True,
+                    )
+            result["poisson"] = {
+                "capacity_tokens_per_s": cap,
+                "requests_per_load": args.requests,
+                "max_tokens_range": [args.min_tokens, args.max_tokens],
+                "loads": poisson,
+                "goals": {
+                    "p95_latency_continuous_over_static": "<= 0.5",
+                    "throughput_continuous_over_static": ">= 1.0",
+                },
+            }
+
+        if "closed" in phases:
+            mixed = [
+                (langs[i % len(langs)], PROMPTS[langs[i % len(langs)]][i // len(langs) % 2])
+                for i in range(args.closed_requests)
+            ]
+            single = [(langs[0], prompt) for _, prompt in mixed]  # the same prompts, one adapter
+            rounds: dict[str, list[dict]] = {"mixed": [], "single": []}
+            url = running["continuous"]["url"]
+            for round_ in range(args.rounds):
+                for name in ("mixed", "single") if round_ % 2 == 0 else ("single", "mixed"):
+                    out_of_time(f"closed-loop round {round_} {name}")
+                    requests = mixed if name == "mixed" else single
+                    results, seconds = asyncio.run(
+                        closed_loop(url, requests, args.clients, args.closed_tokens)
+                    )
+                    sent["continuous"] += len(results)
+                    failed = [r for r in results if r["status"] != 200]
+                    assert not failed, f"{len(failed)} requests failed: {failed[:3]}"
+                    assert all(r["tokens"] == args.closed_tokens for r in results)
+                    rounds[name].append(closed_summary(name, results, seconds))
+                    print(
+                        f"closed round {round_} {name:<6} {rounds[name][-1]['tokens_per_s']:8.1f} "
+                        f"tok/s  p50 {rounds[name][-1]['p50_latency_s']:.2f} s",
+                        flush=True,
+                    )
+            result["closed"] = {"clients": args.clients, "tokens": args.closed_tokens,
+                                "rounds_detail": rounds}  # fmt: skip
+
+    from lingualift.data.traffic import read_segments
+
+    log_rows = {}
+    for mode in MODES:
+        log_dir = work / f"traffic-{mode}"
+        assert not list(log_dir.glob("*.partial")), f"the {mode} server left an open segment"
+        log_rows[mode] = len(list(read_segments(log_dir)))
+        assert log_rows[mode] == sent[mode], f"{mode}: {log_rows[mode]} log rows for {sent[mode]}"
+    result["requests_sent"], result["log_rows"] = sent, log_rows
+    print(f"traffic logs: {log_rows} rows for {sent} requests", flush=True)
+
+    if "closed" in phases:
+        out_of_time("the bare loops")
+        prompts = mixed  # one round's prompts: rates, not totals, are compared
+        bare, bare_mixed = bare_loops(
+            args.model, store_root, langs, prompts, args.clients, args.closed_tokens
+        )
+        rate = {name: statistics.median(s["tokens_per_s"] for s in rounds[name]) for name in rounds}
+        closed = result["closed"]
+        closed["median_tokens_per_s"] = {**rate, "bare": bare["tokens_per_s"],
+                                         "bare-mixed": bare_mixed["tokens_per_s"]}  # fmt: skip
+        closed["bare"], closed["bare_mixed"] = bare, bare_mixed
+        closed["ratios"] = {
+            "mixed_over_single": rate["mixed"] / rate["single"],
+            "single_over_bare": rate["single"] / bare["tokens_per_s"],
+            "mixed_over_bare_mixed": rate["mixed"] / bare_mixed["tokens_per_s"],
+        }
+        closed["goals"] = {"mixed_over_single": 0.9, "single_over_bare": 0.9}
+        print(
+            f"closed loop: bare {bare['tokens_per_s']:.1f} tok/s, bare-mixed "
+            f"{bare_mixed['tokens_per_s']:.1f}; mixed/single "
+            f"{closed['ratios']['mixed_over_single']:.2f} (goal 0.9), single/bare "
+            f"{closed['ratios']['single_over_bare']:.2f} (goal 0.9)",
+            flush=True,
+        )
+    result.update(cpu_count=os.cpu_count(), loadavg=os.getloadavg())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2), "utf-8")
+    out.write_text(json.dumps(result, indent=1) + "\n", "utf-8")
+    print(markdown(result))
     print(f"wrote {out}")
     return 0
 

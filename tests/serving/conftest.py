@@ -66,9 +66,10 @@ def openai_client(url: str, api_key: str = "unused"):
 
 
 class Collector:
-    """An engine event sink that keeps every event and signals the end."""
+    """An engine event sink that keeps every event and signals the end (of ``choices``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, choices: int = 1) -> None:
+        self.choices = choices
         self.events: list[Event] = []
         self.done = threading.Event()
         self.first_text = threading.Event()
@@ -77,8 +78,18 @@ class Collector:
         self.events.append(event)
         if isinstance(event, TextDelta):
             self.first_text.set()
-        if isinstance(event, Finished | Failed):
+        if isinstance(event, Failed) or len(self.finished) == self.choices:
             self.done.set()
+
+    @property
+    def finished(self) -> list[Finished]:
+        """Every choice's end, by index."""
+        return sorted((e for e in self.events if isinstance(e, Finished)), key=lambda e: e.index)
+
+    def wait_all(self, timeout: float = 30.0) -> list[Finished]:
+        assert self.done.wait(timeout), "the request did not finish"
+        assert not any(isinstance(e, Failed) for e in self.events), self.events
+        return self.finished
 
     def wait(self, timeout: float = 30.0) -> Finished:
         assert self.done.wait(timeout), "the request did not finish"

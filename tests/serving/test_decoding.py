@@ -12,10 +12,10 @@ from lingualift.serving.decoding import (
     SamplingParams,
     TextStream,
     choose_next,
-    next_tokens,
     prompt_logprobs,
     row_generator,
     sampling_defaults,
+    score_tokens,
 )
 from lingualift.testing import byte_tokenizer
 
@@ -70,15 +70,13 @@ def test_greedy_rows_take_the_argmax_and_seeded_rows_repeat():
         SamplingParams(4, temperature=1.0, seed=3),
         SamplingParams(4, temperature=1.0, top_p=1e-6, seed=5),  # nucleus of one token
     ]
-    draws = [
-        next_tokens(logits, params, [row_generator(p, "cpu") for p in params]) for _ in range(3)
-    ]
+    draws = [choose_next(logits, [RowState(p) for p in params]).ids for _ in range(3)]
     for drawn in draws:
         assert drawn[0] == logits[0].argmax() and drawn[2] == logits[2].argmax()
-    assert len({int(d[1]) for d in draws}) == 1  # same seed, same draw
+    assert len({d[1] for d in draws}) == 1  # same seed, same draw
     # Unseeded sampling rows use the global generator and do vary.
-    free = [SamplingParams(4, temperature=2.0)]
-    seen = {int(next_tokens(logits[1:2], free, [None])[0]) for _ in range(30)}
+    free = SamplingParams(4, temperature=2.0)
+    seen = {choose_next(logits[1:2], [RowState(free)]).ids[0] for _ in range(30)}
     assert len(seen) > 1
 
 
@@ -261,12 +259,17 @@ def test_prompt_logprobs_equal_a_direct_log_softmax():
     assert prompt_logprobs(logits[:1], prompt[:1]) == [None]
 
 
-def test_next_tokens_refuses_settings_that_need_the_rows_history():
-    logits = torch.randn(1, 10)
-    with pytest.raises(ValueError, match="RowState"):
-        next_tokens(logits, [SamplingParams(4, presence_penalty=0.5)], [None])
-    biased = SamplingParams(4, temperature=0.0, logit_bias=((3, 100.0),))
-    assert int(next_tokens(logits, [biased], [None])[0]) == 3
+def test_score_tokens_gives_each_targets_logprob_and_the_top_alternatives():
+    logits = torch.randn(4, 20, generator=torch.Generator().manual_seed(8))
+    targets = [3, 0, 19, 3]
+    scored = score_tokens(logits, targets, top=2)
+    direct = torch.log_softmax(logits, dim=-1)
+    for row, (entry, target) in enumerate(zip(scored, targets, strict=True)):
+        assert entry.token == target
+        assert abs(entry.logprob - float(direct[row, target])) < 1e-6
+        assert [t for t, _ in entry.top] == direct[row].topk(2).indices.tolist()
+    assert score_tokens(logits[:0], []) == []
+    assert all(entry.top == () for entry in score_tokens(logits, targets))
 
 
 def test_a_row_with_nothing_allowed_ends_instead_of_drawing_from_nothing():

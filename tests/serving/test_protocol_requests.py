@@ -456,44 +456,6 @@ def test_stop_strings_keep_their_order_without_empties_or_repeats():
     assert body.stop_strings() == ("b", "a")
 
 
-# -- the current server ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("extra", "param"),
-    [
-        ({"n": 2}, "n"),
-        ({"prompt": ["a", "b"]}, "prompt"),
-        ({"prompt": [1, 2]}, "prompt"),
-        ({"echo": True}, "echo"),
-        ({"logprobs": 1}, "logprobs"),
-        ({"frequency_penalty": 0.5}, "frequency_penalty"),
-        ({"logit_bias": {"1": 2}}, "logit_bias"),
-        ({"top_k": 3}, "top_k"),
-        ({"min_tokens": 2}, "min_tokens"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
-    ],
-)
-def test_parse_body_refuses_what_the_current_engine_does_not_run(extra, param):
-    raw = json.dumps({**base(oa.CompletionRequest), **extra}).encode()
-    oa.parse_request(oa.CompletionRequest, raw)  # valid
-    with pytest.raises(oa.ApiError) as caught:
-        oa.parse_body(oa.CompletionBody, raw)
-    assert caught.value.param == param
-
-
-def test_parse_body_takes_what_the_current_engine_runs():
-    raw = {
-        **base(oa.CompletionRequest),
-        "stop": list("abcdef"),
-        "user": "u",
-        "top_k": -1,
-        "temperature": 0,
-    }
-    body = oa.parse_body(oa.CompletionBody, json.dumps(raw).encode())
-    assert body.prompt_text() == "Habari" and len(body.stop_strings()) == 6
-
-
 # -- the published schema --------------------------------------------------------------------
 
 

@@ -93,6 +93,7 @@ class StackedLora:
         """Why the loaded adapters cannot be stacked (None when they can)."""
         self._slots: dict[str, int] = {}
         self._stacks: list[tuple[Any, Any, Any]] = []  # (LoRA layer, A, B)
+        self._rows: dict[int, tuple[Any, Any]] = {}  # the open batch's gathered (A, B) per layer
 
     def ready(self) -> bool:
         """Rebuild the stacks if the loaded adapters changed; False when one cannot be stacked."""
@@ -134,6 +135,18 @@ class StackedLora:
                 )
             )
 
+    def _gather(self, adapter_names: Sequence[str]) -> dict[int, tuple[Any, Any]]:
+        import torch
+
+        unknown = sorted({n for n in adapter_names if n != BASE} - set(self._slots))
+        if unknown:
+            raise ValueError(f"adapters {unknown} are not loaded")
+        slots = torch.tensor([self._slots.get(n, 0) for n in adapter_names])
+        return {
+            id(layer): (a[slots.to(a.device)], b[slots.to(b.device)])
+            for layer, a, b in self._stacks
+        }
+
     @contextlib.contextmanager
     def apply(self, adapter_names: Sequence[str]) -> Iterator[None]:
         """Run the batch with row ``i`` on adapter ``adapter_names[i]`` (``__base__``: none)."""
@@ -141,29 +154,36 @@ class StackedLora:
 
         if not self.ready():
             raise ValueError("the loaded adapters are not all plain LoRA on linear layers")
-        unknown = sorted({n for n in adapter_names if n != BASE} - set(self._slots))
-        if unknown:
-            raise ValueError(f"adapters {unknown} are not loaded")
-        slots = torch.tensor([self._slots.get(n, 0) for n in adapter_names])
-        # Gathered once per batch (rows change only between batches), not once per step.
-        rows = {
-            id(layer): (a[slots.to(a.device)], b[slots.to(b.device)])
-            for layer, a, b in self._stacks
-        }
+        # Gathered once per batch, not once per step (regather() when the rows change).
+        self._rows = self._gather(adapter_names)
         handles = []
 
         def add_rows(layer: Any, args: tuple, output: Any) -> Any:
-            a, b = rows[id(layer)]
+            a, b = self._rows[id(layer)]
             x = args[0]
             flat = x.reshape(x.shape[0], -1, x.shape[-1]).to(a.dtype)
             delta = torch.bmm(torch.bmm(flat, a), b)
             return output + delta.reshape(output.shape).to(output.dtype)
 
+        # PEFT's own adapters are off for the batch: the tuner's switch, not the model's
+        # disable_adapter(), which also builds a status report of every layer on each entry.
+        tuner = self.model.base_model
+        tuner.disable_adapter_layers()
         try:
-            with self.model.disable_adapter():
-                for layer, _, _ in self._stacks:
-                    handles.append(layer.register_forward_hook(add_rows))
-                yield
+            for layer, _, _ in self._stacks:
+                handles.append(layer.register_forward_hook(add_rows))
+            yield
         finally:
             for handle in handles:
                 handle.remove()
+            self._rows = {}
+            tuner.enable_adapter_layers()
+
+    def regather(self, adapter_names: Sequence[str]) -> bool:
+        """Inside :meth:`apply`, switch the batch to these rows without leaving it (PEFT's own
+        switch walks every layer; this only gathers). False when no batch is open or the
+        loaded adapters changed since it opened."""
+        if not self._rows or not self.ready():
+            return False
+        self._rows = self._gather(adapter_names)
+        return True

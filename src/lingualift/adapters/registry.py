@@ -220,6 +220,16 @@ class AdapterRegistry:
         else:
             yield {"adapter_names": names}
 
+    def rebatch(self, adapters: Sequence[LoadedAdapter | None]) -> dict[str, Any] | None:
+        """Inside a :meth:`batch` that took the stacked path, switch it to these rows (any mix,
+        one adapter or none included) without leaving it: the extra forward kwargs, or None
+        when that batch cannot (another path, or the loaded adapters changed)."""
+        stacked = self._stacked
+        if stacked is None or stacked.model is not self.model:
+            return None
+        names = [a.peft_name if a is not None else BASE for a in adapters]
+        return {} if stacked.regather(names) else None
+
     # -- internals ----------------------------------------------------------------------
 
     def _stacked_ready(self) -> bool:

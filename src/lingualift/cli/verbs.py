@@ -95,8 +95,10 @@ VERBS: tuple[Verb, ...] = (
     ),
     Verb(
         "serve",
-        "OpenAI-compatible server: every language's adapter in mixed batches, hot reload on "
-        "promote/rollback, traffic log; the vLLM command and a routing front",
+        "OpenAI-compatible server: every language's adapter in mixed batches that requests "
+        "join as they arrive (continuous batching), every OpenAI parameter honoured or refused "
+        "(lm-eval's `local-completions` included), hot reload on promote/rollback, traffic "
+        "log; the vLLM command and a routing front",
         "lingualift.cli.serve",
         "docs/serving.md",
     ),

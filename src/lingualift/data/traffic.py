@@ -6,7 +6,7 @@ One JSON object per request (DESIGN.md, "Serving"), fields in this order
 ``lang_confidence``, ``adapter`` ('sw/v3', or null for the base model), ``text``
 (the prompt; for chat the last user message; null when text logging is off),
 ``text_sha1``, ``prompt_tokens``, ``completion_tokens``, ``latency_ms``,
-``status``. :func:`traffic_row` builds a row, :func:`parse_row` turns one back
+``status``, ``user`` (the end-user id the client sent, or null). :func:`traffic_row` builds a row, :func:`parse_row` turns one back
 into the :class:`Query` the drift monitor needs.
 
 A log is a folder of JSON Lines segments. A segment is written as
@@ -50,6 +50,7 @@ ROW_FIELDS = (
     "completion_tokens",
     "latency_ms",
     "status",
+    "user",
 )
 
 SEGMENT_PREFIX = "traffic"
@@ -97,6 +98,7 @@ def traffic_row(
     completion_tokens: int | None,
     latency_ms: float | None,
     status: int,
+    user: str | None = None,
 ) -> dict[str, Any]:
     """One log row in :data:`ROW_FIELDS` order (``text`` left out unless ``log_text``; its
     SHA-1 is kept either way, so repeated prompts stay countable)."""
@@ -114,6 +116,7 @@ def traffic_row(
         "completion_tokens": completion_tokens,
         "latency_ms": None if latency_ms is None else round(latency_ms, 2),
         "status": status,
+        "user": user,
     }
 
 

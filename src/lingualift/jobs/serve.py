@@ -92,7 +92,10 @@ class ServeConfig(ModelSettings):
     max_batch_size: int = 8
     """Most requests decoded together in one mixed-language batch."""
     batch_wait_ms: float = 10.0
-    """How long the batcher waits for more requests after the first one arrives."""
+    """How long an idle batcher waits for more requests after the first one arrives."""
+    batching: Literal["continuous", "static"] = "continuous"
+    """'continuous': a request joins the running batch at the next decoding step; 'static':
+    it waits until the whole batch has finished (kept for comparisons)."""
     max_queue: int = 64
     """Most requests waiting for a batch; beyond it the server answers 429 instead of queueing."""
     max_tokens_limit: int = 1024
@@ -266,6 +269,7 @@ def build_server(config: ServeConfig, model: Any = None, tokenizer: Any = None) 
         batch_wait_ms=config.batch_wait_ms,
         max_queue=config.max_queue,
         reload_interval_s=config.reload_interval_s,
+        batching=config.batching,
         on_batch=metrics.batch_size.observe,
     )
     traffic = _traffic_log(config)

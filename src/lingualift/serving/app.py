@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -31,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from lingualift.chat import ChatTemplate, resolve_chat_template
 from lingualift.langid import LanguageIdentifier
 from lingualift.serving import protocol as oa
+from lingualift.serving.answers import Answer, Kind
 from lingualift.serving.api_router import (
     ADAPTER_HEADER,
     CHAT_COMPLETIONS,
@@ -38,7 +40,12 @@ from lingualift.serving.api_router import (
     COMPLETIONS,
     openai_app,
 )
-from lingualift.serving.decoding import SamplingParams
+from lingualift.serving.constraints import (
+    JsonConstraints,
+    NoJsonConstraints,
+    load_json_constraints,
+)
+from lingualift.serving.decoding import SamplingParams, sampling_defaults
 from lingualift.serving.engine import (
     Engine,
     EngineStoppedError,
@@ -55,7 +62,6 @@ from lingualift.serving.metrics import ServingMetrics
 from lingualift.serving.routing import AUTO, choose_language
 from lingualift.serving.traffic import RequestRecord, TrafficLog
 
-Kind = Literal["completion", "chat"]
 ROUTES = {"completion": COMPLETIONS, "chat": CHAT_COMPLETIONS}
 
 
@@ -104,6 +110,11 @@ class ServingApp:
         self.log_text = log_text
         self.chat_template = chat_template
         self.created = int(time.time())
+        self.defaults = sampling_defaults(engine.model)
+        """What a request leaves out: the model's generation_config, as vLLM reads it."""
+        self.token_strings = oa.TokenStrings(engine.tokenizer)
+        self._constraints: JsonConstraints | NoJsonConstraints | None = None
+        self._constraints_lock = asyncio.Lock()
 
     # -- guards -------------------------------------------------------------------------
 
@@ -214,7 +225,7 @@ class ServingApp:
             record.text = record.text if record.text is not None else text
         self._finish(record)
 
-    def _chat_prompt(self, body: oa.ChatBody) -> str:
+    def _chat_prompt(self, body: oa.ChatCompletionRequest) -> str:
         """The conversation through the chat template (the model's, the one chosen with
         ``chat_template=``, or the default), or a 400 when the template refuses the turns."""
         try:
@@ -234,52 +245,52 @@ class ServingApp:
 
     async def _generate(self, request: Request, kind: Kind, record: RequestRecord) -> Response:
         raw = await self.read_body(request)
-        body: oa.CompletionBody | oa.ChatBody
+        body: oa.CompletionRequest | oa.ChatCompletionRequest
         if kind == "completion":
-            body = oa.parse_body(oa.CompletionBody, raw)
-            record.model = body.model
-            prompt = record.text = body.prompt_text()
-            add_special_tokens = True
+            body = oa.parse_request(oa.CompletionRequest, raw)
         else:
-            body = oa.parse_body(oa.ChatBody, raw)
-            record.model = body.model
-            record.text = body.routing_text()
-            prompt = self._chat_prompt(body)
-            add_special_tokens = False  # the template writes the special tokens itself
-        served = self.engine.registry.served_languages()
+            body = oa.parse_request(oa.ChatCompletionRequest, raw)
+        record.model, record.user = body.model, body.end_user()
+        prompt_ids, prompt_texts = self._prompts(body)
+        record.text = prompt_texts[0]  # what routing reads and the monitor sees
+        record.prompt_tokens = sum(len(ids) for ids in prompt_ids)
         choice = choose_language(
             body.model,
             record.text,
-            served=served,
+            served=self.engine.registry.served_languages(),
             auto_names=(AUTO, self.model_name),
             identifier=self.identifier,
         )
         record.lang, record.lang_detected = choice.lang, choice.detected
         record.lang_confidence = choice.confidence
-        prompt_ids = self.engine.encode(prompt, add_special_tokens)
-        record.prompt_tokens = len(prompt_ids)
-        max_tokens = self._max_tokens(body, len(prompt_ids))
+        n = body.choices_per_prompt
+        if len(prompt_ids) * n > oa.MAX_CHOICES:
+            raise oa.ApiError(
+                400,
+                f"This request asks for {len(prompt_ids) * n} choices (prompts x n); this server "
+                f"answers at most {oa.MAX_CHOICES} per request. Split it.",
+                param="n" if n > 1 else "prompt",
+            )
+        max_tokens = self._max_tokens(body, max(len(ids) for ids in prompt_ids))
         limit = self.engine.max_positions
-        if limit is not None and len(prompt_ids) + max_tokens > limit:
+        longest = max(len(ids) for ids in prompt_ids)
+        if limit is not None and longest + max_tokens > limit:
             raise oa.ApiError(
                 400,
                 f"This model's maximum context length is {limit} tokens; the prompt has "
-                f"{len(prompt_ids)} and max_tokens asks for {max_tokens} more. Shorten the prompt "
+                f"{longest} and max_tokens asks for {max_tokens} more. Shorten the prompt "
                 "or lower max_tokens.",
                 param="messages" if kind == "chat" else "prompt",
                 code="context_length_exceeded",
             )
-        sampling = SamplingParams(
-            max_tokens=max_tokens,
-            temperature=1.0 if body.temperature is None else body.temperature,
-            top_p=1.0 if body.top_p is None else body.top_p,
+        sampling = await self._sampling(body, max_tokens)
+        if kind == "chat" and self.chat_template.stop:
             # A chat turn also ends where the template's turns end (the default's "\nUser:").
-            stop=body.stop_strings() + (self.chat_template.stop if kind == "chat" else ()),
-            seed=body.seed,
-            ignore_eos=bool(body.ignore_eos),
-        )
+            sampling = dataclasses.replace(
+                sampling, stop=(*sampling.stop, *self.chat_template.stop)
+            )
         events = AsyncEvents(asyncio.get_running_loop())
-        job = GenerationRequest(prompt_ids, sampling, events, lang=choice.lang)
+        job = GenerationRequest(prompt_ids, sampling, events, lang=choice.lang, n=n)
         try:
             self.engine.submit(job)
         except QueueFullError:
@@ -299,7 +310,7 @@ class ServingApp:
             job.cancel()
             raise
         if isinstance(started, Failed):
-            raise oa.ApiError(503, started.message, type="server_error")
+            raise oa.ApiError(started.status, started.message, type="server_error")
         assert isinstance(started, Started)
         self._count_route(record, started)
         info = {
@@ -309,121 +320,169 @@ class ServingApp:
             "lang_confidence": choice.confidence,
             "fallback": started.fallback,
         }
+        answer = Answer(
+            kind=kind,
+            request_id=record.request_id,
+            created=oa.created_now(),
+            model=body.model,
+            prompt_ids=prompt_ids,
+            prompt_texts=prompt_texts,
+            n=n,
+            echo=isinstance(body, oa.CompletionRequest) and bool(body.echo),
+            logprobs=sampling.logprobs,
+            info=info,
+            fingerprint=started.adapter or "base",
+            strings=self.token_strings,
+            lock=self.engine.tokenizer_lock,
+        )
         headers = {ADAPTER_HEADER: started.adapter or "base", "X-Request-Id": record.request_id}
         headers.update(self._template_headers(kind))
         if body.stream:
-            stream = self._stream(kind, job, events, record, body.model, info, body.include_usage())
+            stream = self._stream(answer, job, events, record, started, body.include_usage())
             return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
         return JSONResponse(
-            await self._collect(kind, job, events, record, body.model, info), headers=headers
+            await self._collect(answer, job, events, record, started), headers=headers
         )
 
-    def _max_tokens(self, body: oa.CompletionBody | oa.ChatBody, prompt_tokens: int) -> int:
-        """The request's max_tokens (400 above the limit); without one, the default, cut to
-        what the context has left (as vLLM does)."""
-        asked = getattr(body, "max_completion_tokens", None) or body.max_tokens
+    def _prompts(
+        self, body: oa.CompletionRequest | oa.ChatCompletionRequest
+    ) -> tuple[list[list[int]], list[str]]:
+        """Each prompt's token ids and text: completions' prompts (text is tokenized with the
+        model's special tokens, ids are used as given), or the rendered conversation."""
+        if isinstance(body, oa.CompletionRequest):
+            ids: list[list[int]] = []
+            texts: list[str] = []
+            skip = body.skip_special_tokens is not False
+            for row in body.rows(self.engine.vocab_size)[:: body.choices_per_prompt]:
+                if isinstance(row.prompt, str):
+                    ids.append(self.engine.encode(row.prompt))
+                    texts.append(row.prompt)
+                else:
+                    ids.append(list(row.prompt))
+                    texts.append(self.engine.decode(row.prompt, skip_special_tokens=skip))
+            return ids, texts
+        prompt = self._chat_prompt(body)
+        # The template writes the special tokens itself; routing reads the last user message.
+        return [self.engine.encode(prompt, add_special_tokens=False)], [body.routing_text()]
+
+    def _max_tokens(self, body: oa.OpenAIRequest, prompt_tokens: int) -> int:
+        """The request's max_tokens (400 above the limit); without one, the model's
+        generation_config max_new_tokens or the server's default, cut to what the context has
+        left (as vLLM does)."""
+        asked = body.requested_max_tokens()
         if asked is None:
+            default = min(
+                self.defaults.max_tokens or self.default_max_tokens, self.max_tokens_limit
+            )
             room = self.engine.max_positions
             left = None if room is None else room - prompt_tokens
-            return (
-                self.default_max_tokens
-                if left is None or left < 1
-                else min(self.default_max_tokens, left)
-            )
+            return default if left is None or left < 1 else min(default, left)
         if asked > self.max_tokens_limit:
             raise oa.ApiError(
                 400,
                 f"max_tokens is {asked}; this server allows at most {self.max_tokens_limit}.",
-                param="max_tokens",
+                param="max_completion_tokens"
+                if getattr(body, "max_completion_tokens", None)
+                else "max_tokens",
                 code="max_tokens_too_large",
             )
         return asked
 
+    async def _sampling(self, body: oa.OpenAIRequest, max_tokens: int) -> SamplingParams:
+        """The rows' sampling settings (400s for what the model cannot take); JSON mode's
+        grammar is built off the event loop (the first one reads the whole vocabulary)."""
+        vocab = self.engine.vocab_size or len(self.engine.tokenizer)
+        if body.json_schema() is None:
+            return oa.sampling_params(
+                body, max_tokens=max_tokens, vocab_size=vocab, defaults=self.defaults
+            )
+        constraints = await self._json_constraints()
+        return await asyncio.to_thread(
+            oa.sampling_params,
+            body,
+            max_tokens=max_tokens,
+            vocab_size=vocab,
+            defaults=self.defaults,
+            constraints=constraints,
+        )
+
+    async def _json_constraints(self) -> JsonConstraints | NoJsonConstraints:
+        """JSON mode for the model's tokenizer, made on first use and kept."""
+        async with self._constraints_lock:
+            if self._constraints is None:
+
+                def load() -> JsonConstraints | NoJsonConstraints:
+                    with self.engine.tokenizer_lock:
+                        return load_json_constraints(
+                            self.engine.tokenizer,
+                            self.engine.vocab_size or len(self.engine.tokenizer),
+                            sorted(self.engine.eos_ids),
+                        )
+
+                self._constraints = await asyncio.to_thread(load)
+            return self._constraints
+
     async def _collect(
         self,
-        kind: Kind,
+        answer: Answer,
         job: GenerationRequest,
         events: AsyncEvents,
         record: RequestRecord,
-        model: str,
-        info: dict[str, Any],
+        started: Started,
     ) -> dict[str, Any]:
+        finished: list[Finished] = []
         first = True
         try:
-            while True:
+            while len(finished) < answer.choices:
                 event = await events.get()
                 if isinstance(event, TextDelta) and first:
                     first = False
                     self.metrics.first_token.observe(time.perf_counter() - record.started)
                 elif isinstance(event, Failed):
-                    raise oa.ApiError(500, event.message, type="server_error")
+                    raise oa.ApiError(event.status, event.message, type="server_error")
                 elif isinstance(event, Finished):
-                    break
+                    finished.append(event)
         except asyncio.CancelledError:
             job.cancel()
             raise
-        record.completion_tokens = event.completion_tokens
+        record.completion_tokens = sum(done.completion_tokens for done in finished)
         self._finish(record)
-        token_usage = oa.usage(record.prompt_tokens or 0, event.completion_tokens)
-        build = oa.completion_response if kind == "completion" else oa.chat_response
-        return build(
-            record.request_id,
-            self.created,
-            model,
-            event.text,
-            event.finish_reason,
-            token_usage,
-            info,
-        )
+        return answer.whole(started, finished)
 
     async def _stream(
         self,
-        kind: Kind,
+        answer: Answer,
         job: GenerationRequest,
         events: AsyncEvents,
         record: RequestRecord,
-        model: str,
-        info: dict[str, Any],
+        started: Started,
         include_usage: bool,
     ) -> AsyncIterator[bytes]:
-        rid, created = record.request_id, self.created
-
-        def chunk(text: str | None, finish: str | None) -> bytes:
-            if kind == "completion":
-                return oa.sse(oa.completion_chunk(rid, created, model, text or "", finish, info))
-            delta = {"content": text} if text is not None else {}
-            return oa.sse(oa.chat_chunk(rid, created, model, delta, finish, info))
-
         record.status = 499  # until the stream ends: the client went away
         try:
-            if kind == "chat":
-                yield oa.sse(
-                    oa.chat_chunk(
-                        rid, created, model, {"role": "assistant", "content": ""}, None, info
-                    )
-                )
-            first = True
-            while True:
+            for chunk in answer.opening(started):
+                yield chunk
+            first, ended, completion_tokens = True, 0, 0
+            while ended < answer.choices:
                 event = await events.get()
                 if isinstance(event, TextDelta):
                     if first:
                         first = False
                         self.metrics.first_token.observe(time.perf_counter() - record.started)
-                    yield chunk(event.text, None)
+                    yield answer.delta(event)
                 elif isinstance(event, Finished):
-                    record.completion_tokens = event.completion_tokens
-                    yield chunk(None, event.finish_reason)
-                    if include_usage:
-                        obj = "text_completion" if kind == "completion" else "chat.completion.chunk"
-                        token_usage = oa.usage(record.prompt_tokens or 0, event.completion_tokens)
-                        yield oa.sse(oa.usage_chunk(rid, created, model, obj, token_usage))
-                    record.status = 200  # complete: a client may hang up right after [DONE]
-                    yield oa.SSE_DONE
-                    return
+                    ended += 1
+                    completion_tokens += event.completion_tokens
+                    yield answer.finish(event)
                 elif isinstance(event, Failed):
-                    record.status = 500
+                    record.status = event.status
                     yield oa.sse(oa.error_body(event.message, "server_error"))
                     return
+            record.completion_tokens = completion_tokens
+            if include_usage:
+                yield answer.usage_chunk(started.prompt_tokens, completion_tokens)
+            record.status = 200  # complete: a client may hang up right after [DONE]
+            yield oa.SSE_DONE
         finally:
             if record.status == 499:
                 job.cancel()

@@ -4,8 +4,9 @@ Rows of one batch belong to different requests, so each keeps its own
 :class:`SamplingParams` and its own state (:class:`RowState`: prompt and
 generated ids for the penalties, a seeded generator, a JSON constraint).
 :func:`choose_next` picks every row's next token from the batch's
-last-position logits and, where asked, its logprobs; :func:`prompt_logprobs`
-scores a prompt from its prefill logits (``echo`` + ``logprobs``);
+last-position logits and, where asked, its logprobs; :func:`score_tokens`
+scores given tokens from their logits (the prompt of ``echo`` + ``logprobs``,
+from the prefill's);
 :class:`TextStream` turns a row's tokens into text deltas that are safe to
 send: never half a UTF-8 character, never the start of a stop string that
 may still complete.
@@ -40,6 +41,10 @@ class ConstraintState(Protocol):
 
     def accept(self, token: int) -> None:
         """Advance past the chosen token."""
+
+    @property
+    def finished(self) -> bool:
+        """The grammar is complete: nothing but end-of-sequence may follow."""
 
 
 class Constraint(Protocol):
@@ -255,21 +260,21 @@ class RowState:
         self._counts: Counter[int] = Counter()  # generated tokens, times each
         self._seen: set[int] = set(self.prompt_ids)  # prompt or generated tokens
 
-    @classmethod
-    def with_generator(cls, params: SamplingParams, generator: Any) -> RowState:
-        """A row without history that draws from ``generator`` (for :func:`next_tokens`)."""
-        row = cls.__new__(cls)
-        row.params, row.prompt_ids, row.output_ids = params, [], []
-        row.generator, row.constraint = generator, None
-        row.end_ids, row.eos_ids = params.stop_token_ids, ()
-        row._counts, row._seen = Counter(), set()
-        return row
-
     def stops_on(self, token: int) -> bool:
         """Whether ``token`` ends this row (end-of-sequence unless ignored, or a stop token)."""
         return token in self.params.stop_token_ids or (
             not self.params.ignore_eos and token in self.eos_ids
         )
+
+    @property
+    def generated(self) -> int:
+        """Tokens chosen so far."""
+        return len(self.output_ids)
+
+    @property
+    def constraint_finished(self) -> bool:
+        """The row's grammar is complete (JSON mode: the answer parses), so it can end."""
+        return self.constraint is not None and self.constraint.finished
 
     def record(self, token: int) -> None:
         """Take ``token`` as this row's next one."""
@@ -341,8 +346,6 @@ def choose_next(logits: Any, rows: Sequence[RowState]) -> Step:
     with its own settings, history and generator (a handful of small ops per row next to a
     full forward pass).
     """
-    import torch
-
     chosen = logits.argmax(dim=-1)
     logprobs: list[TokenLogprobs | None] = [None] * len(rows)
     for i, row in enumerate(rows):
@@ -353,38 +356,35 @@ def choose_next(logits: Any, rows: Sequence[RowState]) -> Step:
         if params.needs_history or params.logit_bias or not params.greedy:
             chosen[i] = row.pick(row.process(raw))
         if params.logprobs is not None:
-            logprobs[i] = _token_logprobs(
-                torch.log_softmax(raw.float(), dim=-1), int(chosen[i]), params.logprobs
-            )
+            logprobs[i] = score_tokens(raw[None], [int(chosen[i])], params.logprobs)[0]
     ids = chosen.tolist()
     for row, token in zip(rows, ids, strict=True):
         row.record(token)
     return Step(chosen, ids, logprobs)
 
 
-def _token_logprobs(logprobs: Any, token: int, top: int) -> TokenLogprobs:
-    alternatives: tuple[tuple[int, float], ...] = ()
+def score_tokens(logits: Any, targets: Sequence[int], top: int = 0) -> list[TokenLogprobs]:
+    """The logprob of ``targets[i]`` under ``logits[i]`` (shape (len(targets), vocab)), with the
+    ``top`` most likely alternatives of each position."""
+    import torch
+
+    if not len(targets):
+        return []
+    scores = torch.log_softmax(logits.float(), dim=-1)
+    ids = torch.as_tensor(list(targets), device=logits.device)
+    chosen = scores.gather(1, ids[:, None])[:, 0].tolist()
     if top:
-        values, ids = logprobs.topk(min(top, logprobs.shape[-1]))
-        alternatives = tuple(zip(ids.tolist(), values.tolist(), strict=True))
-    return TokenLogprobs(token, float(logprobs[token]), alternatives)
-
-
-def next_tokens(logits: Any, params: Sequence[SamplingParams], generators: Sequence[Any]) -> Any:
-    """Every row's next token from ``logits`` of shape (rows, vocab), for rows without history.
-
-    The engine's interface before :class:`RowState`: settings that depend on a row's earlier
-    tokens (penalties, ``min_tokens``, a constraint) need :func:`choose_next` and raise here
-    rather than being skipped.
-    """
-    needing = [p for p in params if p.needs_history]
-    if needing:
-        raise ValueError(
-            "Penalties, min_tokens and constraints need each row's history; decode with "
-            "RowState and choose_next."
-        )
-    rows = [RowState.with_generator(p, g) for p, g in zip(params, generators, strict=True)]
-    return choose_next(logits, rows).tokens
+        values, alternatives = scores.topk(min(top, scores.shape[-1]), dim=-1)
+        tops = [
+            tuple(zip(a, v, strict=True))
+            for a, v in zip(alternatives.tolist(), values.tolist(), strict=True)
+        ]
+    else:
+        tops = [()] * len(chosen)
+    return [
+        TokenLogprobs(token, logprob, alt)
+        for token, logprob, alt in zip(ids.tolist(), chosen, tops, strict=True)
+    ]
 
 
 def prompt_logprobs(
@@ -397,27 +397,10 @@ def prompt_logprobs(
     are scored ``chunk`` at a time so a long prompt over a large vocabulary never holds its
     whole log-softmax at once.
     """
-    import torch
-
-    ids = torch.as_tensor(list(prompt_ids), device=logits.device)
     out: list[TokenLogprobs | None] = [None]
     for start in range(0, len(prompt_ids) - 1, chunk):
         end = min(start + chunk, len(prompt_ids) - 1)
-        scores = torch.log_softmax(logits[start:end].float(), dim=-1)
-        targets = ids[start + 1 : end + 1]
-        chosen = scores.gather(1, targets[:, None])[:, 0].tolist()
-        if top:
-            values, alternatives = scores.topk(min(top, scores.shape[-1]), dim=-1)
-            tops = [
-                tuple(zip(a, v, strict=True))
-                for a, v in zip(alternatives.tolist(), values.tolist(), strict=True)
-            ]
-        else:
-            tops = [()] * (end - start)
-        out.extend(
-            TokenLogprobs(token, logprob, alt)
-            for token, logprob, alt in zip(targets.tolist(), chosen, tops, strict=True)
-        )
+        out.extend(score_tokens(logits[start:end], prompt_ids[start + 1 : end + 1], top))
     return out
 
 

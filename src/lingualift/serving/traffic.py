@@ -73,6 +73,8 @@ class RequestRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     status: int = 200
+    user: str | None = None
+    """The end-user id the request carried (OpenAI's ``user``, or ``safety_identifier``)."""
 
     @property
     def latency_s(self) -> float:
@@ -94,6 +96,7 @@ class RequestRecord:
             completion_tokens=self.completion_tokens,
             latency_ms=self.latency_s * 1000.0,
             status=self.status,
+            user=self.user,
         )
 
 

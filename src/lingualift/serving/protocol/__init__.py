@@ -19,7 +19,6 @@ classification), :mod:`~.parts` (prompts, messages, response formats), :mod:`~.p
 from lingualift.serving.protocol.errors import ApiError, bad_request, error_body
 from lingualift.serving.protocol.parsing import (
     MAX_JSON_DEPTH,
-    parse_body,
     parse_request,
     read_json,
     validation_error,
@@ -56,11 +55,6 @@ from lingualift.serving.protocol.responses import (
 )
 from lingualift.serving.protocol.sampling import sampling_params
 
-CompletionBody = CompletionRequest
-"""The name the server used before the request models were typed in full."""
-ChatBody = ChatCompletionRequest
-"""The name the server used before the request models were typed in full."""
-
 __all__ = [
     "LOGPROB_FLOOR",
     "MAX_CHOICES",
@@ -68,10 +62,8 @@ __all__ = [
     "MAX_LOGPROBS",
     "SSE_DONE",
     "ApiError",
-    "ChatBody",
     "ChatCompletionRequest",
     "ChatMessage",
-    "CompletionBody",
     "CompletionRequest",
     "OpenAIRequest",
     "PromptRow",
@@ -93,7 +85,6 @@ __all__ = [
     "envelope",
     "error_body",
     "openapi_request_body",
-    "parse_body",
     "parse_request",
     "read_json",
     "sampling_params",

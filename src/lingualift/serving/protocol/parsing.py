@@ -141,64 +141,10 @@ def parse_request(kind: type[Request], raw: bytes) -> Request:
         raise validation_error(exc) from None
 
 
-# -- until the engine runs every parameter ----------------------------------------------------
-
-_NOT_WIRED_MESSAGE = "{name} is not supported by this server yet; send the request without it."
-
-
-def _engine_cannot_run(body: OpenAIRequest) -> str | None:
-    """The first parameter the current engine cannot run, or None.
-
-    The request models declare what the server will honour once the engine runs
-    :mod:`~lingualift.serving.decoding`'s rows (issue 25); until then :func:`parse_body`
-    refuses these so that no answer silently differs from what was asked.
-    """
-    checks: dict[str, bool] = {
-        "n": body.choices_per_prompt != 1,
-        "frequency_penalty": bool(body.frequency_penalty),
-        "presence_penalty": bool(body.presence_penalty),
-        "repetition_penalty": body.repetition_penalty not in (None, 1.0),
-        "logit_bias": bool(body.logit_bias),
-        "top_k": body.top_k not in (None, 0, -1),
-        "min_p": bool(body.min_p),
-        "min_tokens": bool(body.min_tokens),
-        "stop_token_ids": bool(body.stop_token_ids),
-        "skip_special_tokens": body.skip_special_tokens is False,
-        "include_stop_str_in_output": bool(body.include_stop_str_in_output),
-        "response_format": body.json_schema() is not None,
-        "logprobs": body.logprob_count() is not None,
-    }
-    if isinstance(body, CompletionRequest):
-        prompts = body.prompts()
-        checks["prompt"] = len(prompts) != 1 or not isinstance(prompts[0], str)
-        checks["echo"] = bool(body.echo)
-    for name, refused in checks.items():
-        if refused:
-            return name
-    return None
-
-
-def parse_body(kind: type[Request], raw: bytes) -> Request:
-    """:func:`parse_request` for the current server, which does not run every parameter yet:
-    those it cannot run (``n`` > 1, several or token-id prompts, echo, logprobs, penalties,
-    logit_bias, top_k, min_p, min_tokens, stop_token_ids, JSON mode, ...) are a 400 naming them.
-    """
-    body = parse_request(kind, raw)
-    name = _engine_cannot_run(body)
-    if name is not None:
-        if name == "prompt":
-            raise bad_request(
-                "Send one text prompt per request (a string or a list of one).", param="prompt"
-            )
-        raise bad_request(_NOT_WIRED_MESSAGE.format(name=name), param=name)
-    return body
-
-
 __all__ = [
     "MAX_JSON_DEPTH",
     "ChatCompletionRequest",
     "CompletionRequest",
-    "parse_body",
     "parse_request",
     "read_json",
     "validation_error",

@@ -292,15 +292,6 @@ class CompletionRequest(OpenAIRequest):
             for j in range(n)
         ]
 
-    def prompt_text(self) -> str:
-        """The one text prompt of a request that has one (a 400 otherwise)."""
-        prompts = self.prompts()
-        if len(prompts) != 1 or not isinstance(prompts[0], str):
-            raise bad_request(
-                "Send one text prompt per request (a string or a list of one).", param="prompt"
-            )
-        return prompts[0]
-
     def logprob_count(self) -> int | None:
         return self.logprobs
 
