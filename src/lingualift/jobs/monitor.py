@@ -33,8 +33,10 @@ class MonitorConfig(MonitorSettings):
     """Settings of ``lingualift monitor``."""
 
     input: str = ""
-    """Production queries: a traffic-log .jsonl/.parquet file, a folder of log segments (closed
-    *.jsonl only, in name order) or '-' for standard input."""
+    """Production queries: a folder of traffic-log segments (closed *.jsonl only, in name order),
+    a .jsonl log, any data file or folder the one reader takes (CSV/TSV, Parquet, JSON arrays,
+    compressed, save_to_disk, hf:<dataset>; docs/data.md, mapped by columns) or '-' for
+    standard input."""
     langs: list[str] = dataclasses.field(default_factory=list)
     """Languages to monitor; empty: every language of the store that has a current version."""
     store: str | None = None
@@ -89,6 +91,7 @@ def run_monitor(
     check_source(config.input)
     references = {lang: load_reference(store, lang, config.version) for lang in langs}
     fingerprint = settings_of(config)
+    fingerprint.update(config.reading_fingerprint())  # the threshold as resolved, the mapping
     fingerprint["langs"] = langs
     if config.input == STDIN:
         fingerprint["input"] = STDIN
