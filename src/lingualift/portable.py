@@ -26,11 +26,27 @@ on the hub: a commit hash is the hash of its content.
 :func:`base_identity` gives the identity of any model spec; :func:`write_base_files`
 (``lingualift export-base``) writes the weights as a plain Hugging Face folder for
 tools pointed at a path (vLLM, lm-eval, a machine without lingualift).
+
+Every base is pinned, so a card says which weights an adapter was trained on:
+
+- a **hub id** by the commit it resolved to in the local Hugging Face cache
+  (:func:`hub_commit`: ``refs/main`` of ``models--<owner>--<name>``, what
+  ``from_pretrained`` loaded offline, or downloaded last online);
+- a **local folder** by a content hash of its weights (:func:`weights_digest`:
+  sha256 over the ``*.safetensors`` files, or ``*.bin``/``*.gguf`` where there are
+  none), written ``sha256:<hex>``; file hashes are cached by (path, size, mtime),
+  so hashing a folder again costs a ``stat`` per file;
+- the **embedded model** by its portable revision (above).
+
+The revision goes into ``adapter_config.json``'s ``revision`` field, which PEFT
+passes as the *base model's* ``revision`` to ``from_pretrained`` (for a folder
+transformers ignores it, so the hash only records).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import importlib.metadata
 import json
@@ -38,7 +54,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lingualift.atomic import atomic_dir, atomic_write_text, path_lock
 from lingualift.embedded import (
@@ -49,6 +65,7 @@ from lingualift.embedded import (
     is_embedded_cached,
 )
 from lingualift.errors import LingualiftError
+from lingualift.paths import cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -89,19 +106,27 @@ class BaseIdentity:
     """What ``from_pretrained`` gets on another machine (adapter_config.json's
     ``base_model_name_or_path``, lm-eval's ``pretrained=``)."""
     revision: str | None = None
-    """The pinned revision of ``name_or_path`` (embedded bases), None otherwise."""
+    """Which weights: the embedded model's portable revision, a hub id's cached commit, or
+    ``sha256:<hex>`` (the content hash of a folder's weights); None for a hub id that is not in
+    the local cache."""
     weights: dict[str, Any] | None = None
-    """Exactly which weights (embedded bases): GGUF file and sha256, quantization, that they are
-    dequantized, the hub model they derive from, the package they ship in."""
+    """Exactly which weights. Embedded bases: GGUF file and sha256, quantization, that they are
+    dequantized, the hub model they derive from, the package they ship in. Folders: ``sha256``
+    (the hash in ``revision``) and ``files`` (each weight file's sha256)."""
+    kind: Literal["embedded", "folder", "hub"] = "hub"
+    """Where the weights come from: the embedded model, a local folder or a hub id."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @property
     def pretrained_args(self) -> str:
-        """lm-eval ``--model_args`` naming this base (``pretrained=...[,revision=...]``)."""
+        """lm-eval ``--model_args`` naming this base (``pretrained=...[,revision=...]``; a
+        folder's content hash is no revision a loader can resolve, so it is left out)."""
         args = f"pretrained={self.name_or_path}"
-        return f"{args},revision={self.revision}" if self.revision else args
+        return (
+            f"{args},revision={self.revision}" if self.kind != "folder" and self.revision else args
+        )
 
 
 def embedded_weights(name: str) -> dict[str, Any]:
@@ -142,26 +167,122 @@ def _provenance_of_folder(path: Path) -> dict[str, Any] | None:
 
 
 def base_identity(spec: str) -> BaseIdentity:
-    """The portable identity of a model spec (see the module docstring).
+    """The portable identity of a model spec, pinned (see the module docstring).
 
     ``embedded:<name>`` and folders written by :func:`export_base` (or the converted
-    cache itself) get the embedded model's portable id and revision; a hub id names
-    itself; any other folder is recorded as given (it is the user's path).
+    cache itself) get the embedded model's portable id and revision; any other folder
+    is recorded as given (it is the user's path) with the content hash of its weights;
+    a hub id names itself, at the commit the local Hugging Face cache resolves it to
+    (transformers 5 no longer records ``config._commit_hash``; the cache's ``refs/main``
+    is the snapshot ``from_pretrained`` loaded).
     """
     spec = str(spec).strip()
     name = embedded_name(spec)
-    if name is None and Path(spec).is_dir():
-        found = _provenance_of_folder(Path(spec))
+    folder = Path(spec)
+    if name is None and folder.is_dir():
+        found = _provenance_of_folder(folder)
         name = found.get("embedded") if found else None
+        if name is None:
+            digest = weights_digest(folder)
+            revision = f"sha256:{digest['sha256']}" if digest else None
+            return BaseIdentity(spec, spec, revision, digest, kind="folder")
     if name is None:
-        return BaseIdentity(spec=spec, name_or_path=spec)
+        return BaseIdentity(spec, spec, hub_commit(spec), kind="hub")
     weights = embedded_weights(str(name))
     return BaseIdentity(
         spec=spec if spec.startswith(EMBEDDED_PREFIX) else f"{EMBEDDED_PREFIX}{name}",
         name_or_path=weights["portable_id"],
         revision=weights["revision"],
         weights=weights,
+        kind="embedded",
     )
+
+
+# -- pinning: hub commits and content hashes ---------------------------------------------------
+
+WEIGHT_SUFFIXES = ((".safetensors",), (".bin", ".pt", ".pth", ".gguf"))
+"""Weight files a folder's hash covers: its safetensors files, or where it has none, the
+PyTorch pickles and GGUF files (the first group that matches)."""
+_HASH_CACHE = "sha256.json"
+
+
+def hub_commit(repo_id: str) -> str | None:
+    """The commit a hub id resolves to in the local Hugging Face cache (None: not cached)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=hf_hub_cache())
+    except Exception:  # not a valid repo id (e.g. a path that does not exist), no hub library
+        return None
+    if not isinstance(found, str):
+        return None  # not cached, or cached as absent
+    return Path(found).parent.name  # <cache>/models--o--n/snapshots/<commit>/config.json
+
+
+def weight_files(folder: str | Path) -> list[Path]:
+    """The weight files of a model folder (top level, :data:`WEIGHT_SUFFIXES`), by name."""
+    files = [p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")]
+    for suffixes in WEIGHT_SUFFIXES:
+        found = sorted((p for p in files if p.name.endswith(suffixes)), key=lambda p: p.name)
+        if found:
+            return found
+    return []
+
+
+def weights_digest(folder: str | Path) -> dict[str, Any] | None:
+    """``{"sha256": <hex>, "files": {name: <hex>}}`` of a folder's weights (None: it has none).
+
+    The folder's hash is the sha256 of ``sha256sum``'s output over the weight files in name
+    order (``<hex>  <name>`` lines), so ``sha256sum *.safetensors | sha256sum`` in the folder
+    gives the same hex. File hashes come from a cache keyed by (path, size, mtime).
+    """
+    files = weight_files(folder)
+    if not files:
+        return None
+    hashes = cached_sha256(files)
+    listing = "".join(f"{hashes[p]}  {p.name}\n" for p in files)
+    return {
+        "sha256": hashlib.sha256(listing.encode("utf-8")).hexdigest(),
+        "files": {p.name: hashes[p] for p in files},
+    }
+
+
+def cached_sha256(paths: list[Path]) -> dict[Path, str]:
+    """sha256 of each file, read from (and written to) the cache of lingualift's home when
+    the file's resolved path, size and modification time are unchanged."""
+    store = cache_dir("hashes") / _HASH_CACHE
+    try:
+        cache = json.loads(store.read_text("utf-8"))
+        cache = cache if isinstance(cache, dict) else {}
+    except (OSError, ValueError):
+        cache = {}  # missing or damaged: it is only a cache
+    out: dict[Path, str] = {}
+    changed = False
+    for path in paths:
+        stat = path.stat()
+        key = str(path.resolve())
+        entry = cache.get(key)
+        if isinstance(entry, list) and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
+            out[path] = str(entry[2])
+            continue
+        out[path] = file_sha256(path)
+        cache[key] = [stat.st_size, stat.st_mtime_ns, out[path]]
+        changed = True
+    if changed:
+        try:
+            atomic_write_text(store, json.dumps(cache, sort_keys=True))
+        except OSError as exc:  # a read-only home: the hashes are right, just not remembered
+            logger.warning("Could not write the hash cache %s (%s).", store, exc)
+    return out
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # -- the local Hugging Face cache ------------------------------------------------------------
@@ -277,7 +398,7 @@ def write_base_files(identity: BaseIdentity, folder: str | Path) -> Path:
     export-base`` lands it atomically). The embedded model must have been converted on this
     machine first (:func:`lingualift.models.materialize_embedded`, which export-base calls).
     """
-    if identity.weights is None:
+    if identity.kind != "embedded":
         raise LingualiftError(
             f"{identity.spec} needs no export: other tools load a hub id or a model folder as it "
             "is; export-base writes the embedded model (embedded:<name>)."

@@ -56,9 +56,9 @@ def test_formats_are_detected_and_loss_is_masked(tmp_path, tok):
 
 def test_missing_text_field_is_one_clear_sentence(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"body": "no text here"}])
-    with pytest.raises(LingualiftError, match=r"bad.jsonl:1 has none of the fields 'text'"):
+    with pytest.raises(LingualiftError, match=r"bad.jsonl:1 has none of the columns 'text'"):
         read_examples(str(bad))
-    with pytest.raises(LingualiftError, match=r"no 'text' field .* text_field="):
+    with pytest.raises(LingualiftError, match=r"no 'text' column .* text_field="):
         read_examples(str(bad), data_format="text")
 
 

@@ -106,7 +106,7 @@ def test_bad_input_one_sentence_nothing_written(tmp_path):
     (tmp_path / "nolog").mkdir()
     refused("no closed segment", tmp_path / "nolog")
     no_text = write_log(tmp_path / "notext.jsonl", log_rows(texts(TOPICS, 50), text=False))
-    refused("has no 'text' field", no_text)
+    refused("has no 'text' column", no_text)
     log = write_log(tmp_path / "log.jsonl", log_rows(texts(TOPICS, 50)))
     refused("at least 20 queries per window", log, window=10)
     refused("No adapter for language 'hi'", log, langs=["hi"])

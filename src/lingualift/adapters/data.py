@@ -22,7 +22,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lingualift.data import Record, iter_rows, read_records
+from lingualift.data import Columns, Record, iter_rows, read_records
+from lingualift.data.columns import column_hint
 from lingualift.data.io import warn_skipped
 from lingualift.errors import LingualiftError
 from lingualift.languages import normalize_language
@@ -71,17 +72,19 @@ def _fingerprint(examples: Sequence[Example]) -> str:
     return digest.hexdigest()
 
 
-def _detect_format(row: dict[str, Any], fields: dict[str, str], where: str) -> str:
-    if fields["messages"] in row:
+def _detect_format(row: dict[str, Any], columns: Columns, where: str) -> str:
+    """The format of a row whose columns the mapping has already renamed."""
+    if "messages" in row:
         return "chat"
-    if fields["prompt"] in row and fields["completion"] in row:
+    if "prompt" in row and "completion" in row:
         return "prompt_completion"
-    if fields["text"] in row:
+    if "text" in row:
         return "text"
     raise LingualiftError(
-        f"{where} has none of the fields {fields['text']!r}, {fields['prompt']!r}+"
-        f"{fields['completion']!r} or {fields['messages']!r} (it has: {', '.join(map(str, row))}); "
-        "name the right column with text_field=, prompt_field=/completion_field= or messages_field=."
+        f"{where} has none of the columns {columns.text!r}, {columns.prompt!r}+"
+        f"{columns.completion!r} or {columns.messages!r} (it has: {', '.join(map(str, row))}); "
+        "map the right one with columns.text=<column> (or text_field=), "
+        "columns.prompt=/columns.completion= or columns.messages=."
     )
 
 
@@ -107,46 +110,46 @@ def _messages(value: Any, where: str) -> list[dict[str, str]]:
 def read_examples(
     source: str,
     data_format: str = "auto",
-    text_field: str = "text",
-    prompt_field: str = "prompt",
-    completion_field: str = "completion",
-    messages_field: str = "messages",
+    columns: Columns | None = None,
     limit: int | None = None,
 ) -> tuple[list[Example], DataSummary]:
-    """Read a data file (or an ``hf:`` dataset) into examples of one format."""
-    fields = {
-        "text": text_field,
-        "prompt": prompt_field,
-        "completion": completion_field,
-        "messages": messages_field,
-    }
+    """Read a data file, folder or ``hf:`` dataset into examples of one format.
+
+    ``columns`` maps the source's columns to ``text``, ``prompt``, ``completion``,
+    ``messages``, ``id``, ``lang`` (and ``default_lang``), as in every verb.
+    """
+    columns = columns or Columns()
+    default_lang = normalize_language(columns.default_lang) if columns.default_lang else ""
     examples: list[Example] = []
     langs: list[str] = []
     skipped: list[str] = []
     kind = None if data_format == "auto" else data_format
-    for name, row_no, row in iter_rows(source):
+    if kind is not None and kind not in FORMATS:
+        raise LingualiftError(f"Unknown data_format {kind!r}; use auto, {', '.join(FORMATS)}.")
+    for name, row_no, row in iter_rows(source, columns):
         where = f"{name}:{row_no}"
         if kind is None:
-            kind = _detect_format(row, fields, where)
+            kind = _detect_format(row, columns, where)
         row_id = str(row.get("id") or row_no)
         if kind == "text":
-            if text_field not in row:
+            if "text" not in row:
                 raise LingualiftError(
-                    f"{where}: no {text_field!r} field (it has: {', '.join(map(str, row))}); "
-                    "name the text column with text_field=<name>."
+                    f"{where}: no {columns.text!r} column (it has: {', '.join(map(str, row))}); "
+                    f"map the text column with {column_hint('text')}."
                 )
-            text = row.get(text_field)
+            text = row.get("text")
             if not isinstance(text, str) or not text.strip():
                 skipped.append(where)
                 continue
             examples.append(Example(id=row_id, kind=kind, text=text, source=name))
         elif kind == "prompt_completion":
-            if prompt_field not in row or completion_field not in row:
+            if "prompt" not in row or "completion" not in row:
                 raise LingualiftError(
-                    f"{where}: missing {prompt_field!r} or {completion_field!r}; every "
-                    "prompt/completion row needs both (or set prompt_field=/completion_field=)."
+                    f"{where}: missing {columns.prompt!r} or {columns.completion!r}; every "
+                    "prompt/completion row needs both (map them with columns.prompt=<column> "
+                    "and columns.completion=<column>)."
                 )
-            prompt, completion = row[prompt_field], row[completion_field]
+            prompt, completion = row["prompt"], row["completion"]
             if not isinstance(completion, str) or not completion.strip():
                 skipped.append(where)
                 continue
@@ -159,30 +162,28 @@ def read_examples(
                     source=name,
                 )
             )
-        elif kind == "chat":
-            if messages_field not in row:
+        else:  # chat
+            if "messages" not in row:
                 raise LingualiftError(
-                    f"{where}: no {messages_field!r} field; every chat row needs one "
-                    "(or set messages_field=)."
+                    f"{where}: no {columns.messages!r} column; every chat row needs one "
+                    "(map it with columns.messages=<column>)."
                 )
             examples.append(
                 Example(
                     id=row_id,
                     kind=kind,
-                    messages=_messages(row[messages_field], where),
+                    messages=_messages(row["messages"], where),
                     source=name,
                 )
             )
-        else:
-            raise LingualiftError(f"Unknown data_format {kind!r}; use auto, {', '.join(FORMATS)}.")
         raw_lang = row.get("lang")
         try:
-            langs.append(normalize_language(str(raw_lang)) if raw_lang else "")
+            langs.append(normalize_language(str(raw_lang)) if raw_lang else default_lang)
         except LingualiftError as exc:
             raise LingualiftError(f"{where}: {exc}") from None
         if limit is not None and len(examples) >= limit:
             break
-    warn_skipped(skipped, completion_field if kind == "prompt_completion" else text_field)
+    warn_skipped(skipped, columns.completion if kind == "prompt_completion" else columns.text)
     if not examples:
         raise LingualiftError(f"{source} holds no usable examples; give a non-empty dataset.")
     return _finish(examples, source, "train", kind or "text", langs)

@@ -10,6 +10,13 @@ the user trained on), ``revision`` pins the exact weights, and the README record
 which weights those are (GGUF file, sha256, dequantized from Q4_K_M, the hub model
 they derive from). Extra keys stay out of ``adapter_config.json``: PEFT warns
 about unknown keys there.
+
+``revision`` is PEFT's ``PeftConfig.revision``: the *base model's* revision, which
+``AutoPeftModelForCausalLM`` passes to the base's ``from_pretrained``. It is the
+embedded model's portable revision, a hub id's commit (so the adapter loads on the
+weights it was trained on, not whatever ``main`` is now), or for a local folder
+``sha256:<hex>``, the content hash of its weights (transformers ignores a revision
+for a folder; the hash lets anyone check the folder still holds those weights).
 """
 
 from __future__ import annotations
@@ -64,7 +71,17 @@ def adapter_readme(identity: BaseIdentity, config: dict[str, Any], lang: str | N
         f"`{identity.name_or_path}`{f' at revision `{identity.revision}`' if identity.revision else ''}.",
         "",
     ]
-    weights = identity.weights
+    weights = identity.weights if identity.kind == "embedded" else None
+    if identity.kind == "folder" and identity.weights:
+        files = identity.weights.get("files") or {}
+        lines += [
+            "## Base weights",
+            "",
+            f"The weights in `{identity.name_or_path}` ({', '.join(f'`{n}`' for n in files)}), "
+            f"sha256 `{identity.weights['sha256']}` over their `sha256sum` lines "
+            f"(`sha256sum {' '.join(files)} | sha256sum` in that folder shows the same).",
+            "",
+        ]
     if weights:
         lines += [
             "## Base weights",

@@ -6,9 +6,11 @@ by accident. Large sets are written chunk by chunk into a memory-mapped
 ``.npy`` file, so a pool can exceed RAM: clustering reads a sample of rows and
 assignment streams over the rest.
 
-The Ray backend keeps the cache on the driver (look-ups and inserts are cheap)
-and sends only the cache misses to Ray Data, where ``map_batches`` runs a
-stateful actor per worker that loads the encoder once.
+The Ray backend (:mod:`lingualift.compass.ray_backend`) keeps the cache on the
+driver (look-ups and inserts are cheap) and embeds only the cache misses on Ray
+Data, where ``map_batches`` runs a stateful actor per worker that loads the
+encoder once; it joins a real cluster with lingualift shipped to its workers, and
+reads input files on the workers when nothing of them is cached yet.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,9 +26,26 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lingualift.atomic import atomic_path, atomic_write_text
+from lingualift.compass.ray_backend import WorkerRead, connect_ray, embed_on_ray, worker_read
 from lingualift.data.records import Record, text_hash
 from lingualift.embed import CachedEncoder, Encoder, get_encoder
-from lingualift.errors import LingualiftError, first_line, require
+from lingualift.errors import LingualiftError, require
+
+__all__ = [
+    "Backend",
+    "EmbeddedSet",
+    "LanguageCentered",
+    "WorkerRead",
+    "check_same_space",
+    "connect_ray",
+    "count_tokens",
+    "embed_records",
+    "embed_texts",
+    "language_means",
+    "resolve_encoder",
+    "save_vectors",
+    "worker_read",
+]
 
 Backend = Literal["local", "ray"]
 
@@ -173,133 +192,6 @@ def resolve_encoder(encoder: str | Encoder) -> Encoder:
     return get_encoder(encoder) if isinstance(encoder, str) else encoder
 
 
-class _EncoderActor:
-    """Ray Data actor: builds the encoder once per worker, then embeds batches."""
-
-    factory: Callable[[], Encoder]
-
-    def __init__(self) -> None:
-        self.encoder = self.factory()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        vectors = self.encoder.encode(list(batch["text"]), progress=False)
-        return {"row": batch["row"], "vector": vectors}
-
-
-def _actor_class(factory: Callable[[], Encoder]) -> type:
-    """An actor class that carries its encoder factory in its definition.
-
-    The definition travels through Ray's function table, so the actors take no
-    constructor arguments from the object store, and Ray can restart one that died.
-    """
-    return type("EncoderActor", (_EncoderActor,), {"factory": staticmethod(factory)})
-
-
-def _uncached(encoder: Encoder) -> Encoder:
-    return encoder.encoder if isinstance(encoder, CachedEncoder) else encoder
-
-
-def _encoder_factory(encoder: str | Encoder) -> Callable[[], Encoder]:
-    """Something picklable that rebuilds the raw encoder inside a Ray worker."""
-    if isinstance(encoder, str):
-        return functools.partial(get_encoder, encoder, cache=False)
-    spec = getattr(encoder, "spec", None) or getattr(_uncached(encoder), "spec", None)
-    if isinstance(spec, str):  # built by get_encoder: rebuild it from its spec (engines holding
-        return functools.partial(get_encoder, spec, cache=False)  # C pointers do not pickle)
-    raw = _uncached(encoder)
-    return functools.partial(_return, raw)
-
-
-def _return(value: Any) -> Any:
-    return value
-
-
-def connect_ray(num_cpus: int) -> str:
-    """Connect to the Ray cluster there is, or start a local one; returns which it did.
-
-    In order: a Ray session this process already holds is used as it is; a cluster
-    named by ``RAY_ADDRESS`` is joined (and a failure to reach it is one sentence);
-    otherwise a running cluster on this machine is joined (``address="auto"``), and
-    when there is none a local one with ``num_cpus`` CPUs is started. Joining never
-    passes ``num_cpus`` (Ray refuses resource settings for an existing cluster).
-    Driver logs from the workers are not forwarded, and Ray's own logging is kept
-    at warnings.
-    """
-    import logging
-    import os
-
-    import ray
-
-    if ray.is_initialized():
-        return "existing session"
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        try:
-            ray.init(address=address, **quiet)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise LingualiftError(
-                f"Could not join the Ray cluster at RAY_ADDRESS={address} ({first_line(exc)}); "
-                "start it, fix RAY_ADDRESS or unset it to run Ray locally."
-            ) from None
-        return f"cluster at {address}"
-    try:
-        ray.init(address="auto", **quiet)
-        return "running local cluster"
-    except (ConnectionError, RuntimeError, ValueError):
-        pass  # none running: start one
-    ray.init(num_cpus=max(num_cpus, 1), include_dashboard=False, **quiet)
-    return "new local cluster"
-
-
-def _quiet_ray_data() -> None:
-    """No progress blocks or execution banners from Ray Data (lingualift shows its own)."""
-    import logging
-
-    import ray.data
-
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.enable_operator_progress_bars = False
-    context.print_on_execution_start = False
-    context.enable_auto_log_stats = False
-    for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # "Progress bars disabled ..." (lingualift turned them off on purpose).
-    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
-
-
-def _embed_ray(
-    texts: list[str], encoder: str | Encoder, batch_size: int, concurrency: int
-) -> np.ndarray:
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise LingualiftError(
-            "backend='ray' needs Ray Data; pip install 'lingualift[ray]'."
-        ) from None
-    connect_ray(concurrency)
-    _quiet_ray_data()
-    dataset = ray.data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)])
-    embedded = dataset.map_batches(
-        _actor_class(_encoder_factory(encoder)),
-        batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=max(concurrency, 1)),
-        batch_format="numpy",
-    )
-    first = None
-    out: np.ndarray | None = None
-    for batch in embedded.iter_batches(batch_format="numpy", batch_size=None):
-        vectors = np.asarray(batch["vector"], dtype=np.float32)
-        if out is None:
-            first = vectors.shape[1]
-            out = np.empty((len(texts), first), dtype=np.float32)
-        out[np.asarray(batch["row"], dtype=np.int64)] = vectors
-    assert out is not None
-    return out
-
-
 def embed_texts(
     texts: Sequence[str],
     encoder: str | Encoder = "e5-nano",
@@ -308,6 +200,10 @@ def embed_texts(
     concurrency: int = 2,
     memmap_path: str | Path | None = None,
     progress: bool = True,
+    *,
+    ray_address: str | None = None,
+    ray_runtime_env: dict[str, Any] | None = None,
+    read_from: WorkerRead | None = None,
 ) -> tuple[np.ndarray, str]:
     """Embed ``texts`` with the cache; returns ``(vectors, encoder name)``.
 
@@ -315,6 +211,13 @@ def embed_texts(
     encoded, locally in chunks or by Ray Data actors. With ``memmap_path`` the
     vectors are written into a memory-mapped ``.npy`` file and returned as a
     read-only memmap.
+
+    Ray only: ``ray_address`` names the cluster to join and ``ray_runtime_env``
+    replaces the workers' default runtime environment (lingualift's package shipped
+    from here; :func:`~lingualift.compass.ray_backend.connect_ray`). ``read_from``
+    says that ``texts`` are the rows of a file the workers can read
+    (:func:`~lingualift.compass.ray_backend.worker_read`): when none of them is
+    cached the workers read it themselves instead of this process sending the texts.
     """
     texts = list(texts)
     require(texts, "Nothing to embed; give at least one text.")
@@ -348,12 +251,16 @@ def embed_texts(
         missing = list(dict.fromkeys(h for h in hashes if h not in found))
         if missing:
             first_text = dict(zip(hashes, texts, strict=True))
-            vectors = _embed_ray(
-                [first_text[h] for h in missing],
+            embedded = embed_on_ray(
+                {h: first_text[h] for h in missing},
                 encoder if isinstance(encoder, str) else enc,
-                batch_size,
-                concurrency,
+                batch_size=batch_size,
+                concurrency=concurrency,
+                address=ray_address,
+                runtime_env=ray_runtime_env,
+                read_from=read_from if not found else None,  # cached rows: send only misses
             )
+            vectors = np.stack([embedded[h] for h in missing])
             require(
                 vectors.shape[1] == dim,
                 f"Ray workers returned vectors of size {vectors.shape[1]}, expected {dim}.",

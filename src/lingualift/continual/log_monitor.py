@@ -52,6 +52,7 @@ from lingualift.continual.monitor import DriftMonitor, WindowReport
 from lingualift.continual.reference import Reference
 from lingualift.continual.report import plot_drift
 from lingualift.continual.stream import StreamMonitor
+from lingualift.data.columns import Columns, shorthand_columns
 from lingualift.embed import Encoder
 from lingualift.errors import LingualiftError, require
 from lingualift.stages import describe_differences
@@ -82,8 +83,9 @@ class MonitorSettings:
     """Bootstrap resamples of the JS test."""
     mmd_max_points: int = 500
     """Rows per side of the MMD (subsampled above it)."""
-    min_confidence: float = 0.5
-    """Language identification confidence below which an untagged query is skipped (unsure)."""
+    min_confidence: float | None = None
+    """Language identification confidence below which an untagged query is skipped (unsure);
+    None: the identifier's threshold calibrated in docs/langid.md (as serve uses)."""
     encoder: str | None = None
     """Encoder spec; None uses the one the reference was built with (another is refused)."""
     backend: Literal["local", "ray"] = bookkeeping("local")
@@ -92,12 +94,36 @@ class MonitorSettings:
     """At the end of the input, also test the last unfinished windows (when big enough)."""
     seed: int = 0
     """Seed of the resampling (per window: seed, language, window number)."""
+    # The mapping enters the monitor's fingerprint only when it renames something
+    # (reading_fingerprint), so folders made before it existed resume.
+    columns: Columns = bookkeeping(default_factory=Columns)
+    """Which columns of the input hold what (text, id, lang, ts), as every verb takes them, e.g.
+    columns.text=question columns.ts=time for a CSV of queries (docs/data.md)."""
+    text_field: str | None = bookkeeping(None)
+    """Short form of columns.text."""
 
     def __post_init__(self) -> None:
         require(self.window >= 1, f"window must be at least 1, got {self.window}.")
         require(0 < self.alpha < 1, f"alpha must be in (0, 1), got {self.alpha}.")
+        require(
+            self.min_confidence is None or 0 <= self.min_confidence <= 1,
+            f"min_confidence must be in [0, 1] (or unset), got {self.min_confidence}.",
+        )
         if self.window_time is not None:
             window_seconds(self.window_time)
+        self.columns = shorthand_columns(self.columns, self.text_field)
+
+    def reading_fingerprint(self) -> dict[str, Any]:
+        """What reading the input adds to a monitor's fingerprint: the identifier's threshold as
+        resolved (the calibrated one when unset), and the column mapping when it renames."""
+        from lingualift.langid import LanguageIdentifier
+
+        extra: dict[str, Any] = {
+            "min_confidence": LanguageIdentifier(self.min_confidence).min_confidence
+        }
+        if self.columns != Columns():
+            extra["columns"] = dataclasses.asdict(self.columns)
+        return extra
 
 
 def window_seconds(spec: str | float | int) -> float:
@@ -366,7 +392,11 @@ class LogMonitor:
         found: list[WindowReport] = []
         self._paused = False
         if self._items is None:
-            self._items = read_log(self.source, None if self.source == STDIN else self.cursor)
+            self._items = read_log(
+                self.source,
+                None if self.source == STDIN else self.cursor,
+                self.settings.columns,
+            )
         since_save = 0
         position = self.cursor
         for item in self._items:
@@ -421,9 +451,11 @@ class LogMonitor:
 
     def _check_text_field(self) -> None:
         if self._fresh and self._queries and not self._seen_text_field:
+            column = self.settings.columns.text
             raise LingualiftError(
-                f"The log {self.source} has no 'text' field, so queries cannot be embedded; "
-                "turn on text logging in the server (or log the prompts) and monitor again."
+                f"The input {self.source} has no {column!r} column, so queries cannot be "
+                "embedded; map the column that holds them with columns.text=<column> (or "
+                "text_field=<column>), or for a traffic log turn on text logging in the server."
             )
 
     def _record(self, reports: list[WindowReport], on_reports: OnReports | None) -> bool:

@@ -1,18 +1,26 @@
-"""Reading production queries: a traffic log file, a folder of log segments, or standard input.
+"""Reading production queries: a traffic log, any data file the one reader takes, or standard input.
 
 The rows and segments are the server's traffic log, whose schema (fields, the
 row -> :class:`Query` parse, segment naming) is :mod:`lingualift.data.traffic`.
 :func:`read_log` yields every line after a cursor ``(name, line)``:
 
-- a folder: its closed ``*.jsonl`` segments in name order (``*.partial`` files
-  are still being written and are never read);
-- a ``.jsonl`` file (traffic log or lingualift records) or a ``.parquet`` file
-  (the line is the row number);
+- a traffic-log folder (a folder of ``*.jsonl`` files only, or an empty one): its
+  closed ``*.jsonl`` segments in name order (``*.partial`` files are still being
+  written and are never read);
+- a plain ``.jsonl`` file (a traffic log, or any JSON Lines), read line by line;
+- anything else the one reader takes (:func:`lingualift.data.readers.iter_rows`):
+  ``.json`` arrays, CSV/TSV, Parquet, compressed files, ``save_to_disk`` folders,
+  folders of shards, ``hf:`` datasets; the name in the cursor is the file's name
+  (its path under a folder of shards, the spec for ``hf:``) and the line is its line
+  or row, and every line up to the cursor is read again and skipped;
 - ``-``: standard input (no cursor: a pipe is read once).
 
-A line that is not valid UTF-8, not a JSON object, whose ``ts`` cannot be
-read or whose ``lang`` names no language is yielded as a problem (named by
-file and line) for the caller to count and skip; nothing is replaced silently.
+A :class:`~lingualift.data.columns.Columns` mapping renames the user's columns to
+the log's names first (``columns.text=question columns.ts=time``). A line that is
+not valid UTF-8, not a JSON object, whose ``ts`` cannot be read or whose ``lang``
+names no language is yielded as a problem (named by file and line) for the caller
+to count and skip; nothing is replaced silently. A file that cannot be read at all
+(a misnamed compression, a damaged Parquet file) fails in the reader's one sentence.
 """
 
 from __future__ import annotations
@@ -24,7 +32,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lingualift.data.traffic import Problem, Query, list_segments, log_row, parse_row
+from lingualift.data.columns import Columns
+from lingualift.data.formats import check_bytes, file_format, is_data_file, split_suffixes
+from lingualift.data.readers import HF_PREFIX, is_saved_dataset, iter_rows
+from lingualift.data.traffic import (
+    CLOSED_SUFFIX,
+    PARTIAL_SUFFIX,
+    Problem,
+    Query,
+    list_segments,
+    log_row,
+    parse_row,
+)
 from lingualift.errors import LingualiftError
 
 __all__ = [
@@ -33,6 +52,7 @@ __all__ = [
     "Query",
     "check_source",
     "format_ts",
+    "is_log_folder",
     "log_row",
     "parse_row",
     "read_log",
@@ -49,7 +69,9 @@ def format_ts(seconds: float | None) -> str | None:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
 
 
-def _lines(handle: Any, source: str, after: int) -> Iterator[Query | Problem]:
+def _lines(
+    handle: Any, source: str, after: int, columns: Columns | None = None
+) -> Iterator[Query | Problem]:
     """The lines of a text or binary handle; a binary line that is not UTF-8 is a problem."""
     for number, raw in enumerate(handle, start=1):
         if number <= after:
@@ -68,54 +90,108 @@ def _lines(handle: Any, source: str, after: int) -> Iterator[Query | Problem]:
         except json.JSONDecodeError as exc:
             yield Problem(source, number, f"malformed JSON ({exc.msg})")
             continue
+        if columns is not None and isinstance(row, dict):
+            row = columns.apply(row)
         yield parse_row(row, source, number)
 
 
+def is_log_folder(path: Path) -> bool:
+    """A traffic-log folder: nothing but ``*.jsonl`` segments (closed or open) at its top level
+    (an empty folder counts: the server has not closed a segment yet). A folder with other data
+    files, subfolders of them or a saved dataset is read by the one reader instead."""
+    if not path.is_dir() or is_saved_dataset(path):
+        return False
+    for entry in path.iterdir():
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() or (
+            is_data_file(entry) and not entry.name.endswith((CLOSED_SUFFIX, PARTIAL_SUFFIX))
+        ):
+            return False
+    return True
+
+
+def _plain_jsonl(path: Path) -> bool:
+    return split_suffixes(path) == ("jsonl", None)
+
+
 def check_source(source: str, allow_empty: bool = False) -> None:
-    """Fail in one sentence when the log is missing or (unless allowed) holds nothing."""
-    if source == STDIN:
-        return
+    """Fail in one sentence when the input is missing, unreadable or (unless allowed) empty."""
+    if source == STDIN or source.startswith(HF_PREFIX):
+        return  # a pipe, or a dataset the reader loads (its errors are its own sentences)
     path = Path(source)
     if not path.exists():
-        raise LingualiftError(f"The log {path} does not exist; give a log file, folder or '-'.")
+        raise LingualiftError(
+            f"The log {path} does not exist; give a log file, folder, data file, hf:<dataset> "
+            "or '-'."
+        )
     if path.is_dir():
-        if not allow_empty and not list_segments(path):
+        if is_log_folder(path) and not allow_empty and not list_segments(path):
             raise LingualiftError(
                 f"The log folder {path} holds no closed segment (*.jsonl); wait for the server "
                 "to close one, or use follow=true."
             )
         return
-    if path.suffix.lower() not in (".jsonl", ".json", ".parquet"):
-        raise LingualiftError(f"Cannot read {path}: give a .jsonl or .parquet log or a folder.")
+    fmt = file_format(path)  # an unknown suffix fails here, naming what is read
+    check_bytes(path, fmt)  # so does a name that contradicts the bytes
     if not allow_empty and path.stat().st_size == 0:
         raise LingualiftError(f"The log {path} is empty; give a log with at least one query.")
 
 
-def read_log(source: str, after: tuple[str, int] | None = None) -> Iterator[Query | Problem]:
+def read_log(
+    source: str, after: tuple[str, int] | None = None, columns: Columns | None = None
+) -> Iterator[Query | Problem]:
     """Every query (or problem) after the cursor ``(name, line)``, in order (module docstring)."""
     if source == STDIN:  # bytes where the stream has them, so bad UTF-8 is named, not replaced
-        yield from _lines(getattr(sys.stdin, "buffer", sys.stdin), STDIN, 0)
+        yield from _lines(getattr(sys.stdin, "buffer", sys.stdin), STDIN, 0, columns)
         return
     path = Path(source)
-    if path.is_dir():
+    if is_log_folder(path):
         for segment in list_segments(path):
             if after is not None and segment.name < after[0]:
                 continue
             skip = after[1] if after is not None and segment.name == after[0] else 0
             with segment.open("rb") as handle:
-                yield from _lines(handle, segment.name, skip)
+                yield from _lines(handle, segment.name, skip, columns)
         return
-    skip = after[1] if after is not None and after[0] == path.name else 0
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
+    if path.is_file() and _plain_jsonl(path):
+        skip = after[1] if after is not None and after[0] == path.name else 0
+        with path.open("rb") as handle:
+            yield from _lines(handle, path.name, skip, columns)
+        return
+    yield from _reader_rows(source, after, columns)
 
-        try:
-            rows = pq.read_table(path).to_pylist()
-        except Exception as exc:  # pyarrow raises several types for a bad file
-            raise LingualiftError(f"{path} is not a readable Parquet file ({exc}).") from None
-        for number, row in enumerate(rows, start=1):
-            if number > skip:
-                yield parse_row(row, path.name, number)
-        return
-    with path.open("rb") as handle:
-        yield from _lines(handle, path.name, skip)
+
+def _reader_rows(
+    source: str, after: tuple[str, int] | None, columns: Columns | None
+) -> Iterator[Query | Problem]:
+    """:func:`iter_rows` as queries and problems, each named as the cursor names it."""
+    root = Path(source)
+    folder = root if root.is_dir() else None
+    problems: list[Problem] = []
+
+    def name(where: str) -> str:
+        if where.startswith(HF_PREFIX):
+            return where
+        if folder is not None:
+            return Path(where).relative_to(folder).as_posix()
+        return Path(where).name
+
+    def passed(key: str, line: int) -> bool:
+        """Whether (key, line) comes after the cursor (files in the reader's path order)."""
+        if after is None:
+            return True
+        if key == after[0]:
+            return line > after[1]
+        return Path(key).parts > Path(after[0]).parts
+
+    def on_error(where: str, line: int, reason: str) -> None:
+        problems.append(Problem(name(where), line, reason))
+
+    for where, line, row in iter_rows(source, columns, on_error=on_error):
+        yield from (p for p in problems if passed(p.source, p.line))
+        problems.clear()
+        key = name(where)
+        if passed(key, line):
+            yield parse_row(row, key, line)
+    yield from (p for p in problems if passed(p.source, p.line))

@@ -28,6 +28,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,14 +71,26 @@ def format_row_ts(moment: dt.datetime) -> str:
 
 
 def parse_ts(value: Any) -> float | None:
-    """Seconds since the epoch from ISO 8601 text (naive times are UTC) or a number."""
+    """Seconds since the epoch from ISO 8601 text (naive times are UTC) or a number, also one
+    written as text (``"1733480000.5"``: CSV and TSV cells are text)."""
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, str):
         raise ValueError("ts is neither text nor a number")
-    stamp = dt.datetime.fromisoformat(value.strip())
+    text = value.strip()
+    if not text:
+        return None  # an empty cell: the row has no time
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass  # not a number: ISO 8601 below
+    else:
+        if not math.isfinite(seconds):
+            raise ValueError("ts is not a finite number")
+        return seconds
+    stamp = dt.datetime.fromisoformat(text)
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)
     return stamp.timestamp()

@@ -52,7 +52,7 @@ def run_export_base(config: ExportBaseConfig) -> ExportBaseResult:
     """Write (or find) the exported base folder (see the module docstring)."""
     identity = base_identity(config.model)
     require(
-        identity.weights is not None,
+        identity.kind == "embedded",
         f"{config.model} needs no export: vLLM and lm-eval load a hub id or a model folder as it "
         "is; export-base writes the embedded model (embedded:<name>).",
     )

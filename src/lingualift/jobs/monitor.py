@@ -43,8 +43,10 @@ class MonitorConfig(WatchSettings, MonitorSettings):
     """Settings of ``lingualift monitor``."""
 
     input: str = ""
-    """Production queries: a traffic-log .jsonl/.parquet file, a folder of log segments (closed
-    *.jsonl only, in name order; follow=true keeps reading it) or '-' for standard input."""
+    """Production queries: a folder of traffic-log segments (closed *.jsonl only, in name order),
+    a .jsonl log, any data file or folder the one reader takes (CSV/TSV, Parquet, JSON arrays,
+    compressed, save_to_disk, hf:<dataset>; docs/data.md, mapped by columns) or '-' for
+    standard input."""
     langs: list[str] = dataclasses.field(default_factory=list)
     """Languages to monitor; empty: every language of the store that has a current version."""
     store: str | None = None
@@ -107,6 +109,7 @@ def run_monitor(
     check_source(config.input, allow_empty=config.follow)
     references = {lang: load_reference(store, lang, config.version) for lang in langs}
     fingerprint = settings_of(config)
+    fingerprint.update(config.reading_fingerprint())  # the threshold as resolved, the mapping
     fingerprint["langs"] = langs
     if config.input == STDIN:
         fingerprint["input"] = STDIN

@@ -58,6 +58,12 @@ class SelectConfig:
     """Sentence encoder spec for all three inputs (see lingualift.embed.get_encoder)."""
     backend: Literal["local", "ray"] = "local"
     """Embedding backend: local, or Ray Data map_batches with encoder actors."""
+    ray_address: str | None = bookkeeping(None)
+    """backend=ray: the cluster to join ('host:port', 'auto'); None: RAY_ADDRESS, else a cluster
+    running on this machine, else a new local one."""
+    ray_runtime_env: dict[str, Any] | None = bookkeeping(None)
+    """backend=ray: the workers' runtime environment; None ships the running lingualift package
+    to them (py_modules), {} adds nothing, or e.g. {"pip": ["lingualift[ray]==0.1.0"]}."""
     use_gpu: Literal["auto", "true", "false"] = "auto"
     """FAISS clustering and assignment on GPU: auto (when a GPU build of FAISS sees a GPU),
     true (insist), false (CPU)."""
@@ -208,12 +214,11 @@ def run_select(config: SelectConfig) -> SelectResult:
     }
 
     def select(ctx: StageContext) -> dict[str, Any]:
+        inputs = embedded_on_ray(config, target, training, pool) if config.backend == "ray" else []
         report = select_into(
             ctx.out,
             config.method,
-            target,
-            training,
-            pool,
+            *(inputs or (target, training, pool)),
             budget,
             unit=config.budget_unit,
             fmt=config.format,
@@ -238,3 +243,25 @@ def run_select(config: SelectConfig) -> SelectResult:
         "select", settings, select, path=out, describe=f"{config.method} selection"
     )
     return SelectResult(out, stage.result, stage.reused)
+
+
+def embedded_on_ray(
+    config: SelectConfig, target: list[Record], training: list[Record], pool: list[Record]
+) -> list[Any]:
+    """The three inputs embedded on the Ray cluster (lingualift shipped to its workers), each
+    file read by the workers where they can read it (docs/compass.md)."""
+    from lingualift.compass.embedding import connect_ray, embed_records, worker_read
+
+    connect_ray(address=config.ray_address, runtime_env=config.ray_runtime_env)
+    inputs = (
+        (target, config.target, config.target_fields),
+        (training, config.training, config.training_fields),
+        (pool, config.pool, config.pool_fields),
+    )
+    return [
+        embed_records(
+            records, config.encoder, "ray", config.tokenizer,
+            read_from=worker_read(spec, columns) if spec else None,
+        ) if records else records
+        for records, spec, columns in inputs
+    ]  # fmt: skip

@@ -37,6 +37,7 @@ from lingualift.continual.metrics import LoopReporter
 from lingualift.continual.reference import SMALL_REFERENCE
 from lingualift.continual.update import UpdateSettings, lineage_data
 from lingualift.continual.watch import WatchSettings
+from lingualift.data.columns import Columns, merge_columns
 from lingualift.data.sources import read_source
 from lingualift.embed import Encoder
 from lingualift.errors import require
@@ -57,13 +58,19 @@ class EcdaConfig(WatchSettings, MonitorSettings, ModelSettings):
     placement: model, dtype, device, attn_implementation, quantization, trust_remote_code)."""
 
     input: str = ""
-    """Production queries: a traffic-log file, a folder of log segments, or '-' (stdin)."""
+    """Production queries: a traffic-log folder or file, any data file or folder the one reader
+    takes (CSV/TSV, Parquet, JSON arrays, compressed, save_to_disk, hf:<dataset>; docs/data.md),
+    or '-' (stdin); columns maps its columns."""
     langs: list[str] = dataclasses.field(default_factory=list)
     """Languages to keep fresh; empty: every language of the store with a current version."""
     store: str | None = None
     """Adapter store root (default $LINGUALIFT_HOME/adapters)."""
     pool: str = ""
-    """Candidate pool for COMPASS (a data file with a language column, or corpus:...)."""
+    """Candidate pool for COMPASS (a data file with a language column, or corpus:...), read with
+    columns, overridden by pool_fields."""
+    pool_fields: Columns = bookkeeping(default_factory=Columns)
+    """Columns of the pool file where they differ from columns (text, id, lang, default_lang);
+    the pool is fingerprinted by its content."""
     # Read by content where used (the gate's and the lineage's fingerprints cover them).
     training_data: str | None = bookkeeping(None)
     """The first version's training data, when its card names data that is not readable here."""
@@ -156,12 +163,18 @@ def ecda_over_log(
         current = store.get(lang)
         read_heldout(current.path, current.name, config.old_heldout)
         lineage_data(store, current, config.training_data)
-    pool = read_source(config.pool, role="pool")
-    require(all(r.lang for r in pool), "Every pool item needs a language (a 'lang' column).")
+    pool_columns = merge_columns(config.columns, config.pool_fields, "pool_fields")
+    pool = read_source(config.pool, pool_columns, role="pool", option="pool_fields")
+    require(
+        all(r.lang for r in pool),
+        f"Every pool item needs a language; add a {pool_columns.lang!r} column, map one with "
+        "pool_fields.lang=<column> or set pool_fields.default_lang=<code>.",
+    )
     recipe = config.recipe()
     if base is None:  # does an update fit the device? Refused here, before anything is written
         recipe.train = check_training_args("train", config, config.train, LoraSettings())
     fingerprint = settings_of(config)
+    fingerprint.update(config.reading_fingerprint())  # the threshold as resolved, the mapping
     fingerprint["langs"] = langs
     if config.input == STDIN:
         fingerprint["input"] = STDIN

@@ -36,6 +36,7 @@ from lingualift.adapters.data import (
 from lingualift.adapters.store import AdapterStore, AdapterVersion
 from lingualift.atomic import atomic_write_text
 from lingualift.config import bookkeeping, save_config, settings_of, to_dict
+from lingualift.data.columns import Columns, merge_columns
 from lingualift.data.sources import is_corpus_spec, read_source
 from lingualift.errors import require
 from lingualift.languages import normalize_language
@@ -60,14 +61,20 @@ class TrainConfig(ModelSettings):
     """How rows become examples: plain text (loss on every token), prompt/completion (loss on the
     completion only), chat messages (the tokenizer's chat template, loss on assistant turns), or
     'auto' to pick from the fields of the first row."""
+    # The mapping is folded into the *_field keys below, which the fingerprint covers as it
+    # always did (so earlier runs are found again); id and lang reach it through the data's
+    # fingerprint.
+    columns: Columns = bookkeeping(default_factory=Columns)
+    """Which columns of 'data' hold what, as in every verb: columns.text, columns.prompt,
+    columns.completion, columns.messages, columns.id, columns.lang, columns.default_lang."""
     text_field: str = "text"
-    """Field holding the text of plain-text rows."""
+    """Short form of columns.text: the column holding the text of plain-text rows."""
     prompt_field: str = "prompt"
-    """Field holding the prompt of prompt/completion rows."""
+    """Short form of columns.prompt (prompt/completion rows)."""
     completion_field: str = "completion"
-    """Field holding the completion of prompt/completion rows."""
+    """Short form of columns.completion (prompt/completion rows)."""
     messages_field: str = "messages"
-    """Field holding a list of {role, content} messages in chat rows."""
+    """Short form of columns.messages: a list of {role, content} messages in chat rows."""
     selection: str | None = None
     """A COMPASS selection (JSONL/Parquet of records written by 'lingualift select') mixed into
     the training data as plain text."""
@@ -104,6 +111,7 @@ class TrainConfig(ModelSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.lang = normalize_language(self.lang)
+        self.columns = fold_short_forms(self, TRAIN_SHORT_FORMS)
         require(
             self.data is not None or self.selection is not None,
             "No training data; set data=<file> (or data=corpus:<lang>) and/or selection=<file>.",
@@ -120,6 +128,35 @@ class TrainConfig(ModelSettings):
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir or f"runs/train-{self.lang}")
+
+
+TRAIN_SHORT_FORMS = {
+    "text_field": "text",
+    "prompt_field": "prompt",
+    "completion_field": "completion",
+    "messages_field": "messages",
+}
+"""train's keys from before the one mapping -> the column they name (kept as short forms)."""
+
+
+def fold_short_forms(config: Any, short_forms: dict[str, str]) -> Columns:
+    """``config.columns`` with each short form (``text_field=body``) folded in, and each short
+    form set to the column it resolves to; a short form and a ``columns.*`` key that name two
+    different columns are one sentence."""
+    if isinstance(config.columns, dict):
+        config.columns = merge_columns(Columns(), config.columns)
+    columns = dataclasses.replace(config.columns)
+    default = Columns()
+    for flat, role in short_forms.items():
+        value, mapped = getattr(config, flat), getattr(columns, role)
+        if value != getattr(default, role):
+            require(
+                mapped in (value, getattr(default, role)),
+                f"{flat}={value!r} and columns.{role}={mapped!r} disagree; give one of them.",
+            )
+            setattr(columns, role, value)
+        setattr(config, flat, getattr(columns, role))
+    return columns
 
 
 @dataclasses.dataclass
@@ -154,13 +191,7 @@ def read_training_data(config: TrainConfig) -> TrainingData:
             found, summary = examples_from_records(records[: config.data_limit], config.data)
         else:
             found, summary = read_examples(
-                config.data,
-                config.data_format,
-                config.text_field,
-                config.prompt_field,
-                config.completion_field,
-                config.messages_field,
-                limit=config.data_limit,
+                config.data, config.data_format, config.columns, limit=config.data_limit
             )
         examples.extend(found)
         summaries.append(summary)
