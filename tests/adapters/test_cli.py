@@ -64,7 +64,7 @@ def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path, tiny_model_dir, 
     argv = ["train", "lang=sw", f"model={tiny_model_dir}", f"data={bad}", f"store={store}"]
     assert main([*argv, f"out_dir={tmp_path / 'run'}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "has none of the fields 'text'" in err
+    assert err.startswith("error: ") and "has none of the columns 'text'" in err
     assert len(err.splitlines()) == 1
     assert not store.exists() and not (tmp_path / "run").exists()
     assert main(["adapters", "--store", str(store), "show", "yo"]) == 2

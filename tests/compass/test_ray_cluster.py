@@ -68,7 +68,7 @@ def _stop(nodes: list[subprocess.Popen]) -> None:
     for node in nodes:
         if node.poll() is None:
             node.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 3
     for node in nodes:
         with contextlib.suppress(subprocess.TimeoutExpired):
             node.wait(timeout=max(0.1, deadline - time.monotonic()))

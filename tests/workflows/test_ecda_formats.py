@@ -26,7 +26,7 @@ def write_csv(path, rows):
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, tiny_model_dir):
     store_with_reference(tmp_path / "store")
     training = write_records(
         [Record(f"t{i}", f"river old {i}", "sw") for i in range(10)], tmp_path / "train.jsonl"
@@ -47,12 +47,14 @@ def world(tmp_path):
         "pool": write_csv(tmp_path / "pool.csv", pool),
         "training": str(training),
         "heldout": str(heldout),
+        "model": str(tiny_model_dir),
     }
 
 
 def run(tmp_path, world, source, name, **kw):
+    # The pre-load check reads the base's config; no update runs, so no weights load.
     config = EcdaConfig(
-        input=str(source), langs=["sw"], store=str(tmp_path / "store"), model="unused",
+        input=str(source), langs=["sw"], store=str(tmp_path / "store"), model=world["model"],
         pool=str(world["pool"]), pool_fields={"text": "sentence", "lang": "language", "id": "pid"},
         training_data=world["training"], old_heldout=world["heldout"], window=WINDOW,
         n_permutations=99, n_bootstrap=199, out_dir=str(tmp_path / name), **kw,

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lingualift.atomic import atomic_write_text
-from lingualift.config import bookkeeping
+from lingualift.config import bookkeeping, settings_of
 from lingualift.continual.logs import STDIN, Problem, read_log
 from lingualift.continual.monitor import DriftMonitor, WindowReport
 from lingualift.continual.reference import Reference
@@ -95,7 +95,7 @@ class MonitorSettings:
     seed: int = 0
     """Seed of the resampling (per window: seed, language, window number)."""
     # The mapping enters the monitor's fingerprint only when it renames something
-    # (reading_fingerprint), so folders made before it existed resume.
+    # (run_fingerprint), so folders made before it existed resume.
     columns: Columns = bookkeeping(default_factory=Columns)
     """Which columns of the input hold what (text, id, lang, ts), as every verb takes them, e.g.
     columns.text=question columns.ts=time for a CSV of queries (docs/data.md)."""
@@ -113,17 +113,20 @@ class MonitorSettings:
             window_seconds(self.window_time)
         self.columns = shorthand_columns(self.columns, self.text_field)
 
-    def reading_fingerprint(self) -> dict[str, Any]:
-        """What reading the input adds to a monitor's fingerprint: the identifier's threshold as
-        resolved (the calibrated one when unset), and the column mapping when it renames."""
+    def run_fingerprint(self, langs: list[str], source: str) -> dict[str, Any]:
+        """What a monitoring run's results depend on, for resuming its folder: the settings,
+        the identifier's threshold as resolved (the calibrated one when unset), the column
+        mapping when it renames, the languages, and whether the input is standard input."""
         from lingualift.langid import LanguageIdentifier
 
-        extra: dict[str, Any] = {
-            "min_confidence": LanguageIdentifier(self.min_confidence).min_confidence
-        }
+        fingerprint = settings_of(self)
+        fingerprint["min_confidence"] = LanguageIdentifier(self.min_confidence).min_confidence
         if self.columns != Columns():
-            extra["columns"] = dataclasses.asdict(self.columns)
-        return extra
+            fingerprint["columns"] = dataclasses.asdict(self.columns)
+        fingerprint["langs"] = langs
+        if source == STDIN:
+            fingerprint["input"] = STDIN
+        return fingerprint
 
 
 def window_seconds(spec: str | float | int) -> float:

@@ -30,7 +30,7 @@ from lingualift.adapters.store import AdapterStore
 from lingualift.config import bookkeeping, save_config, settings_of
 from lingualift.continual.deployed import build_reference, load_reference, monitored_languages
 from lingualift.continual.log_monitor import LogMonitor, MonitorSettings
-from lingualift.continual.logs import STDIN, check_source
+from lingualift.continual.logs import check_source
 from lingualift.continual.metrics import LoopReporter
 from lingualift.continual.monitor import WindowReport
 from lingualift.continual.watch import WatchSettings, poll_repeatedly
@@ -108,11 +108,7 @@ def run_monitor(
             return MonitorResult(Path(config.out_dir), {"reference": reference.summary()}, [])
     check_source(config.input, allow_empty=config.follow)
     references = {lang: load_reference(store, lang, config.version) for lang in langs}
-    fingerprint = settings_of(config)
-    fingerprint.update(config.reading_fingerprint())  # the threshold as resolved, the mapping
-    fingerprint["langs"] = langs
-    if config.input == STDIN:
-        fingerprint["input"] = STDIN
+    fingerprint = config.run_fingerprint(langs, config.input)
     out = Path(config.out_dir)
     reporter = LoopReporter(
         config, out / "logs", "monitor", config=settings_of(config), progress=progress

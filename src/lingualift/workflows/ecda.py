@@ -31,7 +31,7 @@ from lingualift.config import bookkeeping, settings_of
 from lingualift.continual.deployed import load_reference, monitored_languages
 from lingualift.continual.gate import Gate, read_heldout
 from lingualift.continual.log_monitor import LogMonitor, MonitorSettings
-from lingualift.continual.logs import STDIN, check_source
+from lingualift.continual.logs import check_source
 from lingualift.continual.loop import LOOP_FILE, EcdaLoop, LoopSettings
 from lingualift.continual.metrics import LoopReporter
 from lingualift.continual.reference import SMALL_REFERENCE
@@ -173,11 +173,7 @@ def ecda_over_log(
     recipe = config.recipe()
     if base is None:  # does an update fit the device? Refused here, before anything is written
         recipe.train = check_training_args("train", config, config.train, LoraSettings())
-    fingerprint = settings_of(config)
-    fingerprint.update(config.reading_fingerprint())  # the threshold as resolved, the mapping
-    fingerprint["langs"] = langs
-    if config.input == STDIN:
-        fingerprint["input"] = STDIN
+    fingerprint = config.run_fingerprint(langs, config.input)
     out = Path(config.out_dir)
     reporter = LoopReporter(
         config, out / "logs", "ecda", config=settings_of(config), store=store, progress=progress
