@@ -139,7 +139,7 @@ TRAIN_SHORT_FORMS = {
 """train's keys from before the one mapping -> the column they name (kept as short forms)."""
 
 
-def fold_short_forms(config: Any, short_forms: dict[str, str]) -> Columns:
+def fold_short_forms(config: TrainConfig, short_forms: dict[str, str]) -> Columns:
     """``config.columns`` with each short form (``text_field=body``) folded in, and each short
     form set to the column it resolves to; a short form and a ``columns.*`` key that name two
     different columns are one sentence."""
