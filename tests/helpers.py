@@ -13,6 +13,28 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def custom_code_model_folder(folder: Path, marker: Path) -> Path:
+    """A model folder whose config asks for its own code; that code, if it ever ran, would
+    leave ``marker``."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "lingualift_custom",
+                "architectures": ["CustomForCausalLM"],
+                "auto_map": {
+                    "AutoConfig": "configuration_custom.CustomConfig",
+                    "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM",
+                },
+            }
+        )
+    )
+    code = f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+    (folder / "configuration_custom.py").write_text(code)
+    (folder / "modeling_custom.py").write_text(code)
+    return folder
+
+
 def bitsandbytes_problem() -> str | None:
     """Why bitsandbytes cannot quantize on this machine's CPU (None when it can)."""
     import torch

@@ -8,6 +8,7 @@ from lingualift.errors import LingualiftError
 from lingualift.models import decoder_layers, load_causal_lm, resolve_model_path
 from lingualift.placement import ModelSettings
 from lingualift.testing import ARCHITECTURES, save_tiny_causal_lm, tiny_causal_lm
+from tests.helpers import custom_code_model_folder
 
 
 def test_loads_a_local_folder(tiny_model_dir):
@@ -149,33 +150,9 @@ def test_bf16_weights_take_half_the_memory_of_float32(tmp_path):
     assert 0.4 < bf16 / fp32 < 0.6, (bf16, fp32)
 
 
-def _custom_code_folder(root, marker):
-    """A model folder whose config asks for its own code; that code would leave ``marker``."""
-    import json
-
-    folder = root / "custom"
-    folder.mkdir()
-    (folder / "config.json").write_text(
-        json.dumps(
-            {
-                "model_type": "lingualift_custom",
-                "architectures": ["CustomForCausalLM"],
-                "auto_map": {
-                    "AutoConfig": "configuration_custom.CustomConfig",
-                    "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM",
-                },
-            }
-        )
-    )
-    code = f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
-    (folder / "configuration_custom.py").write_text(code)
-    (folder / "modeling_custom.py").write_text(code)
-    return folder
-
-
 def test_model_code_in_a_folder_never_runs_unless_trusted(tmp_path):
     marker = tmp_path / "code-ran"
-    folder = _custom_code_folder(tmp_path, marker)
+    folder = custom_code_model_folder(tmp_path / "custom", marker)
     for call in (
         lambda: load_causal_lm(str(folder)),
         lambda: models.load_config_only(str(folder)),

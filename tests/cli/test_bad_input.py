@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lingualift.cli import main
+from tests.helpers import custom_code_model_folder
 
 ROWS = ["habari ya asubuhi rafiki yangu", "jambo rafiki", "karibu sana nyumbani"]
 
@@ -269,23 +270,7 @@ def unsafe_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("unsafe-models")
     markers = root.parent / f"{root.name}-markers"
     markers.mkdir()
-    custom = root / "custom-code"
-    custom.mkdir()
-    (custom / "config.json").write_text(
-        json.dumps(
-            {
-                "model_type": "lingualift_custom",
-                "architectures": ["CustomForCausalLM"],
-                "auto_map": {
-                    "AutoConfig": "configuration_custom.CustomConfig",
-                    "AutoModelForCausalLM": "modeling_custom.CustomForCausalLM",
-                },
-            }
-        )
-    )
-    code = f"from pathlib import Path\nPath({str(markers / 'code-ran')!r}).touch()\n"
-    (custom / "configuration_custom.py").write_text(code)
-    (custom / "modeling_custom.py").write_text(code)
+    custom = custom_code_model_folder(root / "custom-code", markers / "code-ran")
     pickled = save_tiny_causal_lm(root / "pickled-only", "llama", hidden_size=32, num_layers=2)
     (pickled / "model.safetensors").unlink()
 
