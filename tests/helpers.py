@@ -13,6 +13,16 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time of every path under ``roots``: equal before and after a
+    refused command when it wrote, touched and removed nothing."""
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+        for root in roots
+        for p in sorted(root.rglob("*"))
+    }
+
+
 def custom_code_model_folder(folder: Path, marker: Path) -> Path:
     """A model folder whose config asks for its own code; that code, if it ever ran, would
     leave ``marker``."""

@@ -12,17 +12,9 @@ from pathlib import Path
 import pytest
 
 from lingualift.cli import main
-from tests.helpers import custom_code_model_folder
+from tests.helpers import custom_code_model_folder, snapshot
 
 ROWS = ["habari ya asubuhi rafiki yangu", "jambo rafiki", "karibu sana nyumbani"]
-
-
-def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
-    return {
-        str(p): (p.stat().st_size, p.stat().st_mtime_ns)
-        for root in roots
-        for p in sorted(root.rglob("*"))
-    }
 
 
 @pytest.fixture(scope="module")

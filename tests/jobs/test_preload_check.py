@@ -13,17 +13,10 @@ import pytest
 
 from lingualift.cli import main
 from lingualift.placement import DeviceCapabilities, ModelSettings
+from tests.helpers import snapshot
 
 RECIPES = Path(__file__).parents[2] / "recipes" / "experiments"
 TOO_SMALL = "device_memory=100KB"  # the tiny model's weights alone are larger
-
-
-def snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
-    return {
-        str(p): (p.stat().st_size, p.stat().st_mtime_ns)
-        for root in roots
-        for p in sorted(root.rglob("*"))
-    }
 
 
 @pytest.fixture(scope="module")
