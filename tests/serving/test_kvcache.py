@@ -80,16 +80,7 @@ def test_rows_joining_at_different_steps_and_leaving_decode_as_alone(arch):
                     break
                 batch = None
                 continue
-            batch.append_column()
-            out = model(
-                input_ids=tokens[:, None],
-                attention_mask=batch.attention,
-                position_ids=batch.positions[:, None],
-                past_key_values=batch.cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            batch.logits, batch.positions = out.logits[:, -1], batch.positions + 1
+            batch.decode(model, tokens)
             assert batch.cache.get_seq_length() == batch.width
     assert trimmed > 0  # the 20-token prompt left before the others: its padding went with it
     for i, prompt in enumerate(prompts):
@@ -103,17 +94,9 @@ def test_select_copies_rows_for_choices_that_share_a_prefill():
         batch = prefill(model, [prompt])
         batch.select(torch.tensor([0, 0, 0]))
         assert batch.rows == 3 and batch.cache.layers[0].keys.shape[0] == 3
-        batch.append_column()
-        tokens = batch.logits.argmax(-1)
-        out = model(
-            input_ids=tokens[:, None],
-            attention_mask=batch.attention,
-            position_ids=batch.positions[:, None],
-            past_key_values=batch.cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-    assert torch.equal(out.logits[0], out.logits[1]) and torch.equal(out.logits[1], out.logits[2])
+        batch.decode(model, batch.logits.argmax(-1))
+    logits = batch.logits
+    assert torch.equal(logits[0], logits[1]) and torch.equal(logits[1], logits[2])
 
 
 def test_caches_that_cannot_be_joined_in_place_are_named():

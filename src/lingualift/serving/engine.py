@@ -642,18 +642,7 @@ class Engine:
         extra = self._context_for(
             [row.adapter for row in self._rows], [row.request.lang for row in self._rows]
         )
-        batch.append_column()
-        out = self.model(
-            input_ids=tokens[:, None],
-            attention_mask=batch.attention,
-            position_ids=batch.positions[:, None],
-            past_key_values=batch.cache,
-            use_cache=True,
-            logits_to_keep=1,
-            **extra,
-        )
-        batch.cache, batch.logits = out.past_key_values, out.logits[:, -1, :]
-        batch.positions = batch.positions + 1
+        batch.decode(self.model, tokens, **extra)
 
     def _advance(self, row: _Row, token: int, entry: TokenLogprobs | None) -> bool:
         """Take one new token for a row; True when the row is finished."""

@@ -156,3 +156,20 @@ class PaddedBatch:
         import torch
 
         self.attention = torch.cat([self.attention, self.attention.new_ones((self.rows, 1))], 1)
+
+    def decode(self, model: Any, tokens: Any, **model_kwargs: Any) -> None:
+        """One decoding step: each row's next token (a ``(rows,)`` tensor) through the model
+        on this batch's cache, leaving the next logits in ``logits``; ``model_kwargs`` reach
+        the forward (the engine's adapter and ShifCon context)."""
+        self.append_column()
+        out = model(
+            input_ids=tokens[:, None],
+            attention_mask=self.attention,
+            position_ids=self.positions[:, None],
+            past_key_values=self.cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **model_kwargs,
+        )
+        self.cache, self.logits = out.past_key_values, out.logits[:, -1, :]
+        self.positions = self.positions + 1
