@@ -307,7 +307,7 @@ def test_n_and_several_prompts_as_text_or_token_ids_number_choices_as_openai(ser
         model="sw", prompt=[ids, encode("jambo")], max_tokens=4, **GREEDY
     )
     assert [c.text for c in lists.choices] == [alone("habari"), alone("jambo")]
-    chat = client.chat.completions.create(
+    seeded = dict(
         model="fr",
         messages=[{"role": "user", "content": "salut"}],
         n=3,
@@ -316,16 +316,9 @@ def test_n_and_several_prompts_as_text_or_token_ids_number_choices_as_openai(ser
         max_tokens=12,
         extra_body={"ignore_eos": True},
     )
+    chat = client.chat.completions.create(**seeded)
     assert len({c.message.content for c in chat.choices}) == 3  # seeded choices differ
-    again = client.chat.completions.create(
-        model="fr",
-        messages=[{"role": "user", "content": "salut"}],
-        n=3,
-        seed=5,
-        temperature=1.0,
-        max_tokens=12,
-        extra_body={"ignore_eos": True},
-    )
+    again = client.chat.completions.create(**seeded)
     assert [c.message.content for c in again.choices] == [c.message.content for c in chat.choices]
 
 
