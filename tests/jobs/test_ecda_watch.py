@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from lingualift.config import load_config
 from lingualift.jobs.ecda import EcdaConfig, run_ecda
 from tests.continual.helpers import log_rows, write_log
 from tests.jobs.test_ecda import NEW, OLD, args, draw, fresh_store, world  # noqa: F401 (fixture)
-from tests.jobs.test_monitor_watch import free_port, scrape_until
+from tests.jobs.test_monitor_watch import followed, free_port, scrape_until
 from tests.test_tracking import read_scalars
 
 SW = (("lang", "sw"),)
@@ -22,23 +20,17 @@ def test_a_followed_loop_shows_its_promotion_in_prometheus_and_tensorboard(world
     store = fresh_store(world, tmp_path)
     logs = tmp_path / "logs"
     write_log(logs / "seg-0001.jsonl", log_rows(draw(OLD, 60, 2) + draw(NEW, 90, 3)))
-    port, stop, failed = free_port(), threading.Event(), []
+    port = free_port()
     overrides = args(
         world, tmp_path, input=str(logs), follow="true", poll_seconds=0.05, metrics_port=port,
         report_to="tensorboard", settle_rows=0,  # test v2's windows at once (no settling)
     )[1:]  # fmt: skip
     config = load_config(EcdaConfig, overrides=overrides)
 
-    def follow():
-        try:
-            run_ecda(config, progress=False, stop=stop)
-        except BaseException as exc:
-            failed.append(repr(exc))
+    def run(stop):
+        run_ecda(config, progress=False, stop=stop)
 
-    job = threading.Thread(target=follow)
-    job.start()
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
+    with followed(run, port, join_timeout=120) as (url, failed):
         got = scrape_until(
             url, lambda s: s.get(("lingualift_ecda_promotions_total", SW)) == 1, failed, 300
         )
@@ -53,10 +45,6 @@ def test_a_followed_loop_shows_its_promotion_in_prometheus_and_tensorboard(world
         got = scrape_until(
             url, lambda s: s.get(("lingualift_monitor_windows_total", SW)) == 5, failed
         )
-    finally:
-        stop.set()
-        job.join(timeout=120)
-    assert not job.is_alive() and not failed
 
     scalars = read_scalars(tmp_path / "out" / "logs" / "lingualift")
     [(step, promoted)] = scalars["ecda/sw/promoted"]

@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -54,6 +55,28 @@ def scrape_until(url, ready, failed, timeout=120.0):
     raise AssertionError(f"the metrics never got there; last scrape: {sorted(got.items())[:40]}")
 
 
+@contextlib.contextmanager
+def followed(run: Callable[[threading.Event], object], port: int, join_timeout: float = 60.0):
+    """Run a follow-mode job in a thread: yields its metrics URL and the list that collects its
+    error; on leaving, stops it through its event and checks that it ended cleanly."""
+    stop, failed = threading.Event(), []
+
+    def follow():
+        try:
+            run(stop)
+        except BaseException as exc:
+            failed.append(repr(exc))
+
+    job = threading.Thread(target=follow)
+    job.start()
+    try:
+        yield f"http://127.0.0.1:{port}/metrics", failed
+    finally:
+        stop.set()
+        job.join(timeout=join_timeout)
+    assert not job.is_alive() and not failed
+
+
 def close_segment(path, rows, extra_lines=()):
     """Write a segment as the server does: as .partial, renamed when whole."""
     partial = write_log(path.with_name(path.name + ".partial"), rows, extra_lines)
@@ -92,20 +115,14 @@ def test_follow_serves_prometheus_metrics_while_it_runs(tmp_path):
     null_text = {**log_rows(["x"])[0], "text": None}
     stable = log_rows(texts(TOPICS[:3], 2 * WINDOW, "a"))
     close_segment(logs / "seg-0001.jsonl", stable, ["{not json", json.dumps(null_text)])
-    port, stop, failed = free_port(), threading.Event(), []
+    port = free_port()
     settings = dict(follow=True, poll_seconds=0.05, metrics_port=port, report_to="none")
 
-    def follow():
-        try:
-            run_monitor(config(tmp_path, logs, **settings), progress=False,
-                        encoder=ToyEncoder(), stop=stop)  # fmt: skip
-        except BaseException as exc:
-            failed.append(repr(exc))
+    def run(stop):
+        run_monitor(config(tmp_path, logs, **settings), progress=False,
+                    encoder=ToyEncoder(), stop=stop)  # fmt: skip
 
-    job = threading.Thread(target=follow)
-    job.start()
-    url = f"http://127.0.0.1:{port}/metrics"
-    try:
+    with followed(run, port) as (url, failed):
         got = scrape_until(
             url, lambda s: s.get(("lingualift_monitor_windows_total", SW)) == 2, failed
         )
@@ -128,10 +145,6 @@ def test_follow_serves_prometheus_metrics_while_it_runs(tmp_path):
             url, lambda s: s.get(("lingualift_monitor_windows_total", SW)) == 3, failed
         )
         assert got[("lingualift_monitor_alarms_total", SW)] == 1
-    finally:
-        stop.set()
-        job.join(timeout=60)
-    assert not job.is_alive() and not failed
     with pytest.raises(urllib.error.URLError):  # the endpoint goes with the job
         urllib.request.urlopen(url, timeout=5)
     assert (tmp_path / "out" / "config.yaml").is_file()
