@@ -6,6 +6,26 @@ import json
 from pathlib import Path
 
 
+def save_constant_shifcon(folder: Path, base_model: Path) -> Path:
+    """A ShifCon folder (area 1-3, en at 0, sw at 1) for the tiny llama of 4 layers x 32 that
+    ``save_tiny_causal_lm(..., "llama", hidden_size=32, num_layers=4)`` writes at ``base_model``."""
+    import torch
+
+    from lingualift.shifcon import LanguageVectors, ShifCon
+
+    vectors = LanguageVectors(
+        means={"en": torch.zeros(5, 32), "sw": torch.ones(5, 32)},
+        counts={"en": 1, "sw": 1},
+        tokens={"en": 1, "sw": 1},
+        base_model=str(base_model),
+        model_type="llama",
+        num_layers=4,
+        hidden_size=32,
+    )
+    ShifCon(vectors, 1, 3).save(folder)
+    return folder
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     """``rows`` as a JSONL file (folders created), for tests that need a data file."""
     path.parent.mkdir(parents=True, exist_ok=True)

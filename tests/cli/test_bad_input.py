@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lingualift.cli import main
-from tests.helpers import custom_code_model_folder, snapshot
+from tests.helpers import custom_code_model_folder, save_constant_shifcon, snapshot
 
 ROWS = ["habari ya asubuhi rafiki yangu", "jambo rafiki", "karibu sana nyumbani"]
 
@@ -25,7 +25,6 @@ def world(tmp_path_factory):
     from safetensors.torch import save_file
 
     from lingualift.adapters import AdapterStore, base_model_signature
-    from lingualift.shifcon import LanguageVectors, ShifCon
     from lingualift.testing import save_tiny_causal_lm, tiny_causal_lm
 
     root = tmp_path_factory.mktemp("bad-input")
@@ -57,17 +56,7 @@ def world(tmp_path_factory):
     (truncated / "adapter_model.safetensors").write_bytes(weights[: len(weights) // 2])
     broken = store.save("sw", source=truncated, promote=False)  # v2, damaged
 
-    hidden = torch.zeros(5, 32)
-    vectors = LanguageVectors(
-        means={"en": hidden, "sw": hidden + 1},
-        counts={"en": 1, "sw": 1},
-        tokens={"en": 1, "sw": 1},
-        base_model=str(llama),
-        model_type="llama",
-        num_layers=4,
-        hidden_size=32,
-    )
-    ShifCon(vectors, 1, 3).save(root / "shifcon")
+    save_constant_shifcon(root / "shifcon", llama)
     save_file({"x": torch.zeros(1)}, str(root / "x.safetensors"))
     (root / "empty-store").mkdir()
     import shutil

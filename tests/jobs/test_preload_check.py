@@ -13,7 +13,7 @@ import pytest
 
 from lingualift.cli import main
 from lingualift.placement import DeviceCapabilities, ModelSettings
-from tests.helpers import snapshot
+from tests.helpers import save_constant_shifcon, snapshot
 
 RECIPES = Path(__file__).parents[2] / "recipes" / "experiments"
 TOO_SMALL = "device_memory=100KB"  # the tiny model's weights alone are larger
@@ -22,11 +22,9 @@ TOO_SMALL = "device_memory=100KB"  # the tiny model's weights alone are larger
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A tiny model, a data file, a store with a sw adapter, a ShifCon folder for the model."""
-    import torch
     from peft import LoraConfig, get_peft_model
 
     from lingualift.adapters import AdapterStore, base_model_signature
-    from lingualift.shifcon import LanguageVectors, ShifCon
     from lingualift.testing import save_tiny_causal_lm, tiny_causal_lm
 
     root = tmp_path_factory.mktemp("preload")
@@ -39,16 +37,7 @@ def world(tmp_path_factory):
     peft_model = get_peft_model(model, LoraConfig(r=2, target_modules="all-linear"))
     store = AdapterStore(root / "store")
     store.save("sw", peft_model, card={"base_model": base_model_signature(peft_model)})
-    vectors = LanguageVectors(
-        means={"en": torch.zeros(5, 32), "sw": torch.ones(5, 32)},
-        counts={"en": 1, "sw": 1},
-        tokens={"en": 1, "sw": 1},
-        base_model=str(model_dir),
-        model_type="llama",
-        num_layers=4,
-        hidden_size=32,
-    )
-    ShifCon(vectors, 1, 3).save(root / "shifcon")
+    save_constant_shifcon(root / "shifcon", model_dir)
     return {"root": root, "model": model_dir, "data": data, "store": root / "store"}
 
 
